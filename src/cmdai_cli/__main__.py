@@ -1,0 +1,3 @@
+from cmdai_cli.cli import main
+
+main()

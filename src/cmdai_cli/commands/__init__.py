@@ -1,0 +1,1 @@
+"""One thin module per command group: parse options, call one core function, render."""

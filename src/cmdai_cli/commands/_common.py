@@ -1,0 +1,174 @@
+"""What every command shares: the global options and the one place errors become exits.
+
+`command(app)` registers a function as a command with `--profile/-p`, `--json`,
+`--debug` and `--version` added, so they work after any command as well as before it.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import logging
+import sys
+import traceback
+import typing
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Annotated, Any, TypeVar
+
+import typer
+
+from cmdai_cli import __version__, output, redact
+from cmdai_cli.errors import CmdaiError, ExitCode
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+@dataclass
+class State:
+    profile: str | None = None
+    json: bool = False
+    debug: bool = False
+
+
+STATE = State()
+
+
+def complete_profiles(incomplete: str) -> list[str]:
+    try:
+        from cmdai_cli.profile import Store
+
+        names = list(Store().load().profiles)
+    except Exception:
+        return []
+    return [name for name in names if name.startswith(incomplete)]
+
+
+def _show_version(value: bool) -> None:
+    if value:
+        sys.stdout.write(f"cmdai {__version__}\n")
+        raise typer.Exit()
+
+
+ProfileOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--profile",
+        "-p",
+        help="Profile to use (default: $CMDAI_PROFILE, the file's default_profile, 'default').",
+        autocompletion=complete_profiles,
+        show_default=False,
+    ),
+]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON on stdout.")]
+DebugOpt = Annotated[bool, typer.Option("--debug", help="Show tracebacks for errors.")]
+VersionOpt = Annotated[
+    bool,
+    typer.Option(
+        "--version", help="Show the version and exit.", callback=_show_version, is_eager=True
+    ),
+]
+
+_GLOBALS = {
+    "profile_": (ProfileOpt, None),
+    "json_": (JsonOpt, False),
+    "debug_": (DebugOpt, False),
+    "version_": (VersionOpt, False),
+}
+
+
+def set_globals(profile: str | None, json_: bool, debug: bool) -> None:
+    """Merge global options; a value given later (after the command) wins."""
+    if profile is not None:
+        STATE.profile = profile
+    STATE.json = STATE.json or json_
+    STATE.debug = STATE.debug or debug
+    setup_logging()
+
+
+def reset_globals() -> None:
+    STATE.profile, STATE.json, STATE.debug = None, False, False
+
+
+class _StderrHandler(logging.Handler):
+    def emit(self, record: logging.LogRecord) -> None:
+        level = "warning" if record.levelno >= logging.WARNING else "info"
+        output.info(f"cmdai: {level}: {record.getMessage()}")
+
+
+def setup_logging() -> None:
+    logger = logging.getLogger("cmdai")
+    for handler in list(logger.handlers):
+        if isinstance(handler, _StderrHandler):
+            logger.removeHandler(handler)
+    handler = _StderrHandler()
+    handler.addFilter(redact.ScrubFilter())
+    logger.addHandler(handler)
+    logger.setLevel(logging.DEBUG if STATE.debug else logging.WARNING)
+    logger.propagate = False
+
+
+def fail(exc: BaseException) -> typer.Exit:
+    """Report an exception in one line on stderr and give the exit to raise."""
+    if STATE.debug:
+        sys.stderr.write(redact.scrub("".join(traceback.format_exception(exc))))
+    if isinstance(exc, CmdaiError):
+        message = exc.message + (f" (hint: {exc.hint})" if exc.hint else "")
+        output.error(message)
+        return typer.Exit(int(exc.exit_code))
+    if isinstance(exc, KeyboardInterrupt):
+        output.error("interrupted")
+        return typer.Exit(int(ExitCode.INTERRUPTED))
+    detail = f"{type(exc).__name__}: {exc}"
+    output.error(f"internal error: {detail} (run with --debug for the traceback)")
+    return typer.Exit(int(ExitCode.FAILURE))
+
+
+def guarded(func: F) -> F:
+    """Run a command body, turning any error into its one-line message and exit code."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        set_globals(
+            kwargs.pop("profile_", None), kwargs.pop("json_", False), kwargs.pop("debug_", False)
+        )
+        kwargs.pop("version_", None)
+        try:
+            return func(*args, **kwargs)
+        except (typer.Exit, typer.Abort):
+            raise
+        except Exception as exc:
+            if type(exc).__module__.startswith(("typer", "click")):
+                raise
+            raise fail(exc) from None
+        except KeyboardInterrupt as exc:
+            raise fail(exc) from None
+
+    sig = inspect.signature(func, eval_str=True)
+    params = list(sig.parameters.values())
+    hints = typing.get_type_hints(func, include_extras=True)
+    for name, (annotation, default) in _GLOBALS.items():
+        params.append(
+            inspect.Parameter(
+                name, inspect.Parameter.KEYWORD_ONLY, annotation=annotation, default=default
+            )
+        )
+        hints[name] = annotation
+    wrapper.__signature__ = sig.replace(parameters=params)  # type: ignore[attr-defined]
+    wrapper.__annotations__ = hints
+    del wrapper.__wrapped__  # type: ignore[attr-defined]
+    return wrapper  # type: ignore[return-value]
+
+
+def command(app: typer.Typer, name: str | None = None, **kwargs: Any) -> Callable[[F], F]:
+    """Register `func` on `app` as a command with the global options and error handling."""
+
+    def decorate(func: F) -> F:
+        app.command(name, **kwargs)(guarded(func))
+        return func
+
+    return decorate
+
+
+def want_json() -> bool:
+    return STATE.json

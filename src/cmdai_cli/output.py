@@ -1,0 +1,73 @@
+"""Rendering for commands: data on stdout, diagnostics on stderr, JSON when asked.
+
+Used only by `commands/`. Rich is imported on first use so that `--help` stays fast.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import TYPE_CHECKING, Any
+
+from cmdai_cli import redact
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+_consoles: dict[str, Console] = {}
+
+
+def console(stderr: bool = False) -> Console:
+    key = "err" if stderr else "out"
+    if key not in _consoles:
+        from rich.console import Console
+
+        # Rich reads NO_COLOR itself; highlight off so data is printed as given.
+        _consoles[key] = Console(stderr=stderr, highlight=False, soft_wrap=True)
+    return _consoles[key]
+
+
+def reset() -> None:
+    """Forget cached consoles (the streams change between in-process test runs)."""
+    _consoles.clear()
+
+
+def emit_json(data: Any) -> None:
+    sys.stdout.write(json.dumps(data, ensure_ascii=False, default=str) + "\n")
+    sys.stdout.flush()
+
+
+def out(text: str) -> None:
+    """A plain line of data on stdout."""
+    sys.stdout.write(text + "\n")
+
+
+def info(text: str) -> None:
+    """A diagnostic line on stderr, with every known secret masked."""
+    sys.stderr.write(redact.scrub(text) + "\n")
+    sys.stderr.flush()
+
+
+def warn(text: str) -> None:
+    info(f"cmdai: warning: {text}")
+
+
+def error(text: str) -> None:
+    info(f"cmdai: error: {text}")
+
+
+def is_terminal(stream: Any = None) -> bool:
+    stream = sys.stdout if stream is None else stream
+    try:
+        return bool(stream.isatty())
+    except (AttributeError, ValueError):
+        return False
+
+
+def table(columns: list[str], rows: list[list[Any]], title: str | None = None) -> None:
+    from rich.table import Table
+
+    grid = Table(*columns, title=title, show_edge=False, header_style="bold")
+    for row in rows:
+        grid.add_row(*("" if cell is None else str(cell) for cell in row))
+    console().print(grid)

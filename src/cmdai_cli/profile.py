@@ -1,0 +1,459 @@
+"""Profiles: the TOML file, its model, and how every setting is resolved.
+
+Nothing else in cmdai reads or writes the file. Settings resolve in one order:
+command-line flag, then environment (`CMDAI_<FIELD>`), then the active profile, then
+the default. Writes are atomic, locked against other cmdai processes, 0600 in a 0700
+directory, and refuse to touch a file that does not parse.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ipaddress
+import logging
+import os
+import re
+import stat
+import sys
+import tempfile
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+from urllib.parse import urlsplit
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from cmdai_cli import redact
+from cmdai_cli.errors import ConfigError, UsageError
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+log = logging.getLogger("cmdai")
+
+FILE_NAME = "config.toml"
+DEFAULT_PROFILE = "default"
+ENV_PREFIX = "CMDAI_"
+PROFILE_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
+REGION_HOSTS = {"us": "https://api.segment.io", "eu": "https://events.eu1.segmentapis.com"}
+PUBLIC_API_HOSTS = {"us": "https://api.segmentapis.com", "eu": "https://eu1.api.segmentapis.com"}
+
+_SECRET: dict[str, Any] = {"secret": True}
+_NO_ENV: dict[str, Any] = {"env": False}
+
+
+class Profile(BaseModel):
+    """One `[profiles.<name>]` table. New settings are new fields here, nothing more.
+
+    A field marked secret is masked wherever it is shown; every scalar field can also be
+    given as the environment variable `CMDAI_<FIELD NAME IN CAPITALS>`.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    write_key: str | None = Field(None, json_schema_extra=_SECRET)
+    region: Literal["us", "eu"] | None = None
+    segment_host: str | None = None
+    org_id: str | None = None
+    # Segment Public API (destination configure --apply)
+    source: str | None = None
+    deploy_via_segment: bool | None = None
+    public_api_token: str | None = Field(None, json_schema_extra=_SECRET)
+    api_host: str | None = None
+    # Segment Webhooks destination -> Command AI webhook
+    webhook_url: str | None = None
+    webhook_shared_secret: str | None = Field(None, json_schema_extra=_SECRET)
+    webhook_trigger: str | None = None
+    mapping: dict[str, Any] | None = Field(None, json_schema_extra=_NO_ENV)
+    # Command AI bulk-identify API (replay --to bulk-identify)
+    commandai_api_host: str | None = None
+    commandai_api_token: str | None = Field(None, json_schema_extra=_SECRET)
+    commandai_auth_header: str | None = None
+
+    @field_validator("segment_host", "api_host", "webhook_url", "commandai_api_host")
+    @classmethod
+    def _check_host(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        try:
+            return check_url(value)
+        except UsageError as exc:
+            raise ValueError(str(exc)) from None
+
+
+DEFAULTS: dict[str, Any] = {
+    "region": "us",
+    "deploy_via_segment": False,
+    "commandai_api_host": "https://api.command.ai",
+    "commandai_auth_header": "Authorization",
+}
+
+
+def secret_fields() -> set[str]:
+    return {
+        name
+        for name, info in Profile.model_fields.items()
+        if isinstance(info.json_schema_extra, dict) and info.json_schema_extra.get("secret")
+    }
+
+
+def env_var(field_name: str) -> str | None:
+    info = Profile.model_fields[field_name]
+    extra = info.json_schema_extra if isinstance(info.json_schema_extra, dict) else {}
+    return None if extra.get("env") is False else ENV_PREFIX + field_name.upper()
+
+
+class ConfigFile(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    default_profile: str | None = None
+    profiles: dict[str, Profile] = Field(default_factory=dict)
+
+
+# ---------------------------------------------------------------- validation helpers
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def check_url(value: str, *, what: str = "host") -> str:
+    """An http(s) base URL: https required unless the host is a loopback address."""
+    parts = urlsplit(value.strip())
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise UsageError(f"{what} {value!r} is not an http(s) URL")
+    if parts.scheme == "http" and not is_loopback(parts.hostname):
+        raise UsageError(
+            f"{what} {value!r} must use https (plain http is allowed only on loopback)"
+        )
+    if parts.username or parts.password:
+        raise UsageError(f"{what} must not carry credentials in the URL")
+    return value.strip().rstrip("/")
+
+
+def check_write_key(key: str) -> str:
+    if key == "":
+        raise UsageError("the write key is empty")
+    if any(ch.isspace() for ch in key):
+        raise UsageError("the write key contains whitespace")
+    if any(ord(ch) < 0x20 or ord(ch) == 0x7F for ch in key):
+        raise UsageError("the write key contains control characters")
+    if not key.isascii() or not key.isprintable():
+        raise UsageError("the write key must be printable ASCII")
+    if not 8 <= len(key) <= 200:
+        raise UsageError(f"the write key has {len(key)} characters; expected 8 to 200")
+    return key
+
+
+def check_profile_name(name: str) -> str:
+    if not PROFILE_NAME_RE.match(name):
+        raise UsageError(
+            f"profile name {name!r} is not allowed: use letters, digits, '_', '-' and '.', "
+            "starting with a letter or digit, at most 63 characters"
+        )
+    return name
+
+
+def _validation_message(exc: ValidationError, prefix: str) -> str:
+    problems = []
+    for err in exc.errors():
+        loc = ".".join(str(p) for p in (prefix, *err["loc"]) if p != "")
+        msg = "unknown key" if err["type"] == "extra_forbidden" else err["msg"]
+        problems.append(f"{loc}: {msg}")
+    return "; ".join(problems)
+
+
+# ---------------------------------------------------------------- the file
+
+
+def config_dir() -> Path:
+    env = os.environ.get("CMDAI_CONFIG_DIR")
+    if env:
+        return Path(env)
+    from platformdirs import user_config_dir
+
+    return Path(user_config_dir("cmdai", appauthor=False))
+
+
+def state_dir() -> Path:
+    env = os.environ.get("CMDAI_STATE_DIR")
+    if env:
+        return Path(env)
+    from platformdirs import user_state_dir
+
+    return Path(user_state_dir("cmdai", appauthor=False))
+
+
+@dataclass
+class Store:
+    """The profile file at `path` (by default `config_dir()/config.toml`)."""
+
+    path: Path = field(default_factory=lambda: config_dir() / FILE_NAME)
+
+    def read_raw(self) -> dict[str, Any]:
+        """The file's TOML as a dict, validated; {} when there is no file yet."""
+        path = self.path
+        try:
+            data = path.read_bytes()
+        except FileNotFoundError:
+            return {}
+        except IsADirectoryError:
+            raise ConfigError(f"{path}: is a directory, expected the profile file") from None
+        except PermissionError:
+            raise ConfigError(f"{path}: permission denied reading the profile file") from None
+        except OSError as exc:
+            raise ConfigError(f"{path}: cannot read the profile file: {exc.strerror}") from None
+        self._warn_if_loose(path)
+        try:
+            raw = tomllib.loads(data.decode("utf-8"))
+        except UnicodeDecodeError as exc:
+            raise ConfigError(f"{path}: not UTF-8 text (byte {exc.start})") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"{path}: invalid TOML: {exc}") from None
+        self._validate(raw)
+        return raw
+
+    def load(self) -> ConfigFile:
+        return self._validate(self.read_raw())
+
+    def _validate(self, raw: dict[str, Any]) -> ConfigFile:
+        try:
+            parsed = ConfigFile.model_validate(raw)
+        except ValidationError as exc:
+            raise ConfigError(f"{self.path}: {_validation_message(exc, '')}") from None
+        for name in parsed.profiles:
+            if not PROFILE_NAME_RE.match(name):
+                raise ConfigError(f"{self.path}: profiles.{name}: invalid profile name")
+        return parsed
+
+    def _warn_if_loose(self, path: Path) -> None:
+        if os.name != "posix":
+            return
+        mode = stat.S_IMODE(path.stat().st_mode)
+        if mode & 0o077:
+            log.warning(
+                "%s has permissions %o; it holds secrets and will be tightened to 600 "
+                "on the next write",
+                path,
+                mode,
+            )
+
+    @contextlib.contextmanager
+    def _locked(self) -> Iterator[None]:
+        directory = self.path.parent
+        directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+        if os.name == "posix":
+            os.chmod(directory, stat.S_IMODE(directory.stat().st_mode) & 0o700 | 0o700)
+        lock_path = directory / (self.path.name + ".lock")
+        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            try:
+                import fcntl
+            except ImportError:  # pragma: no cover - no advisory locks on this platform
+                yield
+            else:
+                fcntl.flock(fd, fcntl.LOCK_EX)
+                try:
+                    yield
+                finally:
+                    fcntl.flock(fd, fcntl.LOCK_UN)
+        finally:
+            os.close(fd)
+
+    def update(self, change: Callable[[dict[str, Any]], None]) -> ConfigFile:
+        """Read, apply `change` to the raw dict, validate, write atomically; all under lock."""
+        with self._locked():
+            raw = self.read_raw()
+            change(raw)
+            parsed = self._validate(raw)
+            self._write(raw)
+            return parsed
+
+    def _write(self, raw: Mapping[str, Any]) -> None:
+        import tomli_w
+
+        text = tomli_w.dumps(raw)
+        fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=f".{self.path.name}.", suffix=".tmp")
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as handle:
+                handle.write(text)
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.chmod(tmp, 0o600)
+            os.replace(tmp, self.path)
+        except BaseException:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
+            raise
+        if os.name == "posix":
+            dir_fd = os.open(self.path.parent, os.O_RDONLY)
+            try:
+                os.fsync(dir_fd)
+            finally:
+                os.close(dir_fd)
+
+
+# ---------------------------------------------------------------- profile operations
+
+
+def active_name(flag: str | None, config: ConfigFile | None = None) -> str:
+    """--profile, else $CMDAI_PROFILE, else the file's default_profile, else `default`."""
+    if flag:
+        return check_profile_name(flag)
+    env = os.environ.get("CMDAI_PROFILE")
+    if env:
+        return check_profile_name(env)
+    if config is not None and config.default_profile:
+        return config.default_profile
+    return DEFAULT_PROFILE
+
+
+def save_profile(store: Store, name: str, updates: Mapping[str, Any]) -> Profile:
+    """Set `updates` in profile `name` (creating it); None removes a key."""
+    check_profile_name(name)
+    try:
+        Profile.model_validate({k: v for k, v in updates.items() if v is not None})
+    except ValidationError as exc:
+        raise UsageError(_validation_message(exc, "")) from None
+
+    def change(raw: dict[str, Any]) -> None:
+        table = raw.setdefault("profiles", {}).setdefault(name, {})
+        for key, value in updates.items():
+            if value is None:
+                table.pop(key, None)
+            else:
+                table[key] = value
+
+    return store.update(change).profiles[name]
+
+
+def delete_profile(store: Store, name: str) -> None:
+    check_profile_name(name)
+
+    def change(raw: dict[str, Any]) -> None:
+        profiles = raw.get("profiles", {})
+        if name not in profiles:
+            raise ConfigError(f"no profile named {name!r} in {store.path}")
+        del profiles[name]
+        if raw.get("default_profile") == name:
+            del raw["default_profile"]
+
+    store.update(change)
+
+
+def use_profile(store: Store, name: str) -> None:
+    check_profile_name(name)
+
+    def change(raw: dict[str, Any]) -> None:
+        if name not in raw.get("profiles", {}):
+            raise ConfigError(f"no profile named {name!r} in {store.path}")
+        raw["default_profile"] = name
+
+    store.update(change)
+
+
+# ---------------------------------------------------------------- resolution
+
+
+@dataclass
+class Resolved:
+    """Every setting's value and where it came from: flag, env, profile or default."""
+
+    profile: str
+    path: Path
+    exists: bool
+    values: dict[str, Any]
+    sources: dict[str, str]
+
+    def get(self, name: str) -> Any:
+        return self.values.get(name)
+
+    def require(self, name: str, hint: str | None = None) -> Any:
+        value = self.values.get(name)
+        if value in (None, ""):
+            var = env_var(name)
+            where = f"--{name.replace('_', '-')}" + (f", ${var}" if var else "")
+            raise ConfigError(
+                f"no {name.replace('_', ' ')} is set for profile {self.profile!r} "
+                f"(give {where}, or store it in the profile)",
+                hint=hint,
+            )
+        return value
+
+    def masked(self) -> dict[str, Any]:
+        secrets = secret_fields()
+        return {k: redact.mask(v) if k in secrets else v for k, v in self.values.items()}
+
+
+def resolve(
+    profile_flag: str | None = None,
+    flags: Mapping[str, Any] | None = None,
+    *,
+    store: Store | None = None,
+) -> Resolved:
+    """Resolve every Profile field: flag, then environment, then profile, then default."""
+    store = store or Store()
+    config = store.load()
+    name = active_name(profile_flag, config)
+    stored = config.profiles.get(name)
+    flags = flags or {}
+    values: dict[str, Any] = {}
+    sources: dict[str, str] = {}
+    for field_name in Profile.model_fields:
+        var = env_var(field_name)
+        if flags.get(field_name) is not None:
+            values[field_name], sources[field_name] = flags[field_name], "flag"
+        elif var and os.environ.get(var):
+            values[field_name] = _from_env(field_name, var, os.environ[var])
+            sources[field_name] = "env"
+        elif stored is not None and getattr(stored, field_name) is not None:
+            values[field_name], sources[field_name] = getattr(stored, field_name), "profile"
+        elif field_name in DEFAULTS:
+            values[field_name], sources[field_name] = DEFAULTS[field_name], "default"
+        else:
+            values[field_name], sources[field_name] = None, "unset"
+    if values.get("segment_host") is None:
+        values["segment_host"] = REGION_HOSTS[values["region"]]
+        sources["segment_host"] = "region"
+    if values.get("api_host") is None:
+        values["api_host"] = PUBLIC_API_HOSTS[values["region"]]
+        sources["api_host"] = "region"
+    for secret in secret_fields():
+        redact.register(values.get(secret))
+    return Resolved(name, store.path, stored is not None, values, sources)
+
+
+def _from_env(field_name: str, var: str, raw: str) -> Any:
+    try:
+        parsed = Profile.model_validate({field_name: raw})
+    except ValidationError as exc:
+        raise ConfigError(f"${var}: {_validation_message(exc, '')}") from None
+    return getattr(parsed, field_name)
+
+
+def connect(
+    store: Store,
+    name: str,
+    write_key: str,
+    region: str | None = None,
+    host: str | None = None,
+) -> Profile:
+    """Validate a write key (and region or host) and store them in profile `name`."""
+    check_write_key(write_key)
+    redact.register(write_key)
+    if region is not None and region not in REGION_HOSTS:
+        raise UsageError(f"region {region!r} is not one of: {', '.join(REGION_HOSTS)}")
+    updates: dict[str, Any] = {"write_key": write_key}
+    if region is not None:
+        updates["region"] = region
+    if host is not None:
+        updates["segment_host"] = check_url(host)
+    return save_profile(store, name, updates)
