@@ -156,7 +156,7 @@ def guarded(func: F) -> F:
         hints[name] = annotation
     wrapper.__signature__ = sig.replace(parameters=params)  # type: ignore[attr-defined]
     wrapper.__annotations__ = hints
-    del wrapper.__wrapped__  # type: ignore[attr-defined]
+    del wrapper.__wrapped__
     return wrapper  # type: ignore[return-value]
 
 

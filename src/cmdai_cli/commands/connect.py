@@ -51,7 +51,7 @@ def connect(
     ] = None,
 ) -> None:
     """Validate a Segment write key and store it in the active profile."""
-    from cmdai_cli import profile
+    from cmdai_cli import profile, redact
 
     key = read_secret(write_key, what="write key", env="CMDAI_WRITE_KEY")
     store = profile.Store()
@@ -62,7 +62,7 @@ def connect(
     result = {
         "profile": name,
         "path": str(store.path),
-        "write_key": profile.redact.mask(stored.write_key),
+        "write_key": redact.mask(stored.write_key),
         "region": region_used,
         "segment_host": host_used,
     }
