@@ -1,9 +1,244 @@
-"""Placeholder: this command group is being built."""
+"""`cmdai map-payload`: what Command AI records from a stream of Segment events."""
 
 from __future__ import annotations
 
+import os
+import sys
+from enum import Enum
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
 import typer
+
+from cmdai_cli import output
+from cmdai_cli.commands._common import STATE, command
+
+if TYPE_CHECKING:
+    from cmdai_cli.mapping import Tally, WebhookMapping
+    from cmdai_cli.profile import Resolved
+    from cmdai_cli.streams import ErrorPolicy
+
+
+class TargetName(str, Enum):
+    webhook = "webhook"
+    destination = "destination"
+
+
+class OnErrorName(str, Enum):
+    fail = "fail"
+    skip = "skip"
+
+
+class FormatName(str, Enum):
+    ndjson = "ndjson"
+    json = "json"
+    table = "table"
+
+
+HELP = """Show what Command AI records from Segment events, one record per event.
+
+Reads the FILEs in order (or stdin, also '-'): NDJSON, a JSON array, one object, or
+JSON values one after another; .gz is read transparently. Directories and glob
+patterns are expanded.
+
+--target webhook (default): the Segment Webhooks destination builds a body with the
+mapping ('$.path' or a literal per body field; none means the whole event), then
+Command AI records user properties: every field of traits, every body field
+user_property.<name> as <name>, and user_property_event as a boolean property set to
+true. A body without userId is ignored. When two rules set the same property, the
+more specific one wins: user_property.<name>, then user_property_event, then traits.
+
+--target destination: the Command AI SDK call the Command AI destination makes:
+identify -> boot (deploy on) or addMetadataBatch (deploy off); track -> trackEvent;
+anything else makes no call.
+
+Output on stdout, in input order, each record with its 0-based index across all
+inputs: NDJSON when piped, a table on a terminal. A summary goes to stderr.
+"""
 
 
 def register(app: typer.Typer) -> None:
-    """Add this module's commands to `app`."""
+    command(app, "map-payload", help=HELP)(map_payload)
+
+
+def map_payload(
+    files: Annotated[
+        list[str] | None,
+        typer.Argument(
+            metavar="FILE",
+            help="Event files, directories or glob patterns; '-' or none reads stdin.",
+            show_default=False,
+        ),
+    ] = None,
+    target: Annotated[
+        TargetName,
+        typer.Option("--target", help="What to emulate: the webhook, or the destination."),
+    ] = TargetName.webhook,
+    mapping_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--mapping",
+            help="TOML file with a [mapping] table (overrides the profile's mapping).",
+            show_default=False,
+        ),
+    ] = None,
+    deploy: Annotated[
+        bool | None,
+        typer.Option(
+            "--deploy/--no-deploy",
+            help="Destination 'Deploy via Segment' setting "
+            "(default: the profile's deploy_via_segment).",
+            show_default=False,
+        ),
+    ] = None,
+    on_error: Annotated[
+        OnErrorName,
+        typer.Option(
+            "--on-error",
+            help="On a bad record: fail (stop, exit 4, after writing every earlier record) "
+            "or skip (report it on stderr and go on).",
+        ),
+    ] = OnErrorName.fail,
+    fmt: Annotated[
+        FormatName | None,
+        typer.Option(
+            "--format",
+            help="ndjson, json (one array) or table (default: table on a terminal, "
+            "else ndjson; json with --json).",
+            show_default=False,
+        ),
+    ] = None,
+    explain: Annotated[
+        bool,
+        typer.Option("--explain", help="Add, per property, the rule and path it came from."),
+    ] = False,
+) -> None:
+    from cmdai_cli import mapping, profile, streams
+
+    resolved = profile.resolve(STATE.profile, {"deploy_via_segment": deploy})
+    rules = _mapping(target, mapping_file, resolved)
+    mapper = mapping.make_mapper(
+        target.value,
+        rules,
+        deploy=bool(resolved.get("deploy_via_segment")),
+        explain=explain,
+    )
+    inputs = streams.expand_inputs(files or [])
+    chosen = fmt.value if fmt else _default_format()
+
+    def report(bad: streams.BadRecord) -> None:
+        where = bad.source + (f":{bad.line}" if bad.line is not None else "")
+        output.warn(f"{where}: skipped record {bad.position}: {bad.reason}")
+
+    policy = streams.ErrorPolicy(on_error.value, report=report)
+
+    def on_problem(position: int, source: str, line: int | None, reason: str) -> None:
+        policy(streams.BadRecord(position, source, line, reason))
+
+    tally = mapping.Tally()
+    sys.stdout.flush()
+    sink = _sink(chosen, target, explain)
+    try:
+        batches = streams.read_batches(inputs, on_error=policy)
+        with streams.paused_gc():
+            mapping.map_stream(batches, mapper, sink.write_indexed, on_problem, tally)
+    except BrokenPipeError:
+        _quiet_stdout()
+        return
+    finally:
+        try:
+            sink.close()
+        except BrokenPipeError:
+            _quiet_stdout()
+        _summary(tally, policy)
+
+
+def _mapping(target: TargetName, path: Path | None, resolved: Resolved) -> WebhookMapping:
+    from cmdai_cli import mapping
+    from cmdai_cli.mapping_file import load_mapping_file
+
+    if target is not TargetName.webhook:
+        return mapping.RECOMMENDED
+    if path is not None:
+        return load_mapping_file(path)
+    return mapping.parse_mapping(
+        resolved.get("mapping"), source=f"{resolved.path} [profiles.{resolved.profile}.mapping]"
+    )
+
+
+def _default_format() -> str:
+    if STATE.json:
+        return "json"
+    return "table" if output.is_terminal() else "ndjson"
+
+
+class _TableSink:
+    """Rows rendered a page at a time, so a long stream never piles up in memory."""
+
+    PAGE = 500
+
+    def __init__(self, columns: list[str]) -> None:
+        self.columns = columns
+        self.rows: list[list[Any]] = []
+
+    def write_indexed(self, index: int, record: dict[str, Any]) -> None:
+        import orjson
+
+        row: list[Any] = [index]
+        for column in self.columns[1:]:
+            value = record.get(column)
+            if isinstance(value, (dict, list)):
+                value = orjson.dumps(value).decode()
+            row.append(value)
+        self.rows.append(row)
+        if len(self.rows) >= self.PAGE:
+            self.flush()
+
+    def flush(self) -> None:
+        if self.rows:
+            output.table(self.columns, self.rows)
+            self.rows = []
+
+    def close(self) -> None:
+        self.flush()
+
+
+def _sink(chosen: str, target: TargetName, explain: bool) -> Any:
+    from cmdai_cli import streams
+
+    if chosen == "table":
+        columns = (
+            ["index", "userId", "properties", "ignored"]
+            if target is TargetName.webhook
+            else ["index", "action", "call", "args", "ignored"]
+        )
+        return _TableSink([*columns, "explain"] if explain else columns)
+    stream = sys.stdout.buffer
+    if chosen == "json":
+        return streams.JsonArrayWriter(stream)
+    return streams.NdjsonWriter(stream)
+
+
+def _quiet_stdout() -> None:
+    # The reader went away (`| head`): say nothing more on stdout, and let exit be clean.
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):
+        pass
+
+
+def _summary(tally: Tally, policy: ErrorPolicy) -> None:
+    errors = policy.count
+    total = tally.recorded + tally.ignored_total + errors
+    parts = [
+        f"{total} event{'s' if total != 1 else ''}",
+        f"{tally.recorded} recorded",
+        f"{tally.ignored_total} ignored",
+        f"{errors} error{'s' if errors != 1 else ''}",
+    ]
+    output.info(f"map-payload: {parts[0]}: " + ", ".join(parts[1:]))
+    for reason, count in sorted(tally.ignored.items(), key=lambda kv: (-kv[1], kv[0])):
+        output.info(f"  ignored: {reason}: {count}")
+    for reason, count in sorted(policy.reasons.items(), key=lambda kv: (-kv[1], kv[0])):
+        output.info(f"  error: {reason}: {count}")

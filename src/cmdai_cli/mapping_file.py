@@ -1,0 +1,107 @@
+"""Mapping files: a TOML file whose top-level `[mapping]` table is a webhook mapping.
+
+The I/O half of `cmdai_cli.mapping`: read and parse the file, then hand the table to
+`mapping.parse_mapping`, adding the line of the offending key to any error.
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+from pathlib import Path
+from typing import Any
+
+from cmdai_cli.errors import DataError
+from cmdai_cli.mapping import WebhookMapping, parse_mapping
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib  # type: ignore[import-not-found, unused-ignore]
+
+_TOML_POSITION = re.compile(r"\(at line (\d+), column \d+\)")
+_HEADER = re.compile(r"\s*\[\s*([^\[\]]+?)\s*\]\s*(?:#.*)?$")
+
+
+def load_mapping_file(path: str | Path) -> WebhookMapping:
+    """The `[mapping]` table of the TOML file at `path`, validated.
+
+    A file with no `[mapping]` table, or an empty one, means the whole event is the body.
+    Raises DataError naming the file, the key and (when known) the line.
+    """
+    source = str(path)
+    try:
+        data = Path(path).read_bytes()
+    except FileNotFoundError:
+        raise DataError("no such mapping file", source=source) from None
+    except IsADirectoryError:
+        raise DataError("is a directory, expected a mapping file", source=source) from None
+    except OSError as exc:
+        raise DataError(f"cannot read the mapping file: {exc.strerror}", source=source) from None
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise DataError(f"not UTF-8 text (byte {exc.start})", source=source) from None
+    return parse_mapping_text(text, source=source)
+
+
+def parse_mapping_text(text: str, *, source: str = "<mapping>") -> WebhookMapping:
+    """Parse mapping-file TOML `text`; errors name `source`."""
+    try:
+        document = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        message = str(exc)
+        position = _TOML_POSITION.search(message)
+        reason = _TOML_POSITION.sub("", message).strip()
+        line = int(position.group(1)) if position else None
+        raise DataError(f"invalid TOML: {reason}", source=source, line=line) from None
+    table: Any = document.get("mapping")
+    if table is not None and not isinstance(table, dict):
+        raise DataError(
+            "'mapping' must be a table ([mapping])",
+            source=source,
+            line=_line_of(text, None, "mapping"),
+            field="mapping",
+        )
+    try:
+        return parse_mapping(table, source=source)
+    except DataError as exc:
+        if exc.line is None and exc.field:
+            exc = DataError(
+                exc.reason,
+                source=exc.source,
+                line=_line_of(text, "mapping", exc.field),
+                field=exc.field,
+                hint=exc.hint,
+            )
+        raise exc from None
+
+
+def _line_of(text: str, table: str | None, key: str) -> int | None:
+    """The line where `key` is set inside `[table]` (None: top level), when it can be found."""
+    current: str | None = None
+    candidates = [key, f'"{key}"', f"'{key}'"]
+    if "." in key:
+        # Written unquoted, `a.b = ...` nests; the last part is what starts the line.
+        head, _, tail = key.partition(".")
+        candidates.append(f"{head}.{tail}")
+    for number, line in enumerate(text.splitlines(), start=1):
+        header = _HEADER.match(line)
+        if header:
+            current = header.group(1).strip("\"'")
+            continue
+        stripped = line.lstrip()
+        for candidate in candidates:
+            if (current == table or (table is None and current is None)) and stripped.startswith(
+                candidate
+            ):
+                after = stripped[len(candidate) :].lstrip()
+                if after.startswith("="):
+                    return number
+        if table is not None and current is None and stripped.startswith(f"{table}."):
+            # Dotted top-level form: `mapping.userId = "$.userId"`.
+            rest = stripped[len(table) + 1 :]
+            for candidate in candidates:
+                if rest.startswith(candidate) and rest[len(candidate) :].lstrip().startswith("="):
+                    return number
+    return None
