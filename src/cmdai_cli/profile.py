@@ -22,7 +22,14 @@ from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+)
 
 from cmdai_cli import redact
 from cmdai_cli.errors import ConfigError, UsageError
@@ -75,11 +82,12 @@ class Profile(BaseModel):
 
     @field_validator("segment_host", "api_host", "webhook_url", "commandai_api_host")
     @classmethod
-    def _check_host(cls, value: str | None) -> str | None:
+    def _check_host(cls, value: str | None, info: ValidationInfo) -> str | None:
         if value is None:
             return None
         try:
-            return check_url(value)
+            # A webhook URL is used exactly as given; the others are bases that paths join.
+            return check_url(value, base=info.field_name != "webhook_url")
         except UsageError as exc:
             raise ValueError(str(exc)) from None
 
@@ -125,8 +133,11 @@ def is_loopback(host: str) -> bool:
         return False
 
 
-def check_url(value: str, *, what: str = "host") -> str:
-    """An http(s) base URL: https required unless the host is a loopback address."""
+def check_url(value: str, *, what: str = "host", base: bool = True) -> str:
+    """An http(s) URL: https required unless the host is a loopback address.
+
+    A base URL (`base=True`) loses its trailing slash, since paths are joined to it.
+    """
     parts = urlsplit(value.strip())
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise UsageError(f"{what} {value!r} is not an http(s) URL")
@@ -136,7 +147,7 @@ def check_url(value: str, *, what: str = "host") -> str:
         )
     if parts.username or parts.password:
         raise UsageError(f"{what} must not carry credentials in the URL")
-    return value.strip().rstrip("/")
+    return value.strip().rstrip("/") if base else value.strip()
 
 
 def check_write_key(key: str) -> str:

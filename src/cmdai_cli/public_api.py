@@ -1,0 +1,251 @@
+"""A small client for Segment's Public API: auth, media types, pagination, errors, retry.
+
+Success bodies are `{"data": {...}}` and the client returns what is inside `data`; error
+bodies are `{"errors": [...]}` and become `cmdai_cli.errors` members through
+`http_errors`. A 429 waits as long as Segment says, 5xx and network failures back off;
+both follow `retry.RetryPolicy` and so end after a bounded number of tries and seconds.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import httpx
+
+from cmdai_cli import http_errors, redact
+from cmdai_cli.errors import RemoteRefused
+from cmdai_cli.retry import RetryPolicy
+
+SERVICE = "Segment Public API"
+STABLE_MEDIA_TYPE = "application/vnd.segment.v1+json"
+# Actions subscriptions exist only in the Alpha version of the API.
+ALPHA_MEDIA_TYPE = "application/vnd.segment.v1alpha+json"
+PAGE_SIZE = 200
+MAX_PAGES = 1000
+# Up to 5 retries and 2 minutes of waiting: enough for Segment's per-minute write limit.
+DEFAULT_POLICY = RetryPolicy(max_retries=5, base_delay=0.5, max_delay=30.0, max_total_wait=120.0)
+
+HINTS = {
+    401: "the Public API token is missing, wrong or expired "
+    "(give --token, $CMDAI_PUBLIC_API_TOKEN, or store public_api_token in the profile)",
+    403: "the Public API token may not do this: check that it belongs to this workspace "
+    "and has write access",
+    404: "check the source (id, slug or name) and that the token's workspace holds it",
+    409: "Segment already has a conflicting resource; re-running reads the current state "
+    "and updates it instead",
+    422: "Segment refused the fields named above",
+    429: "Segment's rate limit (subscription writes are limited to about 5 a minute); "
+    "wait a minute and run the command again: it continues where it stopped",
+}
+
+
+def _data_wait(response: httpx.Response) -> float | None:
+    """Segment's own answer to how long to wait: `data.msBeforeNext` in a 429 body."""
+    try:
+        body = json.loads(response.content)
+    except (ValueError, UnicodeDecodeError):
+        return None
+    data = body.get("data") if isinstance(body, dict) else None
+    value = data.get("msBeforeNext") if isinstance(data, dict) else None
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and value >= 0:
+        return float(value) / 1000.0
+    return None
+
+
+def server_wait(response: httpx.Response, *, now: float) -> float | None:
+    """How long a 429 asks to wait: body first, then `Retry-After`, then the reset header."""
+    from cmdai_cli.retry import parse_reset, parse_retry_after
+
+    wait = _data_wait(response)
+    if wait is None:
+        wait = parse_retry_after(response.headers.get("Retry-After"))
+    if wait is None:
+        wait = parse_reset(response.headers.get("X-RateLimit-Reset"), now=now)
+    return wait
+
+
+class PublicApi:
+    """One workspace's Public API at `host` with a Bearer `token`.
+
+    `sleep`, `clock` and `rng` are injectable so that tests of waiting are instant;
+    `on_wait(message)` is told before every wait.
+    """
+
+    def __init__(
+        self,
+        host: str,
+        token: str,
+        *,
+        policy: RetryPolicy | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+        clock: Callable[[], float] = time.time,
+        rng: random.Random | None = None,
+        timeout: float = 30.0,
+        page_size: int = PAGE_SIZE,
+        on_wait: Callable[[str], None] | None = None,
+    ) -> None:
+        redact.register(token)
+        self.host = host.rstrip("/")
+        self.policy = policy or DEFAULT_POLICY
+        self.sleep = sleep
+        self.clock = clock
+        self.rng = rng
+        self.page_size = page_size
+        self.on_wait = on_wait
+        self._client = httpx.Client(
+            base_url=self.host,
+            headers={"Authorization": f"Bearer {token}", "User-Agent": "cmdai"},
+            timeout=timeout,
+            follow_redirects=False,
+        )
+
+    def close(self) -> None:
+        self._client.close()
+
+    def __enter__(self) -> PublicApi:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # ------------------------------------------------------------ requests
+
+    def call(
+        self,
+        method: str,
+        path: str,
+        *,
+        body: Any = None,
+        params: dict[str, Any] | None = None,
+        alpha: bool = False,
+    ) -> dict[str, Any]:
+        """Send one request (retrying as the policy allows) and return its `data` object."""
+        media = ALPHA_MEDIA_TYPE if alpha else STABLE_MEDIA_TYPE
+        headers = {"Accept": media}
+        content: bytes | None = None
+        if body is not None:
+            headers["Content-Type"] = media
+            content = json.dumps(body).encode("utf-8")
+        idempotent = method.upper() != "POST"
+        attempt = 0
+        waited = 0.0
+        while True:
+            attempt += 1
+            try:
+                response = self._client.request(
+                    method, path, params=params, content=content, headers=headers
+                )
+            except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
+                # Nothing reached Segment: safe to send again whatever the method.
+                decision = self.policy.decide(
+                    attempt, waited, network_error=True, idempotent=True, rng=self.rng
+                )
+                if not decision.retry:
+                    raise http_errors.error_for_exception(
+                        exc, service=SERVICE, context=decision.reason
+                    ) from None
+                self._wait(decision.delay, f"cannot reach {SERVICE} ({method} {path})")
+                waited += decision.delay
+                continue
+            except httpx.HTTPError as exc:
+                decision = self.policy.decide(
+                    attempt, waited, network_error=True, idempotent=idempotent, rng=self.rng
+                )
+                if not decision.retry:
+                    raise http_errors.error_for_exception(
+                        exc, service=SERVICE, context=decision.reason
+                    ) from None
+                self._wait(decision.delay, f"no answer from {SERVICE} ({method} {path})")
+                waited += decision.delay
+                continue
+            if response.is_success:
+                return self._data(response)
+            status = response.status_code
+            wait = server_wait(response, now=self.clock()) if status == 429 else None
+            decision = self.policy.decide(
+                attempt,
+                waited,
+                status=status,
+                idempotent=idempotent,
+                server_wait=wait,
+                rng=self.rng,
+            )
+            if not decision.retry:
+                context = decision.reason if status in (429,) or status >= 500 else None
+                raise http_errors.error_for_response(
+                    response, service=SERVICE, hints=HINTS, context=context
+                )
+            what = "rate limited" if status == 429 else f"answered {status}"
+            self._wait(decision.delay, f"{SERVICE} {what} ({method} {path})")
+            waited += decision.delay
+
+    def _wait(self, delay: float, why: str) -> None:
+        if self.on_wait is not None:
+            self.on_wait(f"{why}; retrying in {delay:.1f} s")
+        self.sleep(delay)
+
+    def _data(self, response: httpx.Response) -> dict[str, Any]:
+        if not response.content:
+            return {}
+        try:
+            body = json.loads(response.content)
+        except (ValueError, UnicodeDecodeError):
+            raise RemoteRefused(
+                f"{SERVICE} answered {response.status_code} to "
+                f"{response.request.method} {response.request.url.path} with a body that "
+                "is not JSON",
+                status=response.status_code,
+            ) from None
+        data = body.get("data") if isinstance(body, dict) else None
+        if not isinstance(data, dict):
+            raise RemoteRefused(
+                f"{SERVICE} answered {response.status_code} to "
+                f"{response.request.method} {response.request.url.path} without a "
+                "'data' object",
+                status=response.status_code,
+            )
+        return data
+
+    def pages(self, path: str, key: str, *, alpha: bool = False) -> Iterator[dict[str, Any]]:
+        """Every item of list `data.<key>` across all pages of `path`."""
+        cursor: str | None = None
+        seen: set[str] = set()
+        for _ in range(MAX_PAGES):
+            params: dict[str, Any] = {"pagination.count": self.page_size}
+            if cursor:
+                params["pagination.cursor"] = cursor
+            data = self.call("GET", path, params=params, alpha=alpha)
+            items = data.get(key)
+            if items is None:
+                items = []
+            if not isinstance(items, list):
+                raise RemoteRefused(f"{SERVICE}: GET {path}: 'data.{key}' is not a list")
+            for item in items:
+                if isinstance(item, dict):
+                    yield item
+            pagination = data.get("pagination")
+            following = pagination.get("next") if isinstance(pagination, dict) else None
+            if not following:
+                return
+            if following in seen:
+                raise RemoteRefused(f"{SERVICE}: GET {path}: pagination repeats a cursor")
+            seen.add(str(following))
+            cursor = str(following)
+        raise RemoteRefused(f"{SERVICE}: GET {path}: more than {MAX_PAGES} pages")
+
+    # ------------------------------------------------------------ resources
+
+    def list_sources(self) -> list[dict[str, Any]]:
+        return list(self.pages("/sources", "sources"))
+
+    def list_connected_destinations(self, source_id: str) -> list[dict[str, Any]]:
+        return list(self.pages(f"/sources/{source_id}/connected-destinations", "destinations"))
+
+    def list_subscriptions(self, destination_id: str) -> list[dict[str, Any]]:
+        return list(
+            self.pages(f"/destinations/{destination_id}/subscriptions", "subscriptions", alpha=True)
+        )

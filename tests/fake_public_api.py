@@ -1,0 +1,384 @@
+"""A fake of the part of Segment's Public API that `cmdai destination` uses, on loopback.
+
+It keeps sources, destinations and subscriptions in memory and behaves as the real API is
+documented to: Bearer auth, `{"data": ...}` and `{"errors": [...]}` bodies, cursor
+pagination with `pagination.count` required, the Alpha media type on subscription
+endpoints, the `input` wrapper on subscription updates, masked secret settings, one
+Command AI (device-mode) destination per source. Failures can be injected per request.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+ALPHA = "application/vnd.segment.v1alpha+json"
+STABLE = ("application/vnd.segment.v1+json", "application/json", "*/*")
+COMMANDAI = "638f843c4520d424f63c9e51"
+WEBHOOKS = "614a3c7d791c91c41bae7599"
+ACTIONS = {
+    COMMANDAI: {"pvLKevrkEtiUZX3ej5FX8j": "identifyUser", "5cVhYfBJYs4sCSvLLoahGc": "trackEvent"},
+    WEBHOOKS: {"nFPnRozhz1mh4Gbx4MLvT5": "send"},
+}
+SECRET_SETTINGS = {"sharedSecret"}
+DEVICE_MODE = {COMMANDAI}
+MASK = "••••••••"
+
+
+@dataclass
+class Injected:
+    method: str
+    path: re.Pattern[str]
+    status: int  # 0: close the connection without an answer
+    times: int
+    body: Any = None
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class Seen:
+    method: str
+    path: str
+    query: dict[str, list[str]]
+    headers: dict[str, str]
+    body: Any
+
+
+class FakePublicApi:
+    def __init__(self, token: str) -> None:
+        self.token = token
+        self.sources: list[dict[str, Any]] = []
+        self.destinations: dict[str, dict[str, Any]] = {}
+        self.subscriptions: dict[str, dict[str, Any]] = {}
+        self.requests: list[Seen] = []
+        self.injected: list[Injected] = []
+        self.lock = threading.Lock()
+        self._ids = 0
+        self.url = ""
+
+    # ------------------------------------------------------------ set-up helpers
+
+    def new_id(self, prefix: str) -> str:
+        self._ids += 1
+        return f"{prefix}{self._ids:04d}"
+
+    def add_source(self, slug: str, name: str | None = None) -> dict[str, Any]:
+        source = {
+            "id": self.new_id("src"),
+            "slug": slug,
+            "name": name or slug,
+            "enabled": True,
+            "writeKeys": ["wk"],
+            "metadata": {"slug": "javascript", "name": "Javascript"},
+        }
+        self.sources.append(source)
+        return source
+
+    def fail(
+        self,
+        method: str,
+        path: str,
+        status: int,
+        *,
+        times: int = 1,
+        body: Any = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        """The next `times` requests matching method and path regex get this answer."""
+        self.injected.append(
+            Injected(method, re.compile(path), status, times, body, dict(headers or {}))
+        )
+
+    def writes(self) -> list[Seen]:
+        return [r for r in self.requests if r.method != "GET"]
+
+    def on_source(self, source_id: str, metadata_id: str | None = None) -> list[dict[str, Any]]:
+        return [
+            d
+            for d in self.destinations.values()
+            if d["sourceId"] == source_id
+            and (metadata_id is None or d["metadataId"] == metadata_id)
+        ]
+
+    def subs_of(self, destination_id: str) -> list[dict[str, Any]]:
+        return [s for s in self.subscriptions.values() if s["destinationId"] == destination_id]
+
+    # ------------------------------------------------------------ views
+
+    def destination_view(self, dest: dict[str, Any]) -> dict[str, Any]:
+        settings = {
+            k: (MASK if k in SECRET_SETTINGS and v else v) for k, v in dest["settings"].items()
+        }
+        return {
+            "id": dest["id"],
+            "name": dest["name"],
+            "enabled": dest["enabled"],
+            "sourceId": dest["sourceId"],
+            "settings": settings,
+            "metadata": {"id": dest["metadataId"], "name": "x", "slug": "x"},
+        }
+
+    # ------------------------------------------------------------ request handling
+
+    def handle(
+        self,
+        method: str,
+        path: str,
+        query: dict[str, list[str]],
+        headers: dict[str, str],
+        raw: bytes,
+    ) -> tuple[int, Any, dict[str, str]]:
+        body: Any = None
+        if raw:
+            try:
+                body = json.loads(raw)
+            except ValueError:
+                return 400, _errors("bad-request", "invalid JSON"), {}
+        with self.lock:
+            self.requests.append(Seen(method, path, query, headers, body))
+            for item in self.injected:
+                if item.times > 0 and item.method == method and item.path.fullmatch(path):
+                    item.times -= 1
+                    return item.status, item.body, item.headers
+            if headers.get("authorization") != f"Bearer {self.token}":
+                return 401, _errors("unauthorized", "The access token is missing or invalid"), {}
+            alpha = "/subscriptions" in path
+            accept = headers.get("accept", "")
+            if alpha and accept != ALPHA:
+                return 406, _errors("not-acceptable", f"this endpoint needs Accept {ALPHA}"), {}
+            if not alpha and accept not in STABLE:
+                return 406, _errors("not-acceptable", f"unknown media type {accept}"), {}
+            if body is not None:
+                wanted = ALPHA if alpha else None
+                ctype = headers.get("content-type", "")
+                if (wanted and ctype != wanted) or (not wanted and ctype not in STABLE):
+                    return 415, _errors("unsupported-media-type", f"bad Content-Type {ctype}"), {}
+            return self.route(method, path, query, body)
+
+    def route(
+        self, method: str, path: str, query: dict[str, list[str]], body: Any
+    ) -> tuple[int, Any, dict[str, str]]:
+        parts = [p for p in path.split("/") if p]
+        if method == "GET" and parts == ["sources"]:
+            return self.page(query, "sources", self.sources)
+        if method == "GET" and len(parts) == 3 and parts[0] == "sources":
+            if parts[2] != "connected-destinations":
+                return _not_found()
+            if not any(s["id"] == parts[1] for s in self.sources):
+                return _not_found("source")
+            items = [self.destination_view(d) for d in self.on_source(parts[1])]
+            return self.page(query, "destinations", items)
+        if parts[:1] == ["destinations"]:
+            if method == "POST" and len(parts) == 1:
+                return self.create_destination(body)
+            dest = self.destinations.get(parts[1]) if len(parts) > 1 else None
+            if dest is None:
+                return _not_found("destination")
+            if method == "PATCH" and len(parts) == 2:
+                return self.update_destination(dest, body)
+            if len(parts) >= 3 and parts[2] == "subscriptions":
+                if method == "GET" and len(parts) == 3:
+                    return self.page(query, "subscriptions", self.subs_of(dest["id"]))
+                if method == "POST" and len(parts) == 3:
+                    return self.create_subscription(dest, body)
+                if method == "PATCH" and len(parts) == 4:
+                    sub = self.subscriptions.get(parts[3])
+                    if sub is None or sub["destinationId"] != dest["id"]:
+                        return _not_found("subscription")
+                    return self.update_subscription(sub, body)
+        return _not_found()
+
+    def page(
+        self, query: dict[str, list[str]], key: str, items: list[dict[str, Any]]
+    ) -> tuple[int, Any, dict[str, str]]:
+        try:
+            count = int(query["pagination.count"][0])
+        except (KeyError, ValueError):
+            return (
+                422,
+                _errors("validation", "pagination.count is required", "pagination.count"),
+                {},
+            )
+        if not 1 <= count <= 1000:
+            return 422, _errors("validation", "must be 1 to 1000", "pagination.count"), {}
+        start = int(query.get("pagination.cursor", ["0"])[0])
+        chunk = items[start : start + count]
+        following = str(start + count) if start + count < len(items) else None
+        pagination = {"current": str(start), "next": following, "totalEntries": len(items)}
+        return 200, {"data": {key: chunk, "pagination": pagination}}, {}
+
+    def create_destination(self, body: Any) -> tuple[int, Any, dict[str, str]]:
+        if not isinstance(body, dict):
+            return 400, _errors("bad-request", "body must be an object"), {}
+        problems = []
+        source_id = body.get("sourceId")
+        metadata_id = body.get("metadataId")
+        settings = body.get("settings")
+        if not any(s["id"] == source_id for s in self.sources):
+            return _not_found("source")
+        if metadata_id not in ACTIONS:
+            problems.append(("metadataId", "unknown destination metadata"))
+        if not isinstance(settings, dict):
+            problems.append(("settings", "must be an object"))
+        elif metadata_id == COMMANDAI:
+            if not isinstance(settings.get("orgId"), str) or not settings.get("orgId"):
+                problems.append(("settings.orgId", "Organization ID is required"))
+            if "deploy" in settings and not isinstance(settings["deploy"], bool):
+                problems.append(("settings.deploy", "must be a boolean"))
+        if problems:
+            return 422, {"errors": [_error("validation", m, f) for f, m in problems]}, {}
+        if metadata_id in DEVICE_MODE and self.on_source(str(source_id), str(metadata_id)):
+            return 409, _errors("conflict", "the source already has this destination"), {}
+        dest = {
+            "id": self.new_id("dst"),
+            "sourceId": source_id,
+            "metadataId": metadata_id,
+            "name": body.get("name") or "Destination",
+            "enabled": bool(body.get("enabled", False)),
+            "settings": dict(settings or {}),
+        }
+        self.destinations[dest["id"]] = dest
+        return 200, {"data": {"destination": self.destination_view(dest)}}, {}
+
+    def update_destination(
+        self, dest: dict[str, Any], body: Any
+    ) -> tuple[int, Any, dict[str, str]]:
+        if not isinstance(body, dict) or set(body) - {"name", "enabled", "settings"}:
+            return 422, _errors("validation", "unknown fields", "body"), {}
+        if "settings" in body:
+            if not isinstance(body["settings"], dict):
+                return 422, _errors("validation", "must be an object", "settings"), {}
+            orgid = body["settings"].get("orgId", "x")
+            if dest["metadataId"] == COMMANDAI and not orgid:
+                return (
+                    422,
+                    _errors("validation", "Organization ID is required", "settings.orgId"),
+                    {},
+                )
+            dest["settings"].update(body["settings"])
+        if "enabled" in body:
+            dest["enabled"] = bool(body["enabled"])
+        if "name" in body:
+            dest["name"] = body["name"]
+        return 200, {"data": {"destination": self.destination_view(dest)}}, {}
+
+    def _check_subscription(
+        self, dest: dict[str, Any], body: dict[str, Any]
+    ) -> list[tuple[str, str]]:
+        problems = []
+        if "actionId" in body and body["actionId"] not in ACTIONS[dest["metadataId"]]:
+            problems.append(("actionId", "not an action of this destination"))
+        if "trigger" in body and (not isinstance(body["trigger"], str) or not body["trigger"]):
+            problems.append(("trigger", "must be a non-empty FQL string"))
+        if "settings" in body and not isinstance(body["settings"], dict):
+            problems.append(("settings", "must be an object"))
+        return problems
+
+    def create_subscription(
+        self, dest: dict[str, Any], body: Any
+    ) -> tuple[int, Any, dict[str, str]]:
+        if not isinstance(body, dict):
+            return 400, _errors("bad-request", "body must be an object"), {}
+        problems = [(f, "is required") for f in ("name", "actionId", "trigger") if f not in body]
+        problems += self._check_subscription(dest, body)
+        if problems:
+            return 422, {"errors": [_error("validation", m, f) for f, m in problems]}, {}
+        sub = {
+            "id": self.new_id("sub"),
+            "destinationId": dest["id"],
+            "name": body["name"],
+            "actionId": body["actionId"],
+            "actionSlug": ACTIONS[dest["metadataId"]][body["actionId"]],
+            "trigger": body["trigger"],
+            "enabled": bool(body.get("enabled", False)),
+            "settings": body.get("settings") or {},
+        }
+        self.subscriptions[sub["id"]] = sub
+        return 200, {"data": {"destinationSubscription": sub}}, {}
+
+    def update_subscription(
+        self, sub: dict[str, Any], body: Any
+    ) -> tuple[int, Any, dict[str, str]]:
+        if not isinstance(body, dict) or not isinstance(body.get("input"), dict):
+            return 422, _errors("validation", 'the body must be {"input": {...}}', "input"), {}
+        change = body["input"]
+        unknown = set(change) - {"name", "trigger", "enabled", "settings"}
+        if unknown:
+            return 422, _errors("validation", f"unknown fields {sorted(unknown)}", "input"), {}
+        dest = self.destinations[sub["destinationId"]]
+        problems = self._check_subscription(dest, change)
+        if problems:
+            return 422, {"errors": [_error("validation", m, f) for f, m in problems]}, {}
+        sub.update(change)
+        return 200, {"data": {"destinationSubscription": sub}}, {}
+
+
+def _error(kind: str, message: str, field_name: str | None = None) -> dict[str, Any]:
+    error: dict[str, Any] = {"type": kind, "message": message}
+    if field_name:
+        error["field"] = field_name
+    return error
+
+
+def _errors(kind: str, message: str, field_name: str | None = None) -> dict[str, Any]:
+    return {"errors": [_error(kind, message, field_name)]}
+
+
+def _not_found(what: str = "resource") -> tuple[int, Any, dict[str, str]]:
+    return 404, _errors("not-found", f"{what} not found"), {}
+
+
+def _handler(api: FakePublicApi) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+        def _serve(self) -> None:
+            parts = urlsplit(self.path)
+            length = int(self.headers.get("Content-Length") or 0)
+            raw = self.rfile.read(length) if length else b""
+            headers = {k.lower(): v for k, v in self.headers.items()}
+            status, body, extra = api.handle(
+                self.command, parts.path, parse_qs(parts.query), headers, raw
+            )
+            if status == 0:
+                # A dropped connection: no status line at all.
+                self.close_connection = True
+                return
+            data = b"" if body is None else json.dumps(body).encode()
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            for name, value in extra.items():
+                self.send_header(name, value)
+            self.end_headers()
+            self.wfile.write(data)
+
+        do_GET = do_POST = do_PATCH = _serve
+
+    return Handler
+
+
+@contextmanager
+def running(token: str) -> Iterator[FakePublicApi]:
+    api = FakePublicApi(token)
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(api))
+    server.daemon_threads = True
+    thread = threading.Thread(target=server.serve_forever, args=(0.02,), daemon=True)
+    thread.start()
+    api.url = f"http://127.0.0.1:{server.server_address[1]}"
+    try:
+        yield api
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=5)
