@@ -11,7 +11,6 @@ import inspect
 import logging
 import sys
 import traceback
-import typing
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Annotated, Any, TypeVar
@@ -22,6 +21,9 @@ from cmdai_cli import __version__, output, redact
 from cmdai_cli.errors import CmdaiError, ExitCode
 
 F = TypeVar("F", bound=Callable[..., Any])
+
+# The environment variable through which a shell asks `cmdai` for completions.
+COMPLETE_VAR = "_CMDAI_COMPLETE"
 
 
 @dataclass
@@ -42,6 +44,25 @@ def complete_profiles(incomplete: str) -> list[str]:
     except Exception:
         return []
     return [name for name in names if name.startswith(incomplete)]
+
+
+def complete_events(incomplete: str) -> list[tuple[str, str]]:
+    """Catalogue event names for `--event`, each described by its `properties.type`.
+
+    Names hold spaces, which bash splits on insertion, so a lower-case start completes
+    the `properties.type` values instead ("nudge_shown"); `--event` accepts both.
+    """
+    try:
+        from cmdai_cli import catalogue
+
+        specs = catalogue.events()
+    except Exception:
+        return []
+    if incomplete[:1].islower():
+        pairs = {spec.event_type: spec.name for spec in specs}
+    else:
+        pairs = {spec.name: spec.event_type for spec in specs}
+    return [(value, about) for value, about in pairs.items() if value.startswith(incomplete)]
 
 
 def _show_version(value: bool) -> None:
@@ -146,7 +167,15 @@ def guarded(func: F) -> F:
 
     sig = inspect.signature(func, eval_str=True)
     params = list(sig.parameters.values())
-    hints = typing.get_type_hints(func, include_extras=True)
+    # The signature's annotations are already evaluated: evaluating them again through
+    # get_type_hints costs start-up time for every command.
+    hints = {
+        name: param.annotation
+        for name, param in sig.parameters.items()
+        if param.annotation is not inspect.Parameter.empty
+    }
+    if sig.return_annotation is not inspect.Signature.empty:
+        hints["return"] = sig.return_annotation
     for name, (annotation, default) in _GLOBALS.items():
         params.append(
             inspect.Parameter(

@@ -49,6 +49,14 @@ def connect(
         str | None,
         typer.Option("--host", help="Tracking API base URL, overriding the region's host."),
     ] = None,
+    send_test: Annotated[
+        bool,
+        typer.Option(
+            "--send-test",
+            help="Then send a test event and report whether Segment accepted it "
+            "(exit 5 refused, 6 unreachable).",
+        ),
+    ] = False,
 ) -> None:
     """Validate a Segment write key and store it in the active profile."""
     from cmdai_cli import profile, redact
@@ -66,6 +74,13 @@ def connect(
         "region": region_used,
         "segment_host": host_used,
     }
+    test = None
+    if send_test:
+        from cmdai_cli.commands import send_test as sending
+
+        message, event = sending.build(None, None, None, {})
+        test, _ = sending.perform(message, event, local=False, host=None, timeout=15.0)
+        result["send_test"] = test
     if STATE.json:
         output.emit_json(result)
     else:
@@ -73,3 +88,7 @@ def connect(
             f"Stored write key {result['write_key']} in profile '{name}' ({store.path}); "
             f"region {region_used}, host {host_used}"
         )
+        if test is not None:
+            sending.render(test, None)
+    if test is not None:
+        sending.raise_for(test)

@@ -1,0 +1,442 @@
+"""The one place that talks to segment-analytics-python, and what came of each message.
+
+`Sender` sends messages through the library's `Client` and reports, per message,
+whether Segment accepted it (2xx), refused it (status and Segment's message), or could
+not be reached (what failed). It works around the library's ways of losing events: a
+full queue is waited out instead of dropping, every send ends in a bounded flush, the
+error callback cannot raise, one consumer thread is used and stopped by us (never
+`thread=N`, never `sync_mode`), and oversized messages are reported before sending.
+
+`post_batch` sends one ready batch through the library's own transport without its
+retries, so a caller with its own retry policy (replay) sees each answer.
+"""
+
+from __future__ import annotations
+
+import atexit
+import copy
+import json
+import logging
+import re
+import threading
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import asdict, dataclass
+from datetime import datetime, timezone
+from typing import TYPE_CHECKING, Any, Literal
+
+from cmdai_cli import redact
+from cmdai_cli.profile import REGION_HOSTS, check_url
+
+if TYPE_CHECKING:
+    from cmdai_cli.profile import Resolved
+
+MESSAGE_TYPES = ("identify", "track", "page", "screen", "group", "alias")
+MAX_MESSAGE_BYTES = 32 * 1024
+MAX_BATCH_BYTES = 500 * 1024
+MAX_BATCH_MESSAGES = 2500
+MAX_MESSAGE_ID = 100
+DEFAULT_TIMEOUT = 15.0
+
+Status = Literal["accepted", "refused", "unreachable", "invalid"]
+
+log = logging.getLogger("cmdai")
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What happened to one message.
+
+    `status` is `accepted` (Segment answered 2xx), `refused` (it answered otherwise:
+    `http_status` and Segment's message in `detail`), `unreachable` (no answer: `detail`
+    says what failed), or `invalid` (not sent: `detail` says why).
+    """
+
+    message_id: str | None
+    type: str | None
+    status: Status
+    http_status: int | None = None
+    detail: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "accepted"
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def host_for(region: str | None = None, host: str | None = None) -> str:
+    """The Tracking API base URL: an explicit host wins, else the region's (default us)."""
+    if host is not None:
+        return check_url(host)
+    return REGION_HOSTS[region or "us"]
+
+
+def _quiet_library_log() -> None:
+    # The library logs every failure (and, at debug, whole bodies with the write key) to
+    # the "segment" logger; its outcomes reach the user through ours instead.
+    lib_log = logging.getLogger("segment")
+    if not any(isinstance(h, logging.NullHandler) for h in lib_log.handlers):
+        lib_log.addHandler(logging.NullHandler())
+    lib_log.propagate = False
+
+
+def describe_failure(exc: BaseException, timeout: float | None = None) -> str:
+    """A one-line account of a transport failure, without a library's long chains."""
+    names = {cls.__name__ for cls in type(exc).__mro__}
+    text = str(exc)
+    if names & {"Timeout", "ReadTimeout", "ConnectTimeout", "TimeoutError"}:
+        after = f" after {timeout:g}s" if timeout else ""
+        return f"no answer{after} (timed out)"
+    if "ConnectionError" in names or isinstance(exc, OSError):
+        reason = re.search(r"\[Errno [^\]]+\][^'\")]*", text)
+        if reason:
+            return f"could not connect: {reason.group(0).strip()}"
+        if "RemoteDisconnected" in text or "Connection aborted" in text:
+            return "the connection was closed before an answer"
+        return "could not connect"
+    if "InvalidURL" in names or "MissingSchema" in names:
+        return f"invalid host URL: {text}"
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+def _parse_timestamp(value: Any) -> datetime | None:
+    if value is None:
+        return None
+    if isinstance(value, datetime):
+        return value
+    if isinstance(value, str):
+        text = value.strip()
+        if text.endswith(("Z", "z")):
+            text = text[:-1] + "+00:00"
+        parsed = datetime.fromisoformat(text)
+        return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
+    raise ValueError(f"timestamp must be an ISO-8601 string, got {type(value).__name__}")
+
+
+def check_message(message: Mapping[str, Any]) -> str | None:
+    """Why Segment would not take this message as given, or None when it would."""
+    kind = message.get("type")
+    if kind not in MESSAGE_TYPES:
+        return f"type {kind!r} is not one of {', '.join(MESSAGE_TYPES)}"
+    if kind == "alias":
+        if message.get("previousId") in (None, "") or message.get("userId") in (None, ""):
+            return "an alias needs previousId and userId"
+    elif message.get("userId") in (None, "") and message.get("anonymousId") in (None, ""):
+        return "the message has neither userId nor anonymousId"
+    if kind == "track" and not isinstance(message.get("event"), str):
+        return "a track needs an event name"
+    if kind == "group" and message.get("groupId") in (None, ""):
+        return "a group needs groupId"
+    message_id = message.get("messageId")
+    if message_id is not None and len(str(message_id)) > MAX_MESSAGE_ID:
+        return f"messageId has {len(str(message_id))} characters; Segment allows {MAX_MESSAGE_ID}"
+    for name in ("context", "integrations", "properties", "traits"):
+        if message.get(name) is not None and not isinstance(message.get(name), Mapping):
+            return f"{name} must be an object"
+    try:
+        _parse_timestamp(message.get("timestamp"))
+    except ValueError as exc:
+        return f"timestamp {message.get('timestamp')!r} is not ISO-8601 ({exc})"
+    size = message_size(message)
+    if size > MAX_MESSAGE_BYTES:
+        return f"the message is {size} bytes; Segment's limit is {MAX_MESSAGE_BYTES} (32 KB)"
+    return None
+
+
+def message_size(message: Mapping[str, Any]) -> int:
+    """Bytes of the message as the library measures it, its own context.library included."""
+    measured = dict(message)
+    context = dict(measured.get("context") or {})
+    context["library"] = {"name": "analytics-python", "version": "0.0.0"}
+    measured["context"] = context
+    return len(json.dumps(measured, default=str).encode())
+
+
+def _call_args(message: Mapping[str, Any]) -> tuple[str, dict[str, Any]]:
+    kind = str(message["type"])
+    args: dict[str, Any] = {
+        "context": copy.deepcopy(dict(message.get("context") or {})),
+        "integrations": copy.deepcopy(dict(message.get("integrations") or {})),
+        "timestamp": _parse_timestamp(message.get("timestamp")),
+        "message_id": message.get("messageId"),
+    }
+    if kind != "alias":
+        args["anonymous_id"] = message.get("anonymousId")
+    args["user_id"] = message.get("userId")
+    if kind in ("identify", "group"):
+        args["traits"] = copy.deepcopy(dict(message.get("traits") or {}))
+    if kind in ("track", "page", "screen"):
+        args["properties"] = copy.deepcopy(dict(message.get("properties") or {}))
+    if kind == "track":
+        args["event"] = message.get("event")
+    if kind in ("page", "screen"):
+        args["name"] = message.get("name")
+        args["category"] = message.get("category")
+    if kind == "group":
+        args["group_id"] = message.get("groupId")
+    if kind == "alias":
+        args["previous_id"] = message.get("previousId")
+    return kind, args
+
+
+class Sender:
+    """A segment-analytics-python client that reports what became of every message.
+
+    Use as a context manager, or call `close()`: it stops the library's consumer thread
+    so nothing waits on it at interpreter exit.
+    """
+
+    def __init__(
+        self,
+        write_key: str,
+        host: str,
+        *,
+        timeout: float = DEFAULT_TIMEOUT,
+        max_retries: int = 3,
+        gzip: bool = True,
+        upload_size: int = 100,
+        upload_interval: float = 0.05,
+        max_queue_size: int = 10_000,
+    ) -> None:
+        from segment.analytics import Client
+
+        _quiet_library_log()
+        redact.register(write_key)
+        self.host = host.rstrip("/")
+        self.timeout = timeout
+        self._lock = threading.Lock()
+        self._results: dict[str, Outcome] = {}
+        # One consumer, bounded waits: the overall timeout caps retries and rate limiting.
+        self._client = Client(
+            write_key,
+            host=self.host,
+            gzip=gzip,
+            timeout=max(0.5, min(timeout, 10.0)),
+            max_retries=max_retries,
+            max_total_backoff_duration=timeout,
+            max_rate_limit_duration=timeout,
+            max_queue_size=max_queue_size,
+            upload_size=upload_size,
+            upload_interval=upload_interval,
+            on_error=self._on_error,
+        )
+        # The library registers a join at exit that can wait out a slow request.
+        atexit.unregister(self._client.join)
+        self._consumer = self._client.consumers[0]
+        self._hook_success()
+
+    # ------------------------------------------------------------------ callbacks
+
+    def _hook_success(self) -> None:
+        # The library reports failures only; wrapping this consumer's request (and no
+        # other) records each batch that came back 2xx, with its status.
+        original = self._consumer.request
+
+        def request(batch: list[dict[str, Any]]) -> Any:
+            response = original(batch)
+            self._record(batch, "accepted", getattr(response, "status_code", None), None)
+            return response
+
+        self._consumer.request = request
+
+    def _record(
+        self, batch: Any, status: Status, http_status: int | None, detail: str | None
+    ) -> None:
+        try:
+            with self._lock:
+                for item in batch or ():
+                    message_id = item.get("messageId") if isinstance(item, Mapping) else None
+                    if message_id is None:
+                        continue
+                    self._results[str(message_id)] = Outcome(
+                        str(message_id), item.get("type"), status, http_status, detail
+                    )
+        except Exception:  # never let bookkeeping break the library's thread
+            log.debug("could not record an outcome", exc_info=True)
+
+    def _on_error(self, exc: Any, batch: Any) -> None:
+        """The library's error callback. It must never raise: that kills the consumer."""
+        try:
+            status: Status
+            http_status = getattr(exc, "status", None)
+            if isinstance(http_status, int):
+                status = "refused"
+                detail = str(getattr(exc, "message", "") or exc)
+            elif "rate limit" in str(exc).lower() or "rate-limit" in str(exc).lower():
+                status, http_status = "refused", 429
+                detail = f"rate limited for longer than {self.timeout:g}s: {exc}"
+            else:
+                status, http_status = "unreachable", None
+                detail = describe_failure(exc, self._client.timeout)
+            self._record(batch, status, http_status, redact.scrub(detail))
+        except BaseException:
+            log.debug("error callback failed", exc_info=True)
+
+    # ------------------------------------------------------------------ sending
+
+    def send(self, messages: Iterable[Mapping[str, Any]]) -> list[Outcome]:
+        """Send every message; return one Outcome each, in order, within `timeout`."""
+        deadline = time.monotonic() + self.timeout
+        outcomes: list[Outcome | None] = []
+        pending: dict[int, tuple[str, str]] = {}
+        for message in messages:
+            outcome, queued = self._enqueue(message, deadline)
+            outcomes.append(outcome)
+            if queued is not None:
+                pending[len(outcomes) - 1] = queued
+        flushed = self._flush(deadline)
+        with self._lock:
+            results = {mid: self._results.get(mid) for mid, _ in pending.values()}
+            for mid in results:
+                self._results.pop(mid, None)
+        for index, (message_id, kind) in pending.items():
+            result = results[message_id]
+            if result is None:
+                why = (
+                    f"no answer from {self.host} within {self.timeout:g}s"
+                    if not flushed
+                    else "the library finished without reporting this message"
+                )
+                result = Outcome(message_id, kind, "unreachable", None, why)
+            outcomes[index] = result
+        return [o for o in outcomes if o is not None]
+
+    def send_one(self, message: Mapping[str, Any]) -> Outcome:
+        return self.send([message])[0]
+
+    def _enqueue(
+        self, message: Mapping[str, Any], deadline: float
+    ) -> tuple[Outcome | None, tuple[str, str] | None]:
+        """Queue one message: (None, (messageId, type)) when queued, else (Outcome, None)."""
+        if not isinstance(message, Mapping):
+            return Outcome(None, None, "invalid", None, "the message is not an object"), None
+        given_id, kind_given = message.get("messageId"), message.get("type")
+        mid = None if given_id is None else str(given_id)
+        problem = check_message(message)
+        if problem:
+            return Outcome(mid, str(kind_given), "invalid", None, problem), None
+        kind, args = _call_args(message)
+        while True:
+            try:
+                queued, built = getattr(self._client, kind)(**args)
+            except RuntimeError as exc:  # the library's own 32 KB check
+                detail = f"over Segment's 32 KB message limit ({str(exc)[:60]}...)"
+                return Outcome(mid, kind, "invalid", None, detail), None
+            except (AssertionError, TypeError, ValueError) as exc:
+                return Outcome(mid, kind, "invalid", None, str(exc)), None
+            message_id = str(built["messageId"])
+            args["message_id"] = message_id
+            if queued:
+                with self._lock:
+                    self._results.pop(message_id, None)
+                return None, (message_id, kind)
+            # Queue full: the library dropped it. Let the queue drain, then enqueue again.
+            if not self._flush(deadline):
+                why = f"the send queue stayed full for {self.timeout:g}s"
+                return Outcome(message_id, kind, "unreachable", None, why), None
+
+    def _flush(self, deadline: float) -> bool:
+        """Wait until everything queued has been answered for, or the deadline passes."""
+        queue = self._client.queue
+        with queue.all_tasks_done:
+            while queue.unfinished_tasks:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0 or not self._consumer.is_alive():
+                    return False
+                queue.all_tasks_done.wait(min(remaining, 0.1))
+        return True
+
+    def close(self) -> None:
+        """Stop the consumer without waiting on a request still in flight."""
+        self._consumer.pause()
+        self._consumer.join(timeout=1.0)
+
+    def __enter__(self) -> Sender:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def sender_for(resolved: Resolved, *, host: str | None = None, **options: Any) -> Sender:
+    """A Sender from a resolved profile: its write key, and its host or region's host."""
+    write_key = resolved.require("write_key", hint="run `cmdai connect` first")
+    base = host_for(resolved.get("region"), host or resolved.get("segment_host"))
+    return Sender(write_key, base, **options)
+
+
+def send(
+    messages: Sequence[Mapping[str, Any]],
+    *,
+    write_key: str,
+    host: str,
+    timeout: float = DEFAULT_TIMEOUT,
+    **options: Any,
+) -> list[Outcome]:
+    """Send messages with a Sender made for this call and closed after it."""
+    with Sender(write_key, host, timeout=timeout, **options) as sender:
+        return sender.send(messages)
+
+
+# ---------------------------------------------------------------------- one batch
+
+
+@dataclass(frozen=True)
+class BatchResult:
+    """Segment's answer to one batch request: no retries were made."""
+
+    status: Status
+    http_status: int | None
+    message: str | None
+    retry_after: float | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "accepted"
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def post_batch(
+    batch: Sequence[Mapping[str, Any]],
+    *,
+    write_key: str,
+    host: str,
+    timeout: float = DEFAULT_TIMEOUT,
+    gzip: bool = True,
+    context: Mapping[str, Any] | None = None,
+) -> BatchResult:
+    """POST one batch body to `{host}/v1/batch` once, keeping every message as given.
+
+    The answer decides nothing here: `retry_after` (seconds, from Retry-After) and the
+    status are returned for the caller's retry policy.
+    """
+    from segment.analytics.request import APIError, parse_retry_after, post
+
+    _quiet_library_log()
+    redact.register(write_key)
+    body: dict[str, Any] = {"batch": [dict(m) for m in batch]}
+    if context:
+        body["context"] = dict(context)
+    try:
+        response = post(write_key, host.rstrip("/"), gzip=gzip, timeout=timeout, **body)
+    except APIError as exc:
+        retry_after = None
+        if exc.response is not None:
+            parsed = parse_retry_after(exc.response)
+            retry_after = None if parsed is None else float(parsed)
+        return BatchResult("refused", exc.status, redact.scrub(str(exc.message)), retry_after)
+    except Exception as exc:
+        return BatchResult("unreachable", None, redact.scrub(describe_failure(exc, timeout)))
+    return BatchResult("accepted", response.status_code, _success_message(response))
+
+
+def _success_message(response: Any) -> str | None:
+    try:
+        text = str(response.text)
+    except Exception:
+        return None
+    return text[:200] or None

@@ -1,0 +1,210 @@
+"""`cmdai listen` as a real process, driven by segment-analytics-python."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import IO, Any
+
+import pytest
+from segment.analytics import Client
+
+from .conftest import WRITE_KEY
+
+
+class Listener:
+    def __init__(self, *args: str) -> None:
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "cmdai_cli", "listen", "--port", "0", *args],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        )
+        assert self.proc.stdout is not None
+        self.stdout: IO[str] = self.proc.stdout
+        self.first = self.stdout.readline()
+        if not self.first:
+            _, err = self.proc.communicate(timeout=10)
+            pytest.fail(f"cmdai listen exited {self.proc.returncode} at start: {err}")
+
+    def line(self) -> str:
+        return self.stdout.readline()
+
+    def stop(self) -> tuple[int, str, str]:
+        self.proc.send_signal(signal.SIGINT)
+        out, err = self.proc.communicate(timeout=10)
+        return self.proc.returncode, out, err
+
+
+@pytest.fixture
+def listeners() -> Iterator[list[Listener]]:
+    started: list[Listener] = []
+    yield started
+    for listener in started:
+        if listener.proc.poll() is None:
+            listener.proc.kill()
+            listener.proc.communicate(timeout=10)
+
+
+def client(url: str, key: str = WRITE_KEY, **options: Any) -> Client:
+    return Client(key, host=url, upload_interval=0.05, max_retries=0, **options)
+
+
+def test_json_mode_with_the_python_sdk(listeners: list[Listener], tmp_path: Path) -> None:
+    out = tmp_path / "events.ndjson"
+    listener = Listener("--json", "--write-key", WRITE_KEY, "--out", str(out))
+    listeners.append(listener)
+    url = json.loads(listener.first)["listening"]
+    assert url.startswith("http://127.0.0.1:")
+    sdk = client(url, gzip=True)
+    sdk.identify("user-1", {"plan": "growth"}, message_id="m-identify")
+    sdk.track("user-1", "Opened", {"type": "opened"}, message_id="m-track")
+    sdk.page("user-1", "Admin", "Settings", message_id="m-page")
+    sdk.flush()
+    sdk.join()
+    lines = [json.loads(listener.line()) for _ in range(3)]
+    assert [entry["message"]["messageId"] for entry in lines] == ["m-identify", "m-track", "m-page"]
+    assert lines[1]["message"]["event"] == "Opened"
+    assert all(entry["flags"] == [] and entry["path"] == "/v1/batch" for entry in lines)
+    code, rest, err = listener.stop()
+    assert code == 0, err
+    summary = json.loads(rest.strip().splitlines()[-1])["summary"]
+    assert summary["accepted"] == 3 and summary["requests"] >= 1
+    stored = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [m["messageId"] for m in stored] == ["m-identify", "m-track", "m-page"]
+    everything = listener.first + rest + err + out.read_text()
+    assert WRITE_KEY not in everything and WRITE_KEY not in json.dumps(lines)
+
+
+def test_wrong_key_gets_401_and_is_counted(listeners: list[Listener]) -> None:
+    listener = Listener("--json", "--write-key", WRITE_KEY)
+    listeners.append(listener)
+    url = json.loads(listener.first)["listening"]
+    errors: list[int] = []
+    sdk = client(url, key="another-key-1234", on_error=lambda e, b: errors.append(e.status))
+    sdk.track("u", "Opened")
+    sdk.flush()
+    sdk.join()
+    code, rest, _ = listener.stop()
+    assert code == 0
+    assert errors == [401]
+    summary = json.loads(rest.strip().splitlines()[-1])["summary"]
+    assert summary["accepted"] == 0 and summary["rejected"] == {"401": 1}
+
+
+def test_table_mode(listeners: list[Listener]) -> None:
+    listener = Listener()
+    listeners.append(listener)
+    assert listener.first.startswith("Listening on http://127.0.0.1:")
+    url = listener.first.split()[-1]
+    sdk = client(url)
+    sdk.track("user-1", "Nudge Shown", message_id="a")
+    sdk.group("user-1", "org_1", message_id="b")
+    sdk.flush()
+    sdk.join()
+    header, row1, row2 = listener.line(), listener.line(), listener.line()
+    assert header.split()[:2] == ["time", "type"]
+    assert "track" in row1 and "Nudge Shown" in row1 and "user-1" in row1
+    assert "group org_1" in row2
+    code, _, err = listener.stop()
+    assert code == 0
+    assert "Stopped: " in err and "2 messages accepted" in err
+
+
+def test_flags_in_the_table(listeners: list[Listener]) -> None:
+    import urllib.request
+
+    listener = Listener()
+    listeners.append(listener)
+    url = listener.first.split()[-1]
+    request = urllib.request.Request(
+        url + "/v1/track", data=json.dumps({"event": "x"}).encode(), method="POST"
+    )
+    with urllib.request.urlopen(request, timeout=5) as response:
+        assert response.status == 200
+    listener.line()
+    assert "no userId or anonymousId" in listener.line()
+    assert listener.stop()[0] == 0
+
+
+def test_busy_port_is_a_usage_error(listeners: list[Listener]) -> None:
+    first = Listener("--json")
+    listeners.append(first)
+    port = json.loads(first.first)["listening"].rsplit(":", 1)[1]
+    result = subprocess.run(
+        [sys.executable, "-m", "cmdai_cli", "listen", "--port", port],
+        capture_output=True,
+        text=True,
+        timeout=20,
+    )
+    assert result.returncode == 2
+    assert "cannot listen" in result.stderr
+
+
+def test_sigterm_also_stops_cleanly(listeners: list[Listener]) -> None:
+    listener = Listener("--json")
+    listeners.append(listener)
+    time.sleep(0.05)
+    listener.proc.send_signal(signal.SIGTERM)
+    _, err = listener.proc.communicate(timeout=10)
+    assert listener.proc.returncode == 0, err
+
+
+# ------------------------------------------------------------------ Segment's Node SDK
+
+NODE_DIR = Path(__file__).parent / "node"
+NODE_SDK = NODE_DIR / "node_modules" / "@segment" / "analytics-node"
+
+
+def run_node_sdk(url: str, key: str) -> list[dict[str, Any]]:
+    import shutil
+
+    node = shutil.which("node")
+    if node is None:
+        pytest.skip("node is not installed")
+    if not NODE_SDK.is_dir():
+        pytest.skip("@segment/analytics-node is not installed: run `npm ci --prefix tests/node`")
+    done = subprocess.run(
+        [node, str(NODE_DIR / "send.mjs"), url, key], capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    return [json.loads(line) for line in done.stdout.splitlines()]
+
+
+def test_node_sdk_round_trips_every_type() -> None:
+    from cmdai_cli.receiver import Receiver
+
+    with Receiver(write_key=WRITE_KEY) as rx:
+        results = run_node_sdk(rx.url, WRITE_KEY)
+        arrived = {r.message["messageId"]: r for r in rx.messages()}
+    kinds = ["identify", "track", "page", "screen", "group", "alias"]
+    assert sorted(r["messageId"] for r in results if r["ok"]) == sorted(f"node-{k}" for k in kinds)
+    for kind in kinds:
+        received = arrived[f"node-{kind}"]
+        message = received.message
+        assert message["type"] == kind and received.flags == ()
+        assert message["timestamp"] == "2024-05-01T12:34:56.789Z"
+        assert message["integrations"] == {"All": False, "Mixpanel": True}
+        assert message["context"]["ip"] == "203.0.113.7"
+        assert message["context"]["library"]["name"] == "@segment/analytics-node"
+        assert "writeKey" not in message
+    assert arrived["node-track"].message["properties"] == {"type": "opened", "trigger": "keyboard"}
+    assert arrived["node-group"].message["groupId"] == "org_10234"
+    assert arrived["node-alias"].message["previousId"] == "anon-1"
+
+
+def test_node_sdk_sees_a_wrong_key_refused() -> None:
+    from cmdai_cli.receiver import Receiver
+
+    with Receiver(write_key=WRITE_KEY) as rx:
+        results = run_node_sdk(rx.url, "not-the-key-123")
+        assert rx.messages() == []
+        assert rx.stats.rejected.get(401, 0) >= 1
+    assert results and not any(r.get("ok") for r in results)
