@@ -95,7 +95,9 @@ def test_active_profile_order(config_path, monkeypatch):
 
 def test_require_names_flag_and_env(config_path):
     resolved = profile.resolve(None, {}, store=store_at(config_path))
-    with pytest.raises(ConfigError, match=r"--write-key, \$CMDAI_WRITE_KEY"):
+    with pytest.raises(ConfigError, match=r"give --write-key, \$CMDAI_WRITE_KEY, or store"):
+        resolved.require("write_key", flag="--write-key")
+    with pytest.raises(ConfigError, match=r"give \$CMDAI_WRITE_KEY, or store"):
         resolved.require("write_key")
 
 

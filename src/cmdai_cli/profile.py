@@ -389,14 +389,17 @@ class Resolved:
     def get(self, name: str) -> Any:
         return self.values.get(name)
 
-    def require(self, name: str, hint: str | None = None) -> Any:
+    def require(self, name: str, hint: str | None = None, *, flag: str | None = None) -> Any:
+        """The value of `name`, or a ConfigError naming the flag (if the command has one),
+        the environment variable and the profile as the places to set it."""
         value = self.values.get(name)
         if value in (None, ""):
             var = env_var(name)
-            where = f"--{name.replace('_', '-')}" + (f", ${var}" if var else "")
+            places = [p for p in (flag, f"${var}" if var else None) if p]
+            where = ", ".join(places) + (", or" if places else "")
             raise ConfigError(
                 f"no {name.replace('_', ' ')} is set for profile {self.profile!r} "
-                f"(give {where}, or store it in the profile)",
+                f"(give {where} store it in the profile)",
                 hint=hint,
             )
         return value
