@@ -1,9 +1,349 @@
-"""Placeholder: this command group is being built."""
+"""`cmdai replay`: resend recorded events to Segment, the webhook, or bulk-identify."""
 
 from __future__ import annotations
 
+import contextlib
+import signal
+import sys
+import threading
+from collections.abc import Callable, Iterator
+from enum import Enum
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
 import typer
+
+from cmdai_cli import output
+from cmdai_cli.commands._common import STATE, command
+from cmdai_cli.errors import ExitCode, PartialFailure
+
+if TYPE_CHECKING:
+    from cmdai_cli.replay.run import Progress, Summary
+
+
+class To(str, Enum):
+    segment = "segment"
+    webhook = "webhook"
+    bulk_identify = "bulk-identify"
+
+
+class OnErrorName(str, Enum):
+    fail = "fail"
+    skip = "skip"
+
+
+HELP = """Resend recorded events to Segment, the Command AI webhook, or bulk-identify.
+
+Reads the FILEs in order (or stdin, also '-'): NDJSON, JSON arrays, .gz, directories and
+glob patterns, the files `cmdai listen --out` writes, and this command's own reject and
+dead-letter files.
+
+--to segment: batches to the Segment host (profile or --host) through
+segment-analytics-python, each event kept as recorded; an event without a messageId
+gets one derived from its content, so running twice is deduplicated by Segment.
+--to webhook: the body built by the webhook mapping, signed with X-Signature (hex
+HMAC-SHA1) when the profile has a shared secret; --batch-size sends JSON arrays.
+--to bulk-identify: Command AI's recording rules, merged per user, POSTed to
+{api_host}/api/{org_id}/bulk-identify/.
+
+Progress is checkpointed after every acknowledged batch: after a crash, kill or
+Ctrl-C, run the same command with --resume. Events that cannot be delivered go to the
+dead-letter file, unsendable ones to the reject file; the exit code is 1 when any
+event was not delivered.
+"""
 
 
 def register(app: typer.Typer) -> None:
-    """Add this module's commands to `app`."""
+    command(app, "replay", help=HELP)(replay)
+
+
+def replay(
+    files: Annotated[
+        list[str] | None,
+        typer.Argument(
+            help="Event files, directories or glob patterns; '-' or none reads stdin.",
+            show_default=False,
+        ),
+    ] = None,
+    to: Annotated[
+        To,
+        typer.Option("--to", help="Where to send: segment, webhook or bulk-identify."),
+    ] = ...,  # type: ignore[assignment]
+    host: Annotated[
+        str | None,
+        typer.Option(
+            "--host",
+            help="Segment host for --to segment, or Command AI API host for --to "
+            "bulk-identify (default: the profile's).",
+            show_default=False,
+        ),
+    ] = None,
+    url: Annotated[
+        str | None,
+        typer.Option(
+            "--url", help="Webhook URL (default: the profile's webhook_url).", show_default=False
+        ),
+    ] = None,
+    mapping_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--mapping",
+            help="TOML file with a [mapping] table (default: the profile's mapping).",
+            show_default=False,
+        ),
+    ] = None,
+    org_id: Annotated[
+        str | None,
+        typer.Option(
+            "--org-id", help="Command AI organization id (bulk-identify).", show_default=False
+        ),
+    ] = None,
+    types: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--type",
+            help="Only events of this type (repeat, or comma-separate).",
+            show_default=False,
+        ),
+    ] = None,
+    events: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--event", help="Only track events with this name (repeat).", show_default=False
+        ),
+    ] = None,
+    since: Annotated[
+        str | None,
+        typer.Option(
+            "--since",
+            help="Only events with timestamp at or after this ISO-8601 time.",
+            show_default=False,
+        ),
+    ] = None,
+    until: Annotated[
+        str | None,
+        typer.Option(
+            "--until",
+            help="Only events with timestamp before this ISO-8601 time.",
+            show_default=False,
+        ),
+    ] = None,
+    limit: Annotated[
+        int | None,
+        typer.Option("--limit", help="Stop after this many selected events.", show_default=False),
+    ] = None,
+    shard: Annotated[
+        str | None,
+        typer.Option(
+            "--shard",
+            help="Take share K of N (1 <= K <= N) by messageId, so N runs split the input.",
+            show_default=False,
+        ),
+    ] = None,
+    on_error: Annotated[
+        OnErrorName,
+        typer.Option(
+            "--on-error",
+            help="On a bad record: fail (stop, exit 4, after sending every earlier event) "
+            "or skip (write it to the reject file and go on).",
+        ),
+    ] = OnErrorName.fail,
+    batch_size: Annotated[
+        int | None,
+        typer.Option(
+            "--batch-size",
+            help="Events per request (segment: up to 2500, default as many as fit in 500 KB; "
+            "webhook: send JSON arrays of N; bulk-identify: users per request, default 100).",
+            show_default=False,
+        ),
+    ] = None,
+    concurrency: Annotated[
+        int, typer.Option("--concurrency", help="Requests in flight at once.")
+    ] = 4,
+    rate: Annotated[
+        float | None,
+        typer.Option("--rate", help="At most this many events per second.", show_default=False),
+    ] = None,
+    max_retries: Annotated[
+        int, typer.Option("--max-retries", help="Retries per request before giving up.")
+    ] = 5,
+    max_wait: Annotated[
+        float,
+        typer.Option("--max-wait", help="Seconds a request may spend waiting between retries."),
+    ] = 120.0,
+    backoff: Annotated[
+        float,
+        typer.Option("--backoff", help="First retry's backoff ceiling in seconds (doubles)."),
+    ] = 0.5,
+    timeout: Annotated[
+        float, typer.Option("--timeout", help="Seconds to wait for each answer.")
+    ] = 15.0,
+    gzip: Annotated[
+        bool,
+        typer.Option(
+            "--gzip/--no-gzip",
+            help="Compress Segment batches (worth it on slow links; costs CPU).",
+        ),
+    ] = False,
+    checkpoint: Annotated[
+        Path | None,
+        typer.Option(
+            "--checkpoint",
+            help="Checkpoint file (default: one in the state directory, keyed by the inputs).",
+            show_default=False,
+        ),
+    ] = None,
+    resume: Annotated[
+        bool,
+        typer.Option("--resume", help="Continue from the checkpoint instead of starting over."),
+    ] = False,
+    dead_letter: Annotated[
+        Path | None,
+        typer.Option(
+            "--dead-letter",
+            help="NDJSON file for events that failed for good (default: in the state directory).",
+            show_default=False,
+        ),
+    ] = None,
+    rejects: Annotated[
+        Path | None,
+        typer.Option(
+            "--rejects",
+            help="NDJSON file for bad and unsendable records (default: in the state directory).",
+            show_default=False,
+        ),
+    ] = None,
+    dry_run: Annotated[
+        bool,
+        typer.Option("--dry-run", help="Read, validate, map and count; send nothing."),
+    ] = False,
+) -> None:
+    from cmdai_cli import profile
+    from cmdai_cli.replay import ReplayOptions
+    from cmdai_cli.replay import replay as run_replay
+    from cmdai_cli.replay.select import Filters, parse_shard
+
+    options = ReplayOptions(
+        inputs=files or [],
+        to=to.value,
+        host=host,
+        url=url,
+        mapping_file=mapping_file,
+        filters=Filters.build(types or (), events or (), since, until),
+        shard=parse_shard(shard) if shard else None,
+        limit=limit,
+        on_error=on_error.value,
+        batch_size=batch_size,
+        concurrency=concurrency,
+        rate=rate,
+        max_retries=max_retries,
+        max_wait=max_wait,
+        backoff=backoff,
+        timeout=timeout,
+        gzip=gzip,
+        checkpoint=checkpoint,
+        resume=resume,
+        dead_letter=dead_letter,
+        rejects=rejects,
+        dry_run=dry_run,
+    )
+    settings = profile.resolve(STATE.profile, {"org_id": org_id})
+    show = output.is_terminal(sys.stderr) and not STATE.json
+    with _terminate_as_interrupt(), _progress(show) as progress:
+        summary = run_replay(options, settings, progress=progress)
+    _report(summary)
+
+
+@contextlib.contextmanager
+def _terminate_as_interrupt() -> Iterator[None]:
+    """SIGTERM (Kubernetes, CI cancellation) stops as Ctrl-C does: cleanly, resumable."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupt(_signum: int, _frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+@contextlib.contextmanager
+def _progress(show: bool) -> Iterator[Callable[[Progress], None] | None]:
+    if not show:
+        yield None
+        return
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        TextColumn,
+        TimeRemainingColumn,
+    )
+    from rich.progress import Progress as Bar
+
+    bar = Bar(
+        TextColumn("replay"),
+        BarColumn(bar_width=20),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[rate]}/s"),
+        TextColumn("ETA"),
+        TimeRemainingColumn(),
+        TextColumn(
+            "sent {task.fields[sent]} retries {task.fields[retries]} "
+            "failed {task.fields[failed]} rejected {task.fields[rejected]}"
+        ),
+        console=output.console(stderr=True),
+        transient=True,
+    )
+    task = bar.add_task("replay", total=None, sent=0, retries=0, failed=0, rejected=0, rate=0)
+
+    def update(snapshot: Progress) -> None:
+        total = snapshot.total if snapshot.total and snapshot.total >= snapshot.read else None
+        elapsed = bar.tasks[0].elapsed or 0.0
+        rate = f"{snapshot.sent / elapsed:,.0f}" if elapsed > 0 else "-"
+        bar.update(
+            task,
+            completed=snapshot.read,
+            total=total,
+            sent=snapshot.sent,
+            retries=snapshot.retries,
+            failed=snapshot.failed,
+            rejected=snapshot.rejected,
+            rate=rate,
+        )
+
+    with bar:
+        yield update
+
+
+def _report(summary: Summary) -> None:
+    if STATE.json:
+        output.emit_json(summary.as_dict())
+    else:
+        for line in summary.lines():
+            output.info(line)
+    if summary.stopped_by is not None:
+        raise summary.stopped_by
+    if summary.interrupted:
+        output.error("interrupted; run the same command with --resume to continue")
+        raise typer.Exit(int(ExitCode.INTERRUPTED))
+    if summary.undelivered:
+        where = []
+        if summary.rejected:
+            where.append(f"{summary.rejected} rejected (in {summary.rejects})")
+        if summary.failed:
+            where.append(f"{summary.failed} failed (in {summary.dead_letter})")
+        if summary.pending:
+            where.append(f"{summary.pending} pending")
+        if summary.failed_before or summary.rejected_before:
+            where.append(
+                f"{summary.failed_before + summary.rejected_before} in earlier runs "
+                "of this checkpoint"
+            )
+        raise PartialFailure(
+            f"{summary.undelivered} event{'s' if summary.undelivered != 1 else ''} "
+            f"not delivered: {', '.join(where)}"
+        )

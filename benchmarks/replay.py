@@ -1,0 +1,179 @@
+"""Benchmark: `cmdai replay --to segment` against a plain segment-analytics-python script.
+
+Both send the same events, read from one NDJSON file (100,000 by default), to the same
+kind of loopback sink: the project's Segment-compatible receiver, run in this process
+while each sender runs as its own process. The plain script does what the library's
+documentation shows: `Client.track/identify/page` per event, then `flush()` (with a
+queue large enough that it drops nothing, so both deliver every event). Throughput is
+events per second of wall time, process start to exit; every run is checked to have
+delivered each messageId exactly once. Peak memory (max RSS, from wait4) of the replay
+is measured at N and at 3N events to show it does not grow with the input.
+
+    python benchmarks/replay.py                   # 100,000 events, memory at 300,000
+    python benchmarks/replay.py --events 200000 --no-memory
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import orjson
+
+from cmdai_cli.receiver import Receiver
+
+WRITE_KEY = "wk_benchmark_0123456789abcdef"
+
+PLAIN_SCRIPT = r"""
+import sys
+from datetime import datetime
+
+import orjson
+from segment.analytics import Client
+
+path, host, count = sys.argv[1], sys.argv[2], int(sys.argv[3])
+client = Client(sys.argv[4], host=host, max_queue_size=count + 1)
+with open(path, "rb") as f:
+    for line in f:
+        e = orjson.loads(line)
+        common = dict(
+            user_id=e.get("userId"), anonymous_id=e.get("anonymousId"),
+            context=e.get("context"), integrations=e.get("integrations"),
+            message_id=e.get("messageId"),
+            timestamp=datetime.fromisoformat(e["timestamp"].replace("Z", "+00:00")),
+        )
+        kind = e["type"]
+        if kind == "track":
+            ok, _ = client.track(event=e["event"], properties=e.get("properties"), **common)
+        elif kind == "identify":
+            ok, _ = client.identify(traits=e.get("traits"), **common)
+        else:
+            ok, _ = client.page(name=e.get("name"), properties=e.get("properties"), **common)
+        if not ok:
+            sys.exit("the library's queue dropped an event")
+client.flush()
+"""
+
+AGENT = "Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) AppleWebKit/537.36 Chrome/124.0"
+
+
+def make_event(rng: random.Random, n: int) -> dict[str, object]:
+    user = f"user_{rng.randrange(50_000):05d}"
+    kind = ("identify", "track", "page")[rng.randrange(3)]
+    event: dict[str, object] = {
+        "type": kind,
+        "messageId": f"msg-{n:09d}",
+        "timestamp": f"2025-05-{1 + n % 28:02d}T12:{n % 60:02d}:{n * 7 % 60:02d}.000Z",
+        "userId": user,
+        "anonymousId": f"anon-{rng.getrandbits(48):012x}",
+        "context": {"ip": f"10.{n % 256}.{n * 3 % 256}.1", "userAgent": AGENT},
+        "integrations": {"All": True},
+    }
+    if kind == "identify":
+        event["traits"] = {"email": f"{user}@example.com", "plan": "pro", "seats": n % 50}
+    elif kind == "track":
+        event["event"] = "Command Execution"
+        event["properties"] = {"type": "command_execution", "command": n % 400, "source": "bar"}
+    else:
+        event["name"] = "Pricing"
+        event["properties"] = {"path": "/pricing", "title": "Pricing"}
+    return event
+
+
+def write_events(path: Path, count: int) -> None:
+    rng = random.Random(7)
+    with open(path, "wb") as handle:
+        for start in range(0, count, 10_000):
+            block = (make_event(rng, n) for n in range(start, min(count, start + 10_000)))
+            handle.write(b"".join(orjson.dumps(e) + b"\n" for e in block))
+
+
+def run(command: list[str], env: dict[str, str], count: int) -> tuple[float, int]:
+    """Run `command` against a fresh receiver; (seconds, peak RSS in KiB)."""
+    with Receiver(keep=10, remember_ids=count + 1, max_connections=64) as receiver:
+        full = [part.replace("{URL}", receiver.url) for part in command]
+        started = time.perf_counter()
+        proc = subprocess.Popen(full, env=env, stdout=subprocess.DEVNULL)
+        _, status, usage = os.wait4(proc.pid, 0)
+        elapsed = time.perf_counter() - started
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        if proc.returncode != 0:
+            sys.exit(f"{full[:4]} exited with {proc.returncode}")
+        stats = receiver.stats
+        if stats.accepted != count or stats.flagged:
+            sys.exit(
+                f"{full[:4]}: {stats.accepted} accepted, {stats.flagged} flagged; want {count}"
+            )
+    return elapsed, usage.ru_maxrss
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--events", type=int, default=100_000)
+    parser.add_argument("--no-memory", action="store_true", help="skip the 3N memory run")
+    args = parser.parse_args()
+    count = args.events
+    with tempfile.TemporaryDirectory() as tmp:
+        base = Path(tmp)
+        env = {
+            **os.environ,
+            "CMDAI_WRITE_KEY": WRITE_KEY,
+            "CMDAI_STATE_DIR": str(base / "state"),
+            "CMDAI_CONFIG_DIR": str(base / "config"),
+        }
+        source = base / "events.ndjson"
+        write_events(source, count)
+        size_mb = source.stat().st_size / 1e6
+        print(f"events: {count:,} in one NDJSON file ({size_mb:.1f} MB)", flush=True)
+
+        def replay(path: Path) -> list[str]:
+            return [
+                sys.executable,
+                "-m",
+                "cmdai_cli",
+                "replay",
+                str(path),
+                "--to",
+                "segment",
+                "--host",
+                "{URL}",
+                "--json",
+            ]
+
+        plain_s, plain_rss = run(
+            [sys.executable, "-c", PLAIN_SCRIPT, str(source), "{URL}", str(count), WRITE_KEY],
+            env,
+            count,
+        )
+        plain_rate = count / plain_s
+        print(
+            f"plain script (Client.track/identify/page + flush): {plain_rate:,.0f} events/s "
+            f"({plain_s:.1f} s, peak RSS {plain_rss / 1024:.0f} MB)",
+            flush=True,
+        )
+        replay_s, replay_rss = run(replay(source), env, count)
+        replay_rate = count / replay_s
+        print(
+            f"cmdai replay --to segment: {replay_rate:,.0f} events/s "
+            f"({replay_s:.1f} s, peak RSS {replay_rss / 1024:.0f} MB)"
+        )
+        print(f"ratio: {replay_rate / plain_rate:.1f}x the plain script (target: at least 4x)")
+        if not args.no_memory:
+            big = base / "events-3x.ndjson"
+            write_events(big, 3 * count)
+            big_s, big_rss = run(replay(big), env, 3 * count)
+            print(
+                f"memory: cmdai replay peak RSS {replay_rss / 1024:.0f} MB at {count:,} events, "
+                f"{big_rss / 1024:.0f} MB at {3 * count:,} "
+                f"({3 * count / big_s:,.0f} events/s)"
+            )
+
+
+if __name__ == "__main__":
+    main()

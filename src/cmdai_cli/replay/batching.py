@@ -1,0 +1,164 @@
+"""Grouping events into requests within the target's limits, and measuring them.
+
+Every batch answers for a contiguous range of input positions [start, end): the events
+it carries, and every record between them that was skipped or rejected. Batches are cut
+one after another, so their ranges tile the input and the checkpoint can record progress
+as ranges, whatever order the answers come back in.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any, NamedTuple
+
+import orjson
+
+# Segment's limits (integration facts, section 1). The batch limit is counted in
+# decimal kilobytes, the stricter reading.
+MAX_MESSAGE_BYTES = 32 * 1024
+MAX_BATCH_BYTES = 500_000
+MAX_BATCH_MESSAGES = 2500
+# `{"batch": [...], "sentAt": "...", "writeKey": "..."}` around the messages; write
+# keys are at most 200 characters.
+ENVELOPE_BYTES = 512
+
+
+class Pending(NamedTuple):
+    """An event on its way: its input position and place, and the event itself."""
+
+    position: int
+    source: str
+    line: int | None
+    event: dict[str, Any]
+
+
+@dataclass
+class Batch:
+    """One request's worth: what is sent (`items`) and the events behind them."""
+
+    start: int
+    end: int
+    items: list[Any] = field(default_factory=list)
+    events: list[Pending] = field(default_factory=list)
+    rejected: int = 0  # records of the range that went to the reject file
+
+    def __len__(self) -> int:
+        return len(self.events)
+
+
+_dumps = orjson.dumps
+
+
+def wire_size(value: Any) -> int:
+    """At least the length of `json.dumps(value)`, the encoding the Segment library sends.
+
+    Exact for non-ASCII content; otherwise an upper bound from orjson's compact form
+    (the library adds a space after every `:` and `,`, writes `1e-07` where orjson
+    writes `1e-7`, and escapes DEL), several times cheaper than encoding twice.
+    """
+    compact = _dumps(value)
+    if not compact.isascii():
+        return exact_size(value)
+    return (
+        len(compact)
+        + compact.count(b":")
+        + compact.count(b",")
+        + compact.count(b"e-")
+        + 5 * compact.count(b"\x7f")
+    )
+
+
+def exact_size(value: Any) -> int:
+    """The length of the bytes the Segment library sends for `value`."""
+    return len(json.dumps(value).encode("utf-8"))
+
+
+def segment_size(message: Any) -> int:
+    """The message's size as sent, exact when it is near the 32 KB limit."""
+    size = wire_size(message)
+    if size > _NEAR_LIMIT:
+        size = exact_size(message)
+    return size
+
+
+_NEAR_LIMIT = MAX_MESSAGE_BYTES - 64
+
+
+class Builder:
+    """Collects items until the next would pass `max_items` or `max_bytes`."""
+
+    def __init__(self, start: int, max_items: int, max_bytes: int | None = None) -> None:
+        self.start = start
+        self.max_items = max(1, max_items)
+        self.max_bytes = max_bytes
+        self.items: list[Any] = []
+        self.events: list[Pending] = []
+        self.bytes = 0
+
+    def fits(self, size: int) -> bool:
+        if not self.items:
+            return True
+        if len(self.items) >= self.max_items:
+            return False
+        return self.max_bytes is None or self.bytes + 2 + size <= self.max_bytes
+
+    def add(self, pending: Pending, item: Any, size: int = 0) -> None:
+        self.bytes += size + (2 if self.items else 0)
+        self.items.append(item)
+        self.events.append(pending)
+
+    @property
+    def full(self) -> bool:
+        return len(self.items) >= self.max_items
+
+    def take(self, end: int) -> Batch:
+        """The batch so far, answering for positions up to `end`; starts the next one."""
+        batch = Batch(self.start, end, self.items, self.events)
+        self.start = end
+        self.items, self.events, self.bytes = [], [], 0
+        return batch
+
+
+def segment_builder(start: int, batch_size: int | None) -> Builder:
+    count = min(batch_size or MAX_BATCH_MESSAGES, MAX_BATCH_MESSAGES)
+    return Builder(start, count, MAX_BATCH_BYTES - ENVELOPE_BYTES)
+
+
+class UserBuilder(Builder):
+    """Merges user properties per user; full at `max_items` users.
+
+    Within a batch a later event's value for a property wins, as it would have had the
+    events been recorded one by one. The events are kept for the dead-letter file.
+    """
+
+    # A batch also closes after this many events per user slot, so that one very
+    # active user cannot grow a batch without bound.
+    EVENTS_PER_USER = 50
+
+    def __init__(self, start: int, max_items: int) -> None:
+        super().__init__(start, max_items)
+        self.users: dict[str, dict[str, Any]] = {}
+
+    def fits(self, size: int) -> bool:
+        return not self.full
+
+    def add_user(self, pending: Pending, user_id: str, properties: dict[str, Any]) -> None:
+        merged = self.users.get(user_id)
+        if merged is None:
+            self.users[user_id] = dict(properties)
+        else:
+            merged.update(properties)
+        self.events.append(pending)
+
+    @property
+    def full(self) -> bool:
+        return (
+            len(self.users) >= self.max_items
+            or len(self.events) >= self.max_items * self.EVENTS_PER_USER
+        )
+
+    def take(self, end: int) -> Batch:
+        self.items = [{"id": uid, "properties": props} for uid, props in self.users.items()]
+        self.users = {}
+        return super().take(end)

@@ -1,0 +1,301 @@
+"""The checkpoint: which input positions are done, kept durably so a replay can resume.
+
+A journal file: a header line naming the run (target, destination, inputs and their
+fingerprints, selection), then one `{"done": [start, end]}` line per batch the target
+acknowledged (or that failed for good and went to the dead-letter file). A position is
+only recorded after the target answered for it, and the line is fsynced before the
+worker that sent the batch moves on, so what is lost on a crash is at most the batches
+in flight. Concurrent workers share one write and fsync (group commit).
+
+A line may also count the events of its range that were not delivered (`failed`: in
+the dead-letter file; `rejected`: in the reject file), so that a resumed run still
+reports, and exits non-zero for, what earlier runs could not deliver.
+
+A torn last line (a crash mid-write) is ignored on reading. On resume the journal is
+rewritten compacted, so it does not grow across many resumes.
+"""
+
+from __future__ import annotations
+
+import bisect
+import contextlib
+import hashlib
+import os
+import threading
+from collections.abc import Callable, Iterable, Sequence
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import IO, Any
+
+import orjson
+
+from cmdai_cli.errors import UsageError
+from cmdai_cli.streams import Input
+
+FORMAT = "cmdai-replay-checkpoint"
+VERSION = 1
+HEAD_BYTES = 64 * 1024
+
+
+class Ranges:
+    """Disjoint, sorted, half-open ranges of positions."""
+
+    def __init__(self, ranges: Iterable[tuple[int, int]] = ()) -> None:
+        self.starts: list[int] = []
+        self.ends: list[int] = []
+        for start, end in ranges:
+            self.add(start, end)
+
+    def add(self, start: int, end: int) -> None:
+        if end <= start:
+            return
+        # Every range that touches or overlaps [start, end) merges into it.
+        lo = bisect.bisect_left(self.ends, start)
+        hi = bisect.bisect_right(self.starts, end)
+        if lo < hi:
+            start = min(start, self.starts[lo])
+            end = max(end, self.ends[hi - 1])
+        self.starts[lo:hi] = [start]
+        self.ends[lo:hi] = [end]
+
+    def __contains__(self, position: int) -> bool:
+        at = bisect.bisect_right(self.starts, position) - 1
+        return at >= 0 and position < self.ends[at]
+
+    def __bool__(self) -> bool:
+        return bool(self.starts)
+
+    def __len__(self) -> int:
+        return len(self.starts)
+
+    def pairs(self) -> list[tuple[int, int]]:
+        return list(zip(self.starts, self.ends, strict=True))
+
+    def covered(self) -> int:
+        return sum(end - start for start, end in zip(self.starts, self.ends, strict=True))
+
+
+# ---------------------------------------------------------------- identity of a run
+
+
+def fingerprint(inputs: Sequence[Input]) -> list[dict[str, Any]]:
+    """Each input's name, size and a hash of its first 64 KiB (stdin: its name only)."""
+    prints: list[dict[str, Any]] = []
+    for item in inputs:
+        if item.path is None:
+            prints.append({"name": item.name})
+            continue
+        try:
+            with open(item.path, "rb") as handle:
+                head = handle.read(HEAD_BYTES)
+                size = os.fstat(handle.fileno()).st_size
+        except OSError:
+            prints.append({"name": item.name})
+            continue
+        prints.append({"name": item.name, "size": size, "head": hashlib.sha256(head).hexdigest()})
+    return prints
+
+
+def run_key(identity: dict[str, Any]) -> str:
+    """A short stable hash of what makes two runs the same run."""
+    data = orjson.dumps(identity, option=orjson.OPT_SORT_KEYS)
+    return hashlib.sha256(data).hexdigest()[:20]
+
+
+def input_names(inputs: Sequence[Input]) -> list[str]:
+    return [str(item.path.resolve()) if item.path is not None else item.name for item in inputs]
+
+
+def _changed(recorded: list[dict[str, Any]], current: list[dict[str, Any]]) -> str | None:
+    if len(recorded) != len(current):
+        return "the inputs are not the same files"
+    for old, new in zip(recorded, current, strict=True):
+        if "head" not in old or "head" not in new:
+            continue
+        if old["head"] != new["head"] or new["size"] < old["size"]:
+            return f"{new['name']} has changed"
+    return None
+
+
+# ---------------------------------------------------------------- the journal
+
+
+class Checkpoint:
+    """An open journal. `commit(start, end)` returns once the range is on disk."""
+
+    def __init__(
+        self, path: Path, stream: IO[bytes], done: Ranges, undelivered: dict[str, int]
+    ) -> None:
+        self.path = path
+        self.done = done
+        self.undelivered = undelivered  # counted by earlier runs: failed, rejected
+        self.before_write: list[Callable[[], None]] = []
+        self._stream: IO[bytes] | None = stream
+        self._cond = threading.Condition()
+        self._pending: list[bytes] = []
+        self._issued = 0
+        self._durable = 0
+        self._writing = False
+        self._error: BaseException | None = None
+
+    @classmethod
+    def open(cls, path: Path, header: dict[str, Any], *, resume: bool) -> Checkpoint:
+        """Start a journal at `path`, or with `resume` continue the one there.
+
+        Resuming checks that the journal belongs to this run (same key) and that the
+        inputs have not changed; a missing journal starts from the beginning.
+        """
+        header = {"format": FORMAT, "version": VERSION, **header}
+        done = Ranges()
+        undelivered = {"failed": 0, "rejected": 0}
+        if resume and path.exists():
+            recorded, pairs, undelivered = read_journal(path)
+            if recorded.get("key") != header["key"]:
+                raise UsageError(
+                    f"checkpoint {path} was written for another replay (other inputs, "
+                    "target or selection)",
+                    hint="give the same inputs and options, or start without --resume",
+                )
+            problem = _changed(recorded.get("files") or [], header.get("files") or [])
+            if problem:
+                raise UsageError(
+                    f"cannot resume from {path}: {problem} since it was written",
+                    hint="start again without --resume (messageIds make re-sending safe)",
+                )
+            header = {**header, "created": recorded.get("created", header.get("created"))}
+            done = Ranges(pairs)
+        header = {**header, "resumed": datetime.now(timezone.utc).isoformat()} if resume else header
+        lines = [orjson.dumps(header)]
+        lines.extend(orjson.dumps({"done": [s, e]}) for s, e in done.pairs())
+        if any(undelivered.values()):
+            lines.append(orjson.dumps(undelivered))
+        _write_atomically(path, b"".join(line + b"\n" for line in lines))
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_APPEND)
+        except OSError as exc:
+            raise UsageError(f"{path}: cannot write the checkpoint: {exc.strerror}") from None
+        return cls(path, os.fdopen(fd, "ab"), done, undelivered)
+
+    def commit(self, start: int, end: int, *, failed: int = 0, rejected: int = 0) -> None:
+        """Record [start, end) as done; returns when it is durable. Thread-safe.
+
+        `failed` and `rejected` count the range's events that were not delivered.
+        """
+        entry: dict[str, Any] = {"done": [start, end]}
+        if failed:
+            entry["failed"] = failed
+        if rejected:
+            entry["rejected"] = rejected
+        line = orjson.dumps(entry) + b"\n"
+        with self._cond:
+            self.done.add(start, end)
+            self._pending.append(line)
+            self._issued += 1
+            ticket = self._issued
+            while self._durable < ticket:
+                if self._error is not None:
+                    raise RuntimeError(f"the checkpoint could not be written: {self._error}")
+                if self._writing:
+                    self._cond.wait()
+                    continue
+                self._write_pending()
+
+    def _write_pending(self) -> None:
+        # Called with the lock held; releases it for the slow part so that commits
+        # arriving meanwhile queue up for the next write.
+        lines, self._pending = self._pending, []
+        upto = self._issued
+        self._writing = True
+        self._cond.release()
+        try:
+            for hook in self.before_write:
+                hook()
+            stream = self._stream
+            if stream is None:
+                raise RuntimeError("the checkpoint is closed")
+            stream.write(b"".join(lines))
+            stream.flush()
+            os.fsync(stream.fileno())
+        except BaseException as exc:
+            self._cond.acquire()
+            self._writing = False
+            self._error = exc
+            self._cond.notify_all()
+            raise
+        self._cond.acquire()
+        self._writing = False
+        self._durable = upto
+        self._cond.notify_all()
+
+    def close(self) -> None:
+        with self._cond:
+            while self._writing:
+                self._cond.wait()
+            if self._pending and self._error is None:
+                self._write_pending()
+            if self._stream is not None:
+                self._stream.close()
+                self._stream = None
+
+
+def read_journal(
+    path: Path,
+) -> tuple[dict[str, Any], list[tuple[int, int]], dict[str, int]]:
+    """The header, the done ranges and the undelivered counts of a journal.
+
+    Raises UsageError if the file is not a journal.
+    """
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise UsageError(f"{path}: cannot read the checkpoint: {exc.strerror}") from None
+    lines = data.split(b"\n")
+    try:
+        header = orjson.loads(lines[0])
+    except orjson.JSONDecodeError:
+        header = None
+    if not isinstance(header, dict) or header.get("format") != FORMAT:
+        raise UsageError(f"{path} is not a replay checkpoint")
+    if header.get("version") != VERSION:
+        raise UsageError(f"{path}: checkpoint version {header.get('version')} is not supported")
+    pairs: list[tuple[int, int]] = []
+    undelivered = {"failed": 0, "rejected": 0}
+    for raw in lines[1:]:
+        try:
+            entry = orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            continue  # the torn tail of an interrupted write, or a blank line
+        if not isinstance(entry, dict):
+            continue
+        done = entry.get("done")
+        if isinstance(done, list) and len(done) == 2 and all(type(x) is int for x in done):
+            pairs.append((done[0], done[1]))
+        for name in undelivered:
+            if type(entry.get(name)) is int:
+                undelivered[name] += entry[name]
+    return header, pairs, undelivered
+
+
+def _write_atomically(path: Path, data: bytes) -> None:
+    try:
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        try:
+            with os.fdopen(fd, "wb") as handle:
+                handle.write(data)
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.replace(tmp, path)
+        except BaseException:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
+            raise
+        if os.name == "posix":
+            dir_fd = os.open(path.parent, os.O_RDONLY)
+            try:
+                os.fsync(dir_fd)
+            finally:
+                os.close(dir_fd)
+    except OSError as exc:
+        raise UsageError(f"{path}: cannot write the checkpoint: {exc.strerror}") from None

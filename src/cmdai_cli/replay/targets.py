@@ -1,0 +1,356 @@
+"""Where a replay sends: Segment, the Command AI webhook, or Command AI's bulk-identify.
+
+Each target turns an event into what it sends (`prepare`), groups those into requests
+(`builder`), and sends one request once (`send`), reporting the answer; retrying is the
+caller's business. Segment goes through segment-analytics-python's transport; the two
+Command AI endpoints through httpx.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, Literal, NamedTuple, Protocol
+from urllib.parse import urlsplit
+
+import orjson
+
+from cmdai_cli import __version__, redact
+from cmdai_cli.replay import batching
+from cmdai_cli.replay.batching import Batch, Builder, Pending, UserBuilder
+from cmdai_cli.replay.select import parse_time
+
+if TYPE_CHECKING:
+    import httpx
+
+    from cmdai_cli.mapping import Mapper, WebhookMapping
+
+TargetName = Literal["segment", "webhook", "bulk-identify"]
+TARGETS: tuple[TargetName, ...] = ("segment", "webhook", "bulk-identify")
+MESSAGE_TYPES = frozenset({"identify", "track", "page", "screen", "group", "alias"})
+MAX_MESSAGE_ID = 100
+_MAX_MESSAGE_BYTES = batching.MAX_MESSAGE_BYTES
+USER_AGENT = f"cmdai-replay/{__version__}"
+_fromisoformat = datetime.fromisoformat
+DEFAULT_BULK_BATCH = 100
+
+
+class Answer(NamedTuple):
+    """The target's answer to one request: `status` None when none came."""
+
+    ok: bool
+    status: int | None
+    detail: str | None = None
+    retry_after: float | None = None
+
+
+class Prepared(NamedTuple):
+    """What `prepare` made of an event.
+
+    `kind` is `send` (with `item`, its `size` and for bulk-identify the `user`),
+    `invalid` (a bad record: follows --on-error), `reject` (cannot be sent as it is,
+    whatever --on-error says) or `skip` (nothing to send, and nothing wrong).
+    """
+
+    kind: Literal["send", "invalid", "reject", "skip"]
+    item: Any = None
+    size: int = 0
+    reason: str | None = None
+    user: str | None = None
+
+
+class Target(Protocol):
+    name: TargetName
+    destination: str
+
+    def prepare(self, event: dict[str, Any]) -> Prepared: ...
+
+    def builder(self, start: int) -> Builder: ...
+
+    def add(self, builder: Builder, pending: Pending, prepared: Prepared) -> None: ...
+
+    def send(self, batch: Batch) -> Answer: ...
+
+    def close(self) -> None: ...
+
+
+def shown_url(url: str) -> str:
+    """A URL as it may be printed: no query string or credentials."""
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.hostname or ''}{f':{parts.port}' if parts.port else ''}" + (
+        parts.path or ""
+    )
+
+
+# ---------------------------------------------------------------- Segment
+
+
+def segment_problem(message: Mapping[str, Any]) -> str | None:
+    """Why Segment would drop or refuse `message`, or None.
+
+    The same rules as `segment_client.check_message` (a test holds them equal), without
+    its size measurement, which the batcher does once for both limits.
+    """
+    kind = message.get("type")
+    if kind not in MESSAGE_TYPES:
+        return f"type {kind!r} is not one of {', '.join(sorted(MESSAGE_TYPES))}"
+    if kind == "alias":
+        if message.get("previousId") in (None, "") or message.get("userId") in (None, ""):
+            return "an alias needs previousId and userId"
+    elif message.get("userId") in (None, "") and message.get("anonymousId") in (None, ""):
+        return "the message has neither userId nor anonymousId"
+    if kind == "track" and type(message.get("event")) is not str:
+        return "a track needs an event name"
+    if kind == "group" and message.get("groupId") in (None, ""):
+        return "a group needs groupId"
+    message_id = message.get("messageId")
+    if message_id is not None and len(str(message_id)) > MAX_MESSAGE_ID:
+        return f"messageId has {len(str(message_id))} characters; Segment allows {MAX_MESSAGE_ID}"
+    for name in ("context", "integrations", "properties", "traits"):
+        value = message.get(name)
+        if value is not None and type(value) is not dict:
+            return f"{name} must be an object"
+    stamp = message.get("timestamp")
+    if stamp is not None:
+        if type(stamp) is not str:
+            return f"timestamp must be an ISO-8601 string, got {type(stamp).__name__}"
+        try:
+            _fromisoformat(stamp)
+        except ValueError:
+            try:
+                parse_time(stamp)  # Python 3.10 reads no `Z`; this does
+            except ValueError as exc:
+                return f"timestamp {stamp!r} is not ISO-8601 ({exc})"
+    return None
+
+
+@dataclass
+class SegmentTarget:
+    """Batches to `{host}/v1/batch`, each message kept as it is (ids, context, ...)."""
+
+    write_key: str
+    host: str
+    batch_size: int | None = None
+    timeout: float = 15.0
+    gzip: bool = False
+    name: TargetName = "segment"
+
+    def __post_init__(self) -> None:
+        redact.register(self.write_key)
+        self.destination = f"{shown_url(self.host)}/v1/batch"
+
+    def prepare(self, event: dict[str, Any]) -> Prepared:
+        problem = segment_problem(event)
+        if problem is not None:
+            return Prepared("invalid", reason=problem)
+        size = batching.segment_size(event)
+        if size > _MAX_MESSAGE_BYTES:
+            return Prepared(
+                "reject",
+                reason=f"the message is {size} bytes; Segment's limit is 32 KB "
+                f"({batching.MAX_MESSAGE_BYTES} bytes)",
+            )
+        return Prepared("send", event, size)
+
+    def builder(self, start: int) -> Builder:
+        return batching.segment_builder(start, self.batch_size)
+
+    def add(self, builder: Builder, pending: Pending, prepared: Prepared) -> None:
+        builder.add(pending, prepared.item, prepared.size)
+
+    def send(self, batch: Batch) -> Answer:
+        from cmdai_cli.segment_client import post_batch
+
+        result = post_batch(
+            batch.items,
+            write_key=self.write_key,
+            host=self.host,
+            timeout=self.timeout,
+            gzip=self.gzip,
+        )
+        if result.ok:
+            return Answer(True, result.http_status)
+        detail = result.message
+        if result.http_status is not None:
+            detail = f"Segment answered {result.http_status}: {detail or 'no message'}"
+        return Answer(False, result.http_status, detail, result.retry_after)
+
+    def close(self) -> None:
+        pass
+
+
+# ---------------------------------------------------------------- HTTP (Command AI)
+
+
+def post_json(
+    client: httpx.Client, url: str, body: bytes, headers: dict[str, str], service: str
+) -> Answer:
+    """POST `body` once; the answer, with the wait a 429/503 asked for."""
+    import httpx
+
+    from cmdai_cli import http_errors, retry
+
+    try:
+        response = client.post(url, content=body, headers=headers)
+    except httpx.HTTPError as exc:
+        return Answer(False, None, http_errors.error_for_exception(exc, service=service).message)
+    status = response.status_code
+    if 200 <= status < 300:
+        return Answer(True, status)
+    wait = retry.parse_retry_after(response.headers.get("Retry-After"))
+    if wait is None and status == 429:
+        import time
+
+        wait = retry.parse_reset(response.headers.get("X-RateLimit-Reset"), now=time.time())
+    error = http_errors.error_for_response(response, service=service)
+    return Answer(False, status, error.message, wait)
+
+
+def http_client(timeout: float, concurrency: int) -> httpx.Client:
+    import httpx
+
+    return httpx.Client(
+        timeout=timeout,
+        follow_redirects=False,
+        limits=httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency),
+        headers={"User-Agent": USER_AGENT, "Content-Type": "application/json"},
+    )
+
+
+def signature(secret: str, data: bytes) -> str:
+    """`X-Signature`: the hex HMAC-SHA1 of `data` with the shared secret."""
+    return hmac.new(secret.encode("utf-8"), data, hashlib.sha1).hexdigest()
+
+
+@dataclass
+class WebhookTarget:
+    """POSTs mapped bodies to the webhook URL: one per request, or arrays of `batch_size`.
+
+    Each body is serialised once, compactly (as `JSON.stringify` does), and those exact
+    bytes are sent. A single body is signed over its bytes; an array (batch mode) is
+    signed over the bytes of its first element, which appear verbatim in the request as
+    the text between the opening `[` and the first top-level `,`, as Segment's Webhooks
+    destination signs only the first event of a batch.
+    """
+
+    url: str
+    mapping: WebhookMapping
+    shared_secret: str | None = None
+    batch_size: int | None = None
+    timeout: float = 15.0
+    concurrency: int = 4
+    name: TargetName = "webhook"
+
+    def __post_init__(self) -> None:
+        redact.register(self.shared_secret)
+        self.destination = shown_url(self.url)
+        self._client: httpx.Client | None = None
+
+    def prepare(self, event: dict[str, Any]) -> Prepared:
+        from cmdai_cli.mapping import apply_mapping
+
+        body = apply_mapping(event, self.mapping)
+        try:
+            data = orjson.dumps(body)
+        except orjson.JSONEncodeError as exc:
+            return Prepared("invalid", reason=f"the body cannot be serialised: {exc}")
+        return Prepared("send", data, len(data))
+
+    def builder(self, start: int) -> Builder:
+        return Builder(start, self.batch_size or 1)
+
+    def add(self, builder: Builder, pending: Pending, prepared: Prepared) -> None:
+        builder.add(pending, prepared.item, prepared.size)
+
+    def body(self, batch: Batch) -> tuple[bytes, dict[str, str]]:
+        items: list[bytes] = batch.items
+        data = b"[" + b",".join(items) + b"]" if self.batch_size else items[0]
+        headers: dict[str, str] = {}
+        if self.shared_secret:
+            headers["X-Signature"] = signature(self.shared_secret, items[0])
+        return data, headers
+
+    def send(self, batch: Batch) -> Answer:
+        if self._client is None:
+            self._client = http_client(self.timeout, self.concurrency)
+        data, headers = self.body(batch)
+        return post_json(self._client, self.url, data, headers, "the webhook")
+
+    def close(self) -> None:
+        if self._client is not None:
+            self._client.close()
+            self._client = None
+
+
+def auth_headers(header: str | None, token: str) -> dict[str, str]:
+    """`Authorization: Bearer <token>` by default; any other header name carries the token."""
+    name = (header or "Authorization").strip()
+    if name.lower() == "authorization":
+        return {"Authorization": f"Bearer {token}"}
+    return {name: token}
+
+
+@dataclass
+class BulkIdentifyTarget:
+    """Command AI's recording rules per event, merged per user, POSTed in arrays.
+
+    Body: `[{"id": "<userId>", "properties": {...}}, ...]` to
+    `{api_host}/api/{org_id}/bulk-identify/`. User ids are sent as strings (a numeric
+    userId and its string form are one user). Events that record nothing (no userId,
+    no properties) are skipped, as the webhook would ignore them.
+    """
+
+    api_host: str
+    org_id: str
+    token: str
+    mapping: WebhookMapping
+    auth_header: str | None = None
+    batch_size: int | None = None
+    timeout: float = 15.0
+    concurrency: int = 4
+    name: TargetName = "bulk-identify"
+
+    def __post_init__(self) -> None:
+        from cmdai_cli.mapping import make_mapper
+
+        redact.register(self.token)
+        self.url = f"{self.api_host.rstrip('/')}/api/{self.org_id}/bulk-identify/"
+        self.destination = shown_url(self.url)
+        self._mapper: Mapper = make_mapper("webhook", self.mapping)
+        self._headers = auth_headers(self.auth_header, self.token)
+        self._client: httpx.Client | None = None
+
+    def prepare(self, event: dict[str, Any]) -> Prepared:
+        record, problem = self._mapper(event)
+        if record is None:
+            return Prepared("invalid", reason=problem or "bad event")
+        if record["ignored"] is not None:
+            return Prepared("skip", reason=str(record["ignored"]))
+        properties = record["properties"]
+        if not properties:
+            return Prepared("skip", reason="no user properties")
+        return Prepared("send", properties, user=str(record["userId"]))
+
+    def builder(self, start: int) -> Builder:
+        return UserBuilder(start, self.batch_size or DEFAULT_BULK_BATCH)
+
+    def add(self, builder: Builder, pending: Pending, prepared: Prepared) -> None:
+        assert isinstance(builder, UserBuilder) and prepared.user is not None
+        builder.add_user(pending, prepared.user, prepared.item)
+
+    def send(self, batch: Batch) -> Answer:
+        if self._client is None:
+            self._client = http_client(self.timeout, self.concurrency)
+        try:
+            data = orjson.dumps(batch.items)
+        except orjson.JSONEncodeError as exc:
+            return Answer(False, 400, f"the request cannot be serialised: {exc}")
+        return post_json(self._client, self.url, data, self._headers, "Command AI")
+
+    def close(self) -> None:
+        if self._client is not None:
+            self._client.close()
+            self._client = None
