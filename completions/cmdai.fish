@@ -1,0 +1,1 @@
+complete --command cmdai --no-files --arguments "(env _CMDAI_COMPLETE=complete_fish _TYPER_COMPLETE_FISH_ACTION=get-args _TYPER_COMPLETE_ARGS=(commandline -cp) cmdai)" --condition "env _CMDAI_COMPLETE=complete_fish _TYPER_COMPLETE_FISH_ACTION=is-args _TYPER_COMPLETE_ARGS=(commandline -cp) cmdai"

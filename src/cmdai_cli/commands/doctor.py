@@ -1,0 +1,98 @@
+"""`cmdai doctor`: check the set-up and every configured service, for people and CI."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+from cmdai_cli import output
+from cmdai_cli.commands._common import STATE, command
+
+if TYPE_CHECKING:
+    from cmdai_cli.doctor import Report
+
+MARKS = {"pass": "PASS", "fail": "FAIL", "skip": "SKIP"}
+
+
+def register(app: typer.Typer) -> None:
+    command(app, "doctor")(doctor)
+
+
+def render(report: Report) -> None:
+    if STATE.json:
+        output.emit_json(report.as_dict())
+        return
+    width = max(len(check.name) for check in report.checks)
+    for check in report.checks:
+        output.out(f"{MARKS[check.status]}  {check.name:<{width}}  {check.detail}")
+        if check.hint and check.status == "fail":
+            output.out(f"{'':<{width + 6}}  hint: {check.hint}")
+
+
+def doctor(
+    send_test: Annotated[
+        bool,
+        typer.Option(
+            "--send-test",
+            help="Send the test event to Segment instead of an empty batch (the event "
+            "then shows in the Source Debugger).",
+        ),
+    ] = False,
+    host: Annotated[
+        str | None,
+        typer.Option(
+            "--host",
+            help="Tracking API base URL, overriding the profile's host.",
+            show_default=False,
+        ),
+    ] = None,
+    region: Annotated[
+        str | None,
+        typer.Option(
+            "--region", help="Segment region of the workspace: us or eu.", show_default=False
+        ),
+    ] = None,
+    webhook_url: Annotated[
+        str | None,
+        typer.Option(
+            "--webhook-url",
+            help="Command AI webhook URL to check, overriding the profile's.",
+            show_default=False,
+        ),
+    ] = None,
+    api_host: Annotated[
+        str | None,
+        typer.Option(
+            "--api-host",
+            help="Segment Public API base URL, overriding the profile's.",
+            show_default=False,
+        ),
+    ] = None,
+    timeout: Annotated[
+        float,
+        typer.Option("--timeout", help="Seconds to wait for each service.", min=0.5, max=120),
+    ] = 10.0,
+) -> None:
+    """Check the profile, the write key, and that Segment, the webhook and the Public API answer.
+
+    Each check passes, fails (with a hint) or is skipped when not configured. The Segment
+    check sends an empty batch (no event) unless --send-test is given. Nothing is
+    prompted for: give secrets as environment variables (CMDAI_WRITE_KEY,
+    CMDAI_PUBLIC_API_TOKEN, CMDAI_WEBHOOK_SHARED_SECRET) in CI. Exit 0 only when no
+    check fails, else 1.
+    """
+    from cmdai_cli import doctor as checks
+    from cmdai_cli.errors import PartialFailure
+
+    report = checks.run(
+        STATE.profile,
+        {"segment_host": host, "region": region, "webhook_url": webhook_url, "api_host": api_host},
+        send_test=send_test,
+        timeout=timeout,
+    )
+    render(report)
+    failed = report.failed
+    if failed:
+        names = ", ".join(check.name for check in failed)
+        raise PartialFailure(f"{len(failed)} of {len(report.checks)} checks failed: {names}")

@@ -1,0 +1,240 @@
+"""Help for every command, the lazy command table, and what start-up leaves unimported."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import typer
+from typer._click import Context
+from typer.core import TyperGroup
+
+from cmdai_cli import cli as cli_module
+from cmdai_cli.cli import COMMANDS, app, load_module_commands
+
+
+def walk(cmd: Any, ctx: Any) -> Iterator[tuple[Any, Any]]:
+    yield cmd, ctx
+    if isinstance(cmd, TyperGroup):
+        for name in cmd.list_commands(ctx):
+            sub = cmd.get_command(ctx, name)
+            if sub is not None and not sub.hidden:
+                yield from walk(sub, Context(sub, info_name=name, parent=ctx))
+
+
+def every_command() -> list[tuple[str, Any, Any]]:
+    root = typer.main.get_command(app)
+    ctx = Context(root, info_name="cmdai", **root.context_settings)
+    return [(c.command_path, cmd, c) for cmd, c in walk(root, ctx)]
+
+
+def test_command_table_matches_what_modules_register() -> None:
+    registered: dict[str, str] = {}
+    for module in dict.fromkeys(COMMANDS.values()):
+        for name in load_module_commands(module):
+            registered[name] = module
+    for name, module in registered.items():
+        assert COMMANDS.get(name) == module, (
+            f"cmdai_cli.commands.{module} registers {name!r}: add "
+            f'"{name}": "{module}" to COMMANDS in cli.py'
+        )
+
+
+def missing_help(commands: list[tuple[str, Any, Any]]) -> list[str]:
+    missing = []
+    for path, cmd, _ in commands:
+        if not (cmd.help or cmd.short_help):
+            missing.append(f"{path}: no help text")
+        for param in cmd.params:
+            if not getattr(param, "help", None):
+                missing.append(f"{path} {param.opts[0]}: no help text")
+    return missing
+
+
+def test_every_command_and_option_has_help() -> None:
+    missing = missing_help(every_command())
+    assert not missing, "\n".join(missing)
+
+
+def test_missing_help_is_found() -> None:
+    bare = typer.Typer()
+
+    @bare.command("quiet")
+    def quiet(count: int = typer.Option(1, "--count")) -> None:
+        pass
+
+    @bare.command("told")
+    def told(name: str = typer.Option("x", "--name", help="A name.")) -> None:
+        """Has help."""
+
+    root = typer.main.get_command(bare)
+    ctx = Context(root, info_name="bare")
+    found = missing_help([(c.command_path, cmd, c) for cmd, c in walk(root, ctx)])
+    assert found == [
+        "bare: no help text",
+        "bare quiet: no help text",
+        "bare quiet --count: no help text",
+    ]
+
+
+def test_every_command_answers_help(cli) -> None:
+    paths = [path for path, _, _ in every_command()]
+    assert {"cmdai", "cmdai doctor", "cmdai completion"} <= set(paths)
+    for path in paths:
+        args = path.split()[1:]
+        for flag in ("--help", "-h"):
+            result = cli(*args, flag)
+            assert result.exit_code == 0, (path, result.stderr)
+            assert result.stdout.startswith(f"Usage: {path}"), result.stdout[:200]
+
+
+def test_root_help_lists_each_command_with_its_first_sentence(cli) -> None:
+    result = cli("--help")
+    assert result.exit_code == 0
+    listing = result.stdout.split("Commands:", 1)[1]
+    for name in COMMANDS:
+        if load_module_commands(COMMANDS[name]):
+            assert f"\n  {name} " in listing, name
+    # Whole first sentences, not cut off with "...".
+    assert "..." not in listing
+    assert "Settings resolve in this order" in result.stdout
+    # The plain formatter: no Rich boxes.
+    assert "╭" not in result.stdout
+
+
+def test_global_options_before_or_after_a_command(cli) -> None:
+    before = cli("--json", "completion", "fish")
+    after = cli("completion", "fish", "--json")
+    assert before.exit_code == after.exit_code == 0
+    assert json.loads(before.stdout) == json.loads(after.stdout)
+    assert cli("completion", "--version").stdout.startswith("cmdai ")
+
+
+def test_mistyped_command_suggests_the_right_one(cli) -> None:
+    result = cli("doctr")
+    assert result.exit_code == 2
+    assert "Did you mean 'doctor'?" in result.stderr
+
+
+def test_unknown_name_in_table_still_resolves(monkeypatch: pytest.MonkeyPatch, cli) -> None:
+    # A module may register a name the table lacks: it is still found (and listed).
+    table = {name: module for name, module in COMMANDS.items() if name != "completion"}
+    table["shell-scripts"] = "completion"
+    monkeypatch.setattr(cli_module, "COMMANDS", table)
+    result = cli("completion", "bash")
+    assert result.exit_code == 0, result.stderr
+    assert "_CMDAI_COMPLETE=complete_bash" in result.stdout
+    assert "\n  completion " in cli("--help").stdout
+
+
+HEAVY = ("httpx", "pydantic", "rich", "segment", "orjson", "requests")
+
+PROBE = """
+import sys
+sys.argv = ["cmdai", *sys.argv[1:]]
+from cmdai_cli.cli import main
+try:
+    main()
+except SystemExit:
+    pass
+heavy = sorted({m.split(".")[0] for m in sys.modules} & set(%r))
+sys.stderr.write("\\nHEAVY:" + ",".join(heavy) + "\\n")
+"""
+
+
+@pytest.mark.parametrize(
+    ("args", "env"),
+    [
+        (["--help"], {}),
+        (["--version"], {}),
+        (["send-test", "--help"], {}),
+        ([], {"_CMDAI_COMPLETE": "complete_bash", "COMP_WORDS": "cmdai ", "COMP_CWORD": "1"}),
+        (
+            [],
+            {
+                "_CMDAI_COMPLETE": "complete_bash",
+                "COMP_WORDS": "cmdai send-test --",
+                "COMP_CWORD": "2",
+            },
+        ),
+        (
+            [],
+            {
+                "_CMDAI_COMPLETE": "complete_bash",
+                "COMP_WORDS": "cmdai replay --to ",
+                "COMP_CWORD": "3",
+            },
+        ),
+    ],
+    ids=[
+        "help",
+        "version",
+        "send-test-help",
+        "complete-commands",
+        "complete-options",
+        "complete-replay-to",
+    ],
+)
+def test_start_up_does_not_import_heavy_modules(args: list[str], env: dict[str, str]) -> None:
+    done = subprocess.run(
+        [sys.executable, "-c", PROBE % (HEAVY,), *args],
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    marker = done.stderr.rsplit("HEAVY:", 1)
+    assert len(marker) == 2, done.stderr[-2000:]
+    assert done.stdout.strip(), "the command printed nothing"
+    loaded = marker[1].strip()
+    assert loaded == "", f"cmdai {' '.join(args)} imported {loaded}"
+
+
+def test_outline_shows_what_the_full_commands_show() -> None:
+    # The command list is built from outlines (no options converted): same names, same
+    # help, same hidden flags as the full commands.
+    for module in dict.fromkeys(COMMANDS.values()):
+        holder = cli_module.registered(module)
+        outline = cli_module.outline_of(holder)
+        full = cli_module.commands_of(holder)
+        assert outline is not None, module
+        assert list(outline) == list(full), module
+        for name, cmd in full.items():
+            for limit in (45, cli_module.SHORT_HELP_LIMIT):
+                assert outline[name].get_short_help_str(limit) == cmd.get_short_help_str(limit)
+            assert outline[name].hidden == cmd.hidden
+
+
+def test_outline_of_groups_commands_and_hidden() -> None:
+    holder = typer.Typer()
+    sub = typer.Typer(help="A group.\n\nMore about it.")
+
+    @holder.command("shown", short_help="Short one.")
+    def shown() -> None:
+        """Long help that is not used for the list."""
+
+    @holder.command(hidden=True)
+    def secret_thing() -> None:
+        """Hidden."""
+
+    @sub.command("leaf")
+    def leaf() -> None:
+        """Leaf."""
+
+    holder.add_typer(sub, name="grp")
+    outline = cli_module.outline_of(holder)
+    full = cli_module.commands_of(holder)
+    assert outline is not None
+    assert list(outline) == ["shown", "secret-thing", "grp"] == list(full)
+    assert outline["shown"].get_short_help_str() == "Short one."
+    assert outline["grp"].get_short_help_str() == full["grp"].get_short_help_str() == "A group."
+    assert outline["secret-thing"].hidden and full["secret-thing"].hidden
+    merged = typer.Typer()
+    merged.add_typer(sub)
+    assert cli_module.outline_of(merged) is None
