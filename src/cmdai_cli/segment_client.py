@@ -418,7 +418,9 @@ def post_batch(
 
     _quiet_library_log()
     redact.register(write_key)
-    body: dict[str, Any] = {"batch": [dict(m) for m in batch]}
+    # The library reads the messages and never changes them, so plain dicts go as they
+    # are; other mappings become dicts for its encoder.
+    body: dict[str, Any] = {"batch": [m if type(m) is dict else dict(m) for m in batch]}
     if context:
         body["context"] = dict(context)
     try:
