@@ -58,6 +58,7 @@ from dataclasses import field as dataclass_field
 from typing import Any, Literal, cast
 
 from cmdai_cli.errors import DataError
+from cmdai_cli.segment_limits import MAX_MESSAGE_BYTES
 
 __all__ = [
     "RECOMMENDED",
@@ -87,7 +88,7 @@ Target = Literal["webhook", "destination"]
 Result = tuple[dict[str, Any] | None, str | None]
 Mapper = Callable[[Any], Result]
 
-SEGMENT_MAX_EVENT_BYTES = 32 * 1024
+SEGMENT_MAX_EVENT_BYTES = MAX_MESSAGE_BYTES
 """Segment refuses a message larger than this (its Tracking API limit)."""
 
 RECOMMENDED_TRIGGER = 'type = "identify"'

@@ -30,12 +30,14 @@ import orjson
 
 from cmdai_cli import redact
 from cmdai_cli.errors import UsageError
+from cmdai_cli.segment_limits import (
+    MAX_BATCH_BYTES,
+    MAX_BATCH_MESSAGES,
+    MAX_MESSAGE_BYTES,
+    MAX_MESSAGE_ID,
+    MESSAGE_TYPES,
+)
 
-MESSAGE_TYPES = ("identify", "track", "page", "screen", "group", "alias")
-MAX_MESSAGE_BYTES = 32 * 1024
-MAX_BATCH_BYTES = 500 * 1024
-MAX_BATCH_MESSAGES = 2500
-MAX_MESSAGE_ID = 100
 # Bodies past the limit are read and discarded up to this much so the client sees the
 # 400; beyond it the connection is simply closed.
 DRAIN_LIMIT = 8 * 1024 * 1024

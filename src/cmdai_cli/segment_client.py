@@ -27,15 +27,11 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from cmdai_cli import redact
 from cmdai_cli.profile import REGION_HOSTS, check_url
+from cmdai_cli.segment_limits import MAX_MESSAGE_BYTES, MAX_MESSAGE_ID, MESSAGE_TYPES
 
 if TYPE_CHECKING:
     from cmdai_cli.profile import Resolved
 
-MESSAGE_TYPES = ("identify", "track", "page", "screen", "group", "alias")
-MAX_MESSAGE_BYTES = 32 * 1024
-MAX_BATCH_BYTES = 500 * 1024
-MAX_BATCH_MESSAGES = 2500
-MAX_MESSAGE_ID = 100
 DEFAULT_TIMEOUT = 15.0
 
 Status = Literal["accepted", "refused", "unreachable", "invalid"]
@@ -101,22 +97,30 @@ def describe_failure(exc: BaseException, timeout: float | None = None) -> str:
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
-def _parse_timestamp(value: Any) -> datetime | None:
+def parse_timestamp(value: Any) -> datetime | None:
+    """A message's timestamp as the library wants it: an aware datetime (UTC if naive).
+
+    Raises ValueError for anything that is not ISO-8601 (Python 3.10 reads no `Z`).
+    """
     if value is None:
         return None
     if isinstance(value, datetime):
         return value
     if isinstance(value, str):
         text = value.strip()
-        if text.endswith(("Z", "z")):
+        if text[-1:] in ("Z", "z"):
             text = text[:-1] + "+00:00"
         parsed = datetime.fromisoformat(text)
         return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
     raise ValueError(f"timestamp must be an ISO-8601 string, got {type(value).__name__}")
 
 
-def check_message(message: Mapping[str, Any]) -> str | None:
-    """Why Segment would not take this message as given, or None when it would."""
+def message_problem(message: Mapping[str, Any]) -> str | None:
+    """Why Segment would drop or refuse this message, its size apart; None when it would not.
+
+    Replay calls this for every event, so it sticks to cheap checks; `check_message` adds
+    the size.
+    """
     kind = message.get("type")
     if kind not in MESSAGE_TYPES:
         return f"type {kind!r} is not one of {', '.join(MESSAGE_TYPES)}"
@@ -132,13 +136,32 @@ def check_message(message: Mapping[str, Any]) -> str | None:
     message_id = message.get("messageId")
     if message_id is not None and len(str(message_id)) > MAX_MESSAGE_ID:
         return f"messageId has {len(str(message_id))} characters; Segment allows {MAX_MESSAGE_ID}"
-    for name in ("context", "integrations", "properties", "traits"):
-        if message.get(name) is not None and not isinstance(message.get(name), Mapping):
+    for name in _OBJECT_FIELDS:
+        value = message.get(name)
+        if value is not None and type(value) is not dict and not isinstance(value, Mapping):
             return f"{name} must be an object"
-    try:
-        _parse_timestamp(message.get("timestamp"))
-    except ValueError as exc:
-        return f"timestamp {message.get('timestamp')!r} is not ISO-8601 ({exc})"
+    stamp = message.get("timestamp")
+    if stamp is not None and type(stamp) is not datetime:
+        try:
+            # The common case first: on 3.11+ fromisoformat reads every ISO-8601 form.
+            _fromisoformat(stamp)
+        except (TypeError, ValueError):
+            try:
+                parse_timestamp(stamp)
+            except ValueError as exc:
+                return f"timestamp {stamp!r} is not ISO-8601 ({exc})"
+    return None
+
+
+_OBJECT_FIELDS = ("context", "integrations", "properties", "traits")
+_fromisoformat = datetime.fromisoformat
+
+
+def check_message(message: Mapping[str, Any]) -> str | None:
+    """Why Segment would not take this message as given, or None when it would."""
+    problem = message_problem(message)
+    if problem is not None:
+        return problem
     size = message_size(message)
     if size > MAX_MESSAGE_BYTES:
         return f"the message is {size} bytes; Segment's limit is {MAX_MESSAGE_BYTES} (32 KB)"
@@ -159,7 +182,7 @@ def _call_args(message: Mapping[str, Any]) -> tuple[str, dict[str, Any]]:
     args: dict[str, Any] = {
         "context": copy.deepcopy(dict(message.get("context") or {})),
         "integrations": copy.deepcopy(dict(message.get("integrations") or {})),
-        "timestamp": _parse_timestamp(message.get("timestamp")),
+        "timestamp": parse_timestamp(message.get("timestamp")),
         "message_id": message.get("messageId"),
     }
     if kind != "alias":

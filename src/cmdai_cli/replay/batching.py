@@ -14,11 +14,9 @@ from typing import Any, NamedTuple
 
 import orjson
 
-# Segment's limits (integration facts, section 1). The batch limit is counted in
-# decimal kilobytes, the stricter reading.
-MAX_MESSAGE_BYTES = 32 * 1024
-MAX_BATCH_BYTES = 500_000
-MAX_BATCH_MESSAGES = 2500
+from cmdai_cli.segment_limits import MAX_BATCH_MESSAGES, MAX_MESSAGE_BYTES, SEND_BATCH_BYTES
+
+MAX_BATCH_BYTES = SEND_BATCH_BYTES
 # `{"batch": [...], "sentAt": "...", "writeKey": "..."}` around the messages; write
 # keys are at most 200 characters.
 ENVELOPE_BYTES = 512

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any, Literal, cast
 
 from cmdai_cli import streams
 from cmdai_cli.errors import CmdaiError, ConfigError, DataError, UsageError
-from cmdai_cli.replay.batching import MAX_BATCH_MESSAGES, Batch, Pending
+from cmdai_cli.replay.batching import Batch, Pending
 from cmdai_cli.replay.checkpoint import Checkpoint, Ranges, fingerprint, input_names, run_key
 from cmdai_cli.replay.delivery import Counters, Delivery, RateLimiter
 from cmdai_cli.replay.errorlog import ErrorLog, unwrap
@@ -35,6 +35,7 @@ from cmdai_cli.replay.targets import (
     WebhookTarget,
 )
 from cmdai_cli.retry import RetryPolicy
+from cmdai_cli.segment_limits import MAX_BATCH_MESSAGES
 
 if TYPE_CHECKING:
     from cmdai_cli.mapping import WebhookMapping
@@ -77,8 +78,12 @@ class ReplayOptions:
             raise UsageError("--limit must not be negative")
         if self.batch_size is not None and self.batch_size < 1:
             raise UsageError("--batch-size must be at least 1")
-        if self.to == "segment" and self.batch_size is not None and self.batch_size > 2500:
-            raise UsageError("--batch-size for Segment is at most 2500 messages")
+        if (
+            self.to == "segment"
+            and self.batch_size is not None
+            and self.batch_size > MAX_BATCH_MESSAGES
+        ):
+            raise UsageError(f"--batch-size for Segment is at most {MAX_BATCH_MESSAGES} messages")
         if self.max_retries < 0 or self.max_wait < 0 or self.backoff < 0 or self.timeout <= 0:
             raise UsageError("--max-retries, --max-wait and --backoff must not be negative")
 

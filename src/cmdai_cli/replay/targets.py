@@ -10,9 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime
 from typing import TYPE_CHECKING, Any, Literal, NamedTuple, Protocol
 from urllib.parse import urlsplit
 
@@ -21,7 +19,8 @@ import orjson
 from cmdai_cli import __version__, redact
 from cmdai_cli.replay import batching
 from cmdai_cli.replay.batching import Batch, Builder, Pending, UserBuilder
-from cmdai_cli.replay.select import parse_time
+from cmdai_cli.segment_client import message_problem
+from cmdai_cli.segment_limits import MAX_MESSAGE_BYTES
 
 if TYPE_CHECKING:
     import httpx
@@ -30,11 +29,7 @@ if TYPE_CHECKING:
 
 TargetName = Literal["segment", "webhook", "bulk-identify"]
 TARGETS: tuple[TargetName, ...] = ("segment", "webhook", "bulk-identify")
-MESSAGE_TYPES = frozenset({"identify", "track", "page", "screen", "group", "alias"})
-MAX_MESSAGE_ID = 100
-_MAX_MESSAGE_BYTES = batching.MAX_MESSAGE_BYTES
 USER_AGENT = f"cmdai-replay/{__version__}"
-_fromisoformat = datetime.fromisoformat
 DEFAULT_BULK_BATCH = 100
 
 
@@ -88,45 +83,6 @@ def shown_url(url: str) -> str:
 # ---------------------------------------------------------------- Segment
 
 
-def segment_problem(message: Mapping[str, Any]) -> str | None:
-    """Why Segment would drop or refuse `message`, or None.
-
-    The same rules as `segment_client.check_message` (a test holds them equal), without
-    its size measurement, which the batcher does once for both limits.
-    """
-    kind = message.get("type")
-    if kind not in MESSAGE_TYPES:
-        return f"type {kind!r} is not one of {', '.join(sorted(MESSAGE_TYPES))}"
-    if kind == "alias":
-        if message.get("previousId") in (None, "") or message.get("userId") in (None, ""):
-            return "an alias needs previousId and userId"
-    elif message.get("userId") in (None, "") and message.get("anonymousId") in (None, ""):
-        return "the message has neither userId nor anonymousId"
-    if kind == "track" and type(message.get("event")) is not str:
-        return "a track needs an event name"
-    if kind == "group" and message.get("groupId") in (None, ""):
-        return "a group needs groupId"
-    message_id = message.get("messageId")
-    if message_id is not None and len(str(message_id)) > MAX_MESSAGE_ID:
-        return f"messageId has {len(str(message_id))} characters; Segment allows {MAX_MESSAGE_ID}"
-    for name in ("context", "integrations", "properties", "traits"):
-        value = message.get(name)
-        if value is not None and type(value) is not dict:
-            return f"{name} must be an object"
-    stamp = message.get("timestamp")
-    if stamp is not None:
-        if type(stamp) is not str:
-            return f"timestamp must be an ISO-8601 string, got {type(stamp).__name__}"
-        try:
-            _fromisoformat(stamp)
-        except ValueError:
-            try:
-                parse_time(stamp)  # Python 3.10 reads no `Z`; this does
-            except ValueError as exc:
-                return f"timestamp {stamp!r} is not ISO-8601 ({exc})"
-    return None
-
-
 @dataclass
 class SegmentTarget:
     """Batches to `{host}/v1/batch`, each message kept as it is (ids, context, ...)."""
@@ -143,15 +99,15 @@ class SegmentTarget:
         self.destination = f"{shown_url(self.host)}/v1/batch"
 
     def prepare(self, event: dict[str, Any]) -> Prepared:
-        problem = segment_problem(event)
+        problem = message_problem(event)
         if problem is not None:
             return Prepared("invalid", reason=problem)
         size = batching.segment_size(event)
-        if size > _MAX_MESSAGE_BYTES:
+        if size > MAX_MESSAGE_BYTES:
             return Prepared(
                 "reject",
                 reason=f"the message is {size} bytes; Segment's limit is 32 KB "
-                f"({batching.MAX_MESSAGE_BYTES} bytes)",
+                f"({MAX_MESSAGE_BYTES} bytes)",
             )
         return Prepared("send", event, size)
 
