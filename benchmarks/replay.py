@@ -126,7 +126,11 @@ def main() -> None:
             "CMDAI_WRITE_KEY": WRITE_KEY,
             "CMDAI_STATE_DIR": str(base / "state"),
             "CMDAI_CONFIG_DIR": str(base / "config"),
+            # Byte-code caches, as an installed package has them, for both senders: with
+            # PYTHONDONTWRITEBYTECODE set, every run would compile its modules again.
+            "PYTHONPYCACHEPREFIX": str(base / "pycache"),
         }
+        env.pop("PYTHONDONTWRITEBYTECODE", None)
         source = base / "events.ndjson"
         write_events(source, count)
         size_mb = source.stat().st_size / 1e6
@@ -146,6 +150,10 @@ def main() -> None:
                 "--json",
             ]
 
+        warm = base / "warm.ndjson"
+        write_events(warm, 10)
+        run(replay(warm), env, 10)
+        run([sys.executable, "-c", PLAIN_SCRIPT, str(warm), "{URL}", "10", WRITE_KEY], env, 10)
         plain_s, plain_rss = run(
             [sys.executable, "-c", PLAIN_SCRIPT, str(source), "{URL}", str(count), WRITE_KEY],
             env,

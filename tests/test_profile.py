@@ -275,3 +275,14 @@ def test_concurrent_writers_do_not_lose_or_corrupt(config_path):
     assert {name: p.org_id for name, p in profiles.items()} == {
         f"p{i}": f"org-{i}-14" for i in range(4)
     }
+
+
+def test_base_urls_lose_a_trailing_slash_but_the_webhook_url_keeps_it(config_path):
+    store = store_at(config_path)
+    saved = profile.save_profile(
+        store,
+        "default",
+        {"segment_host": "https://seg.example/", "webhook_url": "https://hooks.example/in/"},
+    )
+    assert saved.segment_host == "https://seg.example"
+    assert saved.webhook_url == "https://hooks.example/in/"

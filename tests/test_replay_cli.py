@@ -469,3 +469,13 @@ def test_stdin_and_invalid_events_under_on_error_fail(cli, tmp_path, segment_env
         assert result.exit_code == 4
         assert "<stdin>:4" in result.stderr and "neither userId nor anonymousId" in result.stderr
         assert server.delivered == 3
+
+
+def test_webhook_url_is_used_exactly_as_given(cli, tmp_path) -> None:
+    source = write_ndjson(tmp_path / "in.ndjson", make_events(2))
+    with FaultServer(kind="webhook") as server:
+        code, summary, _ = run_json(
+            cli, str(source), "--to", "webhook", "--url", server.url + "/api/hook/"
+        )
+        assert code == 0 and summary["sent"] == 2
+        assert {seen.path for seen in server.requests} == {"/api/hook/"}

@@ -245,7 +245,7 @@ def make_target(options: ReplayOptions, settings: Resolved) -> Target:
     if options.to == "webhook":
         url = options.url or settings.get("webhook_url")
         if url:
-            url = check_url(url, what="webhook URL")
+            url = check_url(url, what="webhook URL", base=False)
         elif dry:
             url = "https://webhook.invalid"
         else:
