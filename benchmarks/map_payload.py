@@ -101,11 +101,17 @@ def write_corpus(path: Path, count: int, seed: int = 7) -> int:
     return size
 
 
+# Byte-code caches, as an installed package has them: with PYTHONDONTWRITEBYTECODE set,
+# every cmdai run would compile its modules again. Best-of-N keeps a run with them warm.
+ENV = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+ENV["PYTHONPYCACHEPREFIX"] = str(Path(tempfile.gettempdir()) / "cmdai-bench-pycache")
+
+
 def run(argv: list[str], stdin: Path, stdout: Path) -> tuple[float, int, int]:
     """Wall seconds, peak RSS in MiB, and exit status of one process."""
     with stdin.open("rb") as src, stdout.open("wb") as dst:
         start = time.perf_counter()
-        proc = subprocess.Popen(argv, stdin=src, stdout=dst, stderr=subprocess.DEVNULL)
+        proc = subprocess.Popen(argv, stdin=src, stdout=dst, stderr=subprocess.DEVNULL, env=ENV)
         _, status, usage = os.wait4(proc.pid, 0)
         elapsed = time.perf_counter() - start
         proc.returncode = os.waitstatus_to_exitcode(status)
