@@ -170,6 +170,14 @@ sys.stderr.write("\\nHEAVY:" + ",".join(heavy) + "\\n")
                 "COMP_CWORD": "3",
             },
         ),
+        (
+            [],
+            {
+                "_CMDAI_COMPLETE": "complete_bash",
+                "COMP_WORDS": "cmdai send-test --event nud",
+                "COMP_CWORD": "3",
+            },
+        ),
     ],
     ids=[
         "help",
@@ -178,6 +186,7 @@ sys.stderr.write("\\nHEAVY:" + ",".join(heavy) + "\\n")
         "complete-commands",
         "complete-options",
         "complete-replay-to",
+        "complete-event",
     ],
 )
 def test_start_up_does_not_import_heavy_modules(args: list[str], env: dict[str, str]) -> None:

@@ -17,6 +17,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict
 
+from cmdai_cli.event_names import ALL, IN_SEGMENT_CATALOG
+
 TEST_EVENT = "Command AI Test Event"
 TEST_EVENT_TYPE = "cmdai_test"
 
@@ -127,10 +129,10 @@ _NUDGE = {
     "trigger": {"type": "when_page_reached", "meta": {"url": "/dashboard"}},
 }
 
-_SPECS: tuple[EventSpec, ...] = (
-    EventSpec(
-        "CommandBar booted",
-        "booted",
+# properties.type -> (Segment message type, model, sample); an event not named here is a
+# track with the common properties.
+_DETAILS: dict[str, tuple[Literal["track", "identify"], type[BaseModel], dict[str, Any]]] = {
+    "booted": (
         "identify",
         BootedTraits,
         {
@@ -138,37 +140,19 @@ _SPECS: tuple[EventSpec, ...] = (
             "userAttributes": {"plan": "growth", "role": "admin", "signup_date": "2024-02-11"},
         },
     ),
-    EventSpec(
-        "Opened",
-        "opened",
-        "track",
-        OpenedProperties,
-        _props("opened", trigger="keyboard"),
-    ),
-    EventSpec(
-        "Closed",
-        "closed",
-        "track",
-        ClosedProperties,
-        _props("closed", inputText="billing"),
-    ),
-    EventSpec(
-        "Abandoned Search",
-        "abandoned_search",
+    "opened": ("track", OpenedProperties, _props("opened", trigger="keyboard")),
+    "closed": ("track", ClosedProperties, _props("closed", inputText="billing")),
+    "abandoned_search": (
         "track",
         AbandonedSearchProperties,
         _props("abandoned_search", inputText="export csv", search="export csv"),
     ),
-    EventSpec(
-        "Command Suggestion",
-        "command_suggestion",
+    "command_suggestion": (
         "track",
         CommandSuggestionProperties,
         _props("command_suggestion", text="Bulk archive projects"),
     ),
-    EventSpec(
-        "Command Execution",
-        "command_execution",
+    "command_execution": (
         "track",
         CommandExecutionProperties,
         _props(
@@ -183,26 +167,12 @@ _SPECS: tuple[EventSpec, ...] = (
             search="invite",
         ),
     ),
-    EventSpec(
-        "No Results For Query",
-        "no_results_for_query",
+    "no_results_for_query": (
         "track",
         NoResultsProperties,
         _props("no_results_for_query", inputText="sso saml", search="sso saml"),
     ),
-    EventSpec(
-        "Nudge Shown", "nudge_shown", "track", NudgeProperties, _props("nudge_shown", **_NUDGE)
-    ),
-    EventSpec(
-        "Nudge Clicked",
-        "nudge_clicked",
-        "track",
-        NudgeProperties,
-        _props("nudge_clicked", **_NUDGE),
-    ),
-    EventSpec(
-        "User Changed Shortcut",
-        "shortcut_edited",
+    "shortcut_edited": (
         "track",
         ShortcutEditedProperties,
         _props(
@@ -213,26 +183,20 @@ _SPECS: tuple[EventSpec, ...] = (
             newShortcut=["shift", "i"],
         ),
     ),
-    *(
-        EventSpec(
-            name,
-            kind,
-            "track",
-            NudgeProperties if kind.startswith("nudge") else CommonProperties,
-            _props(kind, **(_NUDGE if kind.startswith("nudge") else {})),
-            in_segment_catalog=False,
-        )
-        for name, kind in (
-            ("Nudge Snoozed", "nudge_snoozed"),
-            ("Nudge Completed", "nudge_completed"),
-            ("Nudge Dismissed", "nudge_dismissed"),
-            ("Survey Response", "survey_response"),
-            ("Preview Shown", "preview_shown"),
-            ("Questlist Shown", "questlist_shown"),
-            ("Questlist Engagement", "questlist_engagement"),
-            ("Questlist Item Engagement", "questlist_item_engagement"),
-        )
-    ),
+}
+
+
+def _details(kind: str) -> tuple[Literal["track", "identify"], type[BaseModel], dict[str, Any]]:
+    if kind in _DETAILS:
+        return _DETAILS[kind]
+    if kind.startswith("nudge_"):
+        return "track", NudgeProperties, _props(kind, **_NUDGE)
+    return "track", CommonProperties, _props(kind)
+
+
+_SPECS: tuple[EventSpec, ...] = tuple(
+    EventSpec(name, kind, *_details(kind), in_segment_catalog=(name, kind) in IN_SEGMENT_CATALOG)
+    for name, kind in ALL
 )
 
 

@@ -52,16 +52,10 @@ def complete_events(incomplete: str) -> list[tuple[str, str]]:
     Names hold spaces, which bash splits on insertion, so a lower-case start completes
     the `properties.type` values instead ("nudge_shown"); `--event` accepts both.
     """
-    try:
-        from cmdai_cli import catalogue
+    from cmdai_cli.event_names import ALL
 
-        specs = catalogue.events()
-    except Exception:
-        return []
-    if incomplete[:1].islower():
-        pairs = {spec.event_type: spec.name for spec in specs}
-    else:
-        pairs = {spec.name: spec.event_type for spec in specs}
+    by_type = incomplete[:1].islower()
+    pairs = {kind: name for name, kind in ALL} if by_type else dict(ALL)
     return [(value, about) for value, about in pairs.items() if value.startswith(incomplete)]
 
 
