@@ -158,7 +158,12 @@ def replay(
         ),
     ] = None,
     concurrency: Annotated[
-        int, typer.Option("--concurrency", help="Requests in flight at once.")
+        int,
+        typer.Option(
+            "--concurrency",
+            help="Requests in flight at once (to Segment on Linux, each sent by a worker "
+            "process of its own, so that encoding runs beside reading).",
+        ),
     ] = 4,
     rate: Annotated[
         float | None,

@@ -241,7 +241,9 @@ def make_target(options: ReplayOptions, settings: Resolved) -> Target:
     if options.to == "segment":
         host = check_url(options.host) if options.host else str(settings.get("segment_host"))
         key = "" if dry else settings.require("write_key", hint="run `cmdai connect` first")
-        return SegmentTarget(key, host, size, options.timeout, options.gzip)
+        return SegmentTarget(
+            key, host, size, options.timeout, options.gzip, 0 if dry else options.concurrency
+        )
     if options.to == "webhook":
         url = options.url or settings.get("webhook_url")
         if url:

@@ -92,11 +92,24 @@ class SegmentTarget:
     batch_size: int | None = None
     timeout: float = 15.0
     gzip: bool = False
+    workers: int = 0
     name: TargetName = "segment"
 
     def __post_init__(self) -> None:
         redact.register(self.write_key)
         self.destination = f"{shown_url(self.host)}/v1/batch"
+        self._pool: Any = None
+        if self.workers:
+            from cmdai_cli.replay import posting
+
+            if posting.available():
+                self._pool = posting.Pool(
+                    self.workers,
+                    write_key=self.write_key,
+                    host=self.host,
+                    timeout=self.timeout,
+                    gzip=self.gzip,
+                )
 
     def prepare(self, event: dict[str, Any]) -> Prepared:
         problem = message_problem(event)
@@ -120,13 +133,16 @@ class SegmentTarget:
     def send(self, batch: Batch) -> Answer:
         from cmdai_cli.segment_client import post_batch
 
-        result = post_batch(
-            batch.items,
-            write_key=self.write_key,
-            host=self.host,
-            timeout=self.timeout,
-            gzip=self.gzip,
-        )
+        if self._pool is not None:
+            result = self._pool.post(batch.items)
+        else:
+            result = post_batch(
+                batch.items,
+                write_key=self.write_key,
+                host=self.host,
+                timeout=self.timeout,
+                gzip=self.gzip,
+            )
         if result.ok:
             return Answer(True, result.http_status)
         detail = result.message
@@ -135,7 +151,8 @@ class SegmentTarget:
         return Answer(False, result.http_status, detail, result.retry_after)
 
     def close(self) -> None:
-        pass
+        if self._pool is not None:
+            self._pool.close()
 
 
 # ---------------------------------------------------------------- HTTP (Command AI)
