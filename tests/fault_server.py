@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import sys
 import threading
 import time
 from collections import Counter
@@ -101,8 +102,15 @@ class FaultServer:
             def do_POST(self) -> None:
                 owner._handle(self)
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._server.daemon_threads = True
+        class Server(ThreadingHTTPServer):
+            daemon_threads = True
+
+            def handle_error(self, request: Any, client_address: Any) -> None:
+                # A client that went away mid-answer (a killed sender) is expected here.
+                if not isinstance(sys.exc_info()[1], ConnectionError):
+                    super().handle_error(request, client_address)
+
+        self._server = Server(("127.0.0.1", 0), Handler)
         threading.Thread(
             target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
         ).start()

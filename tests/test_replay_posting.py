@@ -1,4 +1,4 @@
-"""Segment batches posted from forked workers: answers, a dying worker, a killed parent."""
+"""Segment batches posted from a forked worker: answers, a dying worker, a killed parent."""
 
 from __future__ import annotations
 
@@ -24,34 +24,46 @@ pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="workers are for
 # Run in a fresh interpreter: forking the test process, with its servers' threads, is
 # exactly what the pool refuses to do.
 SCRIPT = r"""
-import json, os, signal, sys
+import json, os, signal, sys, threading, time
 from cmdai_cli.replay.posting import Pool, available
 
-url, key = sys.argv[1], sys.argv[2]
+url, key, slow = sys.argv[1], sys.argv[2], sys.argv[3] == "slow"
 ready = available()
 pool = Pool(2, write_key=key, host=url, timeout=5.0, gzip=False)
 
 def message(n):
     return {"type": "track", "userId": "u", "event": "E", "messageId": f"m{n}"}
 
-answers = [pool.post([message(0), message(1)])]
-first = pool.pids
-for pid in first:
-    os.kill(pid, signal.SIGKILL)
-    os.waitpid(pid, 0)
-answers += [pool.post([message(n)]) for n in range(2, 6)]
+answers = []
+if slow:
+    # The worker dies while both batches are in flight: their answers are lost.
+    posts = [threading.Thread(target=lambda n=n: answers.append(pool.post([message(n)])))
+             for n in range(2)]
+    for post in posts:
+        post.start()
+    time.sleep(0.5)
+    os.kill(pool.process.pid, signal.SIGKILL)
+    for post in posts:
+        post.join()
+else:
+    answers.append(pool.post([message(0), message(1)]))
+    answers.append(pool.post([message(2)]))
+    os.kill(pool.process.pid, signal.SIGKILL)
+    pool.process.join()
+    time.sleep(0.2)
+    # With the worker gone, the rest is sent from this process.
+    answers += [pool.post([message(n)]) for n in range(3, 5)]
 pool.close()
 print(json.dumps({
     "available": ready,
     "answers": [[a.status, a.http_status] for a in answers],
-    "replaced": len(set(pool.pids) - set(first)),
 }))
 """
 
 
-def run_script(url: str, key: str) -> dict[str, Any]:
+def run_script(url: str, key: str, mode: str = "fast") -> dict[str, Any]:
     done = subprocess.run(
-        [sys.executable, "-c", SCRIPT, url, key],
+        [sys.executable, "-c", SCRIPT, url, key, mode],
         capture_output=True,
         text=True,
         timeout=60,
@@ -72,25 +84,30 @@ def test_not_available_while_another_thread_runs() -> None:
         thread.join()
 
 
-def test_answers_come_back_and_a_dead_worker_is_replaced() -> None:
-    with FaultServer(write_key=WRITE_KEY, faults=[OK, status(500)]) as server:
+def test_answers_come_back_and_a_dead_worker_is_taken_over() -> None:
+    with FaultServer(write_key=WRITE_KEY, faults=[OK, status(503), status(500), OK]) as server:
         result = run_script(server.url, WRITE_KEY)
         server.settle()
         assert result["available"] is True
-        answers = result["answers"]
-        assert answers[0] == ["accepted", 200]
-        # Both workers were killed: each answers "unreachable" once (the batch may or
-        # may not have gone) and is replaced; the replacements carry on.
-        assert answers[1:3] == [["unreachable", None], ["unreachable", None]]
-        assert answers[3:] == [["refused", 500], ["accepted", 200]]
-        assert result["replaced"] == 2
-        assert set(server.ids) == {"m0", "m1", "m5"}
+        assert result["answers"] == [
+            ["accepted", 200],
+            ["refused", 503],
+            ["refused", 500],
+            ["accepted", 200],
+        ]
+        assert set(server.ids) == {"m0", "m1", "m4"}
+
+
+def test_batches_in_flight_when_the_worker_dies_are_unanswered() -> None:
+    with FaultServer(write_key=WRITE_KEY, delay=3.0) as server:
+        result = run_script(server.url, WRITE_KEY, "slow")
+        assert result["answers"] == [["unreachable", None], ["unreachable", None]]
 
 
 def test_a_refusal_is_reported_with_its_status() -> None:
     with FaultServer(write_key=WRITE_KEY) as server:
         result = run_script(server.url, "wk_WRONGKEY_0123456789")
-        assert {tuple(a) for a in result["answers"][3:]} == {("refused", 401)}
+        assert {tuple(a) for a in result["answers"]} == {("refused", 401)}
 
 
 def children_of(pid: int) -> list[int]:
@@ -123,7 +140,7 @@ def test_workers_end_when_the_replay_is_killed(tmp_path: Path) -> None:
             assert time.monotonic() < deadline and proc.poll() is None
             time.sleep(0.01)
         workers = children_of(proc.pid)
-        assert len(workers) == 3
+        assert len(workers) == 1
         proc.send_signal(signal.SIGKILL)
         proc.wait(10)
         deadline = time.monotonic() + 10

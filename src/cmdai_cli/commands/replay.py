@@ -161,8 +161,8 @@ def replay(
         int,
         typer.Option(
             "--concurrency",
-            help="Requests in flight at once (to Segment on Linux, each sent by a worker "
-            "process of its own, so that encoding runs beside reading).",
+            help="Requests in flight at once (to Segment on Linux, sent from a worker "
+            "process, so that encoding runs beside reading).",
         ),
     ] = 4,
     rate: Annotated[

@@ -1,12 +1,14 @@
-"""Segment batches posted from forked worker processes, one per delivery thread.
+"""Segment batches posted from a forked worker process.
 
 Encoding a batch (the library's `json.dumps`) and driving its HTTP request is most of
 what sending costs, and in the reading process it competes with reading for the one
-interpreter lock. A forked worker inherits the loaded library and does that work on
-another core; the batch crosses the pipe as compact JSON and only the answer comes
-back. The parent alone keeps the checkpoint, the counters and the dead letters, so the
-delivery guarantees are unchanged: a batch counts as sent only once its worker reports
-Segment's 2xx.
+interpreter lock. One forked worker, with a thread per request in flight, takes that
+work to another core: each batch crosses the pipe as compact JSON and only the answer
+comes back. The worker loads the library itself, beside the reading rather than before
+it. The parent alone keeps the checkpoint, the counters and the dead letters, so the
+delivery guarantees are unchanged: a batch counts as sent only once the worker reports
+Segment's 2xx, and a batch whose answer was lost with the worker is unanswered, which
+the retry policy handles like any other.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from __future__ import annotations
 import signal
 import sys
 import threading
+from concurrent.futures import Future
 from typing import Any
 
 import orjson
@@ -22,7 +25,7 @@ from cmdai_cli.segment_client import BatchResult, post_batch
 
 
 def available() -> bool:
-    """Whether workers can be forked here: on Linux, before any other thread runs.
+    """Whether the worker can be forked here: on Linux, before any other thread runs.
 
     Forking while another thread runs could copy a lock that thread holds; elsewhere
     than Linux, forking a process that loaded system frameworks is unsafe. Then the
@@ -32,14 +35,10 @@ def available() -> bool:
 
 
 class Pool:
-    """`size` forked workers posting to `{host}/v1/batch`; `post` blocks for the answer."""
+    """A forked worker posting up to `size` batches at once to `{host}/v1/batch`."""
 
     def __init__(self, size: int, *, write_key: str, host: str, timeout: float, gzip: bool):
         import multiprocessing
-        import queue
-
-        # Loaded once, here, so that every worker inherits it instead of loading it again.
-        import segment.analytics.request  # noqa: F401
 
         self._settings: dict[str, Any] = {
             "write_key": write_key,
@@ -47,72 +46,116 @@ class Pool:
             "timeout": timeout,
             "gzip": gzip,
         }
-        self._context = multiprocessing.get_context("fork")
-        self._idle: queue.SimpleQueue[Any] = queue.SimpleQueue()
-        self._workers: list[Any] = []
-        for _ in range(size):
-            self._idle.put(self._start())
-
-    def _start(self) -> tuple[Any, Any]:
-        parent, child = self._context.Pipe()
-        # A worker must hold no copy of any parent end, its own included: else closing
-        # them here (or this process dying) would never reach a worker as end-of-file.
-        others = [parent, *(conn for _, conn in self._workers)]
-        process = self._context.Process(
-            target=_serve, args=(child, self._settings, others), daemon=True
+        context = multiprocessing.get_context("fork")
+        # One pipe each way, so that closing the one this process writes ends the worker
+        # even while the answer reader waits on the other. The worker must hold no copy
+        # of this process's ends: else closing them, or this process dying, would never
+        # reach it as end-of-file.
+        jobs_in, self._jobs = context.Pipe(duplex=False)
+        self._answers, answers_out = context.Pipe(duplex=False)
+        self.process = context.Process(
+            target=_serve,
+            args=(jobs_in, answers_out, self._settings, size, (self._jobs, self._answers)),
+            daemon=True,
         )
-        process.start()
-        child.close()
-        self._workers.append((process, parent))
-        return process, parent
-
-    @property
-    def pids(self) -> list[int]:
-        """The workers' process ids, replaced ones included."""
-        return [process.pid for process, _ in self._workers]
+        self.process.start()
+        jobs_in.close()
+        answers_out.close()
+        self._send_lock = threading.Lock()
+        self._waiting: dict[int, Future[BatchResult]] = {}
+        self._next = 0
+        self._alive = True
+        self._reader = threading.Thread(target=self._read, name="cmdai-replay-answers")
+        self._reader.daemon = True
+        self._reader.start()
 
     def post(self, items: list[Any]) -> BatchResult:
         try:
             body = orjson.dumps(items)
         except TypeError:  # not JSON as orjson knows it: send from this process instead
             return post_batch(items, **self._settings)
-        worker = self._idle.get()
-        try:
-            worker[1].send_bytes(body)
-            status, http_status, message, retry_after = orjson.loads(worker[1].recv_bytes())
-        except (EOFError, OSError) as exc:
-            # The worker died with the batch: nobody knows whether Segment got it, as
-            # with any unanswered request; the retry policy decides.
-            worker[1].close()
-            worker = self._start()
-            return BatchResult("unreachable", None, f"the sending process failed: {exc!r}")
-        finally:
-            self._idle.put(worker)
-        return BatchResult(status, http_status, message, retry_after)
+        answer: Future[BatchResult] = Future()
+        with self._send_lock:
+            if not self._alive:
+                # The worker is gone; a new one cannot safely be forked with threads
+                # running, so the rest is sent from here.
+                return post_batch(items, **self._settings)
+            self._next += 1
+            ident = self._next
+            self._waiting[ident] = answer
+            try:
+                self._jobs.send_bytes(ident.to_bytes(8, "big") + body)
+            except OSError as exc:
+                del self._waiting[ident]
+                return BatchResult("unreachable", None, f"the sending process failed: {exc!r}")
+        return answer.result()
+
+    def _read(self) -> None:
+        while True:
+            try:
+                ident, status, http_status, message, retry_after = orjson.loads(
+                    self._answers.recv_bytes()
+                )
+            except (EOFError, OSError) as exc:
+                with self._send_lock:
+                    self._alive = False
+                    lost, self._waiting = self._waiting, {}
+                for future in lost.values():
+                    # Whether Segment got these is unknown, as with any lost answer.
+                    reason = f"the sending process failed: {exc!r}"
+                    future.set_result(BatchResult("unreachable", None, reason))
+                return
+            with self._send_lock:
+                future = self._waiting.pop(ident)
+            future.set_result(BatchResult(status, http_status, message, retry_after))
 
     def close(self) -> None:
-        for _, conn in self._workers:
-            conn.close()
-        for process, _ in self._workers:
-            process.join(timeout=5)
-            if process.is_alive():
-                process.kill()
+        self._jobs.close()
+        self.process.join(timeout=float(self._settings["timeout"]) + 5)
+        if self.process.is_alive():
+            self.process.kill()
+        self._reader.join(timeout=5)
 
 
-def _serve(conn: Any, settings: dict[str, Any], others: list[Any]) -> None:
-    for other in others:
-        other.close()
+def _serve(
+    jobs_in: Any, answers_out: Any, settings: dict[str, Any], size: int, parent_ends: Any
+) -> None:
+    import queue
+
+    for end in parent_ends:
+        end.close()
     # Ctrl-C reaches the whole process group; the parent decides what becomes of the
-    # batches in flight, so a worker finishes its request and waits for the pipe.
+    # batches in flight, so the worker finishes its requests and waits for the pipe.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    import segment.analytics.request  # noqa: F401  (loaded now, while the parent reads)
+
+    jobs: queue.SimpleQueue[tuple[int, bytes] | None] = queue.SimpleQueue()
+    send_lock = threading.Lock()
+
+    def work() -> None:
+        while (job := jobs.get()) is not None:
+            ident, body = job
+            result = post_batch(orjson.loads(body), **settings)
+            answer = (ident, result.status, result.http_status, result.message, result.retry_after)
+            try:
+                with send_lock:
+                    answers_out.send_bytes(orjson.dumps(answer))
+            except OSError:
+                return
+
+    threads = [threading.Thread(target=work, daemon=True) for _ in range(max(1, size))]
+    for thread in threads:
+        thread.start()
     while True:
         try:
-            body = conn.recv_bytes()
+            data = jobs_in.recv_bytes()
         except (EOFError, OSError):
-            return
-        result = post_batch(orjson.loads(body), **settings)
-        answer = [result.status, result.http_status, result.message, result.retry_after]
-        try:
-            conn.send_bytes(orjson.dumps(answer))
-        except OSError:
-            return
+            break
+        jobs.put((int.from_bytes(data[:8], "big"), data[8:]))
+    # The parent is gone or done: finish what is in flight (each request has its
+    # time-out), then leave.
+    for _ in threads:
+        jobs.put(None)
+    for thread in threads:
+        thread.join()
+    answers_out.close()
