@@ -12,6 +12,7 @@ import typer
 
 from cmdai_cli import output
 from cmdai_cli.commands._common import STATE, command
+from cmdai_cli.commands._inputs import FilesArg, OnErrorName
 
 if TYPE_CHECKING:
     from cmdai_cli.mapping import Tally, WebhookMapping
@@ -22,11 +23,6 @@ if TYPE_CHECKING:
 class TargetName(str, Enum):
     webhook = "webhook"
     destination = "destination"
-
-
-class OnErrorName(str, Enum):
-    fail = "fail"
-    skip = "skip"
 
 
 class FormatName(str, Enum):
@@ -62,14 +58,7 @@ def register(app: typer.Typer) -> None:
 
 
 def map_payload(
-    files: Annotated[
-        list[str] | None,
-        typer.Argument(
-            metavar="FILE",
-            help="Event files, directories or glob patterns; '-' or none reads stdin.",
-            show_default=False,
-        ),
-    ] = None,
+    files: FilesArg = None,
     target: Annotated[
         TargetName,
         typer.Option("--target", help="What to emulate: the webhook, or the destination."),

@@ -15,6 +15,7 @@ import typer
 
 from cmdai_cli import output
 from cmdai_cli.commands._common import STATE, command
+from cmdai_cli.commands._inputs import FilesArg, OnErrorName
 from cmdai_cli.errors import ExitCode, PartialFailure
 
 if TYPE_CHECKING:
@@ -25,11 +26,6 @@ class To(str, Enum):
     segment = "segment"
     webhook = "webhook"
     bulk_identify = "bulk-identify"
-
-
-class OnErrorName(str, Enum):
-    fail = "fail"
-    skip = "skip"
 
 
 HELP = """Resend recorded events to Segment, the Command AI webhook, or bulk-identify.
@@ -58,13 +54,7 @@ def register(app: typer.Typer) -> None:
 
 
 def replay(
-    files: Annotated[
-        list[str] | None,
-        typer.Argument(
-            help="Event files, directories or glob patterns; '-' or none reads stdin.",
-            show_default=False,
-        ),
-    ] = None,
+    files: FilesArg = None,
     to: Annotated[
         To,
         typer.Option("--to", help="Where to send: segment, webhook or bulk-identify."),

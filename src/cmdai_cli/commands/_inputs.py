@@ -1,0 +1,23 @@
+"""What the commands that read events (map-payload, replay) share on the command line."""
+
+from __future__ import annotations
+
+from enum import Enum
+from typing import Annotated
+
+import typer
+
+
+class OnErrorName(str, Enum):
+    fail = "fail"
+    skip = "skip"
+
+
+FilesArg = Annotated[
+    list[str] | None,
+    typer.Argument(
+        metavar="FILE",
+        help="Event files, directories or glob patterns; '-' or none reads stdin.",
+        show_default=False,
+    ),
+]
