@@ -58,8 +58,11 @@ def wire_size(value: Any) -> int:
     compact = _dumps(value)
     if not compact.isascii():
         return exact_size(value)
-    size = len(compact) + compact.count(b":") + compact.count(b",") + compact.count(b"e-")
-    if b"\x7f" in compact:  # rare: a containment test is cheaper than a count
+    size = len(compact) + compact.count(b":") + compact.count(b",")
+    # Both rare: a containment test (an int for one byte is the cheapest) before a count.
+    if b"e-" in compact:
+        size += compact.count(b"e-")
+    if 0x7F in compact:
         size += 5 * compact.count(b"\x7f")
     return size
 

@@ -583,6 +583,7 @@ class _Run:
         prepare = target.prepare
         add = target.add
         tick = self.tick if self.progress_cb is not None else None
+        any_done = bool(done)
         try:
             if limit == 0:
                 raise _Stop()
@@ -612,7 +613,7 @@ class _Run:
                         last = position + 1
                         continue
                     selected += 1
-                    if done and position in done:
+                    if any_done and position in done:
                         summary.already_done += 1
                     else:
                         prepared = prepare(value)
