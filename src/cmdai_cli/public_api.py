@@ -139,27 +139,22 @@ class PublicApi:
                 response = self._client.request(
                     method, path, params=params, content=content, headers=headers
                 )
-            except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
-                # Nothing reached Segment: safe to send again whatever the method.
-                decision = self.policy.decide(
-                    attempt, waited, network_error=True, idempotent=True, rng=self.rng
-                )
-                if not decision.retry:
-                    raise http_errors.error_for_exception(
-                        exc, service=SERVICE, context=decision.reason
-                    ) from None
-                self._wait(decision.delay, f"cannot reach {SERVICE} ({method} {path})")
-                waited += decision.delay
-                continue
             except httpx.HTTPError as exc:
+                # A failed connect reached nothing: safe to send again whatever the method.
+                unsent = isinstance(exc, (httpx.ConnectError, httpx.ConnectTimeout))
                 decision = self.policy.decide(
-                    attempt, waited, network_error=True, idempotent=idempotent, rng=self.rng
+                    attempt,
+                    waited,
+                    network_error=True,
+                    idempotent=unsent or idempotent,
+                    rng=self.rng,
                 )
                 if not decision.retry:
                     raise http_errors.error_for_exception(
                         exc, service=SERVICE, context=decision.reason
                     ) from None
-                self._wait(decision.delay, f"no answer from {SERVICE} ({method} {path})")
+                what = "cannot reach" if unsent else "no answer from"
+                self._wait(decision.delay, f"{what} {SERVICE} ({method} {path})")
                 waited += decision.delay
                 continue
             if response.is_success:

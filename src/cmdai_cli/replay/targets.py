@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import threading
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal, NamedTuple, Protocol
 from urllib.parse import urlsplit
@@ -193,6 +194,29 @@ def http_client(timeout: float, concurrency: int) -> httpx.Client:
     )
 
 
+class LazyClient:
+    """One shared HTTP client, made on first use: a dry run or a run with nothing to
+    send never loads httpx. Delivery threads call `get` at once, hence the lock."""
+
+    def __init__(self, timeout: float, concurrency: int) -> None:
+        self.timeout = timeout
+        self.concurrency = concurrency
+        self._client: httpx.Client | None = None
+        self._lock = threading.Lock()
+
+    def get(self) -> httpx.Client:
+        with self._lock:
+            if self._client is None:
+                self._client = http_client(self.timeout, self.concurrency)
+            return self._client
+
+    def close(self) -> None:
+        with self._lock:
+            if self._client is not None:
+                self._client.close()
+                self._client = None
+
+
 def signature(secret: str, data: bytes) -> str:
     """`X-Signature`: the hex HMAC-SHA1 of `data` with the shared secret."""
     return hmac.new(secret.encode("utf-8"), data, hashlib.sha1).hexdigest()
@@ -220,7 +244,7 @@ class WebhookTarget:
     def __post_init__(self) -> None:
         redact.register(self.shared_secret)
         self.destination = shown_url(self.url)
-        self._client: httpx.Client | None = None
+        self._http = LazyClient(self.timeout, self.concurrency)
 
     def prepare(self, event: dict[str, Any]) -> Prepared:
         from cmdai_cli.mapping import apply_mapping
@@ -247,15 +271,11 @@ class WebhookTarget:
         return data, headers
 
     def send(self, batch: Batch) -> Answer:
-        if self._client is None:
-            self._client = http_client(self.timeout, self.concurrency)
         data, headers = self.body(batch)
-        return post_json(self._client, self.url, data, headers, "the webhook")
+        return post_json(self._http.get(), self.url, data, headers, "the webhook")
 
     def close(self) -> None:
-        if self._client is not None:
-            self._client.close()
-            self._client = None
+        self._http.close()
 
 
 def auth_headers(header: str | None, token: str) -> dict[str, str]:
@@ -294,7 +314,7 @@ class BulkIdentifyTarget:
         self.destination = shown_url(self.url)
         self._mapper: Mapper = make_mapper("webhook", self.mapping)
         self._headers = auth_headers(self.auth_header, self.token)
-        self._client: httpx.Client | None = None
+        self._http = LazyClient(self.timeout, self.concurrency)
 
     def prepare(self, event: dict[str, Any]) -> Prepared:
         record, problem = self._mapper(event)
@@ -315,15 +335,11 @@ class BulkIdentifyTarget:
         builder.add_user(pending, prepared.user, prepared.item)
 
     def send(self, batch: Batch) -> Answer:
-        if self._client is None:
-            self._client = http_client(self.timeout, self.concurrency)
         try:
             data = orjson.dumps(batch.items)
         except orjson.JSONEncodeError as exc:
             return Answer(False, 400, f"the request cannot be serialised: {exc}")
-        return post_json(self._client, self.url, data, self._headers, "Command AI")
+        return post_json(self._http.get(), self.url, data, self._headers, "Command AI")
 
     def close(self) -> None:
-        if self._client is not None:
-            self._client.close()
-            self._client = None
+        self._http.close()
