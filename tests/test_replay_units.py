@@ -7,6 +7,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
+import orjson
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -126,11 +127,14 @@ def test_segment_batches_stay_within_count_and_bytes() -> None:
         size = 30_000 if n % 1000 == 0 else 100
         if not builder.fits(size):
             batches.append(builder.take(n))
-        builder.add(_pending(n), {"n": n}, size)
+        builder.add(_pending(n), orjson.dumps({"n": n}), size)
         if builder.full:
             batches.append(builder.take(n + 1))
     batches.append(builder.take(6000))
     assert all(len(b) <= 2500 for b in batches)
+    for b in batches:
+        assert b.body is not None
+        assert orjson.loads(b.body) == [{"n": n} for n in range(b.start, b.end)]
     assert [b.start for b in batches[1:]] == [b.end for b in batches[:-1]]
     assert batches[0].start == 0 and batches[-1].end == 6000
     assert sum(len(b) for b in batches) == 6000
@@ -139,7 +143,7 @@ def test_segment_batches_stay_within_count_and_bytes() -> None:
         if not big.fits(30_000):
             assert big.bytes + 30_002 > MAX_BATCH_BYTES - 512
             break
-        big.add(_pending(n), {}, 30_000)
+        big.add(_pending(n), b"{}", 30_000)
     assert big.bytes <= MAX_BATCH_BYTES
 
 

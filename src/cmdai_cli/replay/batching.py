@@ -40,6 +40,7 @@ class Batch:
     items: list[Any] = field(default_factory=list)
     events: list[Pending] = field(default_factory=list)
     rejected: int = 0  # records of the range that went to the reject file
+    body: bytearray | None = None  # the request body, when built as the batch grew
 
     def __len__(self) -> int:
         return len(self.events)
@@ -51,17 +52,20 @@ _dumps = orjson.dumps
 def wire_size(value: Any) -> int:
     """At least the length of `json.dumps(value)`, the encoding the Segment library sends.
 
-    Exact for non-ASCII content; otherwise an upper bound from orjson's compact form
-    (the library adds a space after every `:` and `,`, writes `1e-07` where orjson
-    writes `1e-7`, and escapes DEL), several times cheaper than encoding twice.
+    Exact for non-ASCII content; otherwise an upper bound from orjson's compact form,
+    several times cheaper than encoding twice: the library adds a space after every `:`
+    and `,`, writes `1e-07` where orjson writes `1e-7` (every `-` is counted for that
+    digit), and escapes DEL in six bytes.
     """
-    compact = _dumps(value)
+    return _size(_dumps(value), value)
+
+
+def _size(compact: bytes, value: Any) -> int:
     if not compact.isascii():
         return exact_size(value)
-    size = len(compact) + compact.count(b":") + compact.count(b",")
-    # Both rare: a containment test (an int for one byte is the cheapest) before a count.
-    if b"e-" in compact:
-        size += compact.count(b"e-")
+    n = len(compact)
+    # One pass for all three characters; counting each apart costs three times as much.
+    size = n + n - len(compact.translate(None, b":,-"))
     if 0x7F in compact:
         size += 5 * compact.count(b"\x7f")
     return size
@@ -72,12 +76,14 @@ def exact_size(value: Any) -> int:
     return len(json.dumps(value).encode("utf-8"))
 
 
-def segment_size(message: Any) -> int:
-    """The message's size as sent, exact when it is near the 32 KB limit."""
-    size = wire_size(message)
+def segment_encoding(message: Any) -> tuple[int, bytes]:
+    """The message's size as sent, exact when it is near the 32 KB limit, and its
+    compact JSON: what crosses to the sending process, so it is encoded only once."""
+    compact = _dumps(message)
+    size = _size(compact, message)
     if size > _NEAR_LIMIT:
         size = exact_size(message)
-    return size
+    return size, compact
 
 
 _NEAR_LIMIT = MAX_MESSAGE_BYTES - 64
@@ -95,20 +101,20 @@ class Builder:
         self.bytes = 0
 
     def fits(self, size: int) -> bool:
-        if not self.items:
+        if not self.events:
             return True
-        if len(self.items) >= self.max_items:
+        if len(self.events) >= self.max_items:
             return False
         return self.max_bytes is None or self.bytes + 2 + size <= self.max_bytes
 
     def add(self, pending: Pending, item: Any, size: int = 0) -> None:
-        self.bytes += size + (2 if self.items else 0)
+        self.bytes += size + (2 if self.events else 0)
         self.items.append(item)
         self.events.append(pending)
 
     @property
     def full(self) -> bool:
-        return len(self.items) >= self.max_items
+        return len(self.events) >= self.max_items
 
     def take(self, end: int) -> Batch:
         """The batch so far, answering for positions up to `end`; starts the next one."""
@@ -118,9 +124,37 @@ class Builder:
         return batch
 
 
-def segment_builder(start: int, batch_size: int | None) -> Builder:
+class BodyBuilder(Builder):
+    """Writes each item, already encoded, into the batch's JSON array as it comes.
+
+    The encoded items are not kept: a buffer per batch reuses its memory, where tens
+    of thousands of small bytes objects alive at once would each take fresh pages.
+    """
+
+    def __init__(self, start: int, max_items: int, max_bytes: int | None = None) -> None:
+        super().__init__(start, max_items, max_bytes)
+        self.body = bytearray(b"[")
+
+    def add(self, pending: Pending, item: bytes, size: int = 0) -> None:
+        if self.events:
+            self.bytes += size + 2
+            self.body += b","
+        else:
+            self.bytes += size
+        self.body += item
+        self.events.append(pending)
+
+    def take(self, end: int) -> Batch:
+        body, self.body = self.body, bytearray(b"[")
+        body += b"]"
+        batch = super().take(end)
+        batch.body = body
+        return batch
+
+
+def segment_builder(start: int, batch_size: int | None) -> BodyBuilder:
     count = min(batch_size or MAX_BATCH_MESSAGES, MAX_BATCH_MESSAGES)
-    return Builder(start, count, MAX_BATCH_BYTES - ENVELOPE_BYTES)
+    return BodyBuilder(start, count, MAX_BATCH_BYTES - ENVELOPE_BYTES)
 
 
 class UserBuilder(Builder):

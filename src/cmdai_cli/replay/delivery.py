@@ -162,7 +162,7 @@ class Delivery:
             self.counters.abandoned += len(batch)
 
     def _deliver(self, batch: Batch) -> None:
-        if not batch.items:
+        if not batch.events:
             self.on_ack(batch, Answer(True, None))
             return
         counters = self.counters
@@ -170,7 +170,7 @@ class Delivery:
         waited = 0.0
         while True:
             if self.limiter is not None:
-                delay = self.limiter.reserve(len(batch.items))
+                delay = self.limiter.reserve(len(batch.events))
                 if delay > 0 and self._stop.wait(delay):
                     self._abandon(batch)
                     return

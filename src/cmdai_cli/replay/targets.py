@@ -86,7 +86,9 @@ def shown_url(url: str) -> str:
 
 @dataclass
 class SegmentTarget:
-    """Batches to `{host}/v1/batch`, each message kept as it is (ids, context, ...)."""
+    """Batches to `{host}/v1/batch`, each message kept as it is (ids, context, ...).
+
+    A batch's body is the JSON array of its messages; its events hold the messages."""
 
     write_key: str
     host: str
@@ -116,14 +118,14 @@ class SegmentTarget:
         problem = message_problem(event)
         if problem is not None:
             return Prepared("invalid", reason=problem)
-        size = batching.segment_size(event)
+        size, encoded = batching.segment_encoding(event)
         if size > MAX_MESSAGE_BYTES:
             return Prepared(
                 "reject",
                 reason=f"the message is {size} bytes; Segment's limit is 32 KB "
                 f"({MAX_MESSAGE_BYTES} bytes)",
             )
-        return Prepared("send", event, size)
+        return Prepared("send", encoded, size)
 
     def builder(self, start: int) -> Builder:
         return batching.segment_builder(start, self.batch_size)
@@ -134,11 +136,11 @@ class SegmentTarget:
     def send(self, batch: Batch) -> Answer:
         from cmdai_cli.segment_client import post_batch
 
-        if self._pool is not None:
-            result = self._pool.post(batch.items)
+        if self._pool is not None and batch.body is not None:
+            result = self._pool.post(batch.body)
         else:
             result = post_batch(
-                batch.items,
+                [pending.event for pending in batch.events],
                 write_key=self.write_key,
                 host=self.host,
                 timeout=self.timeout,
