@@ -27,6 +27,9 @@ SCRIPT = r"""
 import json, os, signal, sys, threading, time
 from cmdai_cli.replay.posting import Pool, available
 
+def body(*messages):
+    return json.dumps(list(messages)).encode()
+
 url, key, slow = sys.argv[1], sys.argv[2], sys.argv[3] == "slow"
 ready = available()
 pool = Pool(2, write_key=key, host=url, timeout=5.0, gzip=False)
@@ -37,7 +40,7 @@ def message(n):
 answers = []
 if slow:
     # The worker dies while both batches are in flight: their answers are lost.
-    posts = [threading.Thread(target=lambda n=n: answers.append(pool.post([message(n)])))
+    posts = [threading.Thread(target=lambda n=n: answers.append(pool.post(body(message(n)))))
              for n in range(2)]
     for post in posts:
         post.start()
@@ -46,13 +49,13 @@ if slow:
     for post in posts:
         post.join()
 else:
-    answers.append(pool.post([message(0), message(1)]))
-    answers.append(pool.post([message(2)]))
+    answers.append(pool.post(body(message(0), message(1))))
+    answers.append(pool.post(body(message(2))))
     os.kill(pool.process.pid, signal.SIGKILL)
     pool.process.join()
     time.sleep(0.2)
     # With the worker gone, the rest is sent from this process.
-    answers += [pool.post([message(n)]) for n in range(3, 5)]
+    answers += [pool.post(body(message(n))) for n in range(3, 5)]
 pool.close()
 print(json.dumps({
     "available": ready,

@@ -127,8 +127,8 @@ def test_segment_batches_stay_within_count_and_bytes() -> None:
         size = 30_000 if n % 1000 == 0 else 100
         if not builder.fits(size):
             batches.append(builder.take(n))
-        builder.add(_pending(n), orjson.dumps({"n": n}), size)
-        if builder.full:
+        if builder.add(_pending(n), orjson.dumps({"n": n}), size):
+            assert builder.full
             batches.append(builder.take(n + 1))
     batches.append(builder.take(6000))
     assert all(len(b) <= 2500 for b in batches)
@@ -149,10 +149,10 @@ def test_segment_batches_stay_within_count_and_bytes() -> None:
 
 def test_user_builder_merges_per_user_later_wins() -> None:
     builder = UserBuilder(0, 2)
-    builder.add_user(_pending(0), "u1", {"plan": "free", "a": 1})
-    builder.add_user(_pending(1), "u1", {"plan": "pro"})
+    builder.add(_pending(0), ("u1", {"plan": "free", "a": 1}))
+    builder.add(_pending(1), ("u1", {"plan": "pro"}))
     assert not builder.full
-    builder.add_user(_pending(2), "u2", {"b": True})
+    assert builder.add(_pending(2), ("u2", {"b": True}))
     assert builder.full
     batch = builder.take(3)
     assert batch.items == [

@@ -107,10 +107,12 @@ class Builder:
             return False
         return self.max_bytes is None or self.bytes + 2 + size <= self.max_bytes
 
-    def add(self, pending: Pending, item: Any, size: int = 0) -> None:
+    def add(self, pending: Pending, item: Any, size: int = 0) -> bool:
+        """Add an item that `fits`; whether the batch is now full."""
         self.bytes += size + (2 if self.events else 0)
         self.items.append(item)
         self.events.append(pending)
+        return len(self.events) >= self.max_items
 
     @property
     def full(self) -> bool:
@@ -135,14 +137,16 @@ class BodyBuilder(Builder):
         super().__init__(start, max_items, max_bytes)
         self.body = bytearray(b"[")
 
-    def add(self, pending: Pending, item: bytes, size: int = 0) -> None:
-        if self.events:
+    def add(self, pending: Pending, item: bytes, size: int = 0) -> bool:
+        events = self.events
+        if events:
             self.bytes += size + 2
             self.body += b","
         else:
             self.bytes += size
         self.body += item
-        self.events.append(pending)
+        events.append(pending)
+        return len(events) >= self.max_items
 
     def take(self, end: int) -> Batch:
         body, self.body = self.body, bytearray(b"[")
@@ -175,13 +179,16 @@ class UserBuilder(Builder):
     def fits(self, size: int) -> bool:
         return not self.full
 
-    def add_user(self, pending: Pending, user_id: str, properties: dict[str, Any]) -> None:
+    def add(self, pending: Pending, item: tuple[str, dict[str, Any]], size: int = 0) -> bool:
+        """Add `(user id, properties)`; whether the batch is now full."""
+        user_id, properties = item
         merged = self.users.get(user_id)
         if merged is None:
             self.users[user_id] = dict(properties)
         else:
             merged.update(properties)
         self.events.append(pending)
+        return self.full
 
     @property
     def full(self) -> bool:

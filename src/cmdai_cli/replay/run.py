@@ -581,7 +581,9 @@ class _Run:
         policy = streams.ErrorPolicy(options.on_error, report=on_bad)
         reader = streams.read_batches(self.inputs, on_error=policy, max_event_bytes=None)
         prepare = target.prepare
-        add = target.add
+        # The builder is reset in place by `take`, so its methods can be looked up once.
+        fits = builder.fits
+        add = builder.add
         tick = self.tick if self.progress_cb is not None else None
         any_done = bool(done)
         try:
@@ -619,11 +621,11 @@ class _Run:
                         prepared = prepare(value)
                         kind = prepared[0]
                         if kind == "send":
-                            if not builder.fits(prepared[2]):
+                            size = prepared[2]
+                            if not fits(size):
                                 dispatch(builder.take(position))
                             pending = _new_pending(Pending, (position, ev[1], ev[2], value))
-                            add(builder, pending, prepared)
-                            if builder.full:
+                            if add(pending, prepared[1], size):
                                 dispatch(builder.take(position + 1))
                         elif kind == "skip":
                             summary.ignored += 1

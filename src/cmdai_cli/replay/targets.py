@@ -11,15 +11,16 @@ from __future__ import annotations
 import hashlib
 import hmac
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal, NamedTuple, Protocol
+from typing import TYPE_CHECKING, Any, Literal, NamedTuple, Protocol, cast
 from urllib.parse import urlsplit
 
 import orjson
 
 from cmdai_cli import __version__, redact
 from cmdai_cli.replay import batching
-from cmdai_cli.replay.batching import Batch, Builder, Pending, UserBuilder
+from cmdai_cli.replay.batching import Batch, Builder, UserBuilder
 from cmdai_cli.segment_client import message_problem
 from cmdai_cli.segment_limits import MAX_MESSAGE_BYTES
 
@@ -46,7 +47,7 @@ class Answer(NamedTuple):
 class Prepared(NamedTuple):
     """What `prepare` made of an event.
 
-    `kind` is `send` (with `item`, its `size` and for bulk-identify the `user`),
+    `kind` is `send` (with the `item` its target's builder takes, and its `size`),
     `invalid` (a bad record: follows --on-error), `reject` (cannot be sent as it is,
     whatever --on-error says) or `skip` (nothing to send, and nothing wrong).
     """
@@ -55,7 +56,11 @@ class Prepared(NamedTuple):
     item: Any = None
     size: int = 0
     reason: str | None = None
-    user: str | None = None
+
+
+# Prepared is a NamedTuple; the hot path builds it as a plain tuple, skipping its
+# Python-level __new__.
+_new_prepared = cast(Callable[[type, tuple[Any, ...]], Prepared], tuple.__new__)
 
 
 class Target(Protocol):
@@ -65,8 +70,6 @@ class Target(Protocol):
     def prepare(self, event: dict[str, Any]) -> Prepared: ...
 
     def builder(self, start: int) -> Builder: ...
-
-    def add(self, builder: Builder, pending: Pending, prepared: Prepared) -> None: ...
 
     def send(self, batch: Batch) -> Answer: ...
 
@@ -125,13 +128,10 @@ class SegmentTarget:
                 reason=f"the message is {size} bytes; Segment's limit is 32 KB "
                 f"({MAX_MESSAGE_BYTES} bytes)",
             )
-        return Prepared("send", encoded, size)
+        return _new_prepared(Prepared, ("send", encoded, size, None))
 
     def builder(self, start: int) -> Builder:
         return batching.segment_builder(start, self.batch_size)
-
-    def add(self, builder: Builder, pending: Pending, prepared: Prepared) -> None:
-        builder.add(pending, prepared.item, prepared.size)
 
     def send(self, batch: Batch) -> Answer:
         from cmdai_cli.segment_client import post_batch
@@ -261,9 +261,6 @@ class WebhookTarget:
     def builder(self, start: int) -> Builder:
         return Builder(start, self.batch_size or 1)
 
-    def add(self, builder: Builder, pending: Pending, prepared: Prepared) -> None:
-        builder.add(pending, prepared.item, prepared.size)
-
     def body(self, batch: Batch) -> tuple[bytes, dict[str, str]]:
         items: list[bytes] = batch.items
         data = b"[" + b",".join(items) + b"]" if self.batch_size else items[0]
@@ -327,14 +324,10 @@ class BulkIdentifyTarget:
         properties = record["properties"]
         if not properties:
             return Prepared("skip", reason="no user properties")
-        return Prepared("send", properties, user=str(record["userId"]))
+        return Prepared("send", (str(record["userId"]), properties))
 
     def builder(self, start: int) -> Builder:
         return UserBuilder(start, self.batch_size or DEFAULT_BULK_BATCH)
-
-    def add(self, builder: Builder, pending: Pending, prepared: Prepared) -> None:
-        assert isinstance(builder, UserBuilder) and prepared.user is not None
-        builder.add_user(pending, prepared.user, prepared.item)
 
     def send(self, batch: Batch) -> Answer:
         try:
