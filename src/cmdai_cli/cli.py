@@ -9,6 +9,7 @@ command name) loads them all. Help is rendered by the plain formatter, not Rich.
 
 from __future__ import annotations
 
+import gc
 import importlib
 import inspect
 import os
@@ -281,4 +282,11 @@ def main() -> None:
         from typer._completion_classes import completion_init
 
         completion_init()
-    app(prog_name="cmdai")
+    try:
+        app(prog_name="cmdai")
+    finally:
+        # The process ends here. On the way out the interpreter runs one more cyclic
+        # collection over every object still alive, which after a replay takes longer
+        # than its last batch; what it could free is about to go anyway. Files are
+        # closed by then (their owners close them), and stdout/stderr are flushed.
+        gc.freeze()
