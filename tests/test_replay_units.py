@@ -19,6 +19,7 @@ from cmdai_cli.replay.batching import (
     UserBuilder,
     exact_size,
     segment_builder,
+    segment_encoding,
     wire_size,
 )
 from cmdai_cli.replay.checkpoint import Checkpoint, Ranges, read_journal
@@ -114,6 +115,16 @@ def test_wire_size_is_never_below_what_the_library_sends(value: Any) -> None:
 def test_wire_size_is_close_for_ordinary_events() -> None:
     event = {"type": "track", "event": "Opened", "userId": "u", "properties": {"a": 1.5e-7}}
     assert exact_size(event) <= wire_size(event) <= exact_size(event) + 8
+
+
+def test_segment_encoding_is_the_message_and_its_size_near_the_limit_is_exact() -> None:
+    event = {"type": "track", "event": "Opened", "userId": "u-1", "properties": {"é": 1e-7}}
+    size, encoded = segment_encoding(event)
+    assert orjson.loads(encoded) == event
+    assert size == exact_size(event)  # not ASCII: measured exactly
+    near = {"type": "track", "event": "E", "userId": "u", "properties": {"s": "a-b," * 8180}}
+    size, encoded = segment_encoding(near)
+    assert wire_size(near) > size == exact_size(near) and orjson.loads(encoded) == near
 
 
 def _pending(n: int) -> Pending:
