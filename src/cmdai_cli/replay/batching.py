@@ -112,7 +112,7 @@ class Builder:
         self.bytes += size + (2 if self.events else 0)
         self.items.append(item)
         self.events.append(pending)
-        return len(self.events) >= self.max_items
+        return self.full
 
     @property
     def full(self) -> bool:

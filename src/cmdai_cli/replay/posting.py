@@ -130,7 +130,7 @@ def _serve(
     # The worker starts with a copy of the parent's whole heap. Left in the collector's
     # generations, every full collection would walk it, and writing its headers would
     # copy page after page of it; the batches it decodes hold no cycles, so collecting
-    # rarely costs nothing. Together: a fifth of the worker's time.
+    # rarely costs nothing.
     gc.freeze()
     gc.set_threshold(50_000, 50, 1000)
     import segment.analytics.request  # noqa: F401  (loaded now, while the parent reads)
