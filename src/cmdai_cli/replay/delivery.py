@@ -15,8 +15,8 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from cmdai_cli.commandai import Answer
 from cmdai_cli.replay.batching import Batch
-from cmdai_cli.replay.targets import Answer
 from cmdai_cli.retry import RetryPolicy
 
 
@@ -130,10 +130,6 @@ class Delivery:
     def stop(self) -> None:
         """Send nothing more: no new batches, no more retries."""
         self._stop.set()
-
-    @property
-    def stopping(self) -> bool:
-        return self._stop.is_set()
 
     def raise_error(self) -> None:
         if self.error is not None:
