@@ -17,7 +17,7 @@ from cmdai_cli import output
 from cmdai_cli.commands._common import STATE, command
 from cmdai_cli.commands._inputs import FilesArg, OnErrorName
 from cmdai_cli.commands._replay_progress import replay_progress
-from cmdai_cli.errors import ExitCode, PartialFailure
+from cmdai_cli.errors import CmdaiError, ExitCode, PartialFailure, RemoteRefused, RemoteUnreachable
 
 if TYPE_CHECKING:
     from cmdai_cli.replay import Summary
@@ -45,8 +45,9 @@ HMAC-SHA1) when the profile has a shared secret; --batch-size sends JSON arrays.
 
 Progress is checkpointed after every acknowledged batch: after a crash, kill or
 Ctrl-C, run the same command with --resume. Events that cannot be delivered go to the
-dead-letter file, unsendable ones to the reject file; the exit code is 1 when any
-event was not delivered.
+dead-letter file, unsendable ones to the reject file. When any event was not delivered
+the exit code is 5 if the service refused some (a 4xx, or 429 until the retries ran
+out), else 6 if it could not be reached, timed out or kept answering 5xx, else 1.
 """
 
 
@@ -279,22 +280,33 @@ def _report(summary: Summary) -> None:
         output.error("interrupted; run the same command with --resume to continue")
         raise typer.Exit(int(ExitCode.INTERRUPTED))
     if summary.undelivered:
-        where = []
-        if summary.rejected:
-            where.append(f"{summary.rejected} rejected (in {summary.rejects})")
-        if summary.failed:
-            where.append(f"{summary.failed} failed (in {summary.dead_letter})")
-        if summary.pending:
-            where.append(f"{summary.pending} pending")
-        if summary.failed_before or summary.rejected_before:
-            where.append(
-                f"{summary.failed_before + summary.rejected_before} in earlier runs "
-                "of this checkpoint"
-            )
-        raise PartialFailure(
-            f"{summary.undelivered} event{'s' if summary.undelivered != 1 else ''} "
-            f"not delivered: {', '.join(where)}"
+        raise _undelivered(summary)
+
+
+def _undelivered(summary: Summary) -> CmdaiError:
+    """One error for what was not delivered; its class gives the exit code.
+
+    Refusals (5) come first: sending again later does not help them, while for events
+    that found no answer (6) it may.
+    """
+    where = []
+    if summary.rejected:
+        where.append(f"{summary.rejected} rejected (in {summary.rejects})")
+    if summary.failed:
+        where.append(f"{summary.failed} failed (in {summary.dead_letter})")
+    if summary.pending:
+        where.append(f"{summary.pending} pending")
+    if summary.failed_before or summary.rejected_before:
+        where.append(
+            f"{summary.failed_before + summary.rejected_before} in earlier runs of this checkpoint"
         )
+    n = summary.undelivered
+    message = f"{n} event{'s' if n != 1 else ''} not delivered: {', '.join(where)}"
+    if summary.failed > summary.unreachable:
+        return RemoteRefused(message)
+    if summary.unreachable:
+        return RemoteUnreachable(message)
+    return PartialFailure(message)
 
 
 def _lines(summary: Summary) -> list[str]:

@@ -53,6 +53,7 @@ class Counters:
 
     sent: int = 0
     failed: int = 0
+    unreachable: int = 0  # of `failed`: no answer, or a 5xx, at the last try
     retries: int = 0
     requests: int = 0
     abandoned: int = 0

@@ -146,6 +146,7 @@ class _Run:
         c = self.counters
         summary.sent = c.sent
         summary.failed = c.failed
+        summary.unreachable = c.unreachable
         summary.retries = c.retries
         summary.requests = c.requests
         summary.pending = c.abandoned + self.unsent
@@ -192,6 +193,8 @@ class _Run:
             checkpoint.commit(batch.start, batch.end, failed=len(batch), rejected=batch.rejected)
             with self.counters.lock:
                 self.counters.failed += len(batch)
+                if status is None or status >= 500:
+                    self.counters.unreachable += len(batch)
 
         return Delivery(
             self.target.send,

@@ -10,7 +10,12 @@ from cmdai_cli.errors import CmdaiError
 
 @dataclass
 class Summary:
-    """What a replay came to. `read = sent + skipped + rejected + failed + pending`."""
+    """What a replay came to. `read = sent + skipped + rejected + failed + pending`.
+
+    Of the `failed`, `unreachable` are those whose last try got no answer or a 5xx; the
+    rest were refused by the service (a 4xx, or 429 until the retries ran out). It is
+    not in `as_dict`, whose keys are the command's JSON output.
+    """
 
     target: str
     destination: str
@@ -37,6 +42,7 @@ class Summary:
     rejected_reasons: dict[str, int] = field(default_factory=dict)
     failed_reasons: dict[str, int] = field(default_factory=dict)
     stopped_by: CmdaiError | None = None
+    unreachable: int = 0
 
     @property
     def undelivered(self) -> int:
