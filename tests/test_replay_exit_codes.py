@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import SHARED_SECRET, TOKEN, WRITE_KEY
+from tests.conftest import SHARED_SECRET, TOKEN, WRITE_KEY, Cli
 from tests.fault_server import Fault, FaultServer, slow, status
 from tests.test_replay_cli import make_events, write_ndjson
 
@@ -68,7 +68,13 @@ def endpoint(kind: str, fault: Fault | None) -> Iterator[tuple[str, FaultServer 
 @pytest.mark.parametrize("target", list(TARGETS))
 @pytest.mark.parametrize(("case", "fault", "expected"), CASES, ids=[c[0] for c in CASES])
 def test_exit_code_follows_the_kind_of_failure(
-    cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, target, case, fault, expected
+    cli: Cli,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    target: str,
+    case: str,
+    fault: Fault | None,
+    expected: int,
 ) -> None:
     monkeypatch.setenv("CMDAI_WRITE_KEY", WRITE_KEY)
     monkeypatch.setenv("CMDAI_WEBHOOK_SHARED_SECRET", SHARED_SECRET)
@@ -107,7 +113,7 @@ def test_exit_code_follows_the_kind_of_failure(
 
 
 def test_refusals_decide_when_some_batches_were_refused_and_others_unanswered(
-    cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    cli: Cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("CMDAI_WEBHOOK_SHARED_SECRET", SHARED_SECRET)
     source = write_ndjson(tmp_path / "in.ndjson", make_events(2))
@@ -121,7 +127,9 @@ def test_refusals_decide_when_some_batches_were_refused_and_others_unanswered(
     assert json.loads(result.stdout)["failed"] == 2
 
 
-def test_only_rejected_events_exit_1(cli, tmp_path: Path, monkeypatch) -> None:
+def test_only_rejected_events_exit_1(
+    cli: Cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("CMDAI_WRITE_KEY", WRITE_KEY)
     events = make_events(3)
     events[1].pop("userId")
