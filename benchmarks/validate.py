@@ -35,7 +35,7 @@ import orjson
 
 from cmdai_cli import catalogue, plans
 
-BASELINE = r'''
+BASELINE = r"""
 import json, sys
 from jsonschema import Draft7Validator
 
@@ -63,7 +63,7 @@ for index, line in enumerate(sys.stdin):
     errors = list(validator.iter_errors(event))
     if errors:
         out.write('{"index": %d, "errors": %d}\n' % (index, len(errors)))
-'''
+"""
 
 PAGES = ["/", "/pricing", "/docs/getting-started", "/settings/billing", "/blog/launch"]
 AGENT = "Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) AppleWebKit/537.36 Chrome/124.0"
@@ -196,7 +196,7 @@ def main() -> None:
             f"(target: at least 3x): {'met' if ratio >= 3 else 'NOT met'}"
         )
 
-        q_time, q_rss = run(cmdai_argv(plan), quarter, Path(os.devnull))
+        _, q_rss = run(cmdai_argv(plan), quarter, Path(os.devnull))
         rows = [(args.events // 4, q_rss), (args.events, ours_rss)]
         if args.memory:
             big = work / "big.ndjson"
