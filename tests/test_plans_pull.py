@@ -110,7 +110,9 @@ def test_an_unknown_tracking_plan_is_refused(cli, api: FakePublicApi, tmp_path: 
     out = tmp_path / "p.json"
     result = cli("plan", "pull", "--tracking-plan", "tp_nope", "--out", str(out))
     assert result.exit_code == 5
-    assert "404" in result.stderr or "not found" in result.stderr
+    assert "404" in result.stderr
+    assert "check the tracking plan's id" in result.stderr
+    assert "source" not in result.stderr
     assert not out.exists()
 
 

@@ -15,6 +15,11 @@ from cmdai_cli import redact
 from cmdai_cli.errors import ConfigError, RemoteRefused
 from cmdai_cli.plans.rules import Plan, parse_plan, save_plan
 
+NOT_FOUND_HINT = (
+    "check the tracking plan's id (in Segment: Protocols > Tracking Plans, the id is in "
+    "the plan's URL) and that the token's workspace holds it"
+)
+
 
 def pull(
     profile_flag: str | None,
@@ -45,7 +50,12 @@ def pull(
             "store public_api_token in the profile"
         )
     with PublicApi(str(values["api_host"]), str(secret), on_wait=on_wait) as client:
-        about = client.get_tracking_plan(plan_id)
+        try:
+            about = client.get_tracking_plan(plan_id)
+        except RemoteRefused as exc:
+            if exc.status != 404:
+                raise
+            raise RemoteRefused(exc.message, status=404, hint=NOT_FOUND_HINT) from None
         rules = list(client.iter_tracking_plan_rules(plan_id))
     name = about.get("name") if isinstance(about.get("name"), str) else plan_id
     source = f"tracking plan {plan_id}"
