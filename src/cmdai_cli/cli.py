@@ -35,6 +35,8 @@ COMMANDS: dict[str, str] = {
     "send-test": "send_test",
     "listen": "listen",
     "map-payload": "map_payload",
+    "validate": "validate",
+    "plan": "plan",
     "destination": "destination",
     "replay": "replay",
     "doctor": "doctor",
