@@ -35,7 +35,7 @@ from cmdai_cli.replay.targets import (
     WebhookTarget,
 )
 from cmdai_cli.retry import RetryPolicy
-from cmdai_cli.segment_limits import MAX_BATCH_MESSAGES
+from cmdai_cli.segment.messages import MAX_BATCH_MESSAGES
 
 if TYPE_CHECKING:
     from cmdai_cli.mapping import WebhookMapping

@@ -1,4 +1,4 @@
-"""The Segment client wrapper, sending through segment-analytics-python to real servers."""
+"""The Segment sender, sending through segment-analytics-python to real servers."""
 
 from __future__ import annotations
 
@@ -18,13 +18,8 @@ from werkzeug import Request, Response
 
 from cmdai_cli.profile import REGION_HOSTS
 from cmdai_cli.receiver import Receiver
-from cmdai_cli.segment_client import (
-    MESSAGE_TYPES,
-    Sender,
-    host_for,
-    post_batch,
-    send,
-)
+from cmdai_cli.segment.messages import MESSAGE_TYPES
+from cmdai_cli.segment.sender import Sender, host_for, post_batch, send
 
 KEY = "wk_TESTSECRET_0123456789abcdef"
 
@@ -171,7 +166,7 @@ def test_one_consumer_and_no_sync_mode(rx: Receiver) -> None:
 
 EXIT_SCRIPT = """
 import sys, threading, time
-from cmdai_cli.segment_client import Sender
+from cmdai_cli.segment.sender import Sender
 sender = Sender("abcdefgh-key", sys.argv[1], timeout=20)
 message = {"type": "track", "userId": "u", "event": "Opened"}
 threading.Thread(target=sender.send_one, args=(message,), daemon=True).start()
