@@ -1,8 +1,8 @@
 """The one place that talks to segment-analytics-python, and what came of each message.
 
 `Sender` sends messages through the library's `Client` and reports, per message,
-whether Segment accepted it (2xx), refused it (status and Segment's message), or could
-not be reached (what failed). It works
+whether Segment accepted it (2xx), refused it (a 4xx: status and Segment's message), or
+could not be reached (no answer, or a 5xx after every retry: what failed). It works
 around the library's ways of losing events: a full queue is waited out instead of
 dropping, every send ends in a bounded flush, the error callback cannot raise, one
 consumer thread is used and stopped by us (never `thread=N`, never `sync_mode`), and
@@ -43,9 +43,10 @@ log = logging.getLogger("cmdai")
 class Outcome:
     """What happened to one message.
 
-    `status` is `accepted` (Segment answered 2xx), `refused` (it answered otherwise:
-    `http_status` and Segment's message in `detail`), `unreachable` (no answer: `detail`
-    says what failed), or `invalid` (not sent: `detail` says why).
+    `status` is `accepted` (Segment answered 2xx), `refused` (it answered and would not
+    take it, a 4xx: `http_status` and Segment's message in `detail`), `unreachable` (no
+    answer, or a 5xx on every attempt: `detail` says what failed, `http_status` holds the
+    last 5xx), or `invalid` (not sent: `detail` says why).
     """
 
     message_id: str | None
@@ -57,6 +58,16 @@ class Outcome:
     @property
     def ok(self) -> bool:
         return self.status == "accepted"
+
+
+def answered_status(http_status: int) -> Status:
+    """How a send that ended with this HTTP error counts: one rule for every command.
+
+    A 4xx (and a 3xx nobody followed) is `refused`: the service answered and will not
+    take the message as sent. A 5xx is `unreachable`: the service kept failing, the same
+    as not answering, and the message may go through later.
+    """
+    return "unreachable" if http_status >= 500 else "refused"
 
 
 def host_for(region: str | None = None, host: str | None = None) -> str:
@@ -202,8 +213,10 @@ class Sender:
             status: Status
             http_status = getattr(exc, "status", None)
             if isinstance(http_status, int):
-                status = "refused"
+                status = answered_status(http_status)
                 detail = str(getattr(exc, "message", "") or exc)
+                if status == "unreachable":
+                    detail = f"kept failing with HTTP {http_status}: {detail}"
             elif "rate limit" in str(exc).lower() or "rate-limit" in str(exc).lower():
                 status, http_status = "refused", 429
                 detail = f"rate limited for longer than {self.timeout:g}s: {exc}"
