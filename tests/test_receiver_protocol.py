@@ -139,3 +139,19 @@ def test_accepts_and_flags_what_segment_would_drop(rx: Receiver) -> None:
         ("messageId over 100 characters",),
     ]
     assert rx.stats.flagged == 7
+
+
+def test_parse_messages_answers_without_a_server() -> None:
+    from cmdai_cli.receiver.protocol import Rejected, basic_auth_key, decode_body, parse_messages
+
+    body = json.dumps({"batch": [msg(writeKey=KEY)], "writeKey": KEY}).encode()
+    [message] = parse_messages("/v1/batch", body, write_key=KEY)
+    assert "writeKey" not in message and message["type"] == "track"
+    with pytest.raises(Rejected) as refused:
+        parse_messages("/v1/batch", body, write_key="another-key-123")
+    assert (refused.value.status, refused.value.code) == (401, "unauthorized")
+    assert basic_auth_key(basic(KEY)["Authorization"]) == KEY
+    assert basic_auth_key("Bearer x") is None
+    assert decode_body(gzip.compress(body), "gzip") == body
+    with pytest.raises(Rejected, match="Content-Encoding"):
+        decode_body(body, "br")

@@ -58,27 +58,38 @@ def broken_rules(message: Mapping[str, Any]) -> tuple[Rule, ...]:
     sends, so a good message costs a few dictionary lookups and nothing is built for it.
     An id that is missing, null or "" counts as absent.
     """
+    # Truthiness first: a present id costs one test, and only a falsy one is looked at
+    # again (0 and False are ids; None and "" are not).
     get = message.get
     kind = get("type")
     broken: tuple[Rule, ...] = ()
     if kind not in _TYPES:
         broken += (UNKNOWN_TYPE,)
+    user_id = get("userId")
+    no_user = not user_id and (user_id is None or user_id == "")
     if kind == "alias":
-        if get("previousId") in (None, ""):
+        previous_id = get("previousId")
+        if not previous_id and (previous_id is None or previous_id == ""):
             broken += (NO_PREVIOUS_ID,)
-        if get("userId") in (None, ""):
+        if no_user:
             broken += (NO_ALIAS_USER_ID,)
-    elif get("userId") in (None, "") and get("anonymousId") in (None, ""):
-        broken += (NO_IDENTITY,)
+    elif no_user:
+        anonymous_id = get("anonymousId")
+        if not anonymous_id and (anonymous_id is None or anonymous_id == ""):
+            broken += (NO_IDENTITY,)
     if kind == "track":
         event = get("event")
         if type(event) is not str or not event:
             broken += (NO_EVENT,)
-    elif kind == "group" and get("groupId") in (None, ""):
-        broken += (NO_GROUP_ID,)
+    elif kind == "group":
+        group_id = get("groupId")
+        if not group_id and (group_id is None or group_id == ""):
+            broken += (NO_GROUP_ID,)
     message_id = get("messageId")
-    if message_id is not None and len(str(message_id)) > MAX_MESSAGE_ID:
-        broken += (LONG_MESSAGE_ID,)
+    if message_id is not None:
+        length = len(message_id) if type(message_id) is str else len(str(message_id))
+        if length > MAX_MESSAGE_ID:
+            broken += (LONG_MESSAGE_ID,)
     return broken
 
 
