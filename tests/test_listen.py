@@ -7,7 +7,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
@@ -151,10 +150,74 @@ def test_busy_port_is_a_usage_error(listeners: list[Listener]) -> None:
 def test_sigterm_also_stops_cleanly(listeners: list[Listener]) -> None:
     listener = Listener("--json")
     listeners.append(listener)
-    time.sleep(0.05)
+    # The handlers are in place before the "listening" line is printed.
     listener.proc.send_signal(signal.SIGTERM)
     _, err = listener.proc.communicate(timeout=10)
     assert listener.proc.returncode == 0, err
+
+
+def test_serve_stops_on_a_signal_and_puts_the_handlers_back() -> None:
+    import urllib.request
+
+    from cmdai_cli.receiver.listen import Listening, serve
+
+    before = signal.getsignal(signal.SIGTERM)
+    arrived: list[str] = []
+    started: list[Listening] = []
+
+    def on_start(listening: Listening) -> None:
+        started.append(listening)
+        body = json.dumps({"userId": "u", "event": "x"}).encode()
+        request = urllib.request.Request(listening.url + "/v1/track", data=body, method="POST")
+        with urllib.request.urlopen(request, timeout=5) as response:
+            assert response.status == 200
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    stats = serve(
+        bind="127.0.0.1",
+        port=0,
+        write_key=None,
+        out=None,
+        on_batch=lambda batch: arrived.extend(r.message["event"] for r in batch),
+        on_start=on_start,
+    )
+    assert (stats.requests, stats.accepted) == (1, 1)
+    assert arrived == ["x"]
+    assert started[0].url.startswith("http://127.0.0.1:") and not started[0].unguarded
+    assert signal.getsignal(signal.SIGTERM) is before
+
+
+def test_serve_refuses_a_port_out_of_range() -> None:
+    from cmdai_cli.errors import UsageError
+    from cmdai_cli.receiver.listen import serve
+
+    with pytest.raises(UsageError, match="not a port number"):
+        serve(
+            bind="127.0.0.1", port=70000, write_key=None, out=None, on_batch=print, on_start=print
+        )
+
+
+def test_rows_show_type_summary_user_and_flags() -> None:
+    from cmdai_cli.commands._received import header_line, row_line
+    from cmdai_cli.receiver import Received
+
+    alias = Received(
+        {"type": "alias", "previousId": "a1", "userId": "u1"},
+        (),
+        "2024-05-01T12:34:56.789Z",
+        "/v1/alias",
+    )
+    flagged = Received(
+        {"type": "track", "event": "E" * 40},
+        ("no userId or anonymousId",),
+        "2024-05-01T12:34:57.000Z",
+        "/v1/batch",
+    )
+    assert header_line().split() == ["time", "type", "event", "/", "name", "user", "flags"]
+    assert row_line(alias).split() == ["12:34:56.789", "alias", "a1", "->", "u1", "u1"]
+    row = row_line(flagged)
+    assert "E" * 31 + "…" in row and " - " in row
+    assert row.endswith(" no userId or anonymousId")
 
 
 # ------------------------------------------------------------------ Segment's Node SDK

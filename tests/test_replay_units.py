@@ -34,7 +34,7 @@ from cmdai_cli.replay.select import (
     shard_of,
 )
 from cmdai_cli.retry import RetryPolicy
-from cmdai_cli.segment_client import check_message, message_problem
+from cmdai_cli.segment.messages import check_message, message_problem
 
 json_values = st.recursive(
     st.none()

@@ -183,7 +183,7 @@ def _looks_like_segment(body: str | None) -> bool:
 
 def check_segment(resolved: Resolved, *, send_test: bool, timeout: float) -> Check:
     """A real request to the Tracking API: an empty batch, or the test event."""
-    from cmdai_cli.segment_client import host_for
+    from cmdai_cli.segment.sender import host_for
 
     name = "segment host"
     key = resolved.get("write_key")
@@ -195,7 +195,7 @@ def check_segment(resolved: Resolved, *, send_test: bool, timeout: float) -> Che
         return _check(name, "skip", f"{host}: not checked without a write key")
     if send_test:
         return _send_test_event(name, key, host, timeout)
-    from cmdai_cli.segment_client import post_batch
+    from cmdai_cli.segment.sender import post_batch
 
     result = post_batch([], write_key=key, host=host, timeout=timeout)
     if result.status == "accepted":
@@ -230,7 +230,7 @@ def check_segment(resolved: Resolved, *, send_test: bool, timeout: float) -> Che
 
 def _send_test_event(name: str, key: str, host: str, timeout: float) -> Check:
     from cmdai_cli import catalogue
-    from cmdai_cli.segment_client import send
+    from cmdai_cli.segment.sender import send
 
     message = catalogue.test_message()
     outcome = send([message], write_key=key, host=host, timeout=timeout)[0]

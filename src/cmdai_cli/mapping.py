@@ -58,7 +58,7 @@ from dataclasses import field as dataclass_field
 from typing import Any, Literal, cast
 
 from cmdai_cli.errors import DataError
-from cmdai_cli.segment_limits import MAX_MESSAGE_BYTES
+from cmdai_cli.segment.messages import MAX_MESSAGE_BYTES
 
 __all__ = [
     "RECOMMENDED",

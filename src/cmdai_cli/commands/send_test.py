@@ -79,7 +79,7 @@ def perform(
 
     received = None
     if local:
-        from cmdai_cli.receiver import local_round_trip
+        from cmdai_cli.receiver.local import local_round_trip
 
         if host is not None:
             raise UsageError("--local and --host cannot be used together")
@@ -87,7 +87,7 @@ def perform(
         outcome, target, received = result.outcome, result.url, result.received
     else:
         from cmdai_cli import profile
-        from cmdai_cli.segment_client import host_for, send
+        from cmdai_cli.segment.sender import host_for, send
 
         resolved = profile.resolve(STATE.profile, {"segment_host": host})
         write_key = resolved.require(
@@ -126,7 +126,7 @@ def render(summary: dict[str, Any], received: Received | None) -> None:
     output.out(f"  messageId  {summary['messageId']}")
     output.out(f"  status     {answer}")
     if summary["local"]:
-        from cmdai_cli.commands.listen import header_line, row_line
+        from cmdai_cli.commands._received import header_line, row_line
 
         if received is None:
             return

@@ -22,7 +22,7 @@ from typing import Any
 
 import orjson
 
-from cmdai_cli.segment_client import BatchResult, post_batch
+from cmdai_cli.segment.sender import BatchResult, post_batch
 
 
 def available() -> bool:

@@ -27,7 +27,7 @@ from cmdai_cli.replay.targets import (
     Target,
     WebhookTarget,
 )
-from cmdai_cli.segment_limits import MAX_BATCH_MESSAGES
+from cmdai_cli.segment.messages import MAX_BATCH_MESSAGES
 
 if TYPE_CHECKING:
     from cmdai_cli.mapping import WebhookMapping

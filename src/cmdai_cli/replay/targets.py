@@ -20,8 +20,7 @@ from cmdai_cli.commandai import Answer, Client, auth_headers, bulk_identify_url
 from cmdai_cli.replay import batching
 from cmdai_cli.replay.batching import Batch, Builder, UserBuilder
 from cmdai_cli.replay.options import TargetName
-from cmdai_cli.segment_client import message_problem
-from cmdai_cli.segment_limits import MAX_MESSAGE_BYTES
+from cmdai_cli.segment.messages import MAX_MESSAGE_BYTES, message_problem
 
 if TYPE_CHECKING:
     from cmdai_cli.mapping import Mapper, WebhookMapping
@@ -119,7 +118,7 @@ class SegmentTarget:
         return batching.segment_builder(start, self.batch_size)
 
     def send(self, batch: Batch) -> Answer:
-        from cmdai_cli.segment_client import post_batch
+        from cmdai_cli.segment.sender import post_batch
 
         if self._pool is not None and batch.body is not None:
             result = self._pool.post(batch.body)
