@@ -9,11 +9,9 @@ import typer
 
 from cmdai_cli import output
 from cmdai_cli.commands._common import STATE, command
+from cmdai_cli.commands._common import group as new_group
 
-group = typer.Typer(
-    help="Set up Segment's Command AI and webhook destinations for a source.",
-    no_args_is_help=True,
-)
+group = new_group("Set up Segment's Command AI and webhook destinations for a source.")
 
 
 def register(app: typer.Typer) -> None:
