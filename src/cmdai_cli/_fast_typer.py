@@ -37,7 +37,7 @@ else:
     FAST_COMPLETION = True
 
     @dataclass(frozen=True)
-    class _AsGiven(RuntimeParam):  # type: ignore[misc]
+    class _AsGiven(RuntimeParam):
         """No conversion: for completion, where option values are parsed but never used."""
 
         def _coerce_value(self, value: Any, param: Any, ctx: Any) -> Any:
@@ -213,6 +213,14 @@ def init_completion() -> None:
     The app is built without typer's --install-completion options, which is what would
     otherwise register them.
     """
-    from typer.completion import completion_init
+    # typer.completion is public; it re-exports these without declaring them.
+    from typer.completion import completion_init  # type: ignore[attr-defined]
 
     completion_init()
+
+
+def completion_script(*, prog_name: str, complete_var: str, shell: str) -> str:
+    """Typer's Tab-completion script for `shell` (bash, zsh or fish)."""
+    from typer.completion import get_completion_script  # type: ignore[attr-defined]
+
+    return str(get_completion_script(prog_name=prog_name, complete_var=complete_var, shell=shell))
