@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from cmdai_cli import redact
 from cmdai_cli.errors import CmdaiError, UsageError
-from cmdai_cli.test_event import NETWORK_HINT, SEGMENT_HOST_HINT, segment_hint
+from cmdai_cli.test_event import NETWORK_HINT, SEGMENT_HOST_HINT, not_taken
 
 if TYPE_CHECKING:
     from cmdai_cli.profile import Resolved, Store
@@ -201,12 +201,8 @@ def check_segment(resolved: Resolved, *, send_test: bool, timeout: float) -> Che
             SEGMENT_HOST_HINT,
         )
     if result.status == "refused":
-        return _check(
-            name,
-            "fail",
-            f"{host} refused: HTTP {result.http_status}: {result.message}",
-            segment_hint(result.http_status) or SEGMENT_HOST_HINT,
-        )
+        detail, hint = not_taken(host, result.http_status, str(result.message))
+        return _check(name, "fail", detail, hint)
     return _check(
         name,
         "fail",

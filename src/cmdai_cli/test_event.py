@@ -34,9 +34,26 @@ SEGMENT_HINTS = {
 }
 
 
+SERVER_FAILED_HINT = "Segment's side failed; try again later"
+
+
 def segment_hint(status: int | None) -> str | None:
     """What to do about Segment's answer `status`, when there is something to say."""
     return SEGMENT_HINTS.get(status or 0)
+
+
+def not_taken(host: str, status: int | None, detail: str, what: str = "") -> tuple[str, str]:
+    """(what was seen, hint) for an answer that is not a success; `what` names the request.
+
+    A 5xx is a failure on Segment's side, not a refusal (the same rule as the exit codes).
+    """
+    about = f" {what}" if what else ""
+    if status is not None and status >= 500:
+        return f"{host} failed{about}: HTTP {status}: {detail}", SERVER_FAILED_HINT
+    return (
+        f"{host} refused{about}: HTTP {status}: {detail}",
+        segment_hint(status) or SEGMENT_HOST_HINT,
+    )
 
 
 def parse_properties(pairs: list[str] | None) -> dict[str, Any]:
@@ -175,7 +192,7 @@ def failure(summary: dict[str, Any]) -> CmdaiError | None:
     if status == "refused" and code is not None and code >= 500:
         return RemoteUnreachable(
             f"Segment failed to take the event at {host}: HTTP {code}: {summary['detail']}",
-            hint="Segment's side failed; try again later",
+            hint=SERVER_FAILED_HINT,
         )
     if status == "refused":
         return RemoteRefused(
@@ -203,9 +220,6 @@ def verdict(sent: Sent) -> tuple[bool, str, str | None]:
             None,
         )
     if sent.status == "refused":
-        return (
-            False,
-            f"{host} refused the test event: HTTP {code}: {summary['detail']}",
-            segment_hint(code) or SEGMENT_HOST_HINT,
-        )
+        detail, hint = not_taken(host, code, summary["detail"], "the test event")
+        return False, detail, hint
     return (False, f"{host}: the test event was not sent: {summary['detail']}", NETWORK_HINT)
