@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from cmdai_cli import redact
 from cmdai_cli.errors import CmdaiError, UsageError
 from cmdai_cli.test_event import NETWORK_HINT, SEGMENT_HOST_HINT, not_taken
+from cmdai_cli.values import check_url
 
 if TYPE_CHECKING:
     from cmdai_cli.profile import Resolved, Store
@@ -133,7 +134,7 @@ def loose_permissions(path: Path) -> str | None:
 
 
 def check_write_key(resolved: Resolved) -> Check:
-    from cmdai_cli.profile import check_write_key as valid_key
+    from cmdai_cli.values import check_write_key as valid_key
 
     name = "write key"
     key = resolved.get("write_key")
@@ -314,7 +315,7 @@ def run(
         raise UsageError(f"region {region!r} is not one of: {', '.join(profile.REGION_HOSTS)}")
     for key, flag in URL_FLAGS.items():
         if given.get(key) is not None:
-            given[key] = profile.check_url(given[key], what=flag)
+            given[key] = check_url(given[key], what=flag)
     flags = given
     store = store or profile.Store()
     report = Report(profile=None)
