@@ -1,10 +1,12 @@
-"""A fake of the part of Segment's Public API that `cmdai destination` uses, on loopback.
+"""A fake of the part of Segment's Public API that `cmdai destination` and `cmdai plan pull`
+use, on loopback.
 
 It keeps sources, destinations and subscriptions in memory and behaves as the real API is
 documented to: Bearer auth, `{"data": ...}` and `{"errors": [...]}` bodies, cursor
 pagination with `pagination.count` required, the Alpha media type on subscription
 endpoints, the `input` wrapper on subscription updates, masked secret settings, one
-Command AI (device-mode) destination per source. Failures can be injected per request.
+Command AI (device-mode) destination per source, tracking plans and their rules (read
+only). Failures can be injected per request.
 """
 
 from __future__ import annotations
@@ -57,6 +59,7 @@ class FakePublicApi:
         self.sources: list[dict[str, Any]] = []
         self.destinations: dict[str, dict[str, Any]] = {}
         self.subscriptions: dict[str, dict[str, Any]] = {}
+        self.tracking_plans: dict[str, dict[str, Any]] = {}
         self.requests: list[Seen] = []
         self.injected: list[Injected] = []
         self.lock = threading.Lock()
@@ -80,6 +83,17 @@ class FakePublicApi:
         }
         self.sources.append(source)
         return source
+
+    def add_tracking_plan(self, name: str, rules: list[dict[str, Any]]) -> dict[str, Any]:
+        plan = {
+            "id": self.new_id("tp_"),
+            "name": name,
+            "slug": name.lower().replace(" ", "-"),
+            "type": "LIVE",
+            "rules": list(rules),
+        }
+        self.tracking_plans[plan["id"]] = plan
+        return plan
 
     def fail(
         self,
@@ -193,6 +207,26 @@ class FakePublicApi:
                     if sub is None or sub["destinationId"] != dest["id"]:
                         return _not_found("subscription")
                     return self.update_subscription(sub, body)
+        if method == "GET" and parts[:1] == ["tracking-plans"]:
+            return self.tracking_plan_route(parts[1:], query)
+        return _not_found()
+
+    def tracking_plan_route(
+        self, parts: list[str], query: dict[str, list[str]]
+    ) -> tuple[int, Any, dict[str, str]]:
+        views = {
+            pid: {k: v for k, v in plan.items() if k != "rules"}
+            for pid, plan in self.tracking_plans.items()
+        }
+        if not parts:
+            return self.page(query, "trackingPlans", list(views.values()))
+        plan = self.tracking_plans.get(parts[0])
+        if plan is None:
+            return _not_found("tracking plan")
+        if len(parts) == 1:
+            return 200, {"data": {"trackingPlan": views[parts[0]]}}, {}
+        if parts[1:] == ["rules"]:
+            return self.page(query, "rules", plan["rules"])
         return _not_found()
 
     def page(

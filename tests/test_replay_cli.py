@@ -167,7 +167,8 @@ def test_refused_batches_go_to_the_dead_letter_file_and_replay_from_it(
             str(dead),
             *FAST,
         )
-        assert result.exit_code == 1
+        # A refusal (400) beside exhausted 503s: refusals decide the exit code.
+        assert result.exit_code == 5
         assert "20 failed" in result.stderr and str(dead) in result.stderr
         assert "20 events not delivered" in result.stderr
         lines = [json.loads(line) for line in dead.read_text().splitlines()]
@@ -184,7 +185,7 @@ def test_refused_batches_go_to_the_dead_letter_file_and_replay_from_it(
         assert server.duplicates == 0
 
 
-def test_unreachable_host_fails_every_event_with_exit_1(cli, tmp_path, segment_env) -> None:
+def test_unreachable_host_fails_every_event_with_exit_6(cli, tmp_path, segment_env) -> None:
     source = write_ndjson(tmp_path / "in.ndjson", make_events(5))
     code, summary, _ = run_json(
         cli,
@@ -197,7 +198,7 @@ def test_unreachable_host_fails_every_event_with_exit_1(cli, tmp_path, segment_e
         "1",
         *FAST,
     )
-    assert code == 1
+    assert code == 6
     assert summary["failed"] == 5 and summary["sent"] == 0
     assert Path(summary["dead_letter"]).exists()
 
@@ -399,7 +400,7 @@ def test_webhook_batches_sign_the_first_event(cli, tmp_path, monkeypatch) -> Non
         code, summary, _ = run_json(
             cli, str(source), "--to", "webhook", "--url", server.url, "--batch-size", "10"
         )
-        assert code == 1 and summary["failed"] == 25 and server.bad_signatures == 3
+        assert code == 5 and summary["failed"] == 25 and server.bad_signatures == 3
 
 
 @pytest.mark.parametrize("header", [None, "X-API-KEY"])

@@ -44,7 +44,9 @@ if slow:
              for n in range(2)]
     for post in posts:
         post.start()
-    time.sleep(0.5)
+    # Both batches handed to the worker (the server holds each answer for seconds).
+    while len(pool._waiting) < 2:
+        time.sleep(0.001)
     os.kill(pool.process.pid, signal.SIGKILL)
     for post in posts:
         post.join()
@@ -53,7 +55,9 @@ else:
     answers.append(pool.post(body(message(2))))
     os.kill(pool.process.pid, signal.SIGKILL)
     pool.process.join()
-    time.sleep(0.2)
+    # The answer reader ends once it has read end-of-file from the dead worker's pipe,
+    # and only then does the pool know to send from here.
+    pool._reader.join()
     # With the worker gone, the rest is sent from this process.
     answers += [pool.post(body(message(n))) for n in range(3, 5)]
 pool.close()

@@ -12,6 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from cmdai_cli.commandai import Answer, auth_headers, signature
 from cmdai_cli.errors import UsageError
 from cmdai_cli.replay.batching import (
     MAX_BATCH_BYTES,
@@ -32,7 +33,6 @@ from cmdai_cli.replay.select import (
     parse_shard,
     shard_of,
 )
-from cmdai_cli.replay.targets import Answer, auth_headers, signature
 from cmdai_cli.retry import RetryPolicy
 from cmdai_cli.segment_client import check_message, message_problem
 

@@ -35,6 +35,12 @@ COMMANDS: dict[str, Entry] = {
     "map-payload": Entry(
         "map_payload", "Show what Command AI records from Segment events, one record per event."
     ),
+    "validate": Entry(
+        "validate", "Check Segment events against a tracking plan, and list every violation."
+    ),
+    "plan": Entry(
+        "plan", "Tracking plans: show the built-in one or a plan file, pull one from Segment."
+    ),
     "destination": Entry(
         "destination", "Set up Segment's Command AI and webhook destinations for a source."
     ),

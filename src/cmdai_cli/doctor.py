@@ -241,15 +241,12 @@ def check_webhook(resolved: Resolved, *, timeout: float) -> Check:
     url = resolved.get("webhook_url")
     if not url:
         return _check(name, "skip", "no webhook URL configured (webhook_url)")
-    from cmdai_cli.replay.targets import http_client, post_json, signature
+    from cmdai_cli.commandai import Client
 
     body = json.dumps(WEBHOOK_PROBE, separators=(",", ":")).encode("utf-8")
-    headers: dict[str, str] = {}
-    secret = resolved.get("webhook_shared_secret")
-    if secret:
-        headers["X-Signature"] = signature(secret, body)
-    with http_client(timeout, 1) as client:
-        answer = post_json(client, url, body, headers, "the Command AI webhook")
+    secret = resolved.get("webhook_shared_secret") or None
+    with Client(timeout) as client:
+        answer = client.post_webhook(url, body, secret=secret, service="the Command AI webhook")
     if answer.ok:
         return _check(
             name,

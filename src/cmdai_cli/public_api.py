@@ -13,6 +13,7 @@ import random
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 
@@ -244,3 +245,14 @@ class PublicApi:
         return list(
             self.pages(f"/destinations/{destination_id}/subscriptions", "subscriptions", alpha=True)
         )
+
+    def get_tracking_plan(self, plan_id: str) -> dict[str, Any]:
+        data = self.call("GET", f"/tracking-plans/{quote(plan_id, safe='')}")
+        plan = data.get("trackingPlan")
+        if not isinstance(plan, dict):
+            raise RemoteRefused(f"{SERVICE}: GET /tracking-plans/{plan_id}: no 'trackingPlan'")
+        return plan
+
+    def iter_tracking_plan_rules(self, plan_id: str) -> Iterator[dict[str, Any]]:
+        # Segment allows 200 rule-listing requests a minute: a 429 is waited out as usual.
+        return self.pages(f"/tracking-plans/{quote(plan_id, safe='')}/rules", "rules")

@@ -6,7 +6,7 @@ import contextlib
 import signal
 import sys
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from enum import Enum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -16,10 +16,11 @@ import typer
 from cmdai_cli import output
 from cmdai_cli.commands._common import STATE, command
 from cmdai_cli.commands._inputs import FilesArg, OnErrorName
-from cmdai_cli.errors import ExitCode, PartialFailure
+from cmdai_cli.commands._replay_progress import replay_progress
+from cmdai_cli.errors import CmdaiError, ExitCode, PartialFailure, RemoteRefused, RemoteUnreachable
 
 if TYPE_CHECKING:
-    from cmdai_cli.replay.run import Progress, Summary
+    from cmdai_cli.replay import Summary
 
 
 class To(str, Enum):
@@ -44,8 +45,9 @@ HMAC-SHA1) when the profile has a shared secret; --batch-size sends JSON arrays.
 
 Progress is checkpointed after every acknowledged batch: after a crash, kill or
 Ctrl-C, run the same command with --resume. Events that cannot be delivered go to the
-dead-letter file, unsendable ones to the reject file; the exit code is 1 when any
-event was not delivered.
+dead-letter file, unsendable ones to the reject file. When any event was not delivered
+the exit code is 5 if the service refused some (a 4xx, or 429 until the retries ran
+out), else 6 if it could not be reached, timed out or kept answering 5xx, else 1.
 """
 
 
@@ -244,7 +246,7 @@ def replay(
     )
     settings = profile.resolve(STATE.profile, {"org_id": org_id})
     show = output.is_terminal(sys.stderr) and not STATE.json
-    with _terminate_as_interrupt(), _progress(show) as progress:
+    with _terminate_as_interrupt(), replay_progress(show) as progress:
         summary = run_replay(options, settings, progress=progress)
     _report(summary)
 
@@ -266,59 +268,11 @@ def _terminate_as_interrupt() -> Iterator[None]:
         signal.signal(signal.SIGTERM, previous)
 
 
-@contextlib.contextmanager
-def _progress(show: bool) -> Iterator[Callable[[Progress], None] | None]:
-    if not show:
-        yield None
-        return
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        TextColumn,
-        TimeRemainingColumn,
-    )
-    from rich.progress import Progress as Bar
-
-    bar = Bar(
-        TextColumn("replay"),
-        BarColumn(bar_width=20),
-        MofNCompleteColumn(),
-        TextColumn("{task.fields[rate]}/s"),
-        TextColumn("ETA"),
-        TimeRemainingColumn(),
-        TextColumn(
-            "sent {task.fields[sent]} retries {task.fields[retries]} "
-            "failed {task.fields[failed]} rejected {task.fields[rejected]}"
-        ),
-        console=output.console(stderr=True),
-        transient=True,
-    )
-    task = bar.add_task("replay", total=None, sent=0, retries=0, failed=0, rejected=0, rate=0)
-
-    def update(snapshot: Progress) -> None:
-        total = snapshot.total if snapshot.total and snapshot.total >= snapshot.read else None
-        elapsed = bar.tasks[0].elapsed or 0.0
-        rate = f"{snapshot.sent / elapsed:,.0f}" if elapsed > 0 else "-"
-        bar.update(
-            task,
-            completed=snapshot.read,
-            total=total,
-            sent=snapshot.sent,
-            retries=snapshot.retries,
-            failed=snapshot.failed,
-            rejected=snapshot.rejected,
-            rate=rate,
-        )
-
-    with bar:
-        yield update
-
-
 def _report(summary: Summary) -> None:
     if STATE.json:
         output.emit_json(summary.as_dict())
     else:
-        for line in summary.lines():
+        for line in _lines(summary):
             output.info(line)
     if summary.stopped_by is not None:
         raise summary.stopped_by
@@ -326,19 +280,84 @@ def _report(summary: Summary) -> None:
         output.error("interrupted; run the same command with --resume to continue")
         raise typer.Exit(int(ExitCode.INTERRUPTED))
     if summary.undelivered:
-        where = []
-        if summary.rejected:
-            where.append(f"{summary.rejected} rejected (in {summary.rejects})")
-        if summary.failed:
-            where.append(f"{summary.failed} failed (in {summary.dead_letter})")
-        if summary.pending:
-            where.append(f"{summary.pending} pending")
-        if summary.failed_before or summary.rejected_before:
-            where.append(
-                f"{summary.failed_before + summary.rejected_before} in earlier runs "
-                "of this checkpoint"
-            )
-        raise PartialFailure(
-            f"{summary.undelivered} event{'s' if summary.undelivered != 1 else ''} "
-            f"not delivered: {', '.join(where)}"
+        raise _undelivered(summary)
+
+
+def _undelivered(summary: Summary) -> CmdaiError:
+    """One error for what was not delivered; its class gives the exit code.
+
+    Refusals (5) come first: sending again later does not help them, while for events
+    that found no answer (6) it may.
+    """
+    where = []
+    if summary.rejected:
+        where.append(f"{summary.rejected} rejected (in {summary.rejects})")
+    if summary.failed:
+        where.append(f"{summary.failed} failed (in {summary.dead_letter})")
+    if summary.pending:
+        where.append(f"{summary.pending} pending")
+    if summary.failed_before or summary.rejected_before:
+        where.append(
+            f"{summary.failed_before + summary.rejected_before} in earlier runs of this checkpoint"
         )
+    n = summary.undelivered
+    message = f"{n} event{'s' if n != 1 else ''} not delivered: {', '.join(where)}"
+    if summary.failed > summary.unreachable:
+        return RemoteRefused(message)
+    if summary.unreachable:
+        return RemoteUnreachable(message)
+    return PartialFailure(message)
+
+
+def _lines(summary: Summary) -> list[str]:
+    """The human summary."""
+    s = summary
+    rate = s.sent / s.elapsed if s.elapsed > 0 else 0.0
+    verb = "would be sent" if s.dry_run else "sent"
+    count = s.would_send if s.dry_run else s.sent
+    head = (
+        f"replay to {s.target} ({s.destination}): {s.read} read, {count} {verb}, "
+        f"{s.skipped} skipped, {s.rejected} rejected, {s.failed} failed, "
+        f"{s.retries} retries in {s.elapsed:.1f}s"
+    )
+    if not s.dry_run and s.sent:
+        head += f" ({rate:,.0f} events/s)"
+    out = [head]
+    if s.skipped:
+        parts = [
+            f"{n} {what}"
+            for n, what in (
+                (s.filtered, "not selected"),
+                (s.already_done, "done in an earlier run"),
+                (s.ignored, "with nothing to record"),
+            )
+            if n
+        ]
+        out.append("  skipped: " + ", ".join(parts))
+    if s.rejected:
+        where = f", written to {s.rejects}" if s.rejects else ""
+        out.append(f"  rejected: {s.rejected} that cannot be sent as they are{where}")
+        out.extend(f"    {reason}: {n}" for reason, n in _top(s.rejected_reasons))
+    if s.failed:
+        out.append(
+            f"  failed: {s.failed} not delivered, written to {s.dead_letter} "
+            "(fix the cause, then replay that file)"
+        )
+        out.extend(f"    {reason}: {n}" for reason, n in _top(s.failed_reasons))
+    if s.failed_before or s.rejected_before:
+        out.append(
+            f"  earlier runs of this checkpoint: {s.failed_before} failed, "
+            f"{s.rejected_before} rejected (still in their dead-letter and reject files)"
+        )
+    if s.pending:
+        out.append(
+            f"  pending: {s.pending} not yet acknowledged; run the same command with "
+            "--resume to send them"
+        )
+    if s.checkpoint and not s.dry_run:
+        out.append(f"  checkpoint: {s.checkpoint}")
+    return out
+
+
+def _top(reasons: dict[str, int], n: int = 5) -> list[tuple[str, int]]:
+    return sorted(reasons.items(), key=lambda kv: (-kv[1], kv[0]))[:n]

@@ -65,14 +65,8 @@ class Ranges:
     def __bool__(self) -> bool:
         return bool(self.starts)
 
-    def __len__(self) -> int:
-        return len(self.starts)
-
     def pairs(self) -> list[tuple[int, int]]:
         return list(zip(self.starts, self.ends, strict=True))
-
-    def covered(self) -> int:
-        return sum(end - start for start, end in zip(self.starts, self.ends, strict=True))
 
 
 # ---------------------------------------------------------------- identity of a run

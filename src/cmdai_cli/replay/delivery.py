@@ -15,8 +15,8 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from cmdai_cli.commandai import Answer
 from cmdai_cli.replay.batching import Batch
-from cmdai_cli.replay.targets import Answer
 from cmdai_cli.retry import RetryPolicy
 
 
@@ -53,6 +53,7 @@ class Counters:
 
     sent: int = 0
     failed: int = 0
+    unreachable: int = 0  # of `failed`: no answer, or a 5xx, at the last try
     retries: int = 0
     requests: int = 0
     abandoned: int = 0
@@ -130,10 +131,6 @@ class Delivery:
     def stop(self) -> None:
         """Send nothing more: no new batches, no more retries."""
         self._stop.set()
-
-    @property
-    def stopping(self) -> bool:
-        return self._stop.is_set()
 
     def raise_error(self) -> None:
         if self.error is not None:

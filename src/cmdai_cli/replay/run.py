@@ -1,4 +1,4 @@
-"""One replay, start to finish: read, select, prepare, batch, send, record, summarise.
+"""One replay, start to finish: read, select, prepare, batch, send, record, count.
 
 The reading thread does everything up to cutting batches; `Delivery` workers send them
 and record each answered batch in the checkpoint. Every record read ends up counted
@@ -13,314 +13,23 @@ from __future__ import annotations
 import contextlib
 import gc
 import time
-from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
-from datetime import datetime, timezone
-from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, cast
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING, Any, cast
 
 from cmdai_cli import streams
-from cmdai_cli.errors import CmdaiError, ConfigError, DataError, UsageError
+from cmdai_cli.errors import CmdaiError, DataError
 from cmdai_cli.replay.batching import Batch, Pending
-from cmdai_cli.replay.checkpoint import Checkpoint, Ranges, fingerprint, input_names, run_key
+from cmdai_cli.replay.checkpoint import Checkpoint, Ranges
 from cmdai_cli.replay.delivery import Counters, Delivery, RateLimiter
-from cmdai_cli.replay.errorlog import ErrorLog, unwrap
-from cmdai_cli.replay.select import Filters, Shard, ensure_message_id, strip_transport
-from cmdai_cli.replay.targets import (
-    DEFAULT_BULK_BATCH,
-    BulkIdentifyTarget,
-    SegmentTarget,
-    Target,
-    TargetName,
-    WebhookTarget,
-)
+from cmdai_cli.replay.errorlog import unwrap
+from cmdai_cli.replay.options import ReplayOptions
+from cmdai_cli.replay.select import ensure_message_id, strip_transport
+from cmdai_cli.replay.setup import Setup, estimate_total
+from cmdai_cli.replay.summary import Progress, Summary
 from cmdai_cli.retry import RetryPolicy
-from cmdai_cli.segment_limits import MAX_BATCH_MESSAGES
 
 if TYPE_CHECKING:
-    from cmdai_cli.mapping import WebhookMapping
     from cmdai_cli.profile import Resolved
-
-
-@dataclass
-class ReplayOptions:
-    """Everything `cmdai replay` was asked to do; defaults are the command's."""
-
-    inputs: Sequence[str]
-    to: TargetName
-    host: str | None = None
-    url: str | None = None
-    mapping_file: Path | None = None
-    filters: Filters = field(default_factory=Filters)
-    shard: Shard | None = None
-    limit: int | None = None
-    on_error: Literal["fail", "skip"] = "fail"
-    batch_size: int | None = None
-    concurrency: int = 4
-    rate: float | None = None
-    max_retries: int = 5
-    max_wait: float = 120.0
-    backoff: float = 0.5
-    timeout: float = 15.0
-    gzip: bool = False
-    checkpoint: Path | None = None
-    resume: bool = False
-    dead_letter: Path | None = None
-    rejects: Path | None = None
-    dry_run: bool = False
-
-    def check(self) -> None:
-        if self.concurrency < 1:
-            raise UsageError("--concurrency must be at least 1")
-        if self.rate is not None and self.rate <= 0:
-            raise UsageError("--rate must be a positive number of events per second")
-        if self.limit is not None and self.limit < 0:
-            raise UsageError("--limit must not be negative")
-        if self.batch_size is not None and self.batch_size < 1:
-            raise UsageError("--batch-size must be at least 1")
-        if (
-            self.to == "segment"
-            and self.batch_size is not None
-            and self.batch_size > MAX_BATCH_MESSAGES
-        ):
-            raise UsageError(f"--batch-size for Segment is at most {MAX_BATCH_MESSAGES} messages")
-        if self.max_retries < 0 or self.max_wait < 0 or self.backoff < 0 or self.timeout <= 0:
-            raise UsageError("--max-retries, --max-wait and --backoff must not be negative")
-
-
-@dataclass
-class Summary:
-    """What a replay came to. `read = sent + skipped + rejected + failed + pending`."""
-
-    target: str
-    destination: str
-    read: int = 0
-    sent: int = 0
-    skipped: int = 0
-    rejected: int = 0
-    failed: int = 0
-    retries: int = 0
-    elapsed: float = 0.0
-    requests: int = 0
-    pending: int = 0
-    filtered: int = 0
-    already_done: int = 0
-    ignored: int = 0
-    failed_before: int = 0
-    rejected_before: int = 0
-    dry_run: bool = False
-    would_send: int = 0
-    interrupted: bool = False
-    checkpoint: str | None = None
-    rejects: str | None = None
-    dead_letter: str | None = None
-    rejected_reasons: dict[str, int] = field(default_factory=dict)
-    failed_reasons: dict[str, int] = field(default_factory=dict)
-    stopped_by: CmdaiError | None = None
-
-    @property
-    def undelivered(self) -> int:
-        """Events meant to go that did not, in this run or (resumed) earlier ones."""
-        return (
-            self.rejected + self.failed + self.pending + self.failed_before + self.rejected_before
-        )
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "read": self.read,
-            "sent": self.sent,
-            "skipped": self.skipped,
-            "rejected": self.rejected,
-            "failed": self.failed,
-            "retries": self.retries,
-            "elapsed": round(self.elapsed, 3),
-            "target": self.target,
-            "destination": self.destination,
-            "dry_run": self.dry_run,
-            "would_send": self.would_send,
-            "requests": self.requests,
-            "pending": self.pending,
-            "filtered": self.filtered,
-            "already_done": self.already_done,
-            "ignored": self.ignored,
-            "failed_before": self.failed_before,
-            "rejected_before": self.rejected_before,
-            "interrupted": self.interrupted,
-            "checkpoint": self.checkpoint,
-            "rejects": self.rejects,
-            "dead_letter": self.dead_letter,
-            "rejected_reasons": self.rejected_reasons,
-            "failed_reasons": self.failed_reasons,
-            "error": self.stopped_by.message if self.stopped_by is not None else None,
-        }
-
-    def lines(self) -> list[str]:
-        """The human summary."""
-        rate = self.sent / self.elapsed if self.elapsed > 0 else 0.0
-        verb = "would be sent" if self.dry_run else "sent"
-        count = self.would_send if self.dry_run else self.sent
-        head = (
-            f"replay to {self.target} ({self.destination}): {self.read} read, {count} {verb}, "
-            f"{self.skipped} skipped, {self.rejected} rejected, {self.failed} failed, "
-            f"{self.retries} retries in {self.elapsed:.1f}s"
-        )
-        if not self.dry_run and self.sent:
-            head += f" ({rate:,.0f} events/s)"
-        out = [head]
-        if self.skipped:
-            parts = [
-                f"{n} {what}"
-                for n, what in (
-                    (self.filtered, "not selected"),
-                    (self.already_done, "done in an earlier run"),
-                    (self.ignored, "with nothing to record"),
-                )
-                if n
-            ]
-            out.append("  skipped: " + ", ".join(parts))
-        if self.rejected:
-            where = f", written to {self.rejects}" if self.rejects else ""
-            out.append(f"  rejected: {self.rejected} that cannot be sent as they are{where}")
-            out.extend(f"    {reason}: {n}" for reason, n in _top(self.rejected_reasons))
-        if self.failed:
-            out.append(
-                f"  failed: {self.failed} not delivered, written to {self.dead_letter} "
-                "(fix the cause, then replay that file)"
-            )
-            out.extend(f"    {reason}: {n}" for reason, n in _top(self.failed_reasons))
-        if self.failed_before or self.rejected_before:
-            out.append(
-                f"  earlier runs of this checkpoint: {self.failed_before} failed, "
-                f"{self.rejected_before} rejected (still in their dead-letter and reject files)"
-            )
-        if self.pending:
-            out.append(
-                f"  pending: {self.pending} not yet acknowledged; run the same command with "
-                "--resume to send them"
-            )
-        if self.checkpoint and not self.dry_run:
-            out.append(f"  checkpoint: {self.checkpoint}")
-        return out
-
-
-def _top(reasons: dict[str, int], n: int = 5) -> list[tuple[str, int]]:
-    return sorted(reasons.items(), key=lambda kv: (-kv[1], kv[0]))[:n]
-
-
-@dataclass
-class Progress:
-    """A snapshot for a progress display; `total` is an estimate of records, or None."""
-
-    read: int
-    sent: int
-    failed: int
-    rejected: int
-    retries: int
-    total: int | None
-
-
-# ---------------------------------------------------------------- targets from settings
-
-
-def _mapping(options: ReplayOptions, settings: Resolved) -> WebhookMapping:
-    from cmdai_cli import mapping
-    from cmdai_cli.mapping_file import load_mapping_file
-
-    if options.mapping_file is not None:
-        return load_mapping_file(options.mapping_file)
-    source = f"{settings.path} [profiles.{settings.profile}.mapping]"
-    return mapping.parse_mapping(settings.get("mapping"), source=source)
-
-
-def make_target(options: ReplayOptions, settings: Resolved) -> Target:
-    """The target named by `--to`, from flags and the profile. A dry run needs no secrets."""
-    from cmdai_cli.profile import check_url
-
-    dry = options.dry_run
-    size = _batch_size(options)
-    if options.to == "segment":
-        host = check_url(options.host) if options.host else str(settings.get("segment_host"))
-        key = "" if dry else settings.require("write_key", hint="run `cmdai connect` first")
-        return SegmentTarget(
-            key, host, size, options.timeout, options.gzip, 0 if dry else options.concurrency
-        )
-    if options.to == "webhook":
-        url = options.url or settings.get("webhook_url")
-        if url:
-            url = check_url(url, what="webhook URL", base=False)
-        elif dry:
-            url = "https://webhook.invalid"
-        else:
-            raise ConfigError(
-                "no webhook URL: give --url or set webhook_url in the profile",
-                hint="Command AI shows the URL in its Segment webhook settings",
-            )
-        return WebhookTarget(
-            url,
-            _mapping(options, settings),
-            settings.get("webhook_shared_secret") or None,
-            size,
-            options.timeout,
-            options.concurrency,
-        )
-    if options.to == "bulk-identify":
-        api_host = options.host or str(settings.get("commandai_api_host"))
-        api_host = check_url(api_host)
-        org = settings.get("org_id") or ("ORG" if dry else settings.require("org_id"))
-        token = "" if dry else settings.require("commandai_api_token")
-        return BulkIdentifyTarget(
-            api_host,
-            str(org),
-            token,
-            _mapping(options, settings),
-            settings.get("commandai_auth_header"),
-            size,
-            options.timeout,
-            options.concurrency,
-        )
-    raise UsageError(f"unknown target {options.to!r}")
-
-
-def _batch_size(options: ReplayOptions) -> int | None:
-    """--batch-size, capped at one second's worth under --rate so that sending stays even."""
-    size = options.batch_size
-    if options.rate is None:
-        return size
-    cap = max(1, int(options.rate))
-    if options.to == "webhook":
-        return min(size, cap) if size else None
-    default = MAX_BATCH_MESSAGES if options.to == "segment" else DEFAULT_BULK_BATCH
-    return min(size or default, cap)
-
-
-def default_paths(key: str) -> dict[str, Path]:
-    from cmdai_cli.profile import state_dir
-
-    base = state_dir() / "replay"
-    return {
-        "checkpoint": base / f"{key}.checkpoint",
-        "rejects": base / f"{key}.rejects.ndjson",
-        "dead_letter": base / f"{key}.dead-letter.ndjson",
-    }
-
-
-def estimate_total(inputs: Sequence[streams.Input]) -> int | None:
-    """Lines in the inputs when they are all plain files (for an ETA); else None."""
-    total = 0
-    for item in inputs:
-        if item.path is None:
-            return None
-        try:
-            with open(item.path, "rb") as handle:
-                chunk = handle.read(1 << 20)
-                if chunk.startswith(b"\x1f\x8b"):
-                    return None
-                while chunk:
-                    total += chunk.count(b"\n")
-                    chunk = handle.read(1 << 20)
-        except OSError:
-            return None
-    return total
 
 
 # ---------------------------------------------------------------- the run
@@ -348,14 +57,12 @@ def replay(
     the summary counts them (the caller decides the exit). Raises CmdaiError for what
     stops a run before it starts (settings, unreadable checkpoint); a bad record under
     `--on-error fail` ends reading and comes back as `summary.stopped_by`."""
-    options.check()
-    inputs = streams.expand_inputs(list(options.inputs))
-    target = make_target(options, settings)
+    setup = Setup.make(options, settings)
     try:
         with _fewer_collections():
-            return _Run(options, inputs, target, progress).run()
+            return _Run(setup, progress).run()
     finally:
-        target.close()
+        setup.target.close()
 
 
 @contextlib.contextmanager
@@ -375,41 +82,17 @@ def _fewer_collections() -> Iterator[None]:
 
 
 class _Run:
-    def __init__(
-        self,
-        options: ReplayOptions,
-        inputs: list[streams.Input],
-        target: Target,
-        progress: Callable[[Progress], None] | None,
-    ) -> None:
-        self.options = options
-        self.inputs = inputs
-        self.target = target
+    def __init__(self, setup: Setup, progress: Callable[[Progress], None] | None) -> None:
+        self.setup = setup
+        self.options = setup.options
+        self.target = setup.target
+        self.rejects = setup.rejects
+        self.dead = setup.dead
         self.progress_cb = progress
-        self.total = estimate_total(inputs) if progress is not None else None
-        identity = {
-            "target": target.name,
-            "destination": target.destination,
-            "inputs": input_names(inputs),
-            "filters": options.filters.as_dict(),
-            "shard": str(options.shard) if options.shard else None,
-            "limit": options.limit,
-        }
-        self.key = run_key(identity)
-        self.header = {
-            **identity,
-            "key": self.key,
-            "files": fingerprint(inputs),
-            "created": datetime.now(timezone.utc).isoformat(),
-        }
-        paths = default_paths(self.key)
-        self.checkpoint_path = options.checkpoint or paths["checkpoint"]
-        dry = options.dry_run
-        self.rejects = ErrorLog(None if dry else options.rejects or paths["rejects"], target.name)
-        self.dead = ErrorLog(
-            None if dry else options.dead_letter or paths["dead_letter"], target.name
+        self.total = estimate_total(setup.inputs) if progress is not None else None
+        self.summary = Summary(
+            setup.target.name, setup.target.destination, dry_run=self.options.dry_run
         )
-        self.summary = Summary(target.name, target.destination, dry_run=dry)
         self.counters = Counters()
         self.last_tick = 0.0
 
@@ -432,22 +115,7 @@ class _Run:
     def run(self) -> Summary:
         options = self.options
         started = time.monotonic()
-        checkpoint: Checkpoint | None = None
-        done = Ranges()
-        if options.dry_run:
-            if options.resume and self.checkpoint_path.exists():
-                from cmdai_cli.replay.checkpoint import read_journal
-
-                _, pairs, earlier = read_journal(self.checkpoint_path)
-                done = Ranges(pairs)
-                self.summary.failed_before = earlier["failed"]
-                self.summary.rejected_before = earlier["rejected"]
-        else:
-            checkpoint = Checkpoint.open(self.checkpoint_path, self.header, resume=options.resume)
-            checkpoint.before_write = [self.rejects.sync, self.dead.sync]
-            done = Ranges(checkpoint.done.pairs())
-            self.summary.failed_before = checkpoint.undelivered["failed"]
-            self.summary.rejected_before = checkpoint.undelivered["rejected"]
+        checkpoint, done = self.setup.resume_from(self.summary)
         delivery = None if checkpoint is None else self._delivery(checkpoint)
         if delivery is not None:
             self.counters = delivery.counters
@@ -467,8 +135,7 @@ class _Run:
                     delivery.stop()
                     delivery.finish()
         finally:
-            self.rejects.close()
-            self.dead.close()
+            self.setup.close_logs()
             if checkpoint is not None:
                 checkpoint.close()
         if delivery is not None and delivery.error is not None:
@@ -479,6 +146,7 @@ class _Run:
         c = self.counters
         summary.sent = c.sent
         summary.failed = c.failed
+        summary.unreachable = c.unreachable
         summary.retries = c.retries
         summary.requests = c.requests
         summary.pending = c.abandoned + self.unsent
@@ -488,7 +156,7 @@ class _Run:
         summary.skipped = summary.filtered + summary.already_done + summary.ignored
         summary.elapsed = time.monotonic() - started
         if not options.dry_run:
-            summary.checkpoint = str(self.checkpoint_path)
+            summary.checkpoint = str(self.setup.checkpoint_path)
             if self.rejects.count:
                 summary.rejects = str(self.rejects.path)
             if self.dead.count:
@@ -525,6 +193,8 @@ class _Run:
             checkpoint.commit(batch.start, batch.end, failed=len(batch), rejected=batch.rejected)
             with self.counters.lock:
                 self.counters.failed += len(batch)
+                if status is None or status >= 500:
+                    self.counters.unreachable += len(batch)
 
         return Delivery(
             self.target.send,
@@ -579,7 +249,7 @@ class _Run:
             rejects.write(bad.reason, source=bad.source, line=bad.line, index=position)
 
         policy = streams.ErrorPolicy(options.on_error, report=on_bad)
-        reader = streams.read_batches(self.inputs, on_error=policy, max_event_bytes=None)
+        reader = streams.read_batches(self.setup.inputs, on_error=policy, max_event_bytes=None)
         prepare = target.prepare
         # The builder is reset in place by `take`, so its methods can be looked up once.
         fits = builder.fits

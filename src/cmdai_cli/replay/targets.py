@@ -3,14 +3,11 @@
 Each target turns an event into what it sends (`prepare`), groups those into requests
 (`builder`), and sends one request once (`send`), reporting the answer; retrying is the
 caller's business. Segment goes through segment-analytics-python's transport; the two
-Command AI endpoints through httpx.
+Command AI endpoints through `cmdai_cli.commandai`, whose `Answer` every target reports.
 """
 
 from __future__ import annotations
 
-import hashlib
-import hmac
-import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal, NamedTuple, Protocol, cast
@@ -18,30 +15,18 @@ from urllib.parse import urlsplit
 
 import orjson
 
-from cmdai_cli import __version__, redact
+from cmdai_cli import redact
+from cmdai_cli.commandai import Answer, Client, auth_headers, bulk_identify_url
 from cmdai_cli.replay import batching
 from cmdai_cli.replay.batching import Batch, Builder, UserBuilder
+from cmdai_cli.replay.options import TargetName
 from cmdai_cli.segment_client import message_problem
 from cmdai_cli.segment_limits import MAX_MESSAGE_BYTES
 
 if TYPE_CHECKING:
-    import httpx
-
     from cmdai_cli.mapping import Mapper, WebhookMapping
 
-TargetName = Literal["segment", "webhook", "bulk-identify"]
-TARGETS: tuple[TargetName, ...] = ("segment", "webhook", "bulk-identify")
-USER_AGENT = f"cmdai-replay/{__version__}"
 DEFAULT_BULK_BATCH = 100
-
-
-class Answer(NamedTuple):
-    """The target's answer to one request: `status` None when none came."""
-
-    ok: bool
-    status: int | None
-    detail: str | None = None
-    retry_after: float | None = None
 
 
 class Prepared(NamedTuple):
@@ -158,70 +143,7 @@ class SegmentTarget:
             self._pool.close()
 
 
-# ---------------------------------------------------------------- HTTP (Command AI)
-
-
-def post_json(
-    client: httpx.Client, url: str, body: bytes, headers: dict[str, str], service: str
-) -> Answer:
-    """POST `body` once; the answer, with the wait a 429/503 asked for."""
-    import httpx
-
-    from cmdai_cli import http_errors, retry
-
-    try:
-        response = client.post(url, content=body, headers=headers)
-    except httpx.HTTPError as exc:
-        return Answer(False, None, http_errors.error_for_exception(exc, service=service).message)
-    status = response.status_code
-    if 200 <= status < 300:
-        return Answer(True, status)
-    wait = retry.parse_retry_after(response.headers.get("Retry-After"))
-    if wait is None and status == 429:
-        import time
-
-        wait = retry.parse_reset(response.headers.get("X-RateLimit-Reset"), now=time.time())
-    error = http_errors.error_for_response(response, service=service)
-    return Answer(False, status, error.message, wait)
-
-
-def http_client(timeout: float, concurrency: int) -> httpx.Client:
-    import httpx
-
-    return httpx.Client(
-        timeout=timeout,
-        follow_redirects=False,
-        limits=httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency),
-        headers={"User-Agent": USER_AGENT, "Content-Type": "application/json"},
-    )
-
-
-class LazyClient:
-    """One shared HTTP client, made on first use: a dry run or a run with nothing to
-    send never loads httpx. Delivery threads call `get` at once, hence the lock."""
-
-    def __init__(self, timeout: float, concurrency: int) -> None:
-        self.timeout = timeout
-        self.concurrency = concurrency
-        self._client: httpx.Client | None = None
-        self._lock = threading.Lock()
-
-    def get(self) -> httpx.Client:
-        with self._lock:
-            if self._client is None:
-                self._client = http_client(self.timeout, self.concurrency)
-            return self._client
-
-    def close(self) -> None:
-        with self._lock:
-            if self._client is not None:
-                self._client.close()
-                self._client = None
-
-
-def signature(secret: str, data: bytes) -> str:
-    """`X-Signature`: the hex HMAC-SHA1 of `data` with the shared secret."""
-    return hmac.new(secret.encode("utf-8"), data, hashlib.sha1).hexdigest()
+# ---------------------------------------------------------------- Command AI
 
 
 @dataclass
@@ -246,7 +168,7 @@ class WebhookTarget:
     def __post_init__(self) -> None:
         redact.register(self.shared_secret)
         self.destination = shown_url(self.url)
-        self._http = LazyClient(self.timeout, self.concurrency)
+        self._client = Client(self.timeout, self.concurrency)
 
     def prepare(self, event: dict[str, Any]) -> Prepared:
         from cmdai_cli.mapping import apply_mapping
@@ -261,28 +183,13 @@ class WebhookTarget:
     def builder(self, start: int) -> Builder:
         return Builder(start, self.batch_size or 1)
 
-    def body(self, batch: Batch) -> tuple[bytes, dict[str, str]]:
+    def send(self, batch: Batch) -> Answer:
         items: list[bytes] = batch.items
         data = b"[" + b",".join(items) + b"]" if self.batch_size else items[0]
-        headers: dict[str, str] = {}
-        if self.shared_secret:
-            headers["X-Signature"] = signature(self.shared_secret, items[0])
-        return data, headers
-
-    def send(self, batch: Batch) -> Answer:
-        data, headers = self.body(batch)
-        return post_json(self._http.get(), self.url, data, headers, "the webhook")
+        return self._client.post_webhook(self.url, data, secret=self.shared_secret, signed=items[0])
 
     def close(self) -> None:
-        self._http.close()
-
-
-def auth_headers(header: str | None, token: str) -> dict[str, str]:
-    """`Authorization: Bearer <token>` by default; any other header name carries the token."""
-    name = (header or "Authorization").strip()
-    if name.lower() == "authorization":
-        return {"Authorization": f"Bearer {token}"}
-    return {name: token}
+        self._client.close()
 
 
 @dataclass
@@ -309,11 +216,11 @@ class BulkIdentifyTarget:
         from cmdai_cli.mapping import make_mapper
 
         redact.register(self.token)
-        self.url = f"{self.api_host.rstrip('/')}/api/{self.org_id}/bulk-identify/"
+        self.url = bulk_identify_url(self.api_host, self.org_id)
         self.destination = shown_url(self.url)
         self._mapper: Mapper = make_mapper("webhook", self.mapping)
         self._headers = auth_headers(self.auth_header, self.token)
-        self._http = LazyClient(self.timeout, self.concurrency)
+        self._client = Client(self.timeout, self.concurrency)
 
     def prepare(self, event: dict[str, Any]) -> Prepared:
         record, problem = self._mapper(event)
@@ -334,7 +241,7 @@ class BulkIdentifyTarget:
             data = orjson.dumps(batch.items)
         except orjson.JSONEncodeError as exc:
             return Answer(False, 400, f"the request cannot be serialised: {exc}")
-        return post_json(self._http.get(), self.url, data, self._headers, "Command AI")
+        return self._client.post_bulk_identify(self.url, data, self._headers)
 
     def close(self) -> None:
-        self._http.close()
+        self._client.close()

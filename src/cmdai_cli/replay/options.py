@@ -1,0 +1,60 @@
+"""What `cmdai replay` was asked to do, and the checks on it that need no settings."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+from cmdai_cli.errors import UsageError
+from cmdai_cli.replay.select import Filters, Shard
+from cmdai_cli.segment_limits import MAX_BATCH_MESSAGES
+
+TargetName = Literal["segment", "webhook", "bulk-identify"]
+
+
+@dataclass
+class ReplayOptions:
+    """Everything `cmdai replay` was asked to do; defaults are the command's."""
+
+    inputs: Sequence[str]
+    to: TargetName
+    host: str | None = None
+    url: str | None = None
+    mapping_file: Path | None = None
+    filters: Filters = field(default_factory=Filters)
+    shard: Shard | None = None
+    limit: int | None = None
+    on_error: Literal["fail", "skip"] = "fail"
+    batch_size: int | None = None
+    concurrency: int = 4
+    rate: float | None = None
+    max_retries: int = 5
+    max_wait: float = 120.0
+    backoff: float = 0.5
+    timeout: float = 15.0
+    gzip: bool = False
+    checkpoint: Path | None = None
+    resume: bool = False
+    dead_letter: Path | None = None
+    rejects: Path | None = None
+    dry_run: bool = False
+
+    def check(self) -> None:
+        if self.concurrency < 1:
+            raise UsageError("--concurrency must be at least 1")
+        if self.rate is not None and self.rate <= 0:
+            raise UsageError("--rate must be a positive number of events per second")
+        if self.limit is not None and self.limit < 0:
+            raise UsageError("--limit must not be negative")
+        if self.batch_size is not None and self.batch_size < 1:
+            raise UsageError("--batch-size must be at least 1")
+        if (
+            self.to == "segment"
+            and self.batch_size is not None
+            and self.batch_size > MAX_BATCH_MESSAGES
+        ):
+            raise UsageError(f"--batch-size for Segment is at most {MAX_BATCH_MESSAGES} messages")
+        if self.max_retries < 0 or self.max_wait < 0 or self.backoff < 0 or self.timeout <= 0:
+            raise UsageError("--max-retries, --max-wait and --backoff must not be negative")

@@ -1,0 +1,226 @@
+"""What a replay needs before it reads: its inputs, its target, its files, its progress.
+
+The target is built from the flags and the profile (`make_target`); the run's identity
+(target, destination, inputs, selection) keys its checkpoint, reject and dead-letter
+files in the state directory unless they are given (`Setup`); `resume_from` opens the
+checkpoint, or only reads it for a dry run, and says which positions are already done.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from cmdai_cli import streams
+from cmdai_cli.errors import ConfigError, UsageError
+from cmdai_cli.replay.checkpoint import Checkpoint, Ranges, fingerprint, input_names, run_key
+from cmdai_cli.replay.errorlog import ErrorLog
+from cmdai_cli.replay.options import ReplayOptions
+from cmdai_cli.replay.summary import Summary
+from cmdai_cli.replay.targets import (
+    DEFAULT_BULK_BATCH,
+    BulkIdentifyTarget,
+    SegmentTarget,
+    Target,
+    WebhookTarget,
+)
+from cmdai_cli.segment_limits import MAX_BATCH_MESSAGES
+
+if TYPE_CHECKING:
+    from cmdai_cli.mapping import WebhookMapping
+    from cmdai_cli.profile import Resolved
+
+
+# ---------------------------------------------------------------- the target
+
+
+def _mapping(options: ReplayOptions, settings: Resolved) -> WebhookMapping:
+    """The webhook mapping: `--mapping`'s file, else the profile's table."""
+    from cmdai_cli import mapping
+    from cmdai_cli.mapping_file import load_mapping_file
+
+    if options.mapping_file is not None:
+        return load_mapping_file(options.mapping_file)
+    source = f"{settings.path} [profiles.{settings.profile}.mapping]"
+    return mapping.parse_mapping(settings.get("mapping"), source=source)
+
+
+def make_target(options: ReplayOptions, settings: Resolved) -> Target:
+    """The target named by `--to`, from flags and the profile. A dry run needs no secrets."""
+    from cmdai_cli.profile import check_url
+
+    dry = options.dry_run
+    size = _batch_size(options)
+    if options.to == "segment":
+        host = check_url(options.host) if options.host else str(settings.get("segment_host"))
+        key = "" if dry else settings.require("write_key", hint="run `cmdai connect` first")
+        return SegmentTarget(
+            key, host, size, options.timeout, options.gzip, 0 if dry else options.concurrency
+        )
+    if options.to == "webhook":
+        url = options.url or settings.get("webhook_url")
+        if url:
+            url = check_url(url, what="webhook URL", base=False)
+        elif dry:
+            url = "https://webhook.invalid"
+        else:
+            raise ConfigError(
+                "no webhook URL: give --url or set webhook_url in the profile",
+                hint="Command AI shows the URL in its Segment webhook settings",
+            )
+        return WebhookTarget(
+            url,
+            _mapping(options, settings),
+            settings.get("webhook_shared_secret") or None,
+            size,
+            options.timeout,
+            options.concurrency,
+        )
+    if options.to == "bulk-identify":
+        api_host = options.host or str(settings.get("commandai_api_host"))
+        api_host = check_url(api_host)
+        org = settings.get("org_id") or ("ORG" if dry else settings.require("org_id"))
+        token = "" if dry else settings.require("commandai_api_token")
+        return BulkIdentifyTarget(
+            api_host,
+            str(org),
+            token,
+            _mapping(options, settings),
+            settings.get("commandai_auth_header"),
+            size,
+            options.timeout,
+            options.concurrency,
+        )
+    raise UsageError(f"unknown target {options.to!r}")
+
+
+def _batch_size(options: ReplayOptions) -> int | None:
+    """--batch-size, capped at one second's worth under --rate so that sending stays even."""
+    size = options.batch_size
+    if options.rate is None:
+        return size
+    cap = max(1, int(options.rate))
+    if options.to == "webhook":
+        return min(size, cap) if size else None
+    default = MAX_BATCH_MESSAGES if options.to == "segment" else DEFAULT_BULK_BATCH
+    return min(size or default, cap)
+
+
+# ---------------------------------------------------------------- files and progress
+
+
+def default_paths(key: str) -> dict[str, Path]:
+    from cmdai_cli.profile import state_dir
+
+    base = state_dir() / "replay"
+    return {
+        "checkpoint": base / f"{key}.checkpoint",
+        "rejects": base / f"{key}.rejects.ndjson",
+        "dead_letter": base / f"{key}.dead-letter.ndjson",
+    }
+
+
+def estimate_total(inputs: Sequence[streams.Input]) -> int | None:
+    """Lines in the inputs when they are all plain files (for an ETA); else None."""
+    total = 0
+    for item in inputs:
+        if item.path is None:
+            return None
+        try:
+            with open(item.path, "rb") as handle:
+                chunk = handle.read(1 << 20)
+                if chunk.startswith(b"\x1f\x8b"):
+                    return None
+                while chunk:
+                    total += chunk.count(b"\n")
+                    chunk = handle.read(1 << 20)
+        except OSError:
+            return None
+    return total
+
+
+@dataclass
+class Setup:
+    """One run's inputs, target and files. `close_logs` when the run is over."""
+
+    options: ReplayOptions
+    inputs: list[streams.Input]
+    target: Target
+    header: dict[str, Any]
+    checkpoint_path: Path
+    rejects: ErrorLog
+    dead: ErrorLog
+
+    @classmethod
+    def make(cls, options: ReplayOptions, settings: Resolved) -> Setup:
+        """Check the options, expand the inputs, build the target; the caller closes it."""
+        options.check()
+        inputs = streams.expand_inputs(list(options.inputs))
+        target = make_target(options, settings)
+        try:
+            return cls._for_target(options, inputs, target)
+        except BaseException:
+            target.close()  # a Segment target may have started its worker already
+            raise
+
+    @classmethod
+    def _for_target(
+        cls, options: ReplayOptions, inputs: list[streams.Input], target: Target
+    ) -> Setup:
+        identity = {
+            "target": target.name,
+            "destination": target.destination,
+            "inputs": input_names(inputs),
+            "filters": options.filters.as_dict(),
+            "shard": str(options.shard) if options.shard else None,
+            "limit": options.limit,
+        }
+        key = run_key(identity)
+        header = {
+            **identity,
+            "key": key,
+            "files": fingerprint(inputs),
+            "created": datetime.now(timezone.utc).isoformat(),
+        }
+        paths = default_paths(key)
+        # A dry run writes nothing: its logs only count.
+        dry = options.dry_run
+        rejects = ErrorLog(None if dry else options.rejects or paths["rejects"], target.name)
+        dead = ErrorLog(None if dry else options.dead_letter or paths["dead_letter"], target.name)
+        return cls(
+            options,
+            inputs,
+            target,
+            header,
+            options.checkpoint or paths["checkpoint"],
+            rejects,
+            dead,
+        )
+
+    def resume_from(self, summary: Summary) -> tuple[Checkpoint | None, Ranges]:
+        """The checkpoint to record into (None for a dry run) and the positions done.
+
+        Counts what earlier runs of the checkpoint failed or rejected into `summary`.
+        """
+        options = self.options
+        if options.dry_run:
+            if not (options.resume and self.checkpoint_path.exists()):
+                return None, Ranges()
+            from cmdai_cli.replay.checkpoint import read_journal
+
+            _, pairs, earlier = read_journal(self.checkpoint_path)
+            summary.failed_before = earlier["failed"]
+            summary.rejected_before = earlier["rejected"]
+            return None, Ranges(pairs)
+        checkpoint = Checkpoint.open(self.checkpoint_path, self.header, resume=options.resume)
+        checkpoint.before_write = [self.rejects.sync, self.dead.sync]
+        summary.failed_before = checkpoint.undelivered["failed"]
+        summary.rejected_before = checkpoint.undelivered["rejected"]
+        return checkpoint, Ranges(checkpoint.done.pairs())
+
+    def close_logs(self) -> None:
+        self.rejects.close()
+        self.dead.close()
