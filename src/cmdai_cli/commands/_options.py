@@ -68,3 +68,11 @@ MappingOrRecommendedOpt = Annotated[
         show_default=False,
     ),
 ]
+TokenOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--token",
+        help="Segment Public API token (default: $CMDAI_PUBLIC_API_TOKEN, then the profile).",
+        show_default=False,
+    ),
+]

@@ -10,23 +10,13 @@ import typer
 from cmdai_cli import output
 from cmdai_cli.commands._common import STATE, command
 from cmdai_cli.commands._common import group as new_group
-from cmdai_cli.commands._options import ApiHostOpt, MappingOrRecommendedOpt
+from cmdai_cli.commands._options import ApiHostOpt, MappingOrRecommendedOpt, TokenOpt
 
 group = new_group("Set up Segment's Command AI and webhook destinations for a source.")
 
 
 def register(app: typer.Typer) -> None:
     app.add_typer(group, name="destination")
-
-
-TokenOpt = Annotated[
-    str | None,
-    typer.Option(
-        "--token",
-        help="Segment Public API token (default: $CMDAI_PUBLIC_API_TOKEN, then the profile).",
-        show_default=False,
-    ),
-]
 
 
 @command(group, "configure")
