@@ -206,7 +206,7 @@ def load_mapping_spec(spec: str) -> tuple[dict[str, Any], str]:
 
 
 def check_webhook_url(url: str) -> str:
-    from cmdai_cli.profile import check_url
+    from cmdai_cli.values import check_url
 
     return check_url(url, what="webhook URL", base=False)
 
