@@ -422,3 +422,12 @@ def test_output_order_and_count_match_the_input(events: list[Any], size: int) ->
     )
     assert seen == list(range(len(events)))
     assert tally.events == len(events)
+
+
+def test_paused_gc_restores_the_collector() -> None:
+    import gc
+
+    assert gc.isenabled()
+    with mapping.paused_gc():
+        assert not gc.isenabled()
+    assert gc.isenabled()

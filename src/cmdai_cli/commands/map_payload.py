@@ -15,9 +15,9 @@ from cmdai_cli.commands._common import STATE, command
 from cmdai_cli.commands._inputs import FilesArg, OnErrorName
 
 if TYPE_CHECKING:
+    from cmdai_cli.events.records import BadRecord, ErrorPolicy
     from cmdai_cli.mapping import Tally, WebhookMapping
     from cmdai_cli.profile import Resolved
-    from cmdai_cli.streams import ErrorPolicy
 
 
 class TargetName(str, Enum):
@@ -102,7 +102,10 @@ def map_payload(
         typer.Option("--explain", help="Add, per property, the rule and path it came from."),
     ] = False,
 ) -> None:
-    from cmdai_cli import mapping, profile, streams
+    from cmdai_cli import mapping, profile
+    from cmdai_cli.events.inputs import expand_inputs
+    from cmdai_cli.events.reader import read_batches
+    from cmdai_cli.events.records import BadRecord, ErrorPolicy
 
     resolved = profile.resolve(STATE.profile, {"deploy_via_segment": deploy})
     rules = _mapping(target, mapping_file, resolved)
@@ -112,24 +115,24 @@ def map_payload(
         deploy=bool(resolved.get("deploy_via_segment")),
         explain=explain,
     )
-    inputs = streams.expand_inputs(files or [])
+    inputs = expand_inputs(files or [])
     chosen = fmt.value if fmt else _default_format()
 
-    def report(bad: streams.BadRecord) -> None:
+    def report(bad: BadRecord) -> None:
         where = bad.source + (f":{bad.line}" if bad.line is not None else "")
         output.warn(f"{where}: skipped record {bad.position}: {bad.reason}")
 
-    policy = streams.ErrorPolicy(on_error.value, report=report)
+    policy = ErrorPolicy(on_error.value, report=report)
 
     def on_problem(position: int, source: str, line: int | None, reason: str) -> None:
-        policy(streams.BadRecord(position, source, line, reason))
+        policy(BadRecord(position, source, line, reason))
 
     tally = mapping.Tally()
     sys.stdout.flush()
     sink = _sink(chosen, target, explain)
     try:
-        batches = streams.read_batches(inputs, on_error=policy)
-        with streams.paused_gc():
+        batches = read_batches(inputs, on_error=policy)
+        with mapping.paused_gc():
             mapping.map_stream(batches, mapper, sink.write_indexed, on_problem, tally)
     except BrokenPipeError:
         _quiet_stdout()
@@ -193,7 +196,7 @@ class _TableSink:
 
 
 def _sink(chosen: str, target: TargetName, explain: bool) -> Any:
-    from cmdai_cli import streams
+    from cmdai_cli.events.writers import JsonArrayWriter, NdjsonWriter
 
     if chosen == "table":
         columns = (
@@ -204,8 +207,8 @@ def _sink(chosen: str, target: TargetName, explain: bool) -> Any:
         return _TableSink([*columns, "explain"] if explain else columns)
     stream = sys.stdout.buffer
     if chosen == "json":
-        return streams.JsonArrayWriter(stream)
-    return streams.NdjsonWriter(stream)
+        return JsonArrayWriter(stream)
+    return NdjsonWriter(stream)
 
 
 def _quiet_stdout() -> None:
@@ -218,7 +221,7 @@ def _quiet_stdout() -> None:
 
 
 def _summary(tally: Tally, policy: ErrorPolicy) -> None:
-    errors = policy.count
+    errors = sum(policy.reasons.values())
     total = tally.recorded + tally.ignored_total + errors
     parts = [
         f"{total} event{'s' if total != 1 else ''}",

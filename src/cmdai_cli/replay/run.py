@@ -19,8 +19,10 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, cast
 
-from cmdai_cli import streams
 from cmdai_cli.errors import CmdaiError, ConfigError, DataError, UsageError
+from cmdai_cli.events.inputs import Input, expand_inputs
+from cmdai_cli.events.reader import read_batches
+from cmdai_cli.events.records import BadRecord, ErrorPolicy
 from cmdai_cli.replay.batching import Batch, Pending
 from cmdai_cli.replay.checkpoint import Checkpoint, Ranges, fingerprint, input_names, run_key
 from cmdai_cli.replay.delivery import Counters, Delivery, RateLimiter
@@ -304,7 +306,7 @@ def default_paths(key: str) -> dict[str, Path]:
     }
 
 
-def estimate_total(inputs: Sequence[streams.Input]) -> int | None:
+def estimate_total(inputs: Sequence[Input]) -> int | None:
     """Lines in the inputs when they are all plain files (for an ETA); else None."""
     total = 0
     for item in inputs:
@@ -349,7 +351,7 @@ def replay(
     stops a run before it starts (settings, unreadable checkpoint); a bad record under
     `--on-error fail` ends reading and comes back as `summary.stopped_by`."""
     options.check()
-    inputs = streams.expand_inputs(list(options.inputs))
+    inputs = expand_inputs(list(options.inputs))
     target = make_target(options, settings)
     try:
         with _fewer_collections():
@@ -378,7 +380,7 @@ class _Run:
     def __init__(
         self,
         options: ReplayOptions,
-        inputs: list[streams.Input],
+        inputs: list[Input],
         target: Target,
         progress: Callable[[Progress], None] | None,
     ) -> None:
@@ -564,7 +566,7 @@ class _Run:
                 self.unsent += len(batch)
                 raise
 
-        def on_bad(bad: streams.BadRecord) -> None:
+        def on_bad(bad: BadRecord) -> None:
             nonlocal last
             summary.read += 1
             position = bad.position
@@ -578,8 +580,8 @@ class _Run:
                     return
             rejects.write(bad.reason, source=bad.source, line=bad.line, index=position)
 
-        policy = streams.ErrorPolicy(options.on_error, report=on_bad)
-        reader = streams.read_batches(self.inputs, on_error=policy, max_event_bytes=None)
+        policy = ErrorPolicy(options.on_error, report=on_bad)
+        reader = read_batches(self.inputs, on_error=policy, max_event_bytes=None)
         prepare = target.prepare
         # The builder is reset in place by `take`, so its methods can be looked up once.
         fits = builder.fits
