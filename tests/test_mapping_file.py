@@ -1,14 +1,16 @@
-"""Mapping files: TOML with a top-level [mapping] table."""
+"""Mapping files (TOML with a top-level [mapping] table), and which mapping is in force."""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from cmdai_cli.errors import DataError, ExitCode
-from cmdai_cli.mapping import map_webhook
-from cmdai_cli.mapping_file import load_mapping_file
+from cmdai_cli.mapping.file import load_mapping_file, resolve_mapping
+from cmdai_cli.mapping.webhook import map_webhook
+from cmdai_cli.profile import Resolved
 
 EXAMPLE = """\
 # what to send
@@ -97,3 +99,36 @@ def test_missing_directory_and_non_utf8_files(tmp_path: Path) -> None:
         load_mapping_file(tmp_path)
     with pytest.raises(DataError, match="not UTF-8"):
         load_mapping_file(write(tmp_path, b'[mapping]\nuserId = "\xff"\n'))
+
+
+# ---------------------------------------------------------------- resolve_mapping
+
+
+def settings_with(**values: Any) -> Resolved:
+    return Resolved(
+        profile="staging",
+        path=Path("/config/config.toml"),
+        exists=True,
+        values=values,
+        sources={},
+    )
+
+
+def test_the_mapping_file_wins_over_the_profile(tmp_path: Path) -> None:
+    path = write(tmp_path, EXAMPLE)
+    resolved = resolve_mapping(path, settings_with(mapping={"userId": "$.anonymousId"}))
+    assert resolved.table["userId"] == "$.userId"
+    assert resolve_mapping(str(path), settings_with()).table == resolved.table
+
+
+def test_without_a_file_the_profile_mapping_then_the_whole_event() -> None:
+    resolved = resolve_mapping(None, settings_with(mapping={"userId": "$.anonymousId"}))
+    assert resolved.table == {"userId": "$.anonymousId"}
+    assert resolve_mapping(None, settings_with()).whole_event
+
+
+def test_a_bad_profile_mapping_names_the_config_file_and_table() -> None:
+    with pytest.raises(DataError) as info:
+        resolve_mapping(None, settings_with(mapping={"userId": 5}))
+    assert info.value.source == "/config/config.toml [profiles.staging.mapping]"
+    assert info.value.field == "userId"

@@ -40,7 +40,7 @@ from cmdai_cli.retry import RetryPolicy
 from cmdai_cli.segment_limits import MAX_BATCH_MESSAGES
 
 if TYPE_CHECKING:
-    from cmdai_cli.mapping import WebhookMapping
+    from cmdai_cli.mapping.webhook import WebhookMapping
     from cmdai_cli.profile import Resolved
 
 
@@ -225,13 +225,13 @@ class Progress:
 
 
 def _mapping(options: ReplayOptions, settings: Resolved) -> WebhookMapping:
-    from cmdai_cli import mapping
-    from cmdai_cli.mapping_file import load_mapping_file
+    from cmdai_cli.mapping.file import load_mapping_file
+    from cmdai_cli.mapping.webhook import parse_mapping
 
     if options.mapping_file is not None:
         return load_mapping_file(options.mapping_file)
     source = f"{settings.path} [profiles.{settings.profile}.mapping]"
-    return mapping.parse_mapping(settings.get("mapping"), source=source)
+    return parse_mapping(settings.get("mapping"), source=source)
 
 
 def make_target(options: ReplayOptions, settings: Resolved) -> Target:

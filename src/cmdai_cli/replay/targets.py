@@ -27,7 +27,8 @@ from cmdai_cli.segment_limits import MAX_MESSAGE_BYTES
 if TYPE_CHECKING:
     import httpx
 
-    from cmdai_cli.mapping import Mapper, WebhookMapping
+    from cmdai_cli.mapping.pipeline import Mapper
+    from cmdai_cli.mapping.webhook import WebhookMapping
 
 TargetName = Literal["segment", "webhook", "bulk-identify"]
 TARGETS: tuple[TargetName, ...] = ("segment", "webhook", "bulk-identify")
@@ -249,7 +250,7 @@ class WebhookTarget:
         self._http = LazyClient(self.timeout, self.concurrency)
 
     def prepare(self, event: dict[str, Any]) -> Prepared:
-        from cmdai_cli.mapping import apply_mapping
+        from cmdai_cli.mapping.webhook import apply_mapping
 
         body = apply_mapping(event, self.mapping)
         try:
@@ -306,7 +307,7 @@ class BulkIdentifyTarget:
     name: TargetName = "bulk-identify"
 
     def __post_init__(self) -> None:
-        from cmdai_cli.mapping import make_mapper
+        from cmdai_cli.mapping.pipeline import make_mapper
 
         redact.register(self.token)
         self.url = f"{self.api_host.rstrip('/')}/api/{self.org_id}/bulk-identify/"

@@ -1,25 +1,17 @@
-"""The mapping engine: webhook mapping, recording rules, destination emulation."""
+"""The webhook target: the mapping table, the body it builds, Command AI's recording rules."""
 
 from __future__ import annotations
 
 from typing import Any
 
 import pytest
-from hypothesis import given, settings
-from hypothesis import strategies as st
 
-from cmdai_cli import mapping
 from cmdai_cli.errors import DataError
-from cmdai_cli.mapping import (
+from cmdai_cli.mapping.webhook import (
     RECOMMENDED,
     apply_mapping,
-    format_path,
-    make_mapper,
-    map_destination,
-    map_stream,
     map_webhook,
     parse_mapping,
-    parse_path,
     record_properties,
 )
 
@@ -101,30 +93,6 @@ def test_empty_property_name_and_non_table_are_refused() -> None:
         parse_mapping({"user_property.": "$.a"})
     with pytest.raises(DataError, match="table"):
         parse_mapping(["$.a"])  # type: ignore[arg-type]
-
-
-# ---------------------------------------------------------------- paths
-
-
-@pytest.mark.parametrize(
-    ("path", "keys"),
-    [
-        ("$.", ()),
-        ("$.userId", ("userId",)),
-        ("$.context.traits.email", ("context", "traits", "email")),
-        ("$.items[0].sku", ("items", 0, "sku")),
-        ('$.traits["first name"]', ("traits", "first name")),
-        ("$.traits['a.b']", ("traits", "a.b")),
-        ('$.["user_property.x"]', ("user_property.x",)),
-    ],
-)
-def test_parse_path(path: str, keys: tuple[Any, ...]) -> None:
-    assert parse_path(path) == keys
-
-
-@given(st.lists(st.one_of(st.text(min_size=1), st.integers(0, 99)), max_size=5))
-def test_format_path_round_trips(keys: list[Any]) -> None:
-    assert parse_path(format_path(keys)) == tuple(keys)
 
 
 def test_apply_mapping_leaves_out_what_a_path_does_not_find() -> None:
@@ -253,181 +221,3 @@ def test_user_id_of_the_wrong_kind_is_ignored_with_its_reason() -> None:
     record, _ = map_webhook({"userId": 42})
     assert record is not None
     assert record["userId"] == 42
-
-
-# ---------------------------------------------------------------- destination
-
-
-def test_identify_with_deploy_boots_with_only_present_options() -> None:
-    record, _ = map_destination(IDENTIFY, deploy=True)
-    assert record == {
-        "action": "identifyUser",
-        "call": "boot",
-        "args": ["u1", IDENTIFY["traits"], {"hmac": "h1", "formFactor": {"type": "modal"}}],
-        "ignored": None,
-    }
-    bare = {"type": "identify", "userId": "u1"}
-    record, _ = map_destination(bare, deploy=True)
-    assert record is not None
-    assert record["args"] == ["u1", {}, {}]
-
-
-def test_identify_without_deploy_adds_metadata() -> None:
-    record, _ = map_destination(IDENTIFY, deploy=False)
-    assert record == {
-        "action": "identifyUser",
-        "call": "addMetadataBatch",
-        "args": [IDENTIFY["traits"], True],
-        "ignored": None,
-    }
-
-
-def test_track_calls_track_event_with_properties_or_empty() -> None:
-    record, _ = map_destination(TRACK)
-    assert record == {
-        "action": "trackEvent",
-        "call": "trackEvent",
-        "args": ["Plan Upgraded", TRACK["properties"]],
-        "ignored": None,
-    }
-    record, _ = map_destination({"type": "track", "event": "Opened"})
-    assert record is not None
-    assert record["args"] == ["Opened", {}]
-
-
-@pytest.mark.parametrize(
-    ("event", "reason"),
-    [
-        ({"type": "page", "userId": "u"}, "page events make no call"),
-        ({"type": "group", "userId": "u"}, "group events make no call"),
-        ({"userId": "u"}, "event has no type"),
-        ({"type": "identify", "traits": {}}, "identify without userId"),
-        ({"type": "identify", "userId": ""}, "identify without userId"),
-        ({"type": "track", "userId": "u"}, "track without event"),
-        ({"type": "track", "event": None}, "track without event"),
-    ],
-)
-def test_events_that_make_no_call(event: dict[str, Any], reason: str) -> None:
-    assert map_destination(event, deploy=True) == (
-        {"action": None, "call": None, "args": [], "ignored": reason},
-        None,
-    )
-
-
-def test_destination_bad_records() -> None:
-    assert map_destination({"type": "identify", "userId": "u", "traits": [1]})[1] == (
-        "traits is not an object"
-    )
-    assert map_destination({"type": "track", "event": "x", "properties": 3})[1] == (
-        "properties is not an object"
-    )
-    assert map_destination([1, 2]) == (None, "event is not a JSON object")
-
-
-# ---------------------------------------------------------------- streams of events
-
-
-def test_map_stream_keeps_order_and_reports_problems() -> None:
-    events = [IDENTIFY, {"userId": "u", "traits": 5}, TRACK, {"type": "page"}]
-    batches = [[(i, "f", i + 1, e) for i, e in enumerate(events[:2])]]
-    batches.append([(i + 2, "f", i + 3, e) for i, e in enumerate(events[2:])])
-    written: list[tuple[int, dict[str, Any]]] = []
-    problems: list[tuple[Any, ...]] = []
-    tally = map_stream(
-        batches,
-        make_mapper("webhook"),
-        lambda i, r: written.append((i, r)),
-        lambda *p: problems.append(p),
-    )
-    assert [i for i, _ in written] == [0, 2, 3]
-    assert problems == [(1, "f", 2, "traits is not an object")]
-    assert (tally.recorded, tally.ignored, tally.errors, tally.events) == (
-        2,
-        {"no userId": 1},
-        1,
-        4,
-    )
-
-
-def test_map_stream_counts_survive_a_stop() -> None:
-    tally = mapping.Tally()
-
-    def stop(*_: Any) -> None:
-        raise RuntimeError("stop")
-
-    batches = [[(0, "f", 1, IDENTIFY), (1, "f", 2, "nope"), (2, "f", 3, IDENTIFY)]]
-    with pytest.raises(RuntimeError):
-        map_stream(batches, make_mapper(), lambda i, r: None, stop, tally)
-    assert (tally.recorded, tally.errors) == (1, 1)
-
-
-def test_make_mapper_rejects_an_unknown_target() -> None:
-    with pytest.raises(ValueError):
-        make_mapper("email")  # type: ignore[arg-type]
-
-
-# ---------------------------------------------------------------- properties
-
-JSON = st.recursive(
-    st.none()
-    | st.booleans()
-    | st.integers(-(2**63), 2**63 - 1)
-    | st.floats(allow_nan=False, allow_infinity=False)
-    | st.text(),
-    lambda children: (
-        st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=8), children, max_size=4)
-    ),
-    max_leaves=20,
-)
-SPECIAL_KEYS = st.sampled_from(
-    ["userId", "traits", "type", "event", "properties", "context", "user_property_event"]
-)
-EVENTS = st.dictionaries(
-    st.one_of(SPECIAL_KEYS, st.text(max_size=8), st.text(max_size=6).map("user_property.".__add__)),
-    JSON,
-    max_size=8,
-)
-SOURCES = st.one_of(
-    st.sampled_from(["$.", "$.userId", "$.traits", "$.event", "$.properties.plan", "$.a[0]"]),
-    st.text(max_size=6),
-)
-MAPPINGS = st.dictionaries(
-    st.one_of(SPECIAL_KEYS, st.text(min_size=1, max_size=6).map("user_property.".__add__)),
-    SOURCES,
-    max_size=5,
-)
-
-
-@settings(max_examples=300)
-@given(event=EVENTS, table=MAPPINGS, deploy=st.booleans(), explain=st.booleans())
-def test_the_mapping_never_raises_on_any_json_object(
-    event: dict[str, Any], table: dict[str, str], deploy: bool, explain: bool
-) -> None:
-    parsed = parse_mapping(table)
-    for target in ("webhook", "destination"):
-        record, problem = make_mapper(target, parsed, deploy=deploy, explain=explain)(event)
-        assert (record is None) != (problem is None)
-        if record is not None:
-            assert "ignored" in record
-
-
-@settings(max_examples=100)
-@given(events=st.lists(st.one_of(EVENTS, JSON), max_size=30), size=st.integers(1, 7))
-def test_output_order_and_count_match_the_input(events: list[Any], size: int) -> None:
-    items = [(i, "f", i + 1, e) for i, e in enumerate(events)]
-    batches = [items[i : i + size] for i in range(0, len(items), size)]
-    seen: list[int] = []
-    tally = map_stream(
-        batches, make_mapper(), lambda i, r: seen.append(i), lambda i, *_: seen.append(i)
-    )
-    assert seen == list(range(len(events)))
-    assert tally.events == len(events)
-
-
-def test_paused_gc_restores_the_collector() -> None:
-    import gc
-
-    assert gc.isenabled()
-    with mapping.paused_gc():
-        assert not gc.isenabled()
-    assert gc.isenabled()
