@@ -7,20 +7,7 @@ from typing import Any
 import pytest
 
 from cmdai_cli.mapping.destination import map_destination
-
-IDENTIFY = {
-    "type": "identify",
-    "userId": "u1",
-    "traits": {"plan": "pro", "email": "a@example.com"},
-    "context": {"CommandBar": {"hmac": "h1", "formFactor": {"type": "modal"}}},
-}
-TRACK = {
-    "type": "track",
-    "userId": "u2",
-    "event": "Plan Upgraded",
-    "properties": {"plan": "enterprise", "seats": 10},
-    "context": {"traits": {"email": "b@example.com"}},
-}
+from tests.mapping_samples import IDENTIFY, TRACK
 
 
 def test_identify_with_deploy_boots_with_only_present_options() -> None:

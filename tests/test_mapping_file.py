@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from cmdai_cli.errors import DataError, ExitCode
 from cmdai_cli.mapping.file import load_mapping_file, resolve_mapping
 from cmdai_cli.mapping.webhook import map_webhook
-from cmdai_cli.profile import Resolved
+from tests.mapping_samples import settings_with
 
 EXAMPLE = """\
 # what to send
@@ -104,16 +103,6 @@ def test_missing_directory_and_non_utf8_files(tmp_path: Path) -> None:
 # ---------------------------------------------------------------- resolve_mapping
 
 
-def settings_with(**values: Any) -> Resolved:
-    return Resolved(
-        profile="staging",
-        path=Path("/config/config.toml"),
-        exists=True,
-        values=values,
-        sources={},
-    )
-
-
 def test_the_mapping_file_wins_over_the_profile(tmp_path: Path) -> None:
     path = write(tmp_path, EXAMPLE)
     resolved = resolve_mapping(path, settings_with(mapping={"userId": "$.anonymousId"}))
@@ -129,6 +118,6 @@ def test_without_a_file_the_profile_mapping_then_the_whole_event() -> None:
 
 def test_a_bad_profile_mapping_names_the_config_file_and_table() -> None:
     with pytest.raises(DataError) as info:
-        resolve_mapping(None, settings_with(mapping={"userId": 5}))
+        resolve_mapping(None, settings_with("staging", mapping={"userId": 5}))
     assert info.value.source == "/config/config.toml [profiles.staging.mapping]"
     assert info.value.field == "userId"

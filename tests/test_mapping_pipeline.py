@@ -22,22 +22,7 @@ from cmdai_cli.mapping.pipeline import (
     paused_gc,
 )
 from cmdai_cli.mapping.webhook import parse_mapping
-from cmdai_cli.profile import Resolved
-
-IDENTIFY = {
-    "type": "identify",
-    "userId": "u1",
-    "traits": {"plan": "pro", "email": "a@example.com"},
-    "context": {"CommandBar": {"hmac": "h1", "formFactor": {"type": "modal"}}},
-}
-TRACK = {
-    "type": "track",
-    "userId": "u2",
-    "event": "Plan Upgraded",
-    "properties": {"plan": "enterprise", "seats": 10},
-    "context": {"traits": {"email": "b@example.com"}},
-}
-
+from tests.mapping_samples import IDENTIFY, TRACK, settings_with
 
 # ---------------------------------------------------------------- map_stream
 
@@ -154,16 +139,6 @@ def test_output_order_and_count_match_the_input(events: list[Any], size: int) ->
 # ---------------------------------------------------------------- map_events
 
 
-def settings_with(**values: Any) -> Resolved:
-    return Resolved(
-        profile="default",
-        path=Path("/config/config.toml"),
-        exists=True,
-        values=values,
-        sources={},
-    )
-
-
 def ndjson_file(tmp_path: Path, name: str, *lines: bytes) -> str:
     path = tmp_path / name
     path.write_bytes(b"".join(line + b"\n" for line in lines))
@@ -240,7 +215,7 @@ def test_map_events_uses_the_mapping_file_then_the_profile(tmp_path: Path) -> No
 def test_map_events_destination_takes_deploy_from_the_settings(tmp_path: Path) -> None:
     path = ndjson_file(tmp_path, "a.ndjson", orjson.dumps(IDENTIFY))
     # The webhook mapping plays no part in the destination target, even a broken one.
-    broken = {"mapping": {"userId": 5}}
+    broken: dict[str, Any] = {"mapping": {"userId": 5}}
     out = Output()
     map_events([path], settings_with(**broken), out.open, target="destination")
     map_events(

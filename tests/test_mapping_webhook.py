@@ -14,27 +14,14 @@ from cmdai_cli.mapping.webhook import (
     parse_mapping,
     record_properties,
 )
-
-IDENTIFY = {
-    "type": "identify",
-    "userId": "u1",
-    "traits": {"plan": "pro", "email": "a@example.com"},
-    "context": {"CommandBar": {"hmac": "h1", "formFactor": {"type": "modal"}}},
-}
-TRACK = {
-    "type": "track",
-    "userId": "u2",
-    "event": "Plan Upgraded",
-    "properties": {"plan": "enterprise", "seats": 10},
-    "context": {"traits": {"email": "b@example.com"}},
-}
-
+from tests.mapping_samples import IDENTIFY, TRACK
 
 # ---------------------------------------------------------------- parse_mapping
 
 
 def test_absent_or_empty_mapping_is_the_whole_event() -> None:
-    for table in (None, {}):
+    tables: tuple[dict[str, str] | None, ...] = (None, {})
+    for table in tables:
         parsed = parse_mapping(table)
         assert parsed.whole_event
         assert apply_mapping(TRACK, parsed) is TRACK
