@@ -16,8 +16,9 @@ import time
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any, cast
 
-from cmdai_cli import streams
 from cmdai_cli.errors import CmdaiError, DataError
+from cmdai_cli.events.reader import read_batches
+from cmdai_cli.events.records import BadRecord, ErrorPolicy
 from cmdai_cli.replay.batching import Batch, Pending
 from cmdai_cli.replay.checkpoint import Checkpoint, Ranges
 from cmdai_cli.replay.delivery import Counters, Delivery, RateLimiter
@@ -234,7 +235,7 @@ class _Run:
                 self.unsent += len(batch)
                 raise
 
-        def on_bad(bad: streams.BadRecord) -> None:
+        def on_bad(bad: BadRecord) -> None:
             nonlocal last
             summary.read += 1
             position = bad.position
@@ -248,8 +249,8 @@ class _Run:
                     return
             rejects.write(bad.reason, source=bad.source, line=bad.line, index=position)
 
-        policy = streams.ErrorPolicy(options.on_error, report=on_bad)
-        reader = streams.read_batches(self.setup.inputs, on_error=policy, max_event_bytes=None)
+        policy = ErrorPolicy(options.on_error, report=on_bad)
+        reader = read_batches(self.setup.inputs, on_error=policy, max_event_bytes=None)
         prepare = target.prepare
         # The builder is reset in place by `take`, so its methods can be looked up once.
         fits = builder.fits
