@@ -1,4 +1,4 @@
-"""What the commands that read events (map-payload, replay) share on the command line."""
+"""What the commands that read events (map-payload, validate, replay) share on the command line."""
 
 from __future__ import annotations
 
@@ -6,6 +6,10 @@ from enum import Enum
 from typing import Annotated
 
 import typer
+
+from cmdai_cli.events.records import DEFAULT_MAX_RECORD_BYTES
+
+__all__ = ["DEFAULT_MAX_RECORD_BYTES", "FilesArg", "MaxRecordBytesOpt", "OnErrorName"]
 
 
 class OnErrorName(str, Enum):
@@ -19,5 +23,14 @@ FilesArg = Annotated[
         metavar="FILE",
         help="Event files, directories or glob patterns; '-' or none reads stdin.",
         show_default=False,
+    ),
+]
+MaxRecordBytesOpt = Annotated[
+    int,
+    typer.Option(
+        "--max-record-bytes",
+        help="A record (a line, or one JSON value) larger than this many bytes is a bad "
+        "record (see --on-error), found without reading it into memory.",
+        min=1024,
     ),
 ]

@@ -12,7 +12,12 @@ import typer
 
 from cmdai_cli import output
 from cmdai_cli.commands._common import STATE, command
-from cmdai_cli.commands._inputs import FilesArg, OnErrorName
+from cmdai_cli.commands._inputs import (
+    DEFAULT_MAX_RECORD_BYTES,
+    FilesArg,
+    MaxRecordBytesOpt,
+    OnErrorName,
+)
 
 if TYPE_CHECKING:
     from cmdai_cli.events.records import BadRecord
@@ -87,6 +92,7 @@ def map_payload(
             "or skip (report it on stderr and go on).",
         ),
     ] = OnErrorName.fail,
+    max_record_bytes: MaxRecordBytesOpt = DEFAULT_MAX_RECORD_BYTES,
     fmt: Annotated[
         FormatName | None,
         typer.Option(
@@ -124,6 +130,7 @@ def map_payload(
             mapping_file=mapping_file,
             explain=explain,
             on_error=on_error.value,
+            max_record_bytes=max_record_bytes,
             report=_report,
             tally=tally,
         )

@@ -15,7 +15,12 @@ import typer
 
 from cmdai_cli import output
 from cmdai_cli.commands._common import STATE, command
-from cmdai_cli.commands._inputs import FilesArg, OnErrorName
+from cmdai_cli.commands._inputs import (
+    DEFAULT_MAX_RECORD_BYTES,
+    FilesArg,
+    MaxRecordBytesOpt,
+    OnErrorName,
+)
 from cmdai_cli.commands._replay_progress import replay_progress
 from cmdai_cli.errors import CmdaiError, ExitCode, PartialFailure, RemoteRefused, RemoteUnreachable
 
@@ -140,6 +145,7 @@ def replay(
             "or skip (write it to the reject file and go on).",
         ),
     ] = OnErrorName.fail,
+    max_record_bytes: MaxRecordBytesOpt = DEFAULT_MAX_RECORD_BYTES,
     batch_size: Annotated[
         int | None,
         typer.Option(
@@ -230,6 +236,7 @@ def replay(
         shard=parse_shard(shard) if shard else None,
         limit=limit,
         on_error=on_error.value,
+        max_record_bytes=max_record_bytes,
         batch_size=batch_size,
         concurrency=concurrency,
         rate=rate,

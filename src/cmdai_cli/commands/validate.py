@@ -11,7 +11,12 @@ import typer
 
 from cmdai_cli import output
 from cmdai_cli.commands._common import STATE, command
-from cmdai_cli.commands._inputs import FilesArg, OnErrorName
+from cmdai_cli.commands._inputs import (
+    DEFAULT_MAX_RECORD_BYTES,
+    FilesArg,
+    MaxRecordBytesOpt,
+    OnErrorName,
+)
 
 if TYPE_CHECKING:
     from cmdai_cli.events.records import ErrorPolicy
@@ -57,6 +62,7 @@ def validate(
             "or skip (report it on stderr and go on).",
         ),
     ] = OnErrorName.fail,
+    max_record_bytes: MaxRecordBytesOpt = DEFAULT_MAX_RECORD_BYTES,
 ) -> None:
     from cmdai_cli import plans
     from cmdai_cli.events.inputs import expand_inputs
@@ -77,7 +83,7 @@ def validate(
     sys.stdout.flush()
     sink = _JsonSink() if STATE.json else _TextSink()
     try:
-        batches = read_batches(inputs, on_error=policy)
+        batches = read_batches(inputs, on_error=policy, max_record_bytes=max_record_bytes)
         with paused_gc():
             plans.validate_stream(batches, validator, sink.write, summary)
         sink.finish(summary)

@@ -82,9 +82,10 @@ class Truncated(Exception):
 
 
 def chunks(stream: IO[bytes]) -> Iterator[bytes]:
-    """The bytes of `stream` in large chunks, gunzipped when it starts as gzip.
+    """The bytes of `stream` in chunks of at most `CHUNK_BYTES`, gunzipped when it starts as gzip.
 
-    Raises Truncated when gzip data ends early, zlib.error when it is corrupt.
+    However well the data compresses, no chunk is larger: a gzip bomb costs time, never
+    memory. Raises Truncated when gzip data ends early, zlib.error when it is corrupt.
     """
     first = stream.read(max(CHUNK_BYTES, len(_GZIP_MAGIC)))
     if not first.startswith(_GZIP_MAGIC):
@@ -95,17 +96,17 @@ def chunks(stream: IO[bytes]) -> Iterator[bytes]:
     pending = first
     inflater = zlib.decompressobj(wbits=31)
     while pending:
-        data = inflater.decompress(pending)
+        data = inflater.decompress(pending, CHUNK_BYTES)
         if data:
             yield data
+        # What did not fit in this chunk waits in the inflater's input, not in its output.
+        pending = inflater.unconsumed_tail
         # Concatenated gzip members (as `cat a.gz b.gz` makes) are one stream.
-        while inflater.eof and inflater.unused_data:
-            rest = inflater.unused_data
+        if inflater.eof and inflater.unused_data:
+            pending = inflater.unused_data
             inflater = zlib.decompressobj(wbits=31)
-            data = inflater.decompress(rest)
-            if data:
-                yield data
-        pending = stream.read(CHUNK_BYTES)
+        if not pending:
+            pending = stream.read(CHUNK_BYTES)
     tail = inflater.flush()
     if tail:
         yield tail

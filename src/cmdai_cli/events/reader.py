@@ -3,13 +3,14 @@
 Each input may be NDJSON (the fast path, and what `cmdai listen --out` writes), a JSON
 array, one object (pretty-printed or not), or JSON values one after another (those go
 to `events.scan`). A record that cannot be an event (not JSON, invalid UTF-8, not an
-object, over the size limit, nested too deeply) goes to the `ErrorPolicy`; with `fail`
+object, over a size limit, nested too deeply) goes to the `ErrorPolicy`; with `fail`
 it raises only after every earlier event has been handed out. Bad records use up an
 index, so indexes always match positions in the input.
 
 Tolerated without complaint: a UTF-8 byte-order mark at the start of an input, CRLF
-line ends, blank lines. Memory stays constant: inputs are read in 256 KiB chunks and
-only the event being parsed is held beyond that.
+line ends, blank lines. Memory stays bounded whatever the input: it is read in chunks
+of at most 256 KiB (after gunzip too), and a record larger than `max_record_bytes` is
+a bad record found without holding more than about that much of it.
 """
 
 from __future__ import annotations
@@ -21,7 +22,13 @@ from typing import Any, cast
 import orjson
 
 from cmdai_cli.events.inputs import Input, Truncated, chunks
-from cmdai_cli.events.records import MAX_RECORD_BYTES, BadRecord, ErrorPolicy, Event
+from cmdai_cli.events.records import (
+    DEFAULT_MAX_RECORD_BYTES,
+    BadRecord,
+    ErrorPolicy,
+    Event,
+    too_large,
+)
 from cmdai_cli.events.scan import prepend, reason_of, scan
 from cmdai_cli.segment.messages import MAX_MESSAGE_BYTES
 
@@ -38,11 +45,13 @@ def read_batches(
     *,
     on_error: ErrorPolicy | None = None,
     max_event_bytes: int | None = MAX_MESSAGE_BYTES,
+    max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES,
 ) -> Iterator[list[Event]]:
     """Every event of every input, in order, in lists (about one per chunk read).
 
-    An event over `max_event_bytes` (Segment's per-message limit by default; None: no
-    limit) is a bad record. With a `fail` policy the events before a bad record are
+    An event over `max_event_bytes` (Segment's per-message limit by default, measured
+    compact; None: no limit) is a bad record, and so is a record over `max_record_bytes`
+    as it stands in the input. With a `fail` policy the events before a bad record are
     yielded before it raises.
     """
     policy = on_error or ErrorPolicy()
@@ -50,7 +59,8 @@ def read_batches(
     for item in inputs:
         stream = item.open()
         try:
-            yield from _Reader(item.name, policy, max_event_bytes, counter).run(chunks(stream))
+            reader = _Reader(item.name, policy, max_event_bytes, max_record_bytes, counter)
+            yield from reader.run(chunks(stream))
         finally:
             if item.path is not None:
                 stream.close()
@@ -60,11 +70,18 @@ class _Reader:
     """One input's records: the line fast path, or the value scanner when it must."""
 
     def __init__(
-        self, name: str, policy: ErrorPolicy, max_bytes: int | None, counter: list[int]
+        self,
+        name: str,
+        policy: ErrorPolicy,
+        max_bytes: int | None,
+        max_record: int,
+        counter: list[int],
     ) -> None:
         self.name = name
         self.policy = policy
         self.max_bytes = max_bytes
+        self.max_record = max_record
+        self.skipped_lines = 0  # blank lines before the first record
         self.counter = counter  # shared across inputs: the next index
         self.batch: list[Event] = []
 
@@ -125,14 +142,17 @@ class _Reader:
             for chunk in chunks:
                 head += chunk
                 content = head.removeprefix(_BOM).lstrip()
-                if (content and b"\n" in content) or len(head) > MAX_RECORD_BYTES:
+                if (content and b"\n" in content) or len(head) > self.max_record:
                     break
+                if not content:
+                    head = b""  # leading blank lines: count them, keep nothing
+                    self.skipped_lines += chunk.count(b"\n")
             head = head.removeprefix(_BOM)
             body = prepend(head, chunks)
             if self._looks_like_lines(head):
                 yield from self.lines(body)
             else:
-                yield from scan(self, body)
+                yield from scan(self, body, 1 + self.skipped_lines, limit=self.max_record)
         except Truncated as exc:
             yield from self.bad(None, str(exc))
         except zlib.error as exc:
@@ -141,12 +161,14 @@ class _Reader:
             yield self.batch
             self.batch = []
 
-    @staticmethod
-    def _looks_like_lines(head: bytes) -> bool:
+    def _looks_like_lines(self, head: bytes) -> bool:
         stripped = head.lstrip()
         if stripped.startswith(b"["):
             return False
         first = stripped.split(b"\n", 1)[0]
+        if len(first) > self.max_record:
+            # Too long to try: the line reader reports it as a bad record.
+            return True
         try:
             orjson.loads(first)
         except orjson.JSONDecodeError:
@@ -158,25 +180,42 @@ class _Reader:
     def lines(self, chunks: Iterator[bytes]) -> Iterator[list[Event]]:
         loads = orjson.loads
         decode_error = orjson.JSONDecodeError
-        max_bytes = self.max_bytes if self.max_bytes is not None else MAX_RECORD_BYTES
+        max_bytes = self.max_bytes if self.max_bytes is not None else self.max_record
+        max_record = self.max_record
         counter = self.counter
         name = self.name
-        number = 0
+        number = self.skipped_lines
         pending = b""
         skipping = False  # inside an over-long line being thrown away
         for chunk in chunks:
+            if skipping:
+                cut = chunk.find(b"\n")
+                if cut < 0:
+                    continue
+                chunk = chunk[cut + 1 :]
+                skipping = False
             data = pending + chunk if pending else chunk
+            if data.isspace():
+                # Blank lines only (a gzip bomb of newlines is one): count, keep nothing.
+                number += data.count(b"\n")
+                pending = b""
+                continue
             parts = data.split(b"\n")
             pending = parts.pop()
-            if skipping:
-                if not parts:
-                    pending = b""
-                    continue
-                parts[0] = b""
-                skipping = False
             batch = self.batch
-            for raw in parts:
+            for at, raw in enumerate(parts):
                 number += 1
+                if len(raw) > max_record:
+                    if raw.lstrip().startswith(b"["):
+                        # A JSON array on one line: its items are the records.
+                        rest = b"\n".join(parts[at:]) + b"\n" + pending
+                        yield from scan(
+                            self, prepend(rest, chunks), first_line=number, limit=max_record
+                        )
+                        return
+                    yield from self.bad(number, too_large(max_record))
+                    batch = self.batch
+                    continue
                 try:
                     value = loads(raw)
                 except decode_error as exc:
@@ -185,12 +224,14 @@ class _Reader:
                         continue
                     if stripped in (b"{", b"["):
                         # A pretty-printed value starts here: scan the rest instead.
-                        rest = b"\n".join(parts[parts.index(raw) :]) + b"\n" + pending
-                        yield from scan(self, prepend(rest, chunks), first_line=number)
+                        rest = b"\n".join(parts[at:]) + b"\n" + pending
+                        yield from scan(
+                            self, prepend(rest, chunks), first_line=number, limit=max_record
+                        )
                         return
                     if str(exc).startswith("unexpected content after document"):
                         # Several values on one line.
-                        yield from scan(self, iter([raw]), first_line=number)
+                        yield from scan(self, iter([raw]), first_line=number, limit=max_record)
                     else:
                         yield from self.bad(number, reason_of(exc))
                     batch = self.batch
@@ -205,11 +246,21 @@ class _Reader:
             if len(self.batch) >= 1024:
                 yield self.batch
                 self.batch = []
-            if len(pending) > MAX_RECORD_BYTES:
-                yield from self.bad(number + 1, f"line longer than {MAX_RECORD_BYTES >> 20} MiB")
-                number += 1
-                pending = b""
-                skipping = True
+            if len(pending) > max_record:
+                start = pending.lstrip()
+                if not start:
+                    pending = b""  # blank so far, however long
+                elif start.startswith(b"["):
+                    # A JSON array on one line: its items are the records.
+                    yield from scan(
+                        self, prepend(pending, chunks), first_line=number + 1, limit=max_record
+                    )
+                    return
+                else:
+                    number += 1
+                    yield from self.bad(number, too_large(max_record))
+                    pending = b""
+                    skipping = True
         if pending and not skipping:
             number += 1
             try:

@@ -15,11 +15,26 @@ from typing import Any, Literal, NamedTuple
 
 from cmdai_cli.errors import DataError
 
-__all__ = ["MAX_RECORD_BYTES", "BadRecord", "ErrorPolicy", "Event", "OnError"]
+__all__ = [
+    "DEFAULT_MAX_RECORD_BYTES",
+    "BadRecord",
+    "ErrorPolicy",
+    "Event",
+    "OnError",
+    "too_large",
+]
 
 OnError = Literal["fail", "skip"]
 
-MAX_RECORD_BYTES = 64 << 20  # one record larger than this is refused, not buffered
+# A record (a line, or one JSON value) larger than this is a bad record, found without
+# holding more than about this much of it. 32 times Segment's 32 KB message limit, so
+# that pretty-printed events and webhook payloads fit (`--max-record-bytes` changes it).
+DEFAULT_MAX_RECORD_BYTES = 1 << 20
+
+
+def too_large(limit: int) -> str:
+    """The reason given for a record over `limit` bytes."""
+    return f"record larger than {limit} bytes (--max-record-bytes)"
 
 
 class Event(NamedTuple):

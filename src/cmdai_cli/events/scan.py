@@ -3,7 +3,8 @@
 JSON values one after another (pretty-printed or several on a line), or a top-level
 array whose items are the records. The scanner finds where each value ends from its
 brackets and strings alone, then hands that value's bytes to orjson; a record's line
-is the line its value starts on.
+is the line its value starts on. A value larger than the record limit is stepped over
+without being kept, so an array item too large to read costs that item alone.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from typing import Any, Protocol
 
 import orjson
 
-from cmdai_cli.events.records import MAX_RECORD_BYTES, Event
+from cmdai_cli.events.records import DEFAULT_MAX_RECORD_BYTES, Event, too_large
 
 __all__ = ["RecordSink", "prepend", "reason_of", "scan"]
 
@@ -22,6 +23,7 @@ _STRUCTURAL = re.compile(rb'[{}\[\]"]')
 _STRING_REST = re.compile(rb'(?:[^"\\]|\\.)*"', re.DOTALL)
 _SCALAR = re.compile(rb'[^\s,\[\]{}"]+')
 _SPACE = re.compile(rb"[ \t\r\n]*")
+_STRING_STOP = re.compile(rb'["\\]')
 
 
 class RecordSink(Protocol):
@@ -34,11 +36,18 @@ class RecordSink(Protocol):
     def value(self, value: Any, line: int, size: int) -> Iterator[list[Event]]: ...
 
 
-def scan(sink: RecordSink, chunks: Iterator[bytes], first_line: int = 1) -> Iterator[list[Event]]:
+def scan(
+    sink: RecordSink,
+    chunks: Iterator[bytes],
+    first_line: int = 1,
+    *,
+    limit: int = DEFAULT_MAX_RECORD_BYTES,
+) -> Iterator[list[Event]]:
     """JSON values one after another; a top-level array's items are the records.
 
     Values go to `sink.value`, problems to `sink.bad`; batches of `sink.batch` are
-    yielded as they fill, as the line reader does.
+    yielded as they fill, as the line reader does. A value over `limit` bytes is a bad
+    record; no more than about `limit` bytes of it are ever held.
     """
     buf = b""
     pos = 0
@@ -64,6 +73,64 @@ def scan(sink: RecordSink, chunks: Iterator[bytes], first_line: int = 1) -> Iter
         nonlocal pos, line
         line += buf.count(b"\n", pos, to)
         pos = to
+
+    def skip_value() -> bool:
+        """Move past the value at `pos` without keeping it; False if the input ends first."""
+        nonlocal buf
+        first = buf[pos]
+        if first not in (0x7B, 0x5B, 0x22):  # a scalar ends at the next delimiter
+            while True:
+                match = _SCALAR.match(buf, pos)
+                end = match.end() if match else pos
+                if end < len(buf):
+                    advance(end)
+                    return True
+                advance(len(buf))
+                if not more():
+                    return True
+        depth = 0
+        in_string = first == 0x22
+        escaped = False
+        at = pos + 1 if in_string else pos
+        while True:
+            if escaped and at < len(buf):
+                at += 1
+                escaped = False
+            if at >= len(buf):
+                advance(len(buf))
+                if not more():
+                    return False
+                at = 0
+                continue
+            if in_string:
+                found = _STRING_STOP.search(buf, at)
+                if found is None:
+                    at = len(buf)
+                elif buf[found.start()] == 0x5C:  # a backslash: the next byte is escaped
+                    at = found.end()
+                    escaped = True
+                else:
+                    at = found.end()
+                    in_string = False
+                    if depth == 0:
+                        advance(at)
+                        return True
+                continue
+            found = _STRUCTURAL.search(buf, at)
+            if found is None:
+                at = len(buf)
+                continue
+            at = found.end()
+            mark = buf[at - 1]
+            if mark == 0x22:
+                in_string = True
+            elif mark in (0x7B, 0x5B):
+                depth += 1
+            else:
+                depth -= 1
+                if depth == 0:
+                    advance(at)
+                    return True
 
     def skip_line() -> None:
         nonlocal buf
@@ -109,16 +176,17 @@ def scan(sink: RecordSink, chunks: Iterator[bytes], first_line: int = 1) -> Iter
             continue
         end = _value_end(buf, pos)
         while end is None or (end == len(buf) and char not in (b"{", b"[", b'"')):
-            if len(buf) - pos > MAX_RECORD_BYTES:
-                break
-            if not more():
+            if len(buf) - pos > limit or not more():
                 break
             end = _value_end(buf, pos)
+        if (end if end is not None else len(buf)) - pos > limit:
+            yield from sink.bad(line, too_large(limit))
+            if not skip_value():
+                break
+            if in_array:
+                want_comma = True
+            continue
         if end is None:
-            if len(buf) - pos > MAX_RECORD_BYTES:
-                yield from sink.bad(line, f"value larger than {MAX_RECORD_BYTES >> 20} MiB")
-                skip_line()
-                continue
             yield from sink.bad(line, "JSON value not closed at end of input")
             break
         raw = buf[pos:end]

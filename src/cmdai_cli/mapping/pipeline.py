@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from cmdai_cli.events.inputs import expand_inputs
 from cmdai_cli.events.reader import read_batches
-from cmdai_cli.events.records import BadRecord, ErrorPolicy, OnError
+from cmdai_cli.events.records import DEFAULT_MAX_RECORD_BYTES, BadRecord, ErrorPolicy, OnError
 from cmdai_cli.mapping.destination import map_destination
 from cmdai_cli.mapping.file import resolve_mapping
 from cmdai_cli.mapping.result import Result
@@ -90,6 +90,7 @@ def map_events(
     mapping_file: str | Path | None = None,
     explain: bool = False,
     on_error: OnError = "fail",
+    max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES,
     report: Callable[[BadRecord], None] | None = None,
     tally: Tally | None = None,
 ) -> Tally:
@@ -116,7 +117,7 @@ def map_events(
         policy(BadRecord(position, source, line, reason))
 
     write = open_output()
-    batches = read_batches(inputs, on_error=policy)
+    batches = read_batches(inputs, on_error=policy, max_record_bytes=max_record_bytes)
     with paused_gc():
         map_stream(batches, mapper, write, on_problem, tally)
     return tally

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Literal
 
 from cmdai_cli.errors import UsageError
+from cmdai_cli.events.records import DEFAULT_MAX_RECORD_BYTES
 from cmdai_cli.replay.select import Filters, Shard
 from cmdai_cli.segment.messages import MAX_BATCH_MESSAGES
 
@@ -27,6 +28,7 @@ class ReplayOptions:
     shard: Shard | None = None
     limit: int | None = None
     on_error: Literal["fail", "skip"] = "fail"
+    max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES
     batch_size: int | None = None
     concurrency: int = 4
     rate: float | None = None

@@ -250,7 +250,12 @@ class _Run:
             rejects.write(bad.reason, source=bad.source, line=bad.line, index=position)
 
         policy = ErrorPolicy(options.on_error, report=on_bad)
-        reader = read_batches(self.setup.inputs, on_error=policy, max_event_bytes=None)
+        reader = read_batches(
+            self.setup.inputs,
+            on_error=policy,
+            max_event_bytes=None,
+            max_record_bytes=options.max_record_bytes,
+        )
         prepare = target.prepare
         # The builder is reset in place by `take`, so its methods can be looked up once.
         fits = builder.fits
