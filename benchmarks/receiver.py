@@ -5,7 +5,10 @@ segment-analytics-python Client (default batching) to each target in turn and ti
 enqueue-to-flush. Every server runs in its own process so it does not share the GIL
 with the client. Baseline: a stdlib HTTP server that reads each body and answers 200.
 
-    python benchmarks/receiver.py [--messages 20000] [--rounds 5]
+    python benchmarks/receiver.py [--messages 20000] [--rounds 5] [--compare SRC]
+
+--compare SRC adds the same two cmdai targets run from another tree's src/ directory
+(for example the main branch's), so that before and after are measured in one run.
 
 Prints messages/second per target and the ratio to the baseline (goal: >= 0.90).
 """
@@ -61,9 +64,14 @@ def serve_receiver(out: str) -> None:
         time.sleep(3600)
 
 
-def start(command: list[str], stdout_path: Path) -> tuple[subprocess.Popen[bytes], str]:
+def start(
+    command: list[str], stdout_path: Path, src: str | None = None
+) -> tuple[subprocess.Popen[bytes], str]:
     handle = stdout_path.open("wb")
-    proc = subprocess.Popen(command, stdout=handle, stderr=subprocess.DEVNULL)
+    env = dict(os.environ)
+    if src:
+        env["PYTHONPATH"] = src
+    proc = subprocess.Popen(command, stdout=handle, stderr=subprocess.DEVNULL, env=env)
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline:
         first = stdout_path.read_text().split("\n", 1)[0]
@@ -95,6 +103,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--messages", type=int, default=20_000)
     parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--compare", metavar="SRC", help="also run the code of this src/ dir")
     parser.add_argument("--serve-sink", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--serve-receiver", metavar="OUT", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -120,8 +129,19 @@ def main() -> None:
             *(python, "-m", "cmdai_cli", "listen", "--port", "0", "--json", "--out", cli_out)
         ],
     }
+    sources: dict[str, str | None] = dict.fromkeys(targets)
+    if args.compare:
+        src = str(Path(args.compare).resolve())
+        other = str(work / "other-api.ndjson")
+        targets["Receiver API (--compare)"] = [python, __file__, "--serve-receiver", other]
+        targets["cmdai listen (--compare)"] = [
+            *(python, "-m", "cmdai_cli", "listen", "--port", "0", "--json"),
+            *("--out", str(work / "other-cli.ndjson")),
+        ]
+        sources["Receiver API (--compare)"] = sources["cmdai listen (--compare)"] = src
     servers = {
-        name: start(cmd, work / f"{i}.stdout") for i, (name, cmd) in enumerate(targets.items())
+        name: start(cmd, work / f"{i}.stdout", sources[name])
+        for i, (name, cmd) in enumerate(targets.items())
     }
     rates: dict[str, list[float]] = {name: [] for name in targets}
     try:

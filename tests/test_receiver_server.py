@@ -5,12 +5,14 @@ from __future__ import annotations
 import http.client
 import json
 import socket
+import threading
 import time
 from collections.abc import Iterator
 
 import pytest
 
 from cmdai_cli.receiver import Receiver
+from cmdai_cli.receiver.server import Limits
 
 from .receiver_http import msg, post
 
@@ -60,20 +62,45 @@ def test_paths_and_methods(rx: Receiver) -> None:
     assert post(rx, "/v1/track/?x=1", msg())[0] == 200
 
 
-def test_connections_past_the_limit_get_503_and_memory_stays_bounded() -> None:
+def test_idle_connections_make_room_for_new_ones_and_memory_stays_bounded() -> None:
+    # Deliberate change: a full house of idle connections no longer turns clients away
+    # with 503; the connection that waited longest for a request is closed instead.
     with Receiver(max_connections=2, keep=5) as rx:
         idle = [socket.create_connection(("127.0.0.1", rx.port)) for _ in range(2)]
         try:
             with socket.create_connection(("127.0.0.1", rx.port), timeout=5) as third:
                 third.sendall(b"POST /v1/track HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\n{}")
-                assert third.recv(100).startswith(b"HTTP/1.1 503")
+                assert third.recv(100).startswith(b"HTTP/1.1 200")
+            idle[0].settimeout(5)
+            assert idle[0].recv(100) == b""  # the oldest idle one was closed
         finally:
             for sock in idle:
                 sock.close()
         for _ in range(20):
             assert post(rx, "/v1/track", msg())[0] == 200
         assert len(rx.messages()) == 5
-        assert rx.stats.accepted == 20
+        assert rx.stats.accepted == 21
+
+
+def test_a_503_when_too_much_work_waits_after_answers() -> None:
+    release = threading.Event()
+    limits = Limits(workers=1, max_pending=1)
+    with Receiver(limits=limits, on_batch=lambda _: release.wait(10)) as rx:
+        try:
+            # The first one's callback holds the only worker, the second one's waits.
+            assert post(rx, "/v1/track", msg())[0] == 200
+            assert post(rx, "/v1/track", msg())[0] == 200
+            status, body = post(rx, "/v1/track", msg())
+            assert (status, body["code"]) == (503, "busy")
+        finally:
+            release.set()
+        assert rx.stats.accepted == 2
+        # Once the work drains, requests are taken again.
+        deadline = time.monotonic() + 10
+        status = 0
+        while status != 200 and time.monotonic() < deadline:
+            status = post(rx, "/v1/track", msg())[0]
+        assert status == 200
 
 
 def test_port_in_use_is_a_usage_error(rx: Receiver) -> None:

@@ -1,191 +1,208 @@
-"""The receiver's HTTP server: connections, request bodies and answers, all bounded.
+"""The receiver's HTTP transport: asyncio and h11 in a thread of its own, bounded.
 
-A `Server` hands each POST to its `on_post` callable and counts a connection that ended
-in an error through `on_drop`. Bodies past the batch limit are refused without being
-kept; connections past `slots` get a 503; a bad request never stops the server.
+One event loop owns every connection (`connection`), so a connection costs a few
+kilobytes, not a thread, and a client that sends slowly or not at all holds nothing
+anyone else needs: it is cut off at its deadline. When every connection slot is taken,
+an idle keep-alive connection, else one already answered, else the slowest to send is
+closed to make room. A complete request goes to `handle` as an `Exchange` (see
+`exchange`); the work it leaves for after its answer runs in a few worker threads,
+and when too much of it waits, requests are answered 503 until it drains.
+
+Bodies past `Limits.max_body` are refused without being kept. Chunked bodies,
+`Expect: 100-continue`, pipelining and HTTP/1.0 are h11's.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
-import socket
+import queue
 import threading
-from collections.abc import Callable, Mapping
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+import time
+from collections.abc import Callable
+from concurrent.futures import Future
 
-import orjson
+from cmdai_cli.receiver.connection import Connection, Limits
+from cmdai_cli.receiver.exchange import Dropped, Exchange, Headers, read_body
 
-from cmdai_cli.receiver.protocol import Rejected, too_large
-from cmdai_cli.segment.messages import MAX_BATCH_BYTES
-
-# Bodies past the limit are read and discarded up to this much so the client sees the
-# 400; beyond it the connection is simply closed.
-DRAIN_LIMIT = 8 * 1024 * 1024
+__all__ = ["Dropped", "Exchange", "Headers", "Limits", "Server", "read_body"]
 
 log = logging.getLogger("cmdai")
 
-
-class Dropped(Exception):
-    """The client went away mid-request: nothing to answer."""
-
-
-class Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    # Bounds an idle keep-alive connection and a client that stalls mid-body.
-    timeout = 30
-    server: Server
-
-    def setup(self) -> None:
-        super().setup()
-        # Headers and body go out in separate writes; without this, Nagle and delayed
-        # ACKs add ~40 ms to every keep-alive request.
-        with contextlib.suppress(OSError):
-            self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
-
-    def do_POST(self) -> None:
-        self.server.on_post(self)
-
-    def do_GET(self) -> None:
-        if self.path.split("?", 1)[0] in ("/", "/health"):
-            self.reply(200, {"success": True, "service": "cmdai listen"})
-        else:
-            self.reply(404, {"success": False, "code": "not_found", "message": "not found"})
-
-    def _not_allowed(self) -> None:
-        self.close_connection = True
-        self.reply(405, {"success": False, "code": "method_not_allowed", "message": "use POST"})
-
-    do_PUT = do_DELETE = do_PATCH = _not_allowed
-
-    def reply(self, status: int, body: Mapping[str, Any], *, close: bool = False) -> None:
-        payload = orjson.dumps(body)
-        try:
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(payload)))
-            if close:
-                self.send_header("Connection", "close")
-                self.close_connection = True
-            self.end_headers()
-            self.wfile.write(payload)
-        except OSError:
-            self.close_connection = True
+_SERVER_ERROR = {"success": False, "code": "server_error", "message": "internal error"}
+_BUSY = {"success": False, "code": "busy", "message": "too much work waiting; retry"}
+# Which connections may be closed to make room for a new one, least missed first.
+_EVICTABLE = {"idle": 0, "after": 1, "head": 2, "body": 2}
 
 
-class Server(ThreadingHTTPServer):
-    daemon_threads = True
-    request_queue_size = 128
+class Server:
+    """An HTTP/1.1 server on `address`: `start()`, then `port`, then `stop()`.
+
+    `handle(exchange)` is called on the event loop for every complete request and must
+    not block (see `Exchange`); a 500 goes out if it raises or does not answer.
+    `on_drop()` is called for a connection that ended mid-request: the client went
+    away, broke the protocol, missed a deadline or was closed to make room.
+    """
 
     def __init__(
         self,
         address: tuple[str, int],
-        on_post: Callable[[Handler], None],
+        handle: Callable[[Exchange], None],
         on_drop: Callable[[], None],
-        slots: int,
+        limits: Limits | None = None,
     ) -> None:
-        self.on_post = on_post
+        self.address = address
+        self.handle = handle
         self.on_drop = on_drop
-        self._slots = threading.BoundedSemaphore(slots)
-        if ":" in address[0]:
-            self.address_family = socket.AF_INET6
-        super().__init__(address, Handler)
+        self.limits = limits or Limits()
+        self.port = address[1]
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._server: asyncio.AbstractServer | None = None
+        self._connections: set[Connection] = set()
+        self._work: queue.SimpleQueue[tuple[Callable[[], None], Connection] | None] = (
+            queue.SimpleQueue()
+        )
+        self._workers: list[threading.Thread] = []
 
-    def process_request(self, request: Any, client_address: Any) -> None:
-        # A connection past the limit gets a 503 (Segment clients retry those) rather
-        # than a thread of its own: memory stays bounded however many clients connect.
-        if not self._slots.acquire(timeout=1.0):
-            with contextlib.suppress(OSError):
-                request.sendall(
-                    b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\n"
-                    b"Retry-After: 1\r\nConnection: close\r\n\r\n"
+    # ------------------------------------------------------------------ lifecycle
+
+    def start(self) -> Server:
+        """Bind and serve; OSError when the address cannot be bound."""
+        ready: Future[int] = Future()
+        loop = self._loop = asyncio.new_event_loop()
+
+        def run() -> None:
+            asyncio.set_event_loop(loop)
+            try:
+                self._server = loop.run_until_complete(
+                    loop.create_server(
+                        lambda: Connection(self, loop),
+                        self.address[0],
+                        self.address[1],
+                        backlog=128,
+                        reuse_address=True,
+                    )
                 )
-            self.shutdown_request(request)
+            except OSError as exc:
+                ready.set_exception(exc)
+                loop.close()
+                return
+            ready.set_result(self._server.sockets[0].getsockname()[1])
+            try:
+                loop.run_forever()
+            finally:
+                loop.close()
+
+        self._thread = threading.Thread(target=run, name="cmdai-receiver", daemon=True)
+        self._thread.start()
+        try:
+            self.port = ready.result()
+        except OSError:
+            self._thread.join()
+            raise
+        self._thread.name = f"cmdai-receiver-{self.port}"
+        for number in range(self.limits.workers):
+            # Daemon threads: a callback stuck on a blocked terminal must not keep the
+            # process alive after a stop.
+            worker = threading.Thread(
+                target=self._worker, name=f"cmdai-receiver-{self.port}-{number}", daemon=True
+            )
+            worker.start()
+            self._workers.append(worker)
+        return self
+
+    def stop(self) -> None:
+        loop, thread = self._loop, self._thread
+        if loop is not None and thread is not None and thread.is_alive():
+            with contextlib.suppress(RuntimeError):  # the loop closed meanwhile
+                loop.call_soon_threadsafe(self._close_all)
+            thread.join(timeout=5)
+        self._thread = self._loop = None
+        for _ in self._workers:
+            self._work.put(None)
+        deadline = time.monotonic() + 5
+        for worker in self._workers:
+            # The work queued before the stop is done first, unless it hangs.
+            worker.join(timeout=max(0.0, deadline - time.monotonic()))
+        self._workers = []
+
+    def _close_all(self) -> None:
+        assert self._loop is not None
+        if self._server is not None:
+            self._server.close()
+        for connection in list(self._connections):
+            connection.abort()
+        self._loop.stop()
+
+    # ------------------------------------------------------------------ capacity
+
+    def admit(self, newcomer: Connection) -> bool:
+        """Make room for `newcomer` by closing the connection that matters least, or refuse.
+
+        That is the longest idle one, else one whose answer is sent (its after-work goes
+        on), else the one that has spent longest sending its request.
+        """
+        if len(self._connections) >= self.limits.max_connections:
+            waiting = [c for c in self._connections if c.phase in _EVICTABLE]
+            if not waiting:
+                return False
+            oldest = min(waiting, key=lambda c: (_EVICTABLE[c.phase], c.since))
+            if oldest.phase in ("head", "body"):
+                self.on_drop()
+            oldest.abort()
+            self._connections.discard(oldest)
+        self._connections.add(newcomer)
+        return True
+
+    def forget(self, connection: Connection) -> None:
+        self._connections.discard(connection)
+
+    # ------------------------------------------------------------------ requests
+
+    def dispatch(self, connection: Connection, exchange: Exchange) -> None:
+        """Answer `exchange`, then run its after-work; the connection waits for both."""
+        if self._workers and self._work.qsize() >= self.limits.max_pending:
+            # The after-work is stuck (a blocked terminal, a slow disk): accepting more
+            # would only pile it up in memory. Segment's clients retry a 503.
+            exchange.reply(503, _BUSY, headers={"Retry-After": "1"})
+            assert self._loop is not None
+            self._loop.call_soon(connection.next_cycle)
             return
         try:
-            super().process_request(request, client_address)
-        except BaseException:
-            self._slots.release()
-            raise
+            self.handle(exchange)
+        except Exception:
+            log.debug("a request handler failed", exc_info=True)
+            exchange.reply(500, _SERVER_ERROR, close=True)
+        if not exchange.replied:
+            exchange.reply(500, _SERVER_ERROR, close=True)
+        then = exchange.then
+        if then is not None and self._workers:
+            connection.enter("after", None)
+            self._work.put((then, connection))
+            return
+        if then is not None:
+            _run(then)
+        # Called soon rather than now: pipelined requests must not nest calls.
+        assert self._loop is not None
+        self._loop.call_soon(connection.next_cycle)
 
-    def process_request_thread(self, request: Any, client_address: Any) -> None:
-        try:
-            super().process_request_thread(request, client_address)
-        finally:
-            self._slots.release()
-
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        self.on_drop()
-        log.debug("connection from %s ended with an error", client_address, exc_info=True)
-
-
-def read_body(handler: Handler) -> bytes:
-    headers = handler.headers
-    if "chunked" in (headers.get("Transfer-Encoding") or "").lower():
-        return _read_chunked(handler)
-    length_header = headers.get("Content-Length")
-    if length_header is None:
-        return b""
-    try:
-        length = int(length_header)
-    except ValueError:
-        raise Rejected(400, "invalid_request", "invalid Content-Length", close=True) from None
-    if length < 0:
-        raise Rejected(400, "invalid_request", "invalid Content-Length", close=True)
-    if length > MAX_BATCH_BYTES:
-        _drain(handler, length)
-        raise Rejected(400, "invalid_request", too_large().message, close=True)
-    try:
-        data = handler.rfile.read(length)
-    except OSError:
-        raise Dropped() from None
-    if len(data) < length:
-        raise Dropped()
-    return data
-
-
-def _drain(handler: Handler, length: int) -> None:
-    if length > DRAIN_LIMIT:
-        return
-    remaining = length
-    try:
-        while remaining > 0:
-            chunk = handler.rfile.read(min(remaining, 65536))
-            if not chunk:
-                raise Dropped()
-            remaining -= len(chunk)
-    except OSError:
-        raise Dropped() from None
-
-
-def _read_chunked(handler: Handler) -> bytes:
-    rfile = handler.rfile
-    parts: list[bytes] = []
-    total = 0
-    try:
+    def _worker(self) -> None:
         while True:
-            line = rfile.readline(1024)
-            if not line:
-                raise Dropped()
-            try:
-                size = int(line.split(b";", 1)[0].strip(), 16)
-            except ValueError:
-                raise Rejected(400, "invalid_request", "invalid chunked body", close=True) from None
-            if size == 0:
-                while rfile.readline(1024) not in (b"\r\n", b"\n", b""):
-                    pass
-                return b"".join(parts)
-            total += size
-            if total > MAX_BATCH_BYTES:
-                raise Rejected(400, "invalid_request", too_large().message, close=True)
-            chunk = rfile.read(size)
-            if len(chunk) < size:
-                raise Dropped()
-            parts.append(chunk)
-            rfile.readline(1024)
-    except OSError:
-        raise Dropped() from None
+            item = self._work.get()
+            if item is None:
+                return
+            then, connection = item
+            _run(then)
+            loop = self._loop
+            if loop is not None:
+                with contextlib.suppress(RuntimeError):  # stopped meanwhile
+                    loop.call_soon_threadsafe(connection.next_cycle)
+
+
+def _run(work: Callable[[], None]) -> None:
+    try:
+        work()
+    except Exception:
+        log.debug("work after an answer failed", exc_info=True)

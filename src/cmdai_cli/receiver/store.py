@@ -4,7 +4,8 @@ It answers as Segment does (see `protocol`) and flags what Segment would accept 
 later drop (`cmdai_cli.segment.messages.flags_for`). Every accepted message is written
 to the `out` file, kept in a bounded list, and handed to `on_message` before the 200 is
 sent, so an acknowledged message is never lost. Write keys are stripped from stored
-messages. Bodies, connections and memory are bounded (see `server`).
+messages. Bodies, connections, deadlines and memory are bounded (see `server`); what
+each request is answered is decided in `routes`.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import threading
 import time
 from collections import OrderedDict, deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import IO, Any
 
@@ -22,16 +23,8 @@ import orjson
 
 from cmdai_cli import redact
 from cmdai_cli.errors import UsageError
-from cmdai_cli.receiver.protocol import (
-    BATCH_PATH,
-    SINGLE_PATHS,
-    Rejected,
-    basic_auth_key,
-    decode_body,
-    now_stamp,
-    parse_encoded,
-)
-from cmdai_cli.receiver.server import Dropped, Handler, Server, read_body
+from cmdai_cli.receiver import routes
+from cmdai_cli.receiver.server import Exchange, Limits, Server
 from cmdai_cli.segment.messages import flags_for
 
 log = logging.getLogger("cmdai")
@@ -106,8 +99,9 @@ class Receiver:
         on_message: Callable[[Received], Any] | None = None,
         on_batch: Callable[[list[Received]], Any] | None = None,
         keep: int = 10_000,
-        max_connections: int = 64,
+        max_connections: int | None = None,
         remember_ids: int = 100_000,
+        limits: Limits | None = None,
     ) -> None:
         self.bind = bind
         self.port = port
@@ -126,9 +120,11 @@ class Receiver:
         self._lock = threading.Lock()
         self._out_lock = threading.Lock()
         self._arrived = threading.Condition(self._lock)
-        self._max_connections = max_connections
+        limits = limits or Limits()
+        if max_connections is not None:
+            limits = replace(limits, max_connections=max_connections)
+        self.limits = limits
         self._server: Server | None = None
-        self._thread: threading.Thread | None = None
         self._out: IO[bytes] | None = None
 
     # ------------------------------------------------------------------ lifecycle
@@ -142,27 +138,18 @@ class Receiver:
                 raise UsageError(f"{where}: cannot open for writing: {exc.strerror}") from None
         try:
             self._server = Server(
-                (self.bind, self.port), self._handle, self._count_drop, self._max_connections
-            )
+                (self.bind, self.port), self._handle, self._count_drop, self.limits
+            ).start()
         except OSError as exc:
             self._close_out()
             raise UsageError(f"cannot listen on {self.bind}:{self.port}: {exc.strerror}") from None
-        self.port = self._server.server_address[1]
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
-        )
-        self._thread.name = f"cmdai-receiver-{self.port}"
-        self._thread.start()
+        self.port = self._server.port
         return self
 
     def stop(self) -> None:
         if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
+            self._server.stop()
             self._server = None
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-            self._thread = None
         with self._out_lock:
             self._close_out()
 
@@ -240,46 +227,31 @@ class Receiver:
         with self._lock:
             self._stats.dropped_connections += 1
 
-    def _reject(self, handler: Handler, rejected: Rejected) -> None:
+    def count_rejected(self, status: int) -> None:
         with self._lock:
-            self._stats.rejected[rejected.status] = self._stats.rejected.get(rejected.status, 0) + 1
-        body = {"success": False, "code": rejected.code, "message": rejected.message}
-        handler.reply(rejected.status, body, close=rejected.close)
+            self._stats.rejected[status] = self._stats.rejected.get(status, 0) + 1
 
-    def _handle(self, handler: Handler) -> None:
+    def count_request(self) -> None:
         with self._lock:
             self._stats.requests += 1
-        path = handler.path.split("?", 1)[0].rstrip("/")
-        try:
-            if path != BATCH_PATH and path not in SINGLE_PATHS:
-                raise Rejected(404, "not_found", f"no such endpoint: {path or '/'}", close=True)
-            raw = read_body(handler)
-            body = decode_body(raw, handler.headers.get("Content-Encoding"))
-            now = now_stamp()
-            auth_key = basic_auth_key(handler.headers.get("Authorization"))
-            messages = parse_encoded(path, body, self.write_key, auth_key, now)
-        except Rejected as rejected:
-            self._reject(handler, rejected)
-            return
-        except Dropped:
-            handler.close_connection = True
-            self._count_drop()
-            return
-        try:
-            self._store(messages)
-        except OSError as exc:
-            log.warning("could not store a request: %s", exc.strerror)
-            self._reject(handler, Rejected(500, "server_error", "could not store the messages"))
-            return
+
+    def _handle(self, exchange: Exchange) -> None:
+        routes.answer(self, exchange)
+
+    def acknowledge(
+        self,
+        exchange: Exchange,
+        path: str,
+        messages: list[tuple[dict[str, Any], bytes]],
+        now: str,
+    ) -> None:
+        """Answer 200, then do the bookkeeping; readers wait until it is done."""
         with self._lock:
             self._settling += 1
-        try:
-            handler.reply(200, {"success": True})
-        finally:
-            # After the answer: the client builds its next batch meanwhile.
-            self._accept(path, messages, now)
+        # After the answer, in a worker: the client builds its next batch meanwhile.
+        exchange.reply(200, {"success": True}, then=lambda: self._accept(path, messages, now))
 
-    def _store(self, messages: list[tuple[dict[str, Any], bytes]]) -> None:
+    def store(self, messages: list[tuple[dict[str, Any], bytes]]) -> None:
         """Append the messages to `out` before they are acknowledged."""
         if self._out is None:
             return
