@@ -1,7 +1,10 @@
 """A local Segment Tracking API: what `cmdai listen` serves and `send-test --local` uses.
 
 - `protocol`: Segment's answers (paths, bodies, write keys, limits) as a server gives them
-- `server`: the HTTP server, with bounded bodies and connections
+- `routes`: what each request is answered (method, path, headers, body in; one answer out)
+- `exchange`: a complete request and its answer, the interface between transport and routes
+- `server`: the HTTP transport (asyncio, h11), its connection slots and after-work threads
+- `connection`: one client connection, its deadlines and bounded bodies
 - `store`: the `Receiver`, which stores, flags and shows what arrived
 - `listen`: the `cmdai listen` serve loop, until Ctrl-C or SIGTERM
 - `local`: one message through the real Segment client to a receiver started for it

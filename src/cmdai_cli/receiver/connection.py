@@ -1,6 +1,7 @@
 """One client connection of the receiver: h11's state, the request's phase, its deadline.
 
-A connection is `idle` (waiting for a request), in its request's `head` or `body`,
+A connection is `new` (no request yet), `idle` (kept alive after an answer), in its
+request's `head` or `body`,
 `handling` (the request is complete and being answered; nothing more is read), `after`
 (answered, its after-work still running), or `closed`. Waiting and sending phases have
 a deadline fixed when they start, so a client that sends a byte now and then gains
@@ -66,7 +67,7 @@ class Connection(asyncio.Protocol):
         self.http = h11.Connection(
             h11.SERVER, max_incomplete_event_size=self.limits.max_header_bytes
         )
-        self.phase = "idle"
+        self.phase = "new"
         self.since = time.monotonic()
         self.timer: asyncio.TimerHandle | None = None
         self.request: h11.Request | None = None
@@ -92,12 +93,12 @@ class Connection(asyncio.Protocol):
             with contextlib.suppress(OSError):
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         transport.set_write_buffer_limits(high=64 << 10)
-        self.enter("idle", self.limits.idle_timeout)
+        self.enter("new", self.limits.idle_timeout)
 
     def data_received(self, data: bytes) -> None:
         if self.phase == "closed":
             return
-        if self.phase == "idle":
+        if self.phase in ("new", "idle"):
             self.enter("head", self.limits.header_timeout)
         self.http.receive_data(data)
         self.process()
@@ -124,8 +125,8 @@ class Connection(asyncio.Protocol):
     def resume_writing(self) -> None:
         self.writing_paused = False
         self.cancel_timer()
-        if self.phase == "idle":
-            self.enter("idle", self.limits.idle_timeout)
+        if self.phase in ("new", "idle"):
+            self.enter(self.phase, self.limits.idle_timeout)
         self.process()
 
     # ------------------------------------------------------------------ phases

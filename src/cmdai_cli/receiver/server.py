@@ -33,7 +33,7 @@ log = logging.getLogger("cmdai")
 _SERVER_ERROR = {"success": False, "code": "server_error", "message": "internal error"}
 _BUSY = {"success": False, "code": "busy", "message": "too much work waiting; retry"}
 # Which connections may be closed to make room for a new one, least missed first.
-_EVICTABLE = {"idle": 0, "after": 1, "head": 2, "body": 2}
+_EVICTABLE = {"idle": 0, "after": 1, "new": 2, "head": 2, "body": 2}
 
 
 class Server:
@@ -141,15 +141,16 @@ class Server:
     def admit(self, newcomer: Connection) -> bool:
         """Make room for `newcomer` by closing the connection that matters least, or refuse.
 
-        That is the longest idle one, else one whose answer is sent (its after-work goes
-        on), else the one that has spent longest sending its request.
+        That is the longest idle keep-alive one, else one whose answer is sent (its
+        after-work goes on), else the one that has waited longest for its request to
+        arrive, so that a client that sends at once is the last to go.
         """
         if len(self._connections) >= self.limits.max_connections:
             waiting = [c for c in self._connections if c.phase in _EVICTABLE]
             if not waiting:
                 return False
             oldest = min(waiting, key=lambda c: (_EVICTABLE[c.phase], c.since))
-            if oldest.phase in ("head", "body"):
+            if oldest.phase in ("head", "body"):  # cut off mid-request
                 self.on_drop()
             oldest.abort()
             self._connections.discard(oldest)
