@@ -10,7 +10,7 @@ import gzip
 import io
 import tracemalloc
 import zlib
-from collections.abc import Iterator
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -50,7 +50,7 @@ def read_all(
     return events, [(b.position, b.line, b.reason) for b in bad]
 
 
-def gzip_of(parts: Iterator[bytes]) -> bytes:
+def gzip_of(parts: Iterable[bytes]) -> bytes:
     packer = zlib.compressobj(9, zlib.DEFLATED, 31)
     out = [packer.compress(part) for part in parts]
     out.append(packer.flush())
@@ -95,7 +95,7 @@ def test_a_line_over_the_limit_spanning_many_chunks(
 
 def test_with_fail_the_record_over_the_limit_names_file_and_line(tmp_path: Path) -> None:
     path = write(tmp_path, "a.ndjson", b'{"n":1}\n{"p":"' + b"z" * LIMIT * 2 + b'"}\n')
-    seen = []
+    seen: list[dict[str, Any]] = []
     with pytest.raises(DataError) as info:
         for batch in read_batches(expand_inputs([path]), max_record_bytes=LIMIT):
             seen.extend(e.value for e in batch)
@@ -242,7 +242,7 @@ def _check_invariants(data: bytes, limit: int, tmp_path: Path, *, gz: bool = Fal
     lines = data.count(b"\n") + 1
     assert all(line <= lines for _, line, _ in events)
     # With `fail`, the same input raises DataError (never anything else) or reads the same.
-    got = []
+    got: list[dict[str, Any]] = []
     try:
         for batch in read_batches(expand_inputs([path]), max_record_bytes=limit):
             got.extend(e.value for e in batch)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import sys
 from enum import Enum
-from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Protocol
 
 import typer
@@ -18,6 +17,7 @@ from cmdai_cli.commands._inputs import (
     MaxRecordBytesOpt,
     OnErrorName,
 )
+from cmdai_cli.commands._options import MappingOpt
 
 if TYPE_CHECKING:
     from cmdai_cli.events.records import BadRecord
@@ -67,14 +67,7 @@ def map_payload(
         TargetName,
         typer.Option("--target", help="What to emulate: the webhook, or the destination."),
     ] = TargetName.webhook,
-    mapping_file: Annotated[
-        Path | None,
-        typer.Option(
-            "--mapping",
-            help="TOML file with a [mapping] table (overrides the profile's mapping).",
-            show_default=False,
-        ),
-    ] = None,
+    mapping_file: MappingOpt = None,
     deploy: Annotated[
         bool | None,
         typer.Option(

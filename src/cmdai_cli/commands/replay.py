@@ -21,6 +21,7 @@ from cmdai_cli.commands._inputs import (
     MaxRecordBytesOpt,
     OnErrorName,
 )
+from cmdai_cli.commands._options import MappingOpt, TimeoutOpt
 from cmdai_cli.commands._replay_progress import replay_progress
 from cmdai_cli.errors import CmdaiError, ExitCode, PartialFailure, RemoteRefused, RemoteUnreachable
 
@@ -81,14 +82,7 @@ def replay(
             "--url", help="Webhook URL (default: the profile's webhook_url).", show_default=False
         ),
     ] = None,
-    mapping_file: Annotated[
-        Path | None,
-        typer.Option(
-            "--mapping",
-            help="TOML file with a [mapping] table (default: the profile's mapping).",
-            show_default=False,
-        ),
-    ] = None,
+    mapping_file: MappingOpt = None,
     org_id: Annotated[
         str | None,
         typer.Option(
@@ -178,9 +172,7 @@ def replay(
         float,
         typer.Option("--backoff", help="First retry's backoff ceiling in seconds (doubles)."),
     ] = 0.5,
-    timeout: Annotated[
-        float, typer.Option("--timeout", help="Seconds to wait for each answer.")
-    ] = 15.0,
+    timeout: TimeoutOpt = 15.0,
     gzip: Annotated[
         bool,
         typer.Option(

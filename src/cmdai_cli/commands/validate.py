@@ -65,10 +65,10 @@ def validate(
     max_record_bytes: MaxRecordBytesOpt = DEFAULT_MAX_RECORD_BYTES,
 ) -> None:
     from cmdai_cli import plans
+    from cmdai_cli._speed import paused_collector
     from cmdai_cli.events.inputs import expand_inputs
     from cmdai_cli.events.reader import read_batches
     from cmdai_cli.events.records import BadRecord, ErrorPolicy
-    from cmdai_cli.mapping.pipeline import paused_gc
 
     plan = plans.load_plan(plan_file) if plan_file is not None else plans.builtin_plan()
     validator = plans.Validator(plan)
@@ -84,7 +84,7 @@ def validate(
     sink = _JsonSink() if STATE.json else _TextSink()
     try:
         batches = read_batches(inputs, on_error=policy, max_record_bytes=max_record_bytes)
-        with paused_gc():
+        with paused_collector():
             plans.validate_stream(batches, validator, sink.write, summary)
         sink.finish(summary)
     except BrokenPipeError:
