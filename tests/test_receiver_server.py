@@ -84,11 +84,18 @@ def test_idle_connections_make_room_for_new_ones_and_memory_stays_bounded() -> N
 
 def test_a_503_when_too_much_work_waits_after_answers() -> None:
     release = threading.Event()
+    entered = threading.Event()
+
+    def stuck(_: object) -> None:
+        entered.set()
+        release.wait(10)
+
     limits = Limits(workers=1, max_pending=1)
-    with Receiver(limits=limits, on_batch=lambda _: release.wait(10)) as rx:
+    with Receiver(limits=limits, on_batch=stuck) as rx:
         try:
             # The first one's callback holds the only worker, the second one's waits.
             assert post(rx, "/v1/track", msg())[0] == 200
+            assert entered.wait(10)
             assert post(rx, "/v1/track", msg())[0] == 200
             status, body = post(rx, "/v1/track", msg())
             assert (status, body["code"]) == (503, "busy")
