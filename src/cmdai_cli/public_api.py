@@ -18,7 +18,7 @@ from urllib.parse import quote
 import httpx
 
 from cmdai_cli import http_errors, redact
-from cmdai_cli.errors import RemoteRefused
+from cmdai_cli.errors import RemoteRefused, RemoteUnreachable
 from cmdai_cli.retry import RetryPolicy
 
 SERVICE = "Segment Public API"
@@ -29,6 +29,10 @@ PAGE_SIZE = 200
 MAX_PAGES = 1000
 # Up to 5 retries and 2 minutes of waiting: enough for Segment's per-minute write limit.
 DEFAULT_POLICY = RetryPolicy(max_retries=5, base_delay=0.5, max_delay=30.0, max_total_wait=120.0)
+DEFAULT_TIMEOUT = 15.0
+# A command's whole conversation with the Public API ends within this many times its
+# --timeout (2 minutes by default: one wait for the per-minute write limit fits).
+DEADLINE_FACTOR = 8
 
 HINTS = {
     401: "the Public API token is missing, wrong or expired "
@@ -86,10 +90,17 @@ class PublicApi:
         clock: Callable[[], float] = time.time,
         rng: random.Random | None = None,
         timeout: float = 30.0,
+        deadline: float | None = None,
         page_size: int = PAGE_SIZE,
         on_wait: Callable[[str], None] | None = None,
+        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         redact.register(token)
+        self.timeout = timeout
+        # Seconds from now by which every call must be done (None: only the policy's bounds).
+        self.deadline = deadline
+        self.monotonic = monotonic
+        self._ends = None if deadline is None else monotonic() + deadline
         self.host = host.rstrip("/")
         self.policy = policy or DEFAULT_POLICY
         self.sleep = sleep
@@ -138,7 +149,12 @@ class PublicApi:
             attempt += 1
             try:
                 response = self._client.request(
-                    method, path, params=params, content=content, headers=headers
+                    method,
+                    path,
+                    params=params,
+                    content=content,
+                    headers=headers,
+                    timeout=self._time_left(method, path),
                 )
             except httpx.HTTPError as exc:
                 # A failed connect reached nothing: safe to send again whatever the method.
@@ -155,7 +171,7 @@ class PublicApi:
                         exc, service=SERVICE, context=decision.reason
                     ) from None
                 what = "cannot reach" if unsent else "no answer from"
-                self._wait(decision.delay, f"{what} {SERVICE} ({method} {path})")
+                self._wait(decision.delay, f"{what} {SERVICE} ({method} {path})", method, path)
                 waited += decision.delay
                 continue
             if response.is_success:
@@ -176,10 +192,24 @@ class PublicApi:
                     response, service=SERVICE, hints=HINTS, context=context
                 )
             what = "rate limited" if status == 429 else f"answered {status}"
-            self._wait(decision.delay, f"{SERVICE} {what} ({method} {path})")
+            self._wait(decision.delay, f"{SERVICE} {what} ({method} {path})", method, path)
             waited += decision.delay
 
-    def _wait(self, delay: float, why: str) -> None:
+    def _time_left(self, method: str, path: str, waiting: float = 0.0) -> float:
+        """How long the next request may take; RemoteUnreachable when the deadline passed."""
+        if self._ends is None:
+            return self.timeout
+        left = self._ends - self.monotonic() - waiting
+        if left <= 0:
+            raise RemoteUnreachable(
+                f"{SERVICE}: gave up on {method} {path}: no result within the overall "
+                f"deadline of {self.deadline:g} s ({DEADLINE_FACTOR} x --timeout)"
+            )
+        return min(self.timeout, left)
+
+    def _wait(self, delay: float, why: str, method: str, path: str) -> None:
+        # A wait that would end past the deadline is not worth starting.
+        self._time_left(method, path, waiting=delay)
         if self.on_wait is not None:
             self.on_wait(f"{why}; retrying in {delay:.1f} s")
         self.sleep(delay)
@@ -275,9 +305,15 @@ def connection_flags(token: str | None, api_host: str | None) -> dict[str, Any]:
 
 
 def open_client(
-    values: Mapping[str, Any], on_wait: Callable[[str], None] | None = None
+    values: Mapping[str, Any],
+    on_wait: Callable[[str], None] | None = None,
+    *,
+    timeout: float = DEFAULT_TIMEOUT,
 ) -> PublicApi:
-    """A client from resolved settings (`api_host`, `public_api_token`)."""
+    """A client from resolved settings (`api_host`, `public_api_token`).
+
+    Each answer may take `timeout` seconds; everything together `DEADLINE_FACTOR` times that.
+    """
     from cmdai_cli.errors import ConfigError
 
     token = values.get("public_api_token")
@@ -286,4 +322,10 @@ def open_client(
             "no Segment Public API token: give --token, set $CMDAI_PUBLIC_API_TOKEN, or "
             "store public_api_token in the profile"
         )
-    return PublicApi(str(values["api_host"]), str(token), on_wait=on_wait)
+    return PublicApi(
+        str(values["api_host"]),
+        str(token),
+        on_wait=on_wait,
+        timeout=timeout,
+        deadline=timeout * DEADLINE_FACTOR,
+    )

@@ -76,3 +76,13 @@ TokenOpt = Annotated[
         show_default=False,
     ),
 ]
+ApiTimeoutOpt = Annotated[
+    float,
+    typer.Option(
+        "--timeout",
+        help="Seconds to wait for each answer of the Public API; the command gives up "
+        "after 8 times this in all.",
+        min=0.5,
+        max=300,
+    ),
+]

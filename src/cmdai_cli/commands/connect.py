@@ -35,6 +35,15 @@ def connect(
             "(exit 5 refused, 6 unreachable or failing).",
         ),
     ] = False,
+    timeout: Annotated[
+        float,
+        typer.Option(
+            "--timeout",
+            help="With --send-test: seconds the test event may take in all.",
+            min=0.5,
+            max=300,
+        ),
+    ] = 15.0,
 ) -> None:
     """Validate a Segment write key and store it in the active profile."""
     from cmdai_cli import profile, redact
@@ -59,7 +68,7 @@ def connect(
 
         message, event = test_event.build()
         sent = test_event.send_with_profile(
-            message, event, profile_name=STATE.profile, host=None, timeout=15.0
+            message, event, profile_name=STATE.profile, host=None, timeout=timeout
         )
         result["send_test"] = sent.summary
     if STATE.json:

@@ -10,7 +10,12 @@ import typer
 from cmdai_cli import output
 from cmdai_cli.commands._common import STATE, command
 from cmdai_cli.commands._common import group as new_group
-from cmdai_cli.commands._options import ApiHostOpt, MappingOrRecommendedOpt, TokenOpt
+from cmdai_cli.commands._options import (
+    ApiHostOpt,
+    ApiTimeoutOpt,
+    MappingOrRecommendedOpt,
+    TokenOpt,
+)
 
 group = new_group("Set up Segment's Command AI and webhook destinations for a source.")
 
@@ -71,6 +76,7 @@ def configure(
     ] = False,
     token: TokenOpt = None,
     api_host: ApiHostOpt = None,
+    timeout: ApiTimeoutOpt = 15.0,
 ) -> None:
     """Store a destination set-up in the profile and print it in Segment's terms.
 
@@ -96,6 +102,7 @@ def configure(
         dry_run=dry_run,
         token=token,
         api_host=api_host,
+        timeout=timeout,
     )
     try:
         result = destination.configure(
@@ -176,12 +183,18 @@ def show(
     ] = False,
     token: TokenOpt = None,
     api_host: ApiHostOpt = None,
+    timeout: ApiTimeoutOpt = 15.0,
 ) -> None:
     """Show the destination set-up the profile holds (secrets masked)."""
     from cmdai_cli import destination
 
     result = destination.show(
-        STATE.profile, remote=remote, token=token, api_host=api_host, on_wait=output.info
+        STATE.profile,
+        remote=remote,
+        token=token,
+        api_host=api_host,
+        on_wait=output.info,
+        timeout=timeout,
     )
     for warning in result["warnings"]:
         output.warn(warning)

@@ -13,7 +13,7 @@ import typer
 from cmdai_cli import output
 from cmdai_cli.commands._common import STATE, command
 from cmdai_cli.commands._common import group as new_group
-from cmdai_cli.commands._options import ApiHostOpt, TokenOpt
+from cmdai_cli.commands._options import ApiHostOpt, ApiTimeoutOpt, TokenOpt
 from cmdai_cli.errors import UsageError
 
 if TYPE_CHECKING:
@@ -117,6 +117,7 @@ def pull(
     ] = None,
     token: TokenOpt = None,
     api_host: ApiHostOpt = None,
+    timeout: ApiTimeoutOpt = 15.0,
 ) -> None:
     """Read a Protocols tracking plan's rules through the Public API into a plan file.
 
@@ -131,6 +132,7 @@ def pull(
         token=token,
         api_host=api_host,
         on_wait=output.info,
+        timeout=timeout,
     )
     if out is None:
         output.emit_json(result["plan"])

@@ -72,6 +72,7 @@ class ConfigureRequest:
     dry_run: bool = False
     token: str | None = None
     api_host: str | None = None
+    timeout: float = 15.0
 
 
 SHOWN_SETTINGS = (
@@ -197,7 +198,7 @@ def configure(
     if not request.apply:
         return result
     source_ref = _require_source(values)
-    with open_client(values, on_wait) as client:
+    with open_client(values, on_wait, timeout=request.timeout) as client:
         the_plan = plan(client, source_ref, desired, secret_given=secret_changed)
         result["warnings"].extend(the_plan.warnings)
         outcome: dict[str, Any] = {
@@ -232,6 +233,7 @@ def show(
     token: str | None = None,
     api_host: str | None = None,
     on_wait: Callable[[str], None] | None = None,
+    timeout: float = 15.0,
 ) -> dict[str, Any]:
     """What the profile holds (secrets masked) and, with `remote`, Segment's copy and the
     differences."""
@@ -262,7 +264,7 @@ def show(
             "--org-id ...` or `--webhook-url ...` first"
         )
     source_ref = _require_source(values)
-    with open_client(values, on_wait) as client:
+    with open_client(values, on_wait, timeout=timeout) as client:
         the_plan = plan(client, source_ref, desired)
     result["warnings"].extend(the_plan.warnings)
     result["remote"] = {"source": the_plan.source, "destinations": the_plan.remote}

@@ -28,6 +28,7 @@ def pull(
     token: str | None = None,
     api_host: str | None = None,
     on_wait: Callable[[str], None] | None = None,
+    timeout: float = 15.0,
 ) -> dict[str, Any]:
     """Read the plan's rules (every page) and, with `out`, write them as a plan file."""
     from cmdai_cli import profile
@@ -36,7 +37,7 @@ def pull(
     if not plan_id.strip():
         raise ConfigError("--tracking-plan is empty: give the tracking plan's id")
     values = profile.resolve(profile_flag, connection_flags(token, api_host)).values
-    with open_client(values, on_wait) as client:
+    with open_client(values, on_wait, timeout=timeout) as client:
         try:
             about = client.get_tracking_plan(plan_id)
         except RemoteRefused as exc:
