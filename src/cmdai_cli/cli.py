@@ -10,6 +10,7 @@ rendered by the plain formatter, not Rich.
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Mapping
 
 import typer
@@ -96,5 +97,12 @@ def main() -> None:
         init_completion()
     try:
         app(prog_name="cmdai")
+    except OSError as exc:
+        # Help or a usage message that could not be written (stdout on a full disk).
+        from cmdai_cli.commands._common import os_problem, quiet_stdout
+
+        sys.stderr.write(f"cmdai: error: {os_problem(exc)}\n")
+        quiet_stdout()
+        sys.exit(1)
     finally:
         _speed.skip_final_collection()

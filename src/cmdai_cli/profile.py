@@ -210,13 +210,23 @@ class Store:
             )
 
     def update(self, change: Callable[[dict[str, Any]], None]) -> ConfigFile:
-        """Read, apply `change` to the raw dict, validate, write atomically; all under lock."""
-        with private_file.locked(self.path):
-            raw = self.read_raw()
-            change(raw)
-            parsed = self._validate(raw)
-            self._write(raw)
-            return parsed
+        """Read, apply `change` to the raw dict, validate, write atomically; all under lock.
+
+        Raises ConfigError when the file or its directory cannot be written.
+        """
+        try:
+            with private_file.locked(self.path):
+                raw = self.read_raw()
+                change(raw)
+                parsed = self._validate(raw)
+                self._write(raw)
+                return parsed
+        except OSError as exc:
+            where = exc.filename or self.path
+            raise ConfigError(
+                f"cannot write the profile file {self.path}: {where}: "
+                f"{exc.strerror or exc} (check $CMDAI_CONFIG_DIR and its permissions)"
+            ) from None
 
     def _write(self, raw: Mapping[str, Any]) -> None:
         import tomli_w

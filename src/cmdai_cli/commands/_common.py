@@ -9,6 +9,7 @@ from __future__ import annotations
 import functools
 import inspect
 import logging
+import os
 import sys
 import traceback
 from collections.abc import Callable
@@ -135,9 +136,33 @@ def fail(exc: BaseException) -> typer.Exit:
     if isinstance(exc, KeyboardInterrupt):
         output.error("interrupted")
         return typer.Exit(int(ExitCode.INTERRUPTED))
+    if isinstance(exc, OSError):
+        # The machine's doing (a full disk, a device error): what it said, not a bug report.
+        output.error(os_problem(exc))
+        quiet_stdout()
+        return typer.Exit(int(ExitCode.FAILURE))
     detail = f"{type(exc).__name__}: {exc}"
     output.error(f"internal error: {detail} (run with --debug for the traceback)")
     return typer.Exit(int(ExitCode.FAILURE))
+
+
+def os_problem(exc: OSError) -> str:
+    """An OSError in the words of the system, with the file it concerns when known."""
+    text = exc.strerror or str(exc)
+    return f"{exc.filename}: {text}" if exc.filename else text
+
+
+def quiet_stdout() -> None:
+    """Point stdout at /dev/null, so that its last flush cannot fail on the way out."""
+    try:
+        sys.stdout.flush()
+    except (OSError, ValueError):
+        try:
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+            os.close(devnull)
+        except (OSError, ValueError):
+            pass
 
 
 def guarded(func: F) -> F:

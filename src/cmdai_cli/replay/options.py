@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -44,6 +45,15 @@ class ReplayOptions:
     dry_run: bool = False
 
     def check(self) -> None:
+        for flag, number in (
+            ("--rate", self.rate),
+            ("--max-wait", self.max_wait),
+            ("--backoff", self.backoff),
+            ("--timeout", self.timeout),
+        ):
+            # float("nan") and float("inf") parse as numbers, but are none a wait can be.
+            if number is not None and not math.isfinite(number):
+                raise UsageError(f"{flag} must be a finite number, not {number}")
         if self.concurrency < 1:
             raise UsageError("--concurrency must be at least 1")
         if self.rate is not None and self.rate <= 0:
