@@ -194,7 +194,9 @@ def test_interrupted_write_leaves_old_file(config_path, monkeypatch):
         raise OSError("disk full")
 
     monkeypatch.setattr(os, "replace", crash)
-    with pytest.raises(OSError, match="disk full"):
+    # A failed write is the user's machine's doing: a ConfigError (exit 3), no longer a
+    # bare OSError that ended as an internal error.
+    with pytest.raises(ConfigError, match="disk full"):
         profile.save_profile(store, "default", {"org_id": "new"})
     assert config_path.read_bytes() == before
     leftovers = [p.name for p in config_path.parent.iterdir() if p.name.endswith(".tmp")]

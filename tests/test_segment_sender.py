@@ -252,6 +252,17 @@ def test_long_rate_limit_is_reported_within_the_timeout(httpserver: HTTPServer) 
     assert time.monotonic() - started < 4
 
 
+def test_a_503_with_retry_after_is_reported_as_a_503(httpserver: HTTPServer) -> None:
+    httpserver.expect_request("/v1/batch").respond_with_response(
+        Response('{"code": "busy"}', status=503, headers={"Retry-After": "120"})
+    )
+    [outcome] = send([full_message("track")], write_key=KEY, host=httpserver.url_for(""), timeout=2)
+    # The library treats any Retry-After as a rate limit; the answer was still a 503.
+    assert (outcome.status, outcome.http_status) == ("unreachable", 503)
+    assert outcome.detail is not None
+    assert outcome.detail.startswith("HTTP 503 with Retry-After for longer than 2s")
+
+
 def test_server_errors_are_retried_then_reported(httpserver: HTTPServer) -> None:
     calls: list[int] = []
 

@@ -6,6 +6,7 @@ Used only by `commands/`. Rich is imported on first use so that `--help` stays f
 from __future__ import annotations
 
 import json
+import os
 import sys
 from typing import TYPE_CHECKING, Any
 
@@ -22,8 +23,15 @@ def console(stderr: bool = False) -> Console:
     if key not in _consoles:
         from rich.console import Console
 
-        # Rich reads NO_COLOR itself; highlight off so data is printed as given.
-        _consoles[key] = Console(stderr=stderr, highlight=False, soft_wrap=True)
+        # Rich's own NO_COLOR support drops colours but keeps bold and other styles;
+        # no-color.org asks for no colour, and a plain table is what a script wants too.
+        plain = bool(os.environ.get("NO_COLOR"))
+        _consoles[key] = Console(
+            stderr=stderr,
+            highlight=False,
+            soft_wrap=True,
+            color_system=None if plain else "auto",
+        )
     return _consoles[key]
 
 

@@ -24,20 +24,55 @@ def is_loopback(host: str) -> bool:
 
 
 def check_url(value: str, *, what: str = "host", base: bool = True) -> str:
-    """An http(s) URL: https required unless the host is a loopback address.
+    """An http(s) URL, checked whole: https required unless the host is a loopback address.
 
-    A base URL (`base=True`) loses its trailing slash, since paths are joined to it.
+    The host must be a DNS name or an IP address, the port (if any) 1-65535, and nothing
+    may hold spaces or control characters. A base URL (`base=True`), to which paths are
+    joined, may not have a query or fragment and loses its trailing slash.
     """
-    parts = urlsplit(value.strip())
+    text = value.strip()
+    if any(ch.isspace() or ord(ch) < 0x20 or ord(ch) == 0x7F for ch in text):
+        raise UsageError(f"{what} {value!r} holds spaces or control characters")
+    parts = urlsplit(text)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise UsageError(f"{what} {value!r} is not an http(s) URL")
+    try:
+        port = parts.port
+    except ValueError:
+        raise UsageError(f"{what} {value!r}: the port is not a number from 1 to 65535") from None
+    if port == 0:
+        raise UsageError(f"{what} {value!r}: the port is not a number from 1 to 65535")
+    if not _is_host(parts.hostname):
+        raise UsageError(f"{what} {value!r}: {parts.hostname!r} is not a host name or address")
     if parts.scheme == "http" and not is_loopback(parts.hostname):
         raise UsageError(
             f"{what} {value!r} must use https (plain http is allowed only on loopback)"
         )
     if parts.username or parts.password:
         raise UsageError(f"{what} must not carry credentials in the URL")
-    return value.strip().rstrip("/") if base else value.strip()
+    if base and (parts.query or parts.fragment or text.endswith(("?", "#"))):
+        raise UsageError(f"{what} {value!r} must not have a query or fragment")
+    return text.rstrip("/") if base else text
+
+
+# A DNS name: dot-separated labels of letters, digits, '-' (and '_', which private
+# networks use), none empty, none starting or ending with '-'.
+_LABEL = re.compile(r"^(?!-)[A-Za-z0-9_-]{1,63}(?<!-)$")
+
+
+def _is_host(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+        return True
+    except ValueError:
+        pass
+    name = host[:-1] if host.endswith(".") else host
+    if not name or len(name) > 253:
+        return False
+    labels = name.split(".")
+    if all(label.isdigit() for label in labels):
+        return False  # looks like an IPv4 address, but is not one
+    return all(_LABEL.match(label) for label in labels)
 
 
 def check_write_key(key: str) -> str:

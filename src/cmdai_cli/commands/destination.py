@@ -108,7 +108,7 @@ def configure(
         result = destination.configure(
             STATE.profile,
             request,
-            on_wait=output.info,
+            on_wait=output.warn,
             on_done=None if STATE.json else _report_done,
         )
     except destination.PartialApply as exc:
@@ -193,7 +193,7 @@ def show(
         remote=remote,
         token=token,
         api_host=api_host,
-        on_wait=output.info,
+        on_wait=output.warn,
         timeout=timeout,
     )
     for warning in result["warnings"]:

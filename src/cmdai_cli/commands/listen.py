@@ -88,7 +88,8 @@ def listen(
 
     POST /v1/batch and /v1/{identify,track,page,screen,group,alias} are answered as
     Segment answers them; messages Segment would accept but drop are flagged. Point a
-    Segment SDK's host at the printed URL. Ctrl-C stops it with a summary.
+    Segment SDK's host at the printed URL. Ctrl-C or SIGTERM stops it with a summary and
+    exit 0: stopping is how listen ends, not an interruption (130 is not used).
     """
     from cmdai_cli.receiver.listen import serve
 

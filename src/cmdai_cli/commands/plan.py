@@ -131,7 +131,7 @@ def pull(
         out=out,
         token=token,
         api_host=api_host,
-        on_wait=output.info,
+        on_wait=output.warn,
         timeout=timeout,
     )
     if out is None:

@@ -153,9 +153,9 @@ def configure(
         redact.register(request.shared_secret)
         updates["webhook_shared_secret"] = request.shared_secret
     if request.trigger is not None:
-        if not request.trigger.strip():
-            raise UsageError('the trigger is empty; give an FQL condition such as type = "track"')
-        updates["webhook_trigger"] = request.trigger.strip()
+        from cmdai_cli.destination.trigger import check_trigger
+
+        updates["webhook_trigger"] = check_trigger(request.trigger)
     if request.mapping is not None:
         table, where = load_mapping_spec(request.mapping)
         _, found = check_webhook_mapping(table, source=where)

@@ -42,6 +42,12 @@ def serve(
     if not 0 <= port <= 65535:
         raise UsageError(f"--port {port} is not a port number (0-65535)")
     if write_key is not None:
+        if not write_key.strip():
+            # An empty key would silently turn the check off: say so instead.
+            raise UsageError(
+                "--write-key is empty: give the key clients must send, "
+                "or leave the option out to accept any key"
+            )
         redact.register(write_key)
     receiver = Receiver(bind=bind, port=port, write_key=write_key, out=out, on_batch=on_batch)
     receiver.start()

@@ -159,6 +159,7 @@ class Sender:
         self.timeout = timeout
         self._lock = threading.Lock()
         self._results: dict[str, Outcome] = {}
+        self._last_status: int | None = None  # the library's last failed answer
         # One consumer, bounded waits: the overall timeout caps retries and rate limiting.
         self._client = Client(
             write_key,
@@ -186,7 +187,15 @@ class Sender:
         original = self._consumer.request
 
         def request(batch: list[dict[str, Any]]) -> Any:
-            response = original(batch)
+            try:
+                response = original(batch)
+            except Exception as exc:
+                # The library waits out any answer with Retry-After as a rate limit and
+                # then reports only "rate limit duration exceeded": keep the status it saw.
+                status = getattr(exc, "status", None)
+                if isinstance(status, int):
+                    self._last_status = status
+                raise
             self._record(batch, "accepted", getattr(response, "status_code", None), None)
             return response
 
@@ -218,8 +227,13 @@ class Sender:
                 if status == "unreachable":
                     detail = f"kept failing with HTTP {http_status}: {detail}"
             elif "rate limit" in str(exc).lower() or "rate-limit" in str(exc).lower():
-                status, http_status = "refused", 429
-                detail = f"rate limited for longer than {self.timeout:g}s: {exc}"
+                # A 503 (or any status) with Retry-After takes this path too: say which.
+                http_status = self._last_status or 429
+                status = answered_status(http_status)
+                what = (
+                    "rate limited" if http_status == 429 else f"HTTP {http_status} with Retry-After"
+                )
+                detail = f"{what} for longer than {self.timeout:g}s: {exc}"
             else:
                 status, http_status = "unreachable", None
                 detail = describe_failure(exc, self._client.timeout)
