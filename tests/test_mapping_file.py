@@ -52,9 +52,21 @@ def test_unquoted_dotted_keys_mean_the_dotted_field(tmp_path: Path) -> None:
     assert parsed.table == {"user_property.plan": "$.traits.plan"}
 
 
-@pytest.mark.parametrize("text", ["", "title = 'x'\n", "[mapping]\n"])
-def test_no_or_empty_mapping_table_is_the_whole_event(tmp_path: Path, text: str) -> None:
-    assert load_mapping_file(write(tmp_path, text)).whole_event
+def test_an_empty_mapping_table_is_the_whole_event(tmp_path: Path) -> None:
+    assert load_mapping_file(write(tmp_path, "[mapping]\n")).whole_event
+
+
+@pytest.mark.parametrize(
+    ("text", "said"),
+    [("", "the file is empty"), ("title = 'x'\nuserId = '$.userId'\n", "title, userId")],
+)
+def test_a_file_without_a_mapping_table_is_refused(tmp_path: Path, text: str, said: str) -> None:
+    # Deliberate change: such a file used to mean the whole event, silently.
+    path = write(tmp_path, text)
+    with pytest.raises(DataError) as info:
+        load_mapping_file(path)
+    assert info.value.source == str(path)
+    assert info.value.reason == f"no [mapping] table ({said})"
 
 
 def test_malformed_toml_names_the_file_and_line(tmp_path: Path) -> None:

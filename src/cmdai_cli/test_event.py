@@ -78,10 +78,14 @@ def build(
     user_id: str | None = None,
     anonymous_id: str | None = None,
     properties: dict[str, Any] | None = None,
+    *,
+    custom: bool = False,
 ) -> tuple[dict[str, Any], str]:
     """The message to send and the event name to report for it.
 
-    No `event`: the catalogue's test event, marked as a test.
+    No `event`: the catalogue's test event, marked as a test. An `event` that is not in
+    Command AI's catalogue is refused, with the nearest names, unless `custom`: a typo
+    sent to a production source cannot be taken back.
     """
     from cmdai_cli import catalogue
     from cmdai_cli.errors import UsageError
@@ -99,11 +103,30 @@ def build(
         return message, catalogue.TEST_EVENT
     if not event.strip():
         raise UsageError("--event is empty")
+    if not custom and catalogue.lookup(event) is None:
+        raise UsageError(
+            f"--event {event!r} is not in Command AI's catalogue{_did_you_mean(event)}",
+            hint="give --custom to send it as a custom track event",
+        )
     spec = catalogue.spec_for(event)
     message = catalogue.build_message(
         spec, user_id=user_id, anonymous_id=anonymous_id, properties=properties
     )
     return message, spec.name
+
+
+def _did_you_mean(event: str) -> str:
+    import difflib
+
+    from cmdai_cli.event_names import ALL
+
+    # Both an event's name and its properties.type lead to its name.
+    names = {key.lower(): name for name, kind in ALL for key in (name, kind)}
+    close = difflib.get_close_matches(event.lower(), list(names), n=6, cutoff=0.6)
+    shown = list(dict.fromkeys(names[key] for key in close))[:3]
+    if not shown:
+        return ""
+    return "; did you mean " + " or ".join(repr(name) for name in shown) + "?"
 
 
 @dataclass

@@ -45,6 +45,14 @@ def send_test(
             show_default=False,
         ),
     ] = None,
+    custom: Annotated[
+        bool,
+        typer.Option(
+            "--custom",
+            help="Send an --event that is not in Command AI's catalogue, as a custom track "
+            "event (without it, such a name is refused as a likely typo).",
+        ),
+    ] = False,
     host: HostOpt = None,
     local: Annotated[
         bool,
@@ -66,7 +74,7 @@ def send_test(
     from cmdai_cli.errors import UsageError
 
     message, name = test_event.build(
-        event, user_id, anonymous_id, test_event.parse_properties(property_)
+        event, user_id, anonymous_id, test_event.parse_properties(property_), custom=custom
     )
     if local:
         if host is not None:

@@ -48,7 +48,8 @@ def resolve_mapping(path: str | Path | None, settings: Resolved) -> WebhookMappi
 def load_mapping_file(path: str | Path) -> WebhookMapping:
     """The `[mapping]` table of the TOML file at `path`, validated.
 
-    A file with no `[mapping]` table, or an empty one, means the whole event is the body.
+    An empty `[mapping]` table means the whole event is the body; a file without one is
+    refused.
     Raises DataError naming the file, the key and (when known) the line.
     """
     source = str(path)
@@ -78,7 +79,17 @@ def _parse_text(text: str, *, source: str) -> WebhookMapping:
         line = int(position.group(1)) if position else None
         raise DataError(f"invalid TOML: {reason}", source=source, line=line) from None
     table: Any = document.get("mapping")
-    if table is not None and not isinstance(table, dict):
+    if table is None:
+        # Most likely the keys sit at the top level or under another table's name: an
+        # empty mapping (the whole event) would be the wrong thing to go on with.
+        keys = ", ".join(sorted(document)[:5])
+        raise DataError(
+            "no [mapping] table" + (f" (the file has: {keys})" if keys else " (the file is empty)"),
+            source=source,
+            hint="put the body fields under [mapping]; an empty [mapping] table sends the "
+            "whole event",
+        )
+    if not isinstance(table, dict):
         raise DataError(
             "'mapping' must be a table ([mapping])",
             source=source,

@@ -16,6 +16,7 @@ from typing import Any
 import orjson
 
 from cmdai_cli.errors import UsageError
+from cmdai_cli.segment.messages import MESSAGE_TYPES
 
 # Fields a transport adds on each delivery: the same event carries different values in
 # different captures, so they are no part of its identity, and replaying them would make
@@ -152,6 +153,13 @@ class Filters:
         # hold commas, so they are taken whole.
         parts = (part.strip() for value in types for part in value.split(","))
         kinds = frozenset(part for part in parts if part)
+        unknown = sorted(kinds - set(MESSAGE_TYPES))
+        if unknown:
+            # A type Segment never sends would select nothing, silently.
+            raise UsageError(
+                f"--type {', '.join(unknown)}: not a Segment message type "
+                f"(one of {', '.join(MESSAGE_TYPES)})"
+            )
         return cls(kinds, frozenset(events), start, end)
 
     @property
