@@ -58,7 +58,10 @@ def test_an_empty_mapping_table_is_the_whole_event(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     ("text", "said"),
-    [("", "the file is empty"), ("title = 'x'\nuserId = '$.userId'\n", "the file has: title, userId")],
+    [
+        ("", "the file is empty"),
+        ("title = 'x'\nuserId = '$.userId'\n", "the file has: title, userId"),
+    ],
 )
 def test_a_file_without_a_mapping_table_is_refused(tmp_path: Path, text: str, said: str) -> None:
     # Deliberate change: such a file used to mean the whole event, silently.

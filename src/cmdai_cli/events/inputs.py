@@ -96,7 +96,15 @@ def chunks(stream: IO[bytes]) -> Iterator[bytes]:
     pending = first
     inflater = zlib.decompressobj(wbits=31)
     while pending:
-        data = inflater.decompress(pending, CHUNK_BYTES)
+        before = inflater.copy()
+        try:
+            data = inflater.decompress(pending, CHUNK_BYTES)
+        except zlib.error:
+            # What decompresses before the damage is still the file's: hand it out first.
+            salvaged = _salvage(before, pending)
+            if salvaged:
+                yield salvaged
+            raise
         if data:
             yield data
         # What did not fit in this chunk waits in the inflater's input, not in its output.
@@ -112,3 +120,17 @@ def chunks(stream: IO[bytes]) -> Iterator[bytes]:
         yield tail
     if not inflater.eof:
         raise Truncated("gzip data ends early (truncated file)")
+
+
+def _salvage(inflater: zlib._Decompress, data: bytes) -> bytes:
+    """The output of the longest start of `data` that `inflater` takes without an error."""
+    good, bad = 0, len(data)
+    while bad - good > 1:
+        middle = (good + bad) // 2
+        try:
+            inflater.copy().decompress(data[:middle], CHUNK_BYTES)
+        except zlib.error:
+            bad = middle
+        else:
+            good = middle
+    return inflater.decompress(data[:good], CHUNK_BYTES) if good else b""
