@@ -180,7 +180,7 @@ def test_serve_stops_on_a_signal_and_puts_the_handlers_back() -> None:
         out=None,
         on_batch=lambda batch: arrived.extend(r.message["event"] for r in batch),
         on_start=on_start,
-    )
+    ).stats
     assert (stats.requests, stats.accepted) == (1, 1)
     assert arrived == ["x"]
     assert started[0].url.startswith("http://127.0.0.1:") and not started[0].unguarded

@@ -1,7 +1,8 @@
 """The receiver's HTTP server: connections, request bodies and answers, all bounded.
 
-A `Server` hands each POST to its `on_post` callable and counts a connection that ended
-in an error through `on_drop`. Bodies past the batch limit are refused without being
+A `Server` hands each POST to its `on_post` callable, offers each GET to `on_get` (which
+answers it and returns True, or leaves it to the server), and counts a connection that
+ended in an error through `on_drop`. Bodies past the batch limit are refused without being
 kept; connections past `slots` get a 503; a bad request never stops the server.
 """
 
@@ -51,6 +52,8 @@ class Handler(BaseHTTPRequestHandler):
         self.server.on_post(self)
 
     def do_GET(self) -> None:
+        if self.server.on_get is not None and self.server.on_get(self):
+            return
         if self.path.split("?", 1)[0] in ("/", "/health"):
             self.reply(200, {"success": True, "service": "cmdai listen"})
         else:
@@ -62,8 +65,9 @@ class Handler(BaseHTTPRequestHandler):
 
     do_PUT = do_DELETE = do_PATCH = _not_allowed
 
-    def reply(self, status: int, body: Mapping[str, Any], *, close: bool = False) -> None:
-        payload = orjson.dumps(body)
+    def reply(self, status: int, body: Mapping[str, Any] | bytes, *, close: bool = False) -> None:
+        """Answer with `body` as JSON (bytes: already encoded)."""
+        payload = body if isinstance(body, bytes) else orjson.dumps(body)
         try:
             self.send_response(status)
             self.send_header("Content-Type", "application/json")
@@ -87,8 +91,10 @@ class Server(ThreadingHTTPServer):
         on_post: Callable[[Handler], None],
         on_drop: Callable[[], None],
         slots: int,
+        on_get: Callable[[Handler], bool] | None = None,
     ) -> None:
         self.on_post = on_post
+        self.on_get = on_get
         self.on_drop = on_drop
         self._slots = threading.BoundedSemaphore(slots)
         if ":" in address[0]:

@@ -12,7 +12,6 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections import OrderedDict, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,6 +21,8 @@ import orjson
 
 from cmdai_cli import redact
 from cmdai_cli.errors import UsageError
+from cmdai_cli.receiver import inspection
+from cmdai_cli.receiver.kept import Entry, Kept
 from cmdai_cli.receiver.protocol import (
     BATCH_PATH,
     SINGLE_PATHS,
@@ -117,12 +118,12 @@ class Receiver:
         self.on_message = on_message
         self.on_batch = on_batch
         self._stats = Stats()
-        # Requests answered whose bookkeeping (flags, list, callbacks) is still running.
-        self._settling = 0
+        # Requests answered whose bookkeeping (flags, list, callbacks) is still running,
+        # by ticket: a reader waits only for those answered before it asked.
+        self._settling: set[int] = set()
+        self._tickets = 0
         # Kept encoded: thousands of retained dicts would make every GC pass slower.
-        self._recent: deque[tuple[bytes, tuple[str, ...], str, str]] = deque(maxlen=keep)
-        self._seen: OrderedDict[str, None] = OrderedDict()
-        self._remember_ids = remember_ids
+        self.kept = Kept(keep=keep, remember_ids=remember_ids)
         self._lock = threading.Lock()
         self._out_lock = threading.Lock()
         self._arrived = threading.Condition(self._lock)
@@ -142,7 +143,11 @@ class Receiver:
                 raise UsageError(f"{where}: cannot open for writing: {exc.strerror}") from None
         try:
             self._server = Server(
-                (self.bind, self.port), self._handle, self._count_drop, self._max_connections
+                (self.bind, self.port),
+                self._handle,
+                self._count_drop,
+                self._max_connections,
+                on_get=lambda handler: self._inspect(handler, "GET"),
             )
         except OSError as exc:
             self._close_out()
@@ -193,15 +198,33 @@ class Receiver:
 
     def _settle(self) -> None:
         # Bookkeeping runs after the answer; readers wait for it so that what a
-        # client saw acknowledged is always visible here.
-        self._arrived.wait_for(lambda: self._settling == 0, timeout=5)
+        # client saw acknowledged is always visible here. Requests answered later are
+        # not waited for, so a busy intake never holds a reader up.
+        pending = set(self._settling)
+        if pending:
+            self._arrived.wait_for(lambda: not (pending & self._settling), timeout=5)
 
     def messages(self) -> list[Received]:
         """The last `keep` accepted messages, oldest first (all answered requests' included)."""
+        return [_received(entry) for entry in self.kept_entries()]
+
+    def kept_entries(self) -> list[Entry]:
+        """The kept messages, encoded, oldest first (all answered requests' included)."""
         with self._arrived:
             self._settle()
-            kept = list(self._recent)
-        return [Received(orjson.loads(raw), flags, at, path, raw) for raw, flags, at, path in kept]
+            return self.kept.entries()
+
+    def kept_summary(self) -> dict[str, Any]:
+        """Counts since the start or the last reset, as `GET /cmdai/summary` gives them."""
+        with self._arrived:
+            self._settle()
+            return self.kept.summary()
+
+    def forget(self) -> int:
+        """Forget the kept messages and their counts (the `out` file stays); how many."""
+        with self._arrived:
+            self._settle()
+            return self.kept.reset(now_stamp())
 
     def wait_for(
         self, count: int = 1, *, message_id: str | None = None, timeout: float = 5.0
@@ -216,9 +239,9 @@ class Receiver:
 
         def matching() -> list[Received]:
             kept = [
-                Received(orjson.loads(raw), flags, at, path, raw)
-                for raw, flags, at, path in self._recent
-                if needle is None or needle in raw
+                _received(entry)
+                for entry in self.kept.entries()
+                if needle is None or needle in entry.raw
             ]
             if message_id is None:
                 return kept
@@ -243,10 +266,26 @@ class Receiver:
     def _reject(self, handler: Handler, rejected: Rejected) -> None:
         with self._lock:
             self._stats.rejected[rejected.status] = self._stats.rejected.get(rejected.status, 0) + 1
+            self.kept.reject(rejected.status)
         body = {"success": False, "code": rejected.code, "message": rejected.message}
         handler.reply(rejected.status, body, close=rejected.close)
 
+    def _inspect(self, handler: Handler, method: str) -> bool:
+        """Answer a request to the inspection API; False for any other path."""
+        if not handler.path.startswith(inspection.PREFIX):
+            return False
+        if method == "POST":
+            try:
+                read_body(handler)
+            except (Rejected, Dropped):
+                handler.close_connection = True
+        status, body = inspection.answer(self, method, handler.path)
+        handler.reply(status, body)
+        return True
+
     def _handle(self, handler: Handler) -> None:
+        if self._inspect(handler, "POST"):
+            return
         with self._lock:
             self._stats.requests += 1
         path = handler.path.split("?", 1)[0].rstrip("/")
@@ -272,12 +311,14 @@ class Receiver:
             self._reject(handler, Rejected(500, "server_error", "could not store the messages"))
             return
         with self._lock:
-            self._settling += 1
+            self._tickets += 1
+            ticket = self._tickets
+            self._settling.add(ticket)
         try:
             handler.reply(200, {"success": True})
         finally:
             # After the answer: the client builds its next batch meanwhile.
-            self._accept(path, messages, now)
+            self._accept(path, messages, now, ticket)
 
     def _store(self, messages: list[tuple[dict[str, Any], bytes]]) -> None:
         """Append the messages to `out` before they are acknowledged."""
@@ -289,31 +330,27 @@ class Receiver:
                 self._out.write(data)
                 self._out.flush()
 
-    def _accept(self, path: str, messages: list[tuple[dict[str, Any], bytes]], now: str) -> None:
+    def _accept(
+        self, path: str, messages: list[tuple[dict[str, Any], bytes]], now: str, ticket: int
+    ) -> None:
         accepted = []
         try:
             with self._lock:
-                seen = self._seen
+                add = self.kept.add
+                wants_objects = self._wants_objects
+                flagged = 0
                 for message, raw in messages:
-                    flags = flags_for(message)
-                    message_id = message.get("messageId")
-                    if isinstance(message_id, str):
-                        if message_id in seen:
-                            flags += ("duplicate messageId",)
-                        else:
-                            seen[message_id] = None
-                            if len(seen) > self._remember_ids:
-                                seen.popitem(last=False)
-                    self._recent.append((raw, flags, now, path))
+                    flags = add(message, raw, flags_for(message), now, path)
                     if flags:
-                        self._stats.flagged += 1
-                    if self._wants_objects:
+                        flagged += 1
+                    if wants_objects:
                         accepted.append(Received(message, flags, now, path, raw))
+                self._stats.flagged += flagged
                 self._stats.accepted += len(messages)
             self._notify(accepted)
         finally:
             with self._lock:
-                self._settling -= 1
+                self._settling.discard(ticket)
                 self._arrived.notify_all()
 
     @property
@@ -336,3 +373,7 @@ class Receiver:
                     with self._lock:
                         self._stats.callback_errors += 1
                     log.debug("a receiver callback failed", exc_info=True)
+
+
+def _received(entry: Entry) -> Received:
+    return Received(orjson.loads(entry.raw), entry.flags, entry.received_at, entry.path, entry.raw)

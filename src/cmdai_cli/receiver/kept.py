@@ -1,0 +1,190 @@
+"""What a receiver holds in memory: the last N messages, counts of all, and a query.
+
+The `out` file keeps every message; this keeps the newest `keep` (the oldest are dropped
+and counted) so that memory stays bounded however long `cmdai listen` runs. Each entry
+is the message's encoded line plus the few fields the inspection API filters on, so a
+query over 100,000 messages decodes only what it returns. Counts (by type, by event
+name, by flag, rejected requests) cover everything since the start or the last reset.
+
+Not thread-safe on its own: the receiver calls `add` and `reject` under its lock, and
+`entries()` copies under the same lock before a query runs without it.
+"""
+
+from __future__ import annotations
+
+from collections import Counter, OrderedDict, deque
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any, NamedTuple
+
+import orjson
+
+DUPLICATE = "duplicate messageId"
+
+
+class Entry(NamedTuple):
+    """One kept message: its encoded JSON, flags, when and where it arrived, and keys."""
+
+    raw: bytes
+    flags: tuple[str, ...]
+    received_at: str
+    path: str
+    type: Any
+    event: Any
+    user_id: Any
+    anonymous_id: Any
+
+    def as_json(self) -> bytes:
+        """The message as the inspection API and `listen --json` show it, encoded."""
+        head = orjson.dumps(
+            {"receivedAt": self.received_at, "path": self.path, "flags": self.flags}
+        )
+        return head[:-1] + b',"message":' + self.raw + b"}"
+
+
+def _text(value: Any) -> str | None:
+    """How a query string compares with a message field: ids may be numbers."""
+    if value is None:
+        return None
+    return value if isinstance(value, str) else str(value)
+
+
+@dataclass
+class Query:
+    """A filter over kept messages; within one field the values are alternatives.
+
+    `since` is a `receivedAt` stamp (inclusive); `limit` keeps the newest matches.
+    """
+
+    types: Sequence[str] = ()
+    events: Sequence[str] = ()
+    user_ids: Sequence[str] = ()
+    anonymous_ids: Sequence[str] = ()
+    flagged: bool | None = None
+    since: str | None = None
+    limit: int | None = None
+
+    def matches(self, entry: Entry) -> bool:
+        if self.types and _text(entry.type) not in self.types:
+            return False
+        if self.events and _text(entry.event) not in self.events:
+            return False
+        if self.user_ids and _text(entry.user_id) not in self.user_ids:
+            return False
+        if self.anonymous_ids and _text(entry.anonymous_id) not in self.anonymous_ids:
+            return False
+        if self.flagged is not None and bool(entry.flags) != self.flagged:
+            return False
+        return self.since is None or entry.received_at >= self.since
+
+    def select(self, entries: Iterable[Entry]) -> list[Entry]:
+        """The matching entries, oldest first; with `limit`, only the newest `limit`."""
+        found = [entry for entry in entries if self.matches(entry)]
+        if self.limit is not None:
+            found = found[len(found) - self.limit :] if self.limit else []
+        return found
+
+
+def stamp(value: str) -> str:
+    """An ISO-8601 time as `receivedAt` writes it (UTC, milliseconds, Z), for comparing.
+
+    Raises ValueError for text that is not a time.
+    """
+    text = value.strip()
+    if text[-1:] in ("Z", "z"):
+        text = text[:-1] + "+00:00"
+    parsed = datetime.fromisoformat(text)
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=timezone.utc)
+    utc = parsed.astimezone(timezone.utc)
+    return utc.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+@dataclass
+class Kept:
+    """The newest `keep` messages and counts of everything since the start or a reset."""
+
+    keep: int = 100_000
+    remember_ids: int = 100_000
+    received: int = 0
+    dropped: int = 0
+    flagged: int = 0
+    by_type: Counter[str] = field(default_factory=Counter)
+    by_event: Counter[str] = field(default_factory=Counter)
+    by_flag: Counter[str] = field(default_factory=Counter)
+    rejected: Counter[int] = field(default_factory=Counter)
+    since: str | None = None
+
+    def __post_init__(self) -> None:
+        self._entries: deque[Entry] = deque(maxlen=self.keep)
+        self._seen: OrderedDict[str, None] = OrderedDict()
+
+    def add(
+        self,
+        message: Mapping[str, Any],
+        raw: bytes,
+        flags: tuple[str, ...],
+        received_at: str,
+        path: str,
+    ) -> tuple[str, ...]:
+        """Keep one accepted message; returns its flags, a repeated messageId's included."""
+        get = message.get
+        message_id = get("messageId")
+        if isinstance(message_id, str):
+            seen = self._seen
+            if message_id in seen:
+                flags += (DUPLICATE,)
+            else:
+                seen[message_id] = None
+                if len(seen) > self.remember_ids:
+                    seen.popitem(last=False)
+        kind = get("type")
+        event = get("event")
+        entries = self._entries
+        if len(entries) == self.keep:
+            self.dropped += 1
+        entries.append(
+            Entry(raw, flags, received_at, path, kind, event, get("userId"), get("anonymousId"))
+        )
+        self.received += 1
+        self.by_type[_text(kind) or "(none)"] += 1
+        if kind == "track" and isinstance(event, str):
+            self.by_event[event] += 1
+        if flags:
+            self.flagged += 1
+            self.by_flag.update(flags)
+        return flags
+
+    def reject(self, status: int) -> None:
+        self.rejected[status] += 1
+
+    def entries(self) -> list[Entry]:
+        """A copy of the kept entries, oldest first."""
+        return list(self._entries)
+
+    def reset(self, now: str) -> int:
+        """Forget every message and count (the `out` file is not touched); how many were kept."""
+        forgotten = len(self._entries)
+        self._entries.clear()
+        self._seen.clear()
+        self.received = self.dropped = self.flagged = 0
+        for counter in (self.by_type, self.by_event, self.by_flag, self.rejected):
+            counter.clear()
+        self.since = now
+        return forgotten
+
+    def summary(self) -> dict[str, Any]:
+        """What `GET /cmdai/summary` answers."""
+        return {
+            "received": self.received,
+            "kept": len(self._entries),
+            "keep": self.keep,
+            "droppedByKeep": self.dropped,
+            "flagged": self.flagged,
+            "byType": dict(sorted(self.by_type.items())),
+            "byEvent": dict(sorted(self.by_event.items())),
+            "byFlag": dict(sorted(self.by_flag.items())),
+            "rejected": {str(status): n for status, n in sorted(self.rejected.items())},
+            "since": self.since,
+        }
