@@ -34,6 +34,7 @@ COMMANDS: dict[str, str] = {
     "profile": "profile",
     "send-test": "send_test",
     "listen": "listen",
+    "expect": "expect",
     "map-payload": "map_payload",
     "validate": "validate",
     "plan": "plan",

@@ -16,7 +16,7 @@ from collections import Counter, OrderedDict, deque
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, Protocol, TypeVar
 
 import orjson
 
@@ -43,6 +43,26 @@ class Entry(NamedTuple):
         return head[:-1] + b',"message":' + self.raw + b"}"
 
 
+class Keyed(Protocol):
+    """What a query looks at: a kept entry, or a message read back by `cmdai expect`."""
+
+    @property
+    def flags(self) -> tuple[str, ...]: ...
+    @property
+    def received_at(self) -> str: ...
+    @property
+    def type(self) -> Any: ...
+    @property
+    def event(self) -> Any: ...
+    @property
+    def user_id(self) -> Any: ...
+    @property
+    def anonymous_id(self) -> Any: ...
+
+
+K = TypeVar("K", bound=Keyed)
+
+
 def _text(value: Any) -> str | None:
     """How a query string compares with a message field: ids may be numbers."""
     if value is None:
@@ -65,7 +85,7 @@ class Query:
     since: str | None = None
     limit: int | None = None
 
-    def matches(self, entry: Entry) -> bool:
+    def matches(self, entry: Keyed) -> bool:
         if self.types and _text(entry.type) not in self.types:
             return False
         if self.events and _text(entry.event) not in self.events:
@@ -78,7 +98,7 @@ class Query:
             return False
         return self.since is None or entry.received_at >= self.since
 
-    def select(self, entries: Iterable[Entry]) -> list[Entry]:
+    def select(self, entries: Iterable[K]) -> list[K]:
         """The matching entries, oldest first; with `limit`, only the newest `limit`."""
         found = [entry for entry in entries if self.matches(entry)]
         if self.limit is not None:
