@@ -10,6 +10,7 @@ import typer
 
 from cmdai_cli import output
 from cmdai_cli.commands._common import STATE, command, complete_events
+from cmdai_cli.commands._options import TimeoutOpt
 
 if TYPE_CHECKING:
     from cmdai_cli.expect.check import Near
@@ -136,10 +137,7 @@ def expect(
             "--within", help="Look again until all holds, for up to SECONDS.", min=0, max=3600
         ),
     ] = 0.0,
-    timeout: Annotated[
-        float,
-        typer.Option("--timeout", help="Seconds to wait for each answer.", min=0.1, max=600),
-    ] = 10.0,
+    timeout: TimeoutOpt = 10.0,
 ) -> None:
     from cmdai_cli.errors import PartialFailure
     from cmdai_cli.expect.expectations import parse_property

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import gc
 import os
 import signal
 import tempfile
@@ -14,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from cmdai_cli import redact
+from cmdai_cli import _speed, redact
 from cmdai_cli.errors import UsageError
 from cmdai_cli.receiver.store import Received, Receiver, Stats
 
@@ -118,8 +117,7 @@ def serve(
         bind=bind, port=port, write_key=write_key, out=out, on_batch=batch, keep=keep
     )
     receiver.start()
-    # Everything imported so far lives as long as the process: keep it out of GC passes.
-    gc.freeze()
+    _speed.settle_long_lived()
 
     def on_term(signum: int, frame: Any) -> None:
         stop.set()
