@@ -171,7 +171,8 @@ def expect(
 
 def _seen(report: Report) -> str:
     looks = f"{report.looks} looks" if report.looks != 1 else "1 look"
-    return f"{report.received} messages at {report.source}, {looks}"
+    messages = f"{report.received} messages" if report.received != 1 else "1 message"
+    return f"{messages} at {report.source}, {looks}"
 
 
 def _near_line(near: Near) -> str:
