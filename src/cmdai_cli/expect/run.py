@@ -12,6 +12,7 @@ import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from cmdai_cli import _speed
 from cmdai_cli.errors import RemoteUnreachable
 from cmdai_cli.expect.check import (
     CatalogueOutcome,
@@ -108,6 +109,22 @@ def run(
         validator = Validator(builtin_plan())
     started = time.monotonic()
     deadline = started + within
+    # A look decodes up to every kept message (100,000 dicts): with the collector on,
+    # its passes over them took longer than the decoding (6.9 s against under 1 s).
+    with _speed.paused_collector():
+        report, looks = _poll(source, expectations, no_flagged, validator, deadline)
+    report.looks = looks
+    report.elapsed = time.monotonic() - started
+    return report
+
+
+def _poll(
+    source: Source,
+    expectations: list[Expectation],
+    no_flagged: bool,
+    validator: Validator | None,
+    deadline: float,
+) -> tuple[Report, int]:
     pause = FIRST_PAUSE
     looks = 0
     try:
@@ -131,6 +148,4 @@ def run(
                 explain(looker, outcome)
     finally:
         source.close()
-    report.looks = looks
-    report.elapsed = time.monotonic() - started
-    return report
+    return report, looks
