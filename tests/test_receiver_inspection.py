@@ -178,11 +178,13 @@ def test_kept_store_on_its_own() -> None:
     kept = Kept(keep=2, remember_ids=2)
     for n, message_id in enumerate(["a", "b", "c", "a"]):
         message = {"type": "track", "event": "E", "userId": n, "messageId": message_id}
-        kept.add(message, json.dumps(message).encode(), (), f"2024-01-01T00:00:0{n}.000Z", "/p")
+        encoded = json.dumps(message).encode()
+        assert kept.add_batch([(message, encoded)], f"2024-01-01T00:00:0{n}.000Z", "/p") == [()]
     # Ids are remembered only for the last `remember_ids` messages: "a" was forgotten.
     assert [entry.flags for entry in kept.entries()] == [(), ()]
     assert kept.dropped == 2 and kept.by_event == {"E": 4}
     assert [entry.user_id for entry in kept.entries()] == [2, 3]
     none = Kept(keep=0)
-    none.add({"type": "track"}, b"{}", (), "2024-01-01T00:00:00.000Z", "/p")
+    flags = none.add_batch([({"type": "track"}, b"{}")], "2024-01-01T00:00:00.000Z", "/p")
+    assert flags == [("no userId or anonymousId", "track without event")]
     assert none.entries() == [] and none.dropped == 1 and none.received == 1

@@ -20,6 +20,8 @@ from typing import Any, NamedTuple, Protocol, TypeVar
 
 import orjson
 
+from cmdai_cli.segment.messages import flags_for
+
 DUPLICATE = "duplicate messageId"
 
 
@@ -140,41 +142,55 @@ class Kept:
         self._entries: deque[Entry] = deque(maxlen=self.keep)
         self._seen: OrderedDict[str, None] = OrderedDict()
 
-    def add(
-        self,
-        message: Mapping[str, Any],
-        raw: bytes,
-        flags: tuple[str, ...],
-        received_at: str,
-        path: str,
-    ) -> tuple[str, ...]:
-        """Keep one accepted message; returns its flags, a repeated messageId's included."""
-        get = message.get
-        message_id = get("messageId")
-        if isinstance(message_id, str):
-            seen = self._seen
-            if message_id in seen:
-                flags += (DUPLICATE,)
-            else:
-                seen[message_id] = None
-                if len(seen) > self.remember_ids:
-                    seen.popitem(last=False)
-        kind = get("type")
-        event = get("event")
+    def add_batch(
+        self, messages: Sequence[tuple[Mapping[str, Any], bytes]], received_at: str, path: str
+    ) -> list[tuple[str, ...]]:
+        """Keep one request's accepted messages; their flags, a repeated messageId's included.
+
+        Runs for every message the receiver takes, under its lock: one call per request,
+        names looked up once, entries built by `tuple.__new__` (a namedtuple's own
+        constructor is Python code), and nothing done twice.
+        """
         entries = self._entries
-        if len(entries) == self.keep:
-            self.dropped += 1
-        entries.append(
-            Entry(raw, flags, received_at, path, kind, event, get("userId"), get("anonymousId"))
-        )
-        self.received += 1
-        self.by_type[_text(kind) or "(none)"] += 1
-        if kind == "track" and isinstance(event, str):
-            self.by_event[event] += 1
-        if flags:
-            self.flagged += 1
-            self.by_flag.update(flags)
-        return flags
+        overflow = len(entries) + len(messages) - self.keep
+        if overflow > 0:
+            self.dropped += min(overflow, len(messages))
+        seen = self._seen
+        remember = self.remember_ids
+        by_type, by_event, by_flag = self.by_type, self.by_event, self.by_flag
+        append = entries.append
+        new = tuple.__new__
+        found: list[tuple[str, ...]] = []
+        flagged = 0
+        for message, raw in messages:
+            get = message.get
+            flags = flags_for(message)
+            message_id = get("messageId")
+            if type(message_id) is str:
+                if message_id in seen:
+                    flags += (DUPLICATE,)
+                else:
+                    seen[message_id] = None
+                    if len(seen) > remember:
+                        seen.popitem(last=False)
+            kind = get("type")
+            event = get("event")
+            append(
+                new(
+                    Entry,
+                    (raw, flags, received_at, path, kind, event, get("userId"), get("anonymousId")),
+                )
+            )
+            by_type[kind if type(kind) is str else (_text(kind) or "(none)")] += 1
+            if kind == "track" and type(event) is str:
+                by_event[event] += 1
+            if flags:
+                flagged += 1
+                by_flag.update(flags)
+            found.append(flags)
+        self.received += len(messages)
+        self.flagged += flagged
+        return found
 
     def reject(self, status: int) -> None:
         self.rejected[status] += 1

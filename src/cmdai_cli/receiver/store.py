@@ -33,7 +33,6 @@ from cmdai_cli.receiver.protocol import (
     parse_encoded,
 )
 from cmdai_cli.receiver.server import Dropped, Handler, Server, read_body
-from cmdai_cli.segment.messages import flags_for
 
 log = logging.getLogger("cmdai")
 
@@ -336,16 +335,13 @@ class Receiver:
         accepted = []
         try:
             with self._lock:
-                add = self.kept.add
-                wants_objects = self._wants_objects
-                flagged = 0
-                for message, raw in messages:
-                    flags = add(message, raw, flags_for(message), now, path)
-                    if flags:
-                        flagged += 1
-                    if wants_objects:
-                        accepted.append(Received(message, flags, now, path, raw))
-                self._stats.flagged += flagged
+                all_flags = self.kept.add_batch(messages, now, path)
+                if self._wants_objects:
+                    accepted = [
+                        Received(message, flags, now, path, raw)
+                        for (message, raw), flags in zip(messages, all_flags, strict=True)
+                    ]
+                self._stats.flagged += sum(1 for flags in all_flags if flags)
                 self._stats.accepted += len(messages)
             self._notify(accepted)
         finally:
