@@ -380,3 +380,25 @@ def test_a_capture_file_of_listen_json_lines(tmp_path: Path) -> None:
     report = check(path, Expectation(event="Opened", count=1), no_flagged=True)
     assert report.outcomes[0].met and report.received == 1
     assert report.flagged is not None and report.flagged.by_flag == {"x": 1}
+
+
+def test_cli_a_server_that_is_not_listen_exits_5(cli, httpserver) -> None:
+    httpserver.expect_request("/cmdai/messages").respond_with_data("no", status=404)
+    result = cli("expect", "--from", httpserver.url_for("/"), "--event", "Opened")
+    assert result.exit_code == 5
+    assert "answered 404" in result.stderr and "cmdai listen" in result.stderr
+
+
+def test_cli_a_collector_failing_with_5xx_exits_6(cli, httpserver) -> None:
+    httpserver.expect_request("/cmdai/messages").respond_with_data("down", status=503)
+    result = cli("expect", "--from", httpserver.url_for("/"), "--event", "Opened")
+    assert result.exit_code == 6 and "answered 503" in result.stderr
+
+
+def test_cli_only_the_flagged_check_needs_no_expectation(cli, collector: Receiver) -> None:
+    result = cli("--json", "expect", "--from", collector.url, "--no-flagged")
+    data = json.loads(result.stdout)
+    assert result.exit_code == 0 and data["expectations"] == [] and data["noFlagged"]["met"]
+    # With no check asked for at all, "at least one message" is the expectation.
+    plain = cli("--json", "expect", "--from", collector.url)
+    assert json.loads(plain.stdout)["expectations"][0]["found"] == 5
