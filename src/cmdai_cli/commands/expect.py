@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -14,7 +14,6 @@ from cmdai_cli.commands._options import TimeoutOpt
 
 if TYPE_CHECKING:
     from cmdai_cli.expect.check import Near
-    from cmdai_cli.expect.expectations import Expectation
     from cmdai_cli.expect.run import Report
 
 DEFAULT_FROM = "http://127.0.0.1:8765"
@@ -41,30 +40,6 @@ collector cannot be reached, 2 for a bad expectation file (naming its line).
 
 def register(app: typer.Typer) -> None:
     command(app, "expect", help=HELP)(expect)
-
-
-def expectations_from(
-    file: Path | None,
-    fields: dict[str, Any],
-    other_checks: bool,
-) -> list[Expectation]:
-    """The expectations to check: the file's, or the one the flags describe."""
-    from cmdai_cli.errors import UsageError
-    from cmdai_cli.expect.expectations import BadExpectation, build, load_file
-
-    given = {key: value for key, value in fields.items() if value not in (None, {})}
-    if file is not None:
-        if given:
-            flags = ", ".join("--" + key.replace("_", "-") for key in given)
-            raise UsageError(f"give --file or expectation flags ({flags}), not both")
-        return load_file(file)
-    if not given and other_checks:
-        return []
-    try:
-        return [build(given)]
-    except BadExpectation as exc:
-        flag = "--" + exc.key.replace("_", "-") if exc.key else "the flags"
-        raise UsageError(f"{flag}: {exc.reason}") from None
 
 
 def expect(
@@ -140,26 +115,25 @@ def expect(
     timeout: TimeoutOpt = 10.0,
 ) -> None:
     from cmdai_cli.errors import PartialFailure
-    from cmdai_cli.expect.expectations import parse_property
-    from cmdai_cli.expect.run import run
-    from cmdai_cli.expect.sources import open_source
+    from cmdai_cli.expect.run import check
 
     fields = {
         "type": kind,
         "event": event,
         "user_id": user_id,
-        "properties": dict(parse_property(pair) for pair in properties or []),
+        "properties": properties or [],
         "count": count,
         "min": min_,
         "max": max_,
     }
-    expectations = expectations_from(file, fields, no_flagged or catalogue)
-    report = run(
-        open_source(source, timeout=timeout),
-        expectations,
+    report = check(
+        source,
+        file=file,
+        fields=fields,
         no_flagged=no_flagged,
         catalogue=catalogue,
         within=within,
+        timeout=timeout,
     )
     render(report)
     checks = len(report.checks)

@@ -160,6 +160,29 @@ def build(fields: Mapping[str, Any], line: int | None = None) -> Expectation:
     )
 
 
+def gather(file: Path | None, fields: Mapping[str, Any], other_checks: bool) -> list[Expectation]:
+    """The expectations to check: the file's, or the one the command's flags describe.
+
+    `fields` are the file's keys, from flags; `properties` a list of `K=V`. With no file
+    and no such flag, the expectation is "at least one message", unless `other_checks`.
+    """
+    given = {key: value for key, value in fields.items() if value not in (None, [], {})}
+    if "properties" in given:
+        given["properties"] = dict(parse_property(pair) for pair in given["properties"])
+    if file is not None:
+        if given:
+            flags = ", ".join("--" + key.replace("_", "-") for key in given)
+            raise UsageError(f"give --file or expectation flags ({flags}), not both")
+        return load_file(file)
+    if not given and other_checks:
+        return []
+    try:
+        return [build(given)]
+    except BadExpectation as exc:
+        flag = "--" + exc.key.replace("_", "-") if exc.key else "the flags"
+        raise UsageError(f"{flag}: {exc.reason}") from None
+
+
 def load_file(path: Path) -> list[Expectation]:
     """The `[[expect]]` tables of a TOML file, each checked; errors name the file's line."""
     try:

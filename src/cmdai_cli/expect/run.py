@@ -9,7 +9,9 @@ nearest messages are worked out only once, for what still fails at the end.
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from cmdai_cli import _speed
@@ -25,8 +27,8 @@ from cmdai_cli.expect.check import (
     check_flagged,
     explain,
 )
-from cmdai_cli.expect.expectations import Expectation
-from cmdai_cli.expect.sources import Source
+from cmdai_cli.expect.expectations import Expectation, gather
+from cmdai_cli.expect.sources import Source, open_source
 
 if TYPE_CHECKING:
     from cmdai_cli.plans import Validator
@@ -91,6 +93,27 @@ def look(
         report.catalogue = check_catalogue(looker, validator)
     report.received = looker.counts().received
     return report, looker
+
+
+def check(
+    source: str,
+    *,
+    file: Path | None,
+    fields: Mapping[str, Any],
+    no_flagged: bool,
+    catalogue: bool,
+    within: float,
+    timeout: float,
+) -> Report:
+    """`cmdai expect`: the expectations (file or flags, see `gather`), checked at `source`."""
+    expectations = gather(file, fields, no_flagged or catalogue)
+    return run(
+        open_source(source, timeout=timeout),
+        expectations,
+        no_flagged=no_flagged,
+        catalogue=catalogue,
+        within=within,
+    )
 
 
 def run(
