@@ -224,7 +224,9 @@ class Looker:
             tuple(query.types),
             tuple(query.events),
             tuple(query.user_ids),
+            tuple(query.anonymous_ids),
             query.flagged,
+            query.since,
             query.limit,
         )
         if key not in self._answers:
