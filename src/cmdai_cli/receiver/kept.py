@@ -65,6 +65,10 @@ class Keyed(Protocol):
 K = TypeVar("K", bound=Keyed)
 
 
+# An `Entry` as kept: raw, flags, received_at, path, type, event, userId, anonymousId.
+_Row = tuple[bytes, tuple[str, ...], str, str, Any, Any, Any, Any]
+
+
 def _text(value: Any) -> str | None:
     """How a query string compares with a message field: ids may be numbers."""
     if value is None:
@@ -139,7 +143,10 @@ class Kept:
     since: str | None = None
 
     def __post_init__(self) -> None:
-        self._entries: deque[Entry] = deque(maxlen=self.keep)
+        # Plain tuples, not `Entry`: the collector stops tracking a tuple of strings and
+        # bytes once it has looked at it, but never a tuple subclass, so 100,000 kept
+        # namedtuples would be walked by every full collection while messages arrive.
+        self._entries: deque[_Row] = deque(maxlen=self.keep)
         self._seen: OrderedDict[str, None] = OrderedDict()
 
     def add_batch(
@@ -148,8 +155,7 @@ class Kept:
         """Keep one request's accepted messages; their flags, a repeated messageId's included.
 
         Runs for every message the receiver takes, under its lock: one call per request,
-        names looked up once, entries built by `tuple.__new__` (a namedtuple's own
-        constructor is Python code), and nothing done twice.
+        names looked up once, and nothing done twice.
         """
         entries = self._entries
         overflow = len(entries) + len(messages) - self.keep
@@ -159,7 +165,6 @@ class Kept:
         remember = self.remember_ids
         by_type, by_event, by_flag = self.by_type, self.by_event, self.by_flag
         append = entries.append
-        new = tuple.__new__
         found: list[tuple[str, ...]] = []
         flagged = 0
         for message, raw in messages:
@@ -175,12 +180,7 @@ class Kept:
                         seen.popitem(last=False)
             kind = get("type")
             event = get("event")
-            append(
-                new(
-                    Entry,
-                    (raw, flags, received_at, path, kind, event, get("userId"), get("anonymousId")),
-                )
-            )
+            append((raw, flags, received_at, path, kind, event, get("userId"), get("anonymousId")))
             by_type[kind if type(kind) is str else (_text(kind) or "(none)")] += 1
             if kind == "track" and type(event) is str:
                 by_event[event] += 1
@@ -197,7 +197,8 @@ class Kept:
 
     def entries(self) -> list[Entry]:
         """A copy of the kept entries, oldest first."""
-        return list(self._entries)
+        new = tuple.__new__
+        return [new(Entry, row) for row in self._entries]
 
     def reset(self, now: str) -> int:
         """Forget every message and count (the `out` file is not touched); how many were kept."""
