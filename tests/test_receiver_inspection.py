@@ -13,7 +13,7 @@ import pytest
 
 from cmdai_cli.receiver import Receiver
 from cmdai_cli.receiver.inspection import BadQuery, parse_query
-from cmdai_cli.receiver.kept import Kept, stamp
+from cmdai_cli.receiver.kept import Kept, Query, stamp
 
 from .receiver_http import KEY, basic, msg, post
 
@@ -188,3 +188,32 @@ def test_kept_store_on_its_own() -> None:
     flags = none.add_batch([({"type": "track"}, b"{}")], "2024-01-01T00:00:00.000Z", "/p")
     assert flags == [("no userId or anonymousId", "track without event")]
     assert none.entries() == [] and none.dropped == 1 and none.received == 1
+
+
+def test_rows_and_entries_are_filtered_alike() -> None:
+    kept = Kept()
+    messages: list[dict[str, Any]] = [
+        {"type": "track", "event": "Opened", "userId": "u1"},
+        {"type": "track", "event": "Closed", "userId": 7},
+        {"type": "identify", "anonymousId": "a1"},
+        {"type": 5, "event": 6.5},
+        {"type": "track", "event": "Opened", "userId": "u1", "messageId": "m"},
+        {"type": "track", "event": "Opened", "userId": "u2", "messageId": "m"},
+    ]
+    for n, message in enumerate(messages):
+        kept.add_batch(
+            [(message, json.dumps(message).encode())], f"2024-01-01T00:00:0{n}.000Z", "/"
+        )
+    queries = [
+        Query(),
+        Query(types=["track"], events=["Opened", "Closed"]),
+        Query(user_ids=["7", "u2"]),
+        Query(anonymous_ids=["a1"]),
+        Query(types=["5"], events=["6.5"]),
+        Query(flagged=True),
+        Query(flagged=False, since="2024-01-01T00:00:02.000Z", limit=2),
+        Query(limit=0),
+    ]
+    for query in queries:
+        by_rows = [tuple(row) for row in query.select_rows(kept.rows())]
+        assert by_rows == [tuple(entry) for entry in query.select(kept.entries())], query

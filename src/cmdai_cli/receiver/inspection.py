@@ -17,7 +17,7 @@ from __future__ import annotations
 from typing import Any, Protocol
 from urllib.parse import parse_qs
 
-from cmdai_cli.receiver.kept import Entry, Query, stamp
+from cmdai_cli.receiver.kept import Query, Row, row_json, stamp
 
 PREFIX = "/cmdai/"
 FILTERS = ("type", "event", "userId", "anonymousId", "flagged", "since", "limit")
@@ -26,7 +26,7 @@ FILTERS = ("type", "event", "userId", "anonymousId", "flagged", "since", "limit"
 class Inspected(Protocol):
     """What the routes need from a receiver: a consistent copy, the counts, a reset."""
 
-    def kept_entries(self) -> list[Entry]: ...
+    def kept_rows(self) -> list[Row]: ...
 
     def kept_summary(self) -> dict[str, Any]: ...
 
@@ -69,9 +69,9 @@ def parse_query(text: str) -> Query:
     return query
 
 
-def encode_entries(entries: list[Entry]) -> bytes:
-    """A JSON array of the entries, from their already encoded messages."""
-    return b"[" + b",".join(entry.as_json() for entry in entries) + b"]"
+def encode_rows(rows: list[Row]) -> bytes:
+    """A JSON array of kept rows, from their already encoded messages."""
+    return b"[" + b",".join(map(row_json, rows)) + b"]"
 
 
 def _error(status: int, code: str, message: str) -> tuple[int, dict[str, Any]]:
@@ -95,4 +95,4 @@ def answer(receiver: Inspected, method: str, target: str) -> tuple[int, dict[str
         query = parse_query(query_text)
     except BadQuery as exc:
         return _error(400, "invalid_request", str(exc))
-    return 200, encode_entries(query.select(receiver.kept_entries()))
+    return 200, encode_rows(query.select_rows(receiver.kept_rows()))

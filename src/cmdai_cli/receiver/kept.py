@@ -39,10 +39,7 @@ class Entry(NamedTuple):
 
     def as_json(self) -> bytes:
         """The message as the inspection API and `listen --json` show it, encoded."""
-        head = orjson.dumps(
-            {"receivedAt": self.received_at, "path": self.path, "flags": self.flags}
-        )
-        return head[:-1] + b',"message":' + self.raw + b"}"
+        return row_json(self)
 
 
 class Keyed(Protocol):
@@ -66,7 +63,14 @@ K = TypeVar("K", bound=Keyed)
 
 
 # An `Entry` as kept: raw, flags, received_at, path, type, event, userId, anonymousId.
-_Row = tuple[bytes, tuple[str, ...], str, str, Any, Any, Any, Any]
+Row = tuple[bytes, tuple[str, ...], str, str, Any, Any, Any, Any]
+_TYPE, _EVENT, _USER_ID, _ANONYMOUS_ID = 4, 5, 6, 7
+
+
+def row_json(row: Row) -> bytes:
+    """A kept row as the inspection API and `listen --json` show a message, encoded."""
+    head = orjson.dumps({"receivedAt": row[2], "path": row[3], "flags": row[1]})
+    return head[:-1] + b',"message":' + row[0] + b"}"
 
 
 def _text(value: Any) -> str | None:
@@ -106,7 +110,36 @@ class Query:
 
     def select(self, entries: Iterable[K]) -> list[K]:
         """The matching entries, oldest first; with `limit`, only the newest `limit`."""
-        found = [entry for entry in entries if self.matches(entry)]
+        return self._newest([entry for entry in entries if self.matches(entry)])
+
+    def select_rows(self, rows: list[Row]) -> list[Row]:
+        """`select` over kept rows, one pass per filter given, with no call per row.
+
+        What `GET /cmdai/messages` runs over up to 100,000 rows on every look of a
+        polling `cmdai expect`; `matches` would cost a call (and an `Entry`) per row.
+        """
+        for index, wanted in (
+            (_TYPE, self.types),
+            (_EVENT, self.events),
+            (_USER_ID, self.user_ids),
+            (_ANONYMOUS_ID, self.anonymous_ids),
+        ):
+            if wanted:
+                allowed = set(wanted)
+                rows = [
+                    row
+                    for row in rows
+                    if (row[index] if type(row[index]) is str else _text(row[index])) in allowed
+                ]
+        if self.flagged is not None:
+            flagged = self.flagged
+            rows = [row for row in rows if bool(row[1]) is flagged]  # flags
+        if self.since is not None:
+            since = self.since
+            rows = [row for row in rows if row[2] >= since]  # receivedAt
+        return self._newest(rows)
+
+    def _newest(self, found: list[Any]) -> list[Any]:
         if self.limit is not None:
             found = found[len(found) - self.limit :] if self.limit else []
         return found
@@ -146,7 +179,7 @@ class Kept:
         # Plain tuples, not `Entry`: the collector stops tracking a tuple of strings and
         # bytes once it has looked at it, but never a tuple subclass, so 100,000 kept
         # namedtuples would be walked by every full collection while messages arrive.
-        self._entries: deque[_Row] = deque(maxlen=self.keep)
+        self._entries: deque[Row] = deque(maxlen=self.keep)
         self._seen: OrderedDict[str, None] = OrderedDict()
 
     def add_batch(
@@ -194,6 +227,10 @@ class Kept:
 
     def reject(self, status: int) -> None:
         self.rejected[status] += 1
+
+    def rows(self) -> list[Row]:
+        """A copy of the kept rows, oldest first."""
+        return list(self._entries)
 
     def entries(self) -> list[Entry]:
         """A copy of the kept entries, oldest first."""

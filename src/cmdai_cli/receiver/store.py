@@ -22,7 +22,7 @@ import orjson
 from cmdai_cli import redact
 from cmdai_cli.errors import UsageError
 from cmdai_cli.receiver import inspection
-from cmdai_cli.receiver.kept import Entry, Kept
+from cmdai_cli.receiver.kept import Entry, Kept, Row
 from cmdai_cli.receiver.protocol import (
     BATCH_PATH,
     SINGLE_PATHS,
@@ -212,6 +212,12 @@ class Receiver:
         with self._arrived:
             self._settle()
             return self.kept.entries()
+
+    def kept_rows(self) -> list[Row]:
+        """The kept rows, oldest first (all answered requests' included): for queries."""
+        with self._arrived:
+            self._settle()
+            return self.kept.rows()
 
     def kept_summary(self) -> dict[str, Any]:
         """Counts since the start or the last reset, as `GET /cmdai/summary` gives them."""
