@@ -6,8 +6,8 @@ is the message's encoded line plus the few fields the inspection API filters on,
 query over 100,000 messages decodes only what it returns. Counts (by type, by event
 name, by flag, rejected requests) cover everything since the start or the last reset.
 
-Not thread-safe on its own: the receiver calls `add` and `reject` under its lock, and
-`entries()` copies under the same lock before a query runs without it.
+Not thread-safe on its own: the receiver calls `add_batch` and `reject` under its lock,
+and `rows()` copies under the same lock before a query runs without it.
 """
 
 from __future__ import annotations
