@@ -30,6 +30,7 @@ def serve(
     port: int,
     write_key: str | None,
     out: Path | None,
+    reject_wrong_key: bool = False,
     on_batch: Callable[[list[Received]], Any],
     on_start: Callable[[Listening], Any],
 ) -> Stats:
@@ -44,7 +45,14 @@ def serve(
         raise UsageError(f"--port {port} is not a port number (0-65535)")
     if write_key is not None:
         redact.register(write_key)
-    receiver = Receiver(bind=bind, port=port, write_key=write_key, out=out, on_batch=on_batch)
+    receiver = Receiver(
+        bind=bind,
+        port=port,
+        write_key=write_key,
+        reject_wrong_key=reject_wrong_key,
+        out=out,
+        on_batch=on_batch,
+    )
     receiver.start()
     # Everything imported so far lives as long as the process: keep it out of GC passes.
     gc.freeze()
@@ -59,7 +67,8 @@ def serve(
         for signum in (signal.SIGINT, signal.SIGTERM):
             previous[signum] = signal.signal(signum, on_term)
     try:
-        on_start(Listening(receiver.url, bind, not is_loopback(bind) and write_key is None))
+        guarded = write_key is not None and reject_wrong_key
+        on_start(Listening(receiver.url, bind, not is_loopback(bind) and not guarded))
         try:
             while not stop.wait(0.2):
                 pass
