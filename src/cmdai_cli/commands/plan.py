@@ -12,15 +12,13 @@ import typer
 
 from cmdai_cli import output
 from cmdai_cli.commands._common import STATE, command
+from cmdai_cli.commands._common import group as new_group
 from cmdai_cli.errors import UsageError
 
 if TYPE_CHECKING:
     from cmdai_cli.plans import Rule
 
-group = typer.Typer(
-    help="Tracking plans: show the built-in one or a plan file, pull one from Segment.",
-    no_args_is_help=True,
-)
+group = new_group("Tracking plans: show the built-in one or a plan file, pull one from Segment.")
 
 
 def register(app: typer.Typer) -> None:

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from cmdai_cli import redact
+from cmdai_cli.destination.apply import PartialApply, apply
 from cmdai_cli.destination.desired import (
     COMMANDAI,
     WEBHOOK,
@@ -38,7 +39,7 @@ from cmdai_cli.destination.desired import (
     mapping_warnings,
     webhook_destination,
 )
-from cmdai_cli.destination.plan import PartialApply, Write, apply, plan
+from cmdai_cli.destination.plan import Write, plan
 from cmdai_cli.errors import ConfigError, UsageError
 
 if TYPE_CHECKING:

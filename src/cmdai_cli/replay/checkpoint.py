@@ -30,7 +30,7 @@ from typing import IO, Any
 import orjson
 
 from cmdai_cli.errors import UsageError
-from cmdai_cli.streams import Input
+from cmdai_cli.events.inputs import Input
 
 FORMAT = "cmdai-replay-checkpoint"
 VERSION = 1

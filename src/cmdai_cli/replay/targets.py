@@ -23,7 +23,8 @@ from cmdai_cli.replay.options import TargetName
 from cmdai_cli.segment.messages import MAX_MESSAGE_BYTES, message_problem
 
 if TYPE_CHECKING:
-    from cmdai_cli.mapping import Mapper, WebhookMapping
+    from cmdai_cli.mapping.pipeline import Mapper
+    from cmdai_cli.mapping.webhook import WebhookMapping
 
 DEFAULT_BULK_BATCH = 100
 
@@ -170,7 +171,7 @@ class WebhookTarget:
         self._client = Client(self.timeout, self.concurrency)
 
     def prepare(self, event: dict[str, Any]) -> Prepared:
-        from cmdai_cli.mapping import apply_mapping
+        from cmdai_cli.mapping.webhook import apply_mapping
 
         body = apply_mapping(event, self.mapping)
         try:
@@ -212,7 +213,7 @@ class BulkIdentifyTarget:
     name: TargetName = "bulk-identify"
 
     def __post_init__(self) -> None:
-        from cmdai_cli.mapping import make_mapper
+        from cmdai_cli.mapping.pipeline import make_mapper
 
         redact.register(self.token)
         self.url = bulk_identify_url(self.api_host, self.org_id)
