@@ -147,8 +147,13 @@ def send_with_profile(
     profile_name: str | None,
     host: str | None,
     timeout: float,
+    check_key: bool = True,
 ) -> Sent:
-    """Send `message` to the Segment source of a profile (`host` overrides its host)."""
+    """Send `message` to the Segment source of a profile (`host` overrides its host).
+
+    With `check_key`, the key is then looked up on Segment's CDN (`keyCheck` in the
+    summary): Segment's "accepted" says nothing about the key, the CDN does.
+    """
     from cmdai_cli import profile
     from cmdai_cli.segment.sender import host_for
 
@@ -157,7 +162,13 @@ def send_with_profile(
         "write_key", hint="run `cmdai connect`, or try `cmdai send-test --local`"
     )
     target = host_for(resolved.get("region"), resolved.get("segment_host"))
-    return send_to(message, event, write_key=write_key, host=target, timeout=timeout)
+    sent = send_to(message, event, write_key=write_key, host=target, timeout=timeout)
+    if check_key:
+        from cmdai_cli.segment.cdn import check_write_key
+
+        check = check_write_key(write_key, str(resolved.get("cdn_host")), timeout)
+        sent.summary["keyCheck"] = check.as_dict()
+    return sent
 
 
 def _sent(message: dict[str, Any], event: str, outcome: Any, host: str, *, local: bool) -> Sent:

@@ -58,8 +58,10 @@ def send_test(
 ) -> None:
     """Send a test event to the Segment source and report whether Segment accepted it.
 
-    Exit 0 only when Segment answered 2xx; 5 when it refused (4xx); 6 when it could not
-    be reached, timed out or failed (5xx).
+    Segment's Tracking API answers 2xx to any write key, so the key is also looked up
+    on Segment's CDN and reported as verified (a source has it) or not. Exit 0 only when
+    Segment answered 2xx; 5 when it refused (4xx); 6 when it could not be reached, timed
+    out or failed (5xx).
     """
     from cmdai_cli import test_event
     from cmdai_cli.commands._sent import render
