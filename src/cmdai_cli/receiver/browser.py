@@ -61,7 +61,7 @@ def settings_document(write_key: str, host: str) -> dict[str, Any]:
     """A source's CDN settings as analytics.js reads them, sending to `host` over http.
 
     The shape is the one Segment's CDN serves (`CDNSettings` in analytics-next's
-    `packages/browser/src/browser/index.ts`): `integrations` holds only `Segment.io`, so
+    `packages/browser/src/browser/settings.ts`): `integrations` holds only `Segment.io`, so
     no device-mode destination is loaded, and `remotePlugins` is empty. Remote metrics
     are off (`sampleRate` 0) so nothing but the page's own calls arrives.
     """
