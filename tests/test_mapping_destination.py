@@ -205,3 +205,20 @@ def test_destination_bad_records() -> None:
 )
 def test_js_truthy(value: Any, truthy: bool) -> None:
     assert js_truthy(value) is truthy
+
+
+def test_explain_names_the_paths_each_argument_came_from() -> None:
+    record, _ = map_destination(IDENTIFY, deploy=True, explain=True)
+    assert record is not None and record["explain"] == {
+        "userId": {"path": "$.userId"},
+        "traits": {"path": "$.traits"},
+        "hmac": {"path": "$.context.CommandBar.hmac"},
+        "formFactor": {"path": "$.context.CommandBar.formFactor"},
+    }
+    record, _ = map_destination(IDENTIFY, explain=True)
+    assert record is not None and record["explain"] == {"traits": {"path": "$.traits"}}
+    record, _ = map_destination(TRACK, explain=True)
+    assert record is not None and record["explain"] == {
+        "event_name": {"path": "$.event"},
+        "event_metadata": {"path": "$.properties"},
+    }
