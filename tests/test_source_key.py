@@ -256,13 +256,19 @@ def test_send_test_reports_the_key_verified_or_not(
     cli: Any, tracking: Receiver, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # The receiver is both the Tracking API and the CDN, and knows WRITE_KEY.
-    monkeypatch.setenv("CMDAI_CDN_HOST", tracking.url)
-    result = cli("send-test", "--json")
+    result = cli("send-test", "--cdn-host", tracking.url, "--json")
     assert result.exit_code == 0
     assert json.loads(result.stdout)["keyCheck"]["status"] == "verified"
+    monkeypatch.setenv("CMDAI_CDN_HOST", tracking.url)
     assert "write key  verified" in cli("send-test").stdout
     monkeypatch.setenv("CMDAI_WRITE_KEY", "another-key-0123456789")
     result = cli("send-test")
     # Segment takes the event (exit 0) and drops it later: the report says why.
     assert result.exit_code == 0
     assert "write key  NOT a Segment source's key" in result.stdout
+
+
+def test_send_test_checks_the_cdn_host_flag(cli: Any, tracking: Receiver) -> None:
+    result = cli("send-test", "--cdn-host", "ftp://cdn.example")
+    assert result.exit_code == 2 and "--cdn-host" in result.stderr
+    assert cli("send-test", "--local", "--cdn-host", tracking.url).exit_code == 2

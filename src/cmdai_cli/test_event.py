@@ -148,6 +148,7 @@ def send_with_profile(
     host: str | None,
     timeout: float,
     check_key: bool = True,
+    cdn: str | None = None,
 ) -> Sent:
     """Send `message` to the Segment source of a profile (`host` overrides its host).
 
@@ -157,7 +158,11 @@ def send_with_profile(
     from cmdai_cli import profile
     from cmdai_cli.segment.sender import host_for
 
-    resolved = profile.resolve(profile_name, {"segment_host": host})
+    if cdn is not None:
+        from cmdai_cli.values import check_url
+
+        cdn = check_url(cdn, what="--cdn-host")
+    resolved = profile.resolve(profile_name, {"segment_host": host, "cdn_host": cdn})
     write_key = resolved.require(
         "write_key", hint="run `cmdai connect`, or try `cmdai send-test --local`"
     )

@@ -8,7 +8,7 @@ import typer
 
 from cmdai_cli import output
 from cmdai_cli.commands._common import STATE, command, complete_events
-from cmdai_cli.commands._options import HostOpt, TimeoutOpt
+from cmdai_cli.commands._options import CdnHostOpt, HostOpt, TimeoutOpt
 
 
 def register(app: typer.Typer) -> None:
@@ -46,6 +46,7 @@ def send_test(
         ),
     ] = None,
     host: HostOpt = None,
+    cdn_host: CdnHostOpt = None,
     local: Annotated[
         bool,
         typer.Option(
@@ -71,12 +72,12 @@ def send_test(
         event, user_id, anonymous_id, test_event.parse_properties(property_)
     )
     if local:
-        if host is not None:
-            raise UsageError("--local and --host cannot be used together")
+        if host is not None or cdn_host is not None:
+            raise UsageError("--local cannot be used with --host or --cdn-host")
         sent = test_event.send_local(message, name, timeout=timeout)
     else:
         sent = test_event.send_with_profile(
-            message, name, profile_name=STATE.profile, host=host, timeout=timeout
+            message, name, profile_name=STATE.profile, host=host, timeout=timeout, cdn=cdn_host
         )
     if STATE.json:
         output.emit_json(sent.summary)
