@@ -68,6 +68,11 @@ def test_strings_escape_as_json_stringify_does() -> None:
     )
 
 
+def test_a_surrogate_pair_is_one_character_and_a_lone_one_is_escaped() -> None:
+    assert dumps("\ud800\udc00") == '"\U00010000"'.encode()
+    assert dumps("\udc00\ud800") == b'"\\udc00\\ud800"'
+
+
 def test_not_json_is_a_type_error() -> None:
     with pytest.raises(TypeError):
         dumps({1: "x"})

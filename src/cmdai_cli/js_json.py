@@ -140,10 +140,14 @@ def _is_index(key: str) -> bool:
 
 
 def _string(text: str) -> str:
-    if _SURROGATE.search(text) is None:
-        # orjson escapes exactly as JSON.stringify does for text without surrogates.
-        return orjson.dumps(text).decode("utf-8")
-    return '"' + _ESCAPE.sub(_escape, text) + '"'
+    if _SURROGATE.search(text) is not None:
+        # A high and a low surrogate side by side are one character to JavaScript's
+        # UTF-16 strings: join them; only the lone ones are left to escape.
+        text = text.encode("utf-16-le", "surrogatepass").decode("utf-16-le", "surrogatepass")
+        if _SURROGATE.search(text) is not None:
+            return '"' + _ESCAPE.sub(_escape, text) + '"'
+    # orjson escapes exactly as JSON.stringify does for text without surrogates.
+    return orjson.dumps(text).decode("utf-8")
 
 
 def _escape(found: re.Match[str]) -> str:
