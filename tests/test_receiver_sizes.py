@@ -14,6 +14,7 @@ import subprocess
 from datetime import datetime
 from typing import Any
 
+import pytest
 from segment.analytics import Client
 from segment.analytics.consumer import BATCH_SIZE_LIMIT, MAX_MSG_SIZE, Consumer
 from segment.analytics.request import DatetimeSerializer
@@ -111,3 +112,22 @@ def test_node_events_at_exactly_32768_bytes_and_its_batch_threshold_are_captured
         f"node-large-{index:03d}" for index in range(1, 17)
     ]
     assert all(r.flags == ("message over 32,000 bytes",) for r in received)
+
+
+def test_what_the_request_merges_in_is_not_measured() -> None:
+    from cmdai_cli.receiver.protocol import Rejected, parse_encoded
+
+    def item(size: int) -> dict[str, Any]:
+        base: dict[str, Any] = {"type": "track", "userId": "u", "event": "e"}
+        base["properties"] = {"blob": ""}
+        base["properties"]["blob"] = "x" * (size - len(json.dumps(base, separators=(",", ":"))))
+        return base
+
+    shared = {"context": {"ip": "203.0.113.7", "library": {"name": "x" * 100}}}
+    for extra in ({}, shared, {"sentAt": "2024-05-01T00:00:00.000Z"}):
+        body = json.dumps({"batch": [item(32_768), item(32_000)], **extra}).encode()
+        parsed = parse_encoded("/v1/batch", body, None, None, "2024-05-01T00:00:01.000Z")
+        assert [flags for _, _, flags in parsed] == [("message over 32,000 bytes",), ()]
+        over = json.dumps({"batch": [item(32_769)], **extra}).encode()
+        with pytest.raises(Rejected, match="32769 bytes"):
+            parse_encoded("/v1/batch", over, None, None, "2024-05-01T00:00:01.000Z")

@@ -166,31 +166,40 @@ def parse_encoded(
         shared = data.get("context")
         sent_at = data.get("sentAt")
         sent: list[dict[str, Any]] = []
+        merged: list[int] = []
+        # The bytes `"sentAt":...` adds to a message that gets it (with its comma).
+        sent_at_bytes = len(orjson.dumps({"sentAt": sent_at})) - 1
         messages = []
         for index, item in enumerate(items):
             if not isinstance(item, dict):
                 raise Rejected(400, "invalid_request", f"batch item {index} is not an object")
             item.pop("writeKey", None)
             sent.append(item)
-            # A merged copy: the item stays as sent, to be measured if it looks large.
+            # A batch context is merged into a copy: the item stays as sent, to be
+            # measured if it looks large. A sentAt is added in place and its bytes
+            # counted off, as receivedAt's are.
             if isinstance(shared, dict):
                 own = item.get("context")
                 item = {**item, "context": {**shared, **own} if isinstance(own, dict) else shared}
+            added_here = 0
             if sent_at is not None and "sentAt" not in item:
-                item = {**item, "sentAt": sent_at}
+                item["sentAt"] = sent_at
+                added_here = sent_at_bytes
+            merged.append(added_here)
             messages.append(item)
     else:
         data["type"] = SINGLE_PATHS[path]
         messages = sent = [data]
+        merged = [0]
     # Encoded once: the size check and the stored line share it. Merging only adds, so
     # the merged size bounds the size as sent, which is measured only when it must be.
     added = len(orjson.dumps({"receivedAt": now})) - 1 if now is not None else 0
     encoded = []
     for index, message in enumerate(messages):
-        extra = 0
+        extra = merged[index]
         if now is not None and "receivedAt" not in message:
             message["receivedAt"] = now
-            extra = added
+            extra += added
         raw = orjson.dumps(message)
         flags = shared_flags
         if len(raw) - extra > STATED_MESSAGE_BYTES:
@@ -208,7 +217,11 @@ def parse_encoded(
 
 
 def _size_as_sent(sent: dict[str, Any], stored: dict[str, Any], stored_size: int) -> int:
-    """The compact size of a message before the request's fields were merged into it."""
+    """The compact size of a message before the request's fields were merged into it.
+
+    `stored_size` already leaves out what was added in place; a copy (a batch context
+    was merged) means measuring the message as it came.
+    """
     if sent is stored:
         return stored_size
     return len(orjson.dumps(sent))
