@@ -290,3 +290,9 @@ def test_node_sdk_sees_a_wrong_key_refused_when_asked() -> None:
         assert rx.messages() == []
         assert rx.stats.rejected.get(401, 0) >= 1
     assert results and not any(r.get("ok") for r in results)
+
+
+def test_reject_wrong_key_needs_a_write_key(cli: Any) -> None:
+    result = cli("listen", "--reject-wrong-key", "--port", "0")
+    assert result.exit_code == 2
+    assert "--reject-wrong-key needs --write-key" in result.stderr
