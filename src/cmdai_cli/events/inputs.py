@@ -15,15 +15,26 @@ import re
 import sys
 import zlib
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
-from typing import IO, cast
+from typing import IO, TYPE_CHECKING, cast
 
 from cmdai_cli.errors import DataError
 from cmdai_cli.events.archive import skipped_by_since
 
-__all__ = ["CHUNK_BYTES", "Input", "ReadStats", "Truncated", "chunks", "expand_inputs"]
+if TYPE_CHECKING:
+    from cmdai_cli.events.storage import ReadAhead
+
+__all__ = [
+    "CHUNK_BYTES",
+    "Input",
+    "ReadStats",
+    "Truncated",
+    "chunks",
+    "expand_inputs",
+    "read_ahead",
+]
 
 CHUNK_BYTES = 1 << 18  # big enough to amortise, small enough to stay in cache
 _GZIP_MAGIC = b"\x1f\x8b"
@@ -42,8 +53,9 @@ class ReadStats:
 class Input:
     """One input: a file path, an object's URL, or stdin when both are None.
 
-    An object carries the size and version (ETag, generation) its listing gave. With
-    `stats`, opening counts the input and reading counts its bytes (before gunzip).
+    An object carries the size and version (ETag, generation) its listing gave, and
+    the `ReadAhead` of its list, if any. With `stats`, opening counts the input and
+    reading counts its bytes (before gunzip).
     """
 
     name: str
@@ -52,16 +64,19 @@ class Input:
     size: int | None = None
     version: str | None = None
     stats: ReadStats | None = field(default=None, compare=False, repr=False)
+    ahead: ReadAhead | None = field(default=None, compare=False, repr=False)
 
     @property
     def is_stdin(self) -> bool:
         return self.path is None and self.url is None
 
     def open(self) -> IO[bytes]:
-        if self.url is not None:
+        if self.ahead is not None and self.url is not None:
+            stream = self.ahead.open(self.url, self.size)
+        elif self.url is not None:
             from cmdai_cli.events.storage import open_url
 
-            stream = open_url(self.url)
+            stream = open_url(self.url, self.size)
         elif self.path is None:
             stream = sys.stdin.buffer
         else:
@@ -143,7 +158,21 @@ def expand_inputs(
             inputs.extend(Input(m, Path(m), stats=stats) for m in matches)
         else:
             raise DataError("no such file or directory", source=spec)
-    return inputs
+    return read_ahead(inputs)
+
+
+def read_ahead(inputs: list[Input]) -> list[Input]:
+    """The inputs, their objects in storage set to be fetched one ahead, in this order.
+
+    Call it again on a subset (a shard's) so that nothing outside it is fetched.
+    """
+    objects = [(item.url, item.size) for item in inputs if item.url is not None]
+    if len(objects) < 2:
+        return [replace(item, ahead=None) if item.ahead else item for item in inputs]
+    from cmdai_cli.events.storage import ReadAhead
+
+    ahead = ReadAhead(objects)
+    return [replace(item, ahead=ahead) if item.url is not None else item for item in inputs]
 
 
 class Truncated(Exception):

@@ -15,18 +15,19 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
-from typing import IO, TYPE_CHECKING, Any, NoReturn
+from typing import IO, TYPE_CHECKING, Any, NoReturn, cast
 
 from cmdai_cli.errors import CmdaiError, ConfigError, DataError, RemoteRefused, RemoteUnreachable
-from cmdai_cli.events.archive import skipped_by_since
+from cmdai_cli.events.archive import day_of, skipped_by_since
 
 if TYPE_CHECKING:
     from fsspec import AbstractFileSystem
 
-__all__ = ["BLOCK_BYTES", "Entry", "is_url", "list_url", "open_url"]
+__all__ = ["BLOCK_BYTES", "Entry", "ReadAhead", "is_url", "list_url", "open_url"]
 
 # Bytes fetched per request. Large enough that a request's latency is small beside its
 # transfer, small enough that a reader holds little: s3fs's own default is 50 MiB.
@@ -144,23 +145,40 @@ def _list(fs: AbstractFileSystem, spec: str, since: datetime | None) -> list[Ent
         if not files:
             raise DataError("no object matches this pattern", source=spec)
         return [_entry(fs, info) for info in files]
-    info = fs.info(path)
-    if info.get("type") != "directory":
-        return [_entry(fs, info)]
-    return [_entry(fs, item) for item in _walk(fs, path, since)]
+    # A name ending in '/' is a prefix: no need to ask whether it is an object.
+    if not spec.endswith("/"):
+        info = fs.info(path)
+        if info.get("type") != "directory":
+            return [_entry(fs, info)]
+    found = list(_walk(fs, path.rstrip("/"), since))
+    if not found and spec.endswith("/") and not fs.exists(path):
+        raise FileNotFoundError(path)
+    return [_entry(fs, item) for item in found]
 
 
 def _walk(fs: AbstractFileSystem, path: str, since: datetime | None) -> Iterator[dict[str, Any]]:
-    """Files under `path` in name order; one listing per folder above the day folders."""
+    """Files under `path` in name order, hidden ones left out.
+
+    Without `since`, one recursive listing. With it, a listing per folder down to the
+    day folders, so that those it skips are never listed.
+    """
+    if since is None:
+        found: dict[str, dict[str, Any]] = fs.find(path, detail=True)
+        depth = path.count("/") + 1
+        for name, info in sorted(found.items()):
+            below = name.split("/")[depth:]
+            if info.get("type") == "file" and not any(p.startswith(".") for p in below):
+                yield info
+        return
     listing: list[dict[str, Any]] = fs.ls(path, detail=True)
     for info in sorted(listing, key=_name):
         name = _name(info)
-        if name.rstrip("/") == path.rstrip("/") or _hidden(name):
+        if name.rstrip("/") == path or _hidden(name):
             continue
         if info.get("type") == "directory":
             if _early(name, since):
                 continue
-            yield from _walk(fs, name, since)
+            yield from _walk(fs, name.rstrip("/"), None if day_of(_base(name)) else since)
         elif info.get("type") == "file":
             yield info
 
@@ -169,8 +187,12 @@ def _name(info: dict[str, Any]) -> str:
     return str(info["name"])
 
 
+def _base(name: str) -> str:
+    return name.rstrip("/").rsplit("/", 1)[-1]
+
+
 def _hidden(name: str) -> bool:
-    return name.rstrip("/").rsplit("/", 1)[-1].startswith(".")
+    return _base(name).startswith(".")
 
 
 def _early(name: str, since: datetime | None) -> bool:
@@ -190,26 +212,46 @@ def _entry(fs: AbstractFileSystem, info: dict[str, Any]) -> Entry:
 # ---------------------------------------------------------------- reading
 
 
-def open_url(url: str) -> IO[bytes]:
-    """A stream over one object; its reads raise CmdaiError, never a backend's error."""
+def open_url(url: str, size: int | None = None) -> IO[bytes]:
+    """A stream over one object; its reads raise CmdaiError, never a backend's error.
+
+    `size` (from the listing) saves asking for it again where the backend takes it.
+    """
     protocol = protocol_of(url)
     assert protocol is not None
     fs = filesystem(protocol)
+    extra: dict[str, Any] = {"size": size} if size is not None and protocol in _SIZED else {}
     try:
-        stream: IO[bytes] = fs.open(fs._strip_protocol(url), "rb", block_size=BLOCK_BYTES)
+        stream: IO[bytes] = fs.open(fs._strip_protocol(url), "rb", block_size=BLOCK_BYTES, **extra)
     except Exception as exc:
         _fail(exc, url)
-    return _Guarded(stream, url)  # type: ignore[return-value]
+    return cast(IO[bytes], _Guarded(stream, url))
+
+
+_SIZED = frozenset({"s3", "s3a"})
 
 
 class _Guarded:
-    """A remote stream whose failures (lost connection, expired credentials) are ours."""
+    """A remote stream whose failures (lost connection, expired credentials) are ours.
 
-    def __init__(self, stream: IO[bytes], url: str) -> None:
+    It may start with bytes already fetched (`head`), by `ReadAhead`.
+    """
+
+    def __init__(self, stream: IO[bytes], url: str, head: bytes = b"") -> None:
         self._stream = stream
         self._url = url
+        self._head = head
 
     def read(self, size: int = -1) -> bytes:
+        if self._head:
+            if size < 0:
+                data, self._head = self._head + self._read(-1), b""
+                return data
+            data, self._head = self._head[:size], self._head[size:]
+            return data
+        return self._read(size)
+
+    def _read(self, size: int) -> bytes:
         try:
             return self._stream.read(size)
         except Exception as exc:
@@ -223,3 +265,44 @@ class _Guarded:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+class ReadAhead:
+    """Opens the next object of a list, and fetches its first block, while one is read.
+
+    A request's latency is paid once per object; with many small objects (Segment
+    writes one per source about every hour, however few events) it would otherwise
+    add up. One object ahead at most, so at most one block more is held.
+    """
+
+    def __init__(self, objects: Sequence[tuple[str, int | None]]) -> None:
+        self._after = {url: objects[i + 1] for i, (url, _) in enumerate(objects[:-1])}
+        self._ahead: tuple[str, Future[_Guarded]] | None = None
+        self._pool: ThreadPoolExecutor | None = None
+
+    def open(self, url: str, size: int | None) -> IO[bytes]:
+        ahead, self._ahead = self._ahead, None
+        if ahead is not None and ahead[0] == url:
+            stream = ahead[1].result()
+        else:
+            if ahead is not None:
+                ahead[1].add_done_callback(_close_unused)
+            stream = _started(url, size, fetch=False)
+        following = self._after.get(url)
+        if following is not None:
+            if self._pool is None:
+                self._pool = ThreadPoolExecutor(1, thread_name_prefix="cmdai-read-ahead")
+            self._ahead = (following[0], self._pool.submit(_started, *following))
+        return cast(IO[bytes], stream)
+
+
+def _started(url: str, size: int | None, fetch: bool = True) -> _Guarded:
+    stream = cast(_Guarded, open_url(url, size))
+    if fetch:
+        stream._head = stream._read(BLOCK_BYTES)
+    return stream
+
+
+def _close_unused(future: Future[_Guarded]) -> None:
+    if future.exception() is None:
+        future.result().close()

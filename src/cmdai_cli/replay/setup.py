@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from cmdai_cli.errors import ConfigError, UsageError
-from cmdai_cli.events.inputs import Input, ReadStats, expand_inputs
+from cmdai_cli.events.inputs import Input, ReadStats, expand_inputs, read_ahead
 from cmdai_cli.replay.checkpoint import (
     Checkpoint,
     Ranges,
@@ -174,7 +174,7 @@ def split(
     if options.rate is not None:
         options = replace(options, rate=options.rate / shard.count)
     if len(inputs) > 1:
-        mine = [item for item in inputs if shard.owns_file(item.name)]
+        mine = read_ahead([item for item in inputs if shard.owns_file(item.name)])
         return replace(options, shard=None), mine, Sharding(shard, "file")
     return options, inputs, Sharding(shard, "messageId")
 
