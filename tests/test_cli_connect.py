@@ -131,6 +131,7 @@ def test_secret_guard_notices_a_leak(secrets):
 @pytest.mark.skipif(not hasattr(pty, "fork"), reason="needs a pseudo-terminal")
 def test_prompts_without_echo_on_a_terminal(tmp_path):
     exe = shutil.which("cmdai", path=os.path.dirname(sys.executable))
+    assert exe is not None
     assert exe, "the installed cmdai script"
     env = {**os.environ, "CMDAI_CONFIG_DIR": str(tmp_path / "cfg"), "NO_COLOR": "1"}
     pid, fd = pty.fork()
@@ -166,6 +167,7 @@ def test_prompts_without_echo_on_a_terminal(tmp_path):
 
 def test_installed_script_runs_as_a_subprocess(tmp_path):
     exe = shutil.which("cmdai", path=os.path.dirname(sys.executable))
+    assert exe is not None
     env = {**os.environ, "CMDAI_CONFIG_DIR": str(tmp_path / "cfg"), "NO_COLOR": "1"}
     done = subprocess.run(
         [exe, "connect", "--write-key", "-", "--json"],

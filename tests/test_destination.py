@@ -383,7 +383,9 @@ def test_an_api_host_that_never_answers(
     cli, api: FakePublicApi, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # Takes the connection, never answers: each try times out, then the command exits 6.
-    monkeypatch.setitem(public_api.PublicApi.__init__.__kwdefaults__, "timeout", 0.3)
+    defaults = public_api.PublicApi.__init__.__kwdefaults__
+    assert defaults is not None
+    monkeypatch.setitem(defaults, "timeout", 0.3)
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         sock.listen(8)

@@ -21,11 +21,12 @@ def test_fast_path_is_active_on_the_pinned_typer() -> None:
 
 
 def test_help_converts_no_option_on_the_fast_path(cli) -> None:
-    command = typer.main.get_command(app)
+    command = typer.main.get_group(app)
     ctx = command.make_context("cmdai", ["doctor"], resilient_parsing=True)
     doctor = command.get_command(ctx, "doctor")
+    assert doctor is not None
     with doctor.make_context("doctor", ["--timeout", "5", "--host", "x"]) as sub:
-        params = {p.name: p for p in doctor.get_params(sub)}
+        params: dict[str | None, Any] = {p.name: p for p in doctor.get_params(sub)}
     # Text and flags pass through as given; the float keeps Typer's own conversion.
     assert type(params["host"]._runtime_param).__name__ == "PassThroughRuntimeParam"
     assert type(params["send_test"]._runtime_param).__name__ == "PassThroughRuntimeParam"

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import gc
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +18,6 @@ from cmdai_cli.mapping.pipeline import (
     make_mapper,
     map_events,
     map_stream,
-    paused_gc,
 )
 from cmdai_cli.mapping.webhook import parse_mapping
 from tests.mapping_samples import IDENTIFY, TRACK, settings_with
@@ -222,10 +220,3 @@ def test_map_events_destination_takes_deploy_from_the_settings(tmp_path: Path) -
         [path], settings_with(deploy_via_segment=True, **broken), out.open, target="destination"
     )
     assert [r["call"] for _, r in out.records] == ["addMetadataBatch", "boot"]
-
-
-def test_paused_gc_restores_the_collector() -> None:
-    assert gc.isenabled()
-    with paused_gc():
-        assert not gc.isenabled()
-    assert gc.isenabled()

@@ -6,6 +6,7 @@ import gzip
 import json
 import uuid
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
@@ -35,7 +36,7 @@ def test_single_endpoints_take_their_type_from_the_path(rx: Receiver, kind: str)
 
 def test_batch_merges_context_and_sent_at_and_strips_the_write_key(rx: Receiver) -> None:
     items = [msg(context={"ip": "1.2.3.4"}, writeKey=KEY), msg("identify", traits={"a": 1})]
-    body = {"batch": items, "writeKey": KEY, "sentAt": "2024-05-01T00:00:00Z"}
+    body: dict[str, Any] = {"batch": items, "writeKey": KEY, "sentAt": "2024-05-01T00:00:00Z"}
     body["context"] = {"ip": "9.9.9.9", "app": {"name": "x"}}
     assert post(rx, "/v1/batch", body)[0] == 200
     first, second = (r.message for r in rx.messages())

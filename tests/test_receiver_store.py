@@ -28,7 +28,7 @@ def test_out_file_after_concurrent_burst_equals_what_was_acknowledged(tmp_path: 
     lock = threading.Lock()
 
     def client(n: int) -> None:
-        conn = http.client.HTTPConnection("127.0.0.1", rx.port, timeout=10)
+        conn = http.client.HTTPConnection("127.0.0.1", receiver.port, timeout=10)
         for i in range(20):
             items = [msg(messageId=f"{n}-{i}-{j}") for j in range(5)]
             if i % 7 == 3:
@@ -41,7 +41,7 @@ def test_out_file_after_concurrent_burst_equals_what_was_acknowledged(tmp_path: 
                     acknowledged.extend(m["messageId"] for m in items)
         conn.close()
 
-    with Receiver(out=out) as rx:
+    with Receiver(out=out) as receiver:
         threads = [threading.Thread(target=client, args=(n,)) for n in range(8)]
         for thread in threads:
             thread.start()

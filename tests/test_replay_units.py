@@ -279,12 +279,12 @@ def test_checkpoint_group_commit_from_many_threads(tmp_path: Path) -> None:
     ck = Checkpoint.open(path, HEADER, resume=False)
     synced = []
     ck.before_write.append(lambda: synced.append(1))
-    threads = [
-        threading.Thread(
-            target=lambda n=n: [ck.commit(n * 100 + i, n * 100 + i + 1) for i in range(100)]
-        )
-        for n in range(8)
-    ]
+
+    def commit_block(n: int) -> None:
+        for i in range(100):
+            ck.commit(n * 100 + i, n * 100 + i + 1)
+
+    threads = [threading.Thread(target=commit_block, args=(n,)) for n in range(8)]
     for t in threads:
         t.start()
     for t in threads:

@@ -28,3 +28,10 @@ def test_the_final_collection_is_skipped_in_a_child() -> None:
     )
     done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True)
     assert done.stdout.strip() == "True", done.stderr
+
+
+def test_paused_collector_restores_the_collector() -> None:
+    assert gc.isenabled()
+    with _speed.paused_collector():
+        assert not gc.isenabled()
+    assert gc.isenabled()

@@ -39,12 +39,14 @@ def locked(path: Path) -> Iterator[None]:
         os.close(fd)
 
 
-def replace(path: Path, text: str) -> None:
-    """Make `text` the content of `path` atomically, readable by its owner only."""
+def replace(path: Path, content: str | bytes) -> None:
+    """Make `content` (text is written as UTF-8) the content of `path` atomically,
+    readable by its owner only."""
+    data = content.encode("utf-8") if isinstance(content, str) else content
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
             handle.flush()
             os.fsync(handle.fileno())
         os.chmod(tmp, 0o600)

@@ -58,7 +58,7 @@ MappingOpt = Annotated[
 ]
 TimeoutOpt = Annotated[
     float,
-    typer.Option("--timeout", help="Seconds to wait for each answer.", min=0.5, max=300),
+    typer.Option("--timeout", help="Seconds to wait for each answer.", min=0.1, max=300),
 ]
 MappingOrRecommendedOpt = Annotated[
     Path | None,

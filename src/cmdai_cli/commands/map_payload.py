@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import sys
 from enum import Enum
-from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Protocol
 
 import typer
@@ -13,6 +12,7 @@ import typer
 from cmdai_cli import output
 from cmdai_cli.commands._common import STATE, command
 from cmdai_cli.commands._inputs import FilesArg, OnErrorName
+from cmdai_cli.commands._options import MappingOpt
 
 if TYPE_CHECKING:
     from cmdai_cli.events.records import BadRecord
@@ -64,14 +64,7 @@ def map_payload(
         TargetName,
         typer.Option("--target", help="What to emulate: the webhook, or the destination."),
     ] = TargetName.webhook,
-    mapping_file: Annotated[
-        Path | None,
-        typer.Option(
-            "--mapping",
-            help="TOML file with a [mapping] table (overrides the profile's mapping).",
-            show_default=False,
-        ),
-    ] = None,
+    mapping_file: MappingOpt = None,
     deploy: Annotated[
         bool | None,
         typer.Option(

@@ -59,10 +59,10 @@ def validate(
     ] = OnErrorName.fail,
 ) -> None:
     from cmdai_cli import plans
+    from cmdai_cli._speed import paused_collector
     from cmdai_cli.events.inputs import expand_inputs
     from cmdai_cli.events.reader import read_batches
     from cmdai_cli.events.records import BadRecord, ErrorPolicy
-    from cmdai_cli.mapping.pipeline import paused_gc
 
     plan = plans.load_plan(plan_file) if plan_file is not None else plans.builtin_plan()
     validator = plans.Validator(plan)
@@ -78,7 +78,7 @@ def validate(
     sink = _JsonSink() if STATE.json else _TextSink()
     try:
         batches = read_batches(inputs, on_error=policy)
-        with paused_gc():
+        with paused_collector():
             plans.validate_stream(batches, validator, sink.write, summary)
         sink.finish(summary)
     except BrokenPipeError:

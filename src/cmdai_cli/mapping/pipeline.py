@@ -7,14 +7,13 @@ before the first event is read, so a bad argument fails before any output.
 
 from __future__ import annotations
 
-import gc
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
+from cmdai_cli import _speed
 from cmdai_cli.events.inputs import expand_inputs
 from cmdai_cli.events.reader import read_batches
 from cmdai_cli.events.records import BadRecord, ErrorPolicy, OnError
@@ -117,7 +116,7 @@ def map_events(
 
     write = open_output()
     batches = read_batches(inputs, on_error=policy)
-    with paused_gc():
+    with _speed.paused_collector():
         map_stream(batches, mapper, write, on_problem, tally)
     return tally
 
@@ -162,20 +161,3 @@ def map_stream(
         finally:
             tally.recorded += recorded
     return tally
-
-
-@contextmanager
-def paused_gc() -> Iterator[None]:
-    """Run a read-map-write loop without the cycle collector.
-
-    Parsed events hold no reference cycles, so reference counting frees them all; the
-    collector would only rescan the live batch over and over (it more than doubled the
-    time per event when measured).
-    """
-    was_enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if was_enabled:
-            gc.enable()

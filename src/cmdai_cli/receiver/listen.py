@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import gc
 import signal
 import threading
 from collections.abc import Callable
@@ -10,7 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from cmdai_cli import redact
+from cmdai_cli import _speed, redact
 from cmdai_cli.errors import UsageError
 from cmdai_cli.receiver.store import Received, Receiver, Stats
 
@@ -46,8 +45,7 @@ def serve(
         redact.register(write_key)
     receiver = Receiver(bind=bind, port=port, write_key=write_key, out=out, on_batch=on_batch)
     receiver.start()
-    # Everything imported so far lives as long as the process: keep it out of GC passes.
-    gc.freeze()
+    _speed.settle_long_lived()
     stop = threading.Event()
 
     def on_term(signum: int, frame: Any) -> None:

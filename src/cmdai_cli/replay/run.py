@@ -10,12 +10,11 @@ interrupted, still pending (sent again by `--resume`).
 
 from __future__ import annotations
 
-import contextlib
-import gc
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, cast
 
+from cmdai_cli import _speed
 from cmdai_cli.errors import CmdaiError, DataError
 from cmdai_cli.events.reader import read_batches
 from cmdai_cli.events.records import BadRecord, ErrorPolicy
@@ -60,26 +59,10 @@ def replay(
     `--on-error fail` ends reading and comes back as `summary.stopped_by`."""
     setup = Setup.make(options, settings)
     try:
-        with _fewer_collections():
+        with _speed.fewer_collections():
             return _Run(setup, progress).run()
     finally:
         setup.target.close()
-
-
-@contextlib.contextmanager
-def _fewer_collections() -> Iterator[None]:
-    # Batches keep tens of thousands of event dicts alive at once, and the default
-    # thresholds make the cyclic collector walk them every few hundred allocations:
-    # about a sixth of the run's time. Events hold no reference cycles, so collecting
-    # less often costs nothing; what was loaded before the run is left out entirely.
-    thresholds = gc.get_threshold()
-    gc.freeze()
-    gc.set_threshold(50_000, 50, 1000)
-    try:
-        yield
-    finally:
-        gc.set_threshold(*thresholds)
-        gc.unfreeze()
 
 
 class _Run:
