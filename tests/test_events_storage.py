@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import importlib.util
+import io
 import json
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -199,3 +200,75 @@ def test_resume_after_an_object_changed_never_takes_it_as_done(
         assert cli(*base, "--resume").exit_code == 0
         again = cli(*base, "--resume")
         assert json.loads(again.stdout)["already_done"] == 11
+
+
+# ---------------------------------------------------------------- failures and edges
+
+
+def closed_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+    return port
+
+
+def test_an_unreachable_endpoint_exits_6_in_one_line(
+    s3: S3, cli, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("AWS_ENDPOINT_URL_S3", f"http://127.0.0.1:{closed_port()}")
+    monkeypatch.setenv("AWS_MAX_ATTEMPTS", "1")  # botocore's retries, which would take seconds
+    result = cli("map-payload", "s3://archive/segment-logs/")
+    assert result.exit_code == 6
+    assert "Could not connect" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_backend_errors_become_ours() -> None:
+    from cmdai_cli.errors import RemoteRefused, RemoteUnreachable
+
+    class Failing(io.BytesIO):
+        def read(self, size: int | None = -1) -> bytes:
+            raise ConnectionResetError("reset by peer")
+
+    stream = storage._Guarded(Failing(), "s3://b/k.gz")
+    with pytest.raises(RemoteUnreachable, match=r"s3://b/k.gz: ConnectionResetError"):
+        stream.read(10)
+    with pytest.raises(RemoteRefused, match="access denied"):
+        storage._fail(PermissionError("403"), "s3://b/k.gz")
+    with pytest.raises(ConfigError, match="a package is missing"):
+        storage._fail(ImportError("no aiohttp"), "https://x")
+
+
+def test_a_stream_started_ahead_gives_its_head_first() -> None:
+    stream = storage._Guarded(io.BytesIO(b"world"), "s3://b/k", head=b"hello ")
+    with stream:
+        assert stream.read(3) == b"hel"
+        assert stream.read(-1) == b"lo world"
+        assert stream.read(4) == b""
+
+
+def test_read_ahead_fetches_the_next_object_and_survives_another_order(s3: S3) -> None:
+    archive = make_archive(s3, days=1, files_per_day=3, events_per_file=5)
+    urls = sorted(archive.objects)
+    ahead = storage.ReadAhead([(url, archive.objects[url]) for url in urls])
+    fs = s3.client()
+    with ahead.open(urls[0], None) as first:
+        assert gzip.decompress(first.read()) == gzip.decompress(fs.cat(urls[0]))
+    # Out of order: what was fetched ahead (the second) is let go, the third read as asked.
+    with ahead.open(urls[2], None) as third:
+        assert third.read() == fs.cat(urls[2])
+    with ahead.open(urls[1], archive.objects[urls[1]]) as second:
+        assert second.read() == fs.cat(urls[1])
+
+
+def test_hidden_objects_are_skipped_as_hidden_files_are(s3: S3) -> None:
+    archive = make_archive(s3, days=2, files_per_day=1)
+    fs = s3.client()
+    fs.pipe(f"{archive.bucket}/segment-logs/.tmp/partial.gz", b"junk")
+    day = archive.prefix + day_folder(DAY0 + timedelta(days=1)) + "/"
+    fs.pipe(day[len("s3://") :] + ".in-progress.gz", b"junk")
+    names = [i.name for i in expand_inputs([f"s3://{archive.bucket}/segment-logs/"])]
+    assert names == sorted(archive.objects)
+    later = expand_inputs([archive.prefix], since=DAY0 + timedelta(days=1, hours=2))
+    assert [i.name for i in later] == sorted(archive.objects)[1:]
