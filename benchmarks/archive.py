@@ -1,8 +1,10 @@
 """Benchmark: a Segment S3 archive read from a loopback S3 server, and replay shards.
 
 Builds an archive with Segment's layout (`segment-logs/{source}/{day}/*.gz`, gzip
-NDJSON; 200,000 events over 4 days and 24 objects by default) in moto's S3 server,
-started in this process on 127.0.0.1, and the same objects on local disk. Then:
+NDJSON; by default 1,000,000 events over 4 days, 24 objects a day as Segment writes
+about hourly) in moto's S3 server, started in this process on 127.0.0.1, and the same
+objects on local disk (named relative to the working folder, so that the shards' split
+of files is the same in every run). Then:
 
 1. `cmdai map-payload` over the S3 prefix against the same files on local disk
    (target: S3 within 1.5x of local disk).
@@ -82,16 +84,16 @@ def build(local: Path, put: Callable[[str, bytes], None], events: int, days: int
     return total
 
 
-def timed(argv: list[str], env: dict[str, str]) -> float:
+def timed(argv: list[str], env: dict[str, str], cwd: Path) -> float:
     start = time.perf_counter()
-    proc = subprocess.run(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
+    proc = subprocess.run(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env, cwd=cwd)
     elapsed = time.perf_counter() - start
     if proc.returncode != 0:
         sys.exit(f"{' '.join(argv)} exited with {proc.returncode}: {proc.stderr.decode()}")
     return elapsed
 
 
-def shards(source: str, count: int, env: dict[str, str]) -> tuple[float, list[int]]:
+def shards(source: str, count: int, env: dict[str, str], cwd: Path) -> tuple[float, list[int]]:
     """Wall time of `count` shard processes run at once, and each one's files_read."""
     procs = []
     start = time.perf_counter()
@@ -101,7 +103,9 @@ def shards(source: str, count: int, env: dict[str, str]) -> tuple[float, list[in
             argv += ["--shard", f"auto/{count}"]
         shard_env = {**env, "JOB_COMPLETION_INDEX": str(k)}
         procs.append(
-            subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=shard_env)
+            subprocess.Popen(
+                argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=shard_env, cwd=cwd
+            )
         )
     files = []
     for proc in procs:
@@ -114,9 +118,9 @@ def shards(source: str, count: int, env: dict[str, str]) -> tuple[float, list[in
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--events", type=int, default=200_000)
+    parser.add_argument("--events", type=int, default=1_000_000)
     parser.add_argument("--days", type=int, default=4)
-    parser.add_argument("--files", type=int, default=6, help="objects per day")
+    parser.add_argument("--files", type=int, default=24, help="objects per day")
     parser.add_argument("--repeat", type=int, default=3, help="runs of each; best is kept")
     args = parser.parse_args()
 
@@ -160,14 +164,14 @@ def main() -> None:
         objects = args.days * args.files
         print(f"archive: {args.events} events in {objects} objects, {size / 1e6:.1f} MB gzip")
         remote = f"s3://{BUCKET}/segment-logs/{SOURCE}/"
-        on_disk = str(local / "segment-logs" / SOURCE / "*" / "*.gz")
+        on_disk = f"disk/segment-logs/{SOURCE}/*/*.gz"
 
         # 1. map-payload: S3 against local disk.
         mp = [cmdai(), "map-payload", "--format", "ndjson"]
         times: dict[str, list[float]] = {"disk": [], "s3": []}
         for _ in range(args.repeat):
-            times["disk"].append(timed([*mp, on_disk], env))
-            times["s3"].append(timed([*mp, remote], env))
+            times["disk"].append(timed([*mp, on_disk], env, work))
+            times["s3"].append(timed([*mp, remote], env, work))
         disk, s3 = min(times["disk"]), min(times["s3"])
         for name, runs in times.items():
             print(f"map-payload {name:4}: " + "  ".join(f"{t:6.2f}" for t in runs) + " s")
@@ -183,8 +187,8 @@ def main() -> None:
             two: list[float] = []
             split: list[int] = []
             for _ in range(args.repeat):
-                one.append(shards(source, 1, env)[0])
-                elapsed, split = shards(source, 2, env)
+                one.append(shards(source, 1, env, work)[0])
+                elapsed, split = shards(source, 2, env, work)
                 two.append(elapsed)
             speedup = min(one) / min(two)
             print(f"replay {label:4} 1 process : " + "  ".join(f"{t:6.2f}" for t in one) + " s")
