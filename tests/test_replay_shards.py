@@ -123,10 +123,12 @@ def test_a_shard_killed_mid_run_resumes_exactly(s3: S3) -> None:
     archive = make_archive(s3, days=4, files_per_day=4, events_per_file=50)
     count = 2
     own = {k: [u for u in archive.objects if shard_of(u, count) == k] for k in (1, 2)}
-    mine = archive.ids(own[1])
-    assert len(mine) >= 300  # enough to be stopped part-way
+    # The shard with more files is the one killed: at least 8 files, 400 events.
+    killed = max(own, key=lambda k: len(own[k]))
+    other_k = 3 - killed
+    mine = archive.ids(own[killed])
     with FaultServer(write_key=WRITE_KEY, delay=0.02) as server:
-        first = start_shard(s3, archive.prefix, server.url, 0, count, "--resume")
+        first = start_shard(s3, archive.prefix, server.url, killed - 1, count, "--resume")
         deadline = time.monotonic() + 30
         while server.delivered < 100:
             assert first.poll() is None, "the shard finished before it could be stopped"
@@ -137,17 +139,18 @@ def test_a_shard_killed_mid_run_resumes_exactly(s3: S3) -> None:
         server.settle()
         before = server.delivered
         assert before < len(mine)
-        other = start_shard(s3, archive.prefix, server.url, 1, count, "--resume")
-        resumed = start_shard(s3, archive.prefix, server.url, 0, count, "--resume")
+        other = start_shard(s3, archive.prefix, server.url, other_k - 1, count, "--resume")
+        resumed = start_shard(s3, archive.prefix, server.url, killed - 1, count, "--resume")
         second, again = finish(other), finish(resumed)
         server.settle()
         assert set(server.ids) == set(archive.events)
         # Only the batches in flight at the kill can have arrived twice.
         assert server.duplicates <= CONCURRENCY * BATCH
-        assert set(server.ids) - mine == archive.ids(own[2])
+        assert set(server.ids) - mine == archive.ids(own[other_k])
     assert again["sent"] + again["already_done"] == len(mine)
-    assert again["files_read"] == len(own[1])
-    assert second["sent"] == len(archive.ids(own[2]))
+    assert again["already_done"] >= before - CONCURRENCY * BATCH
+    assert again["files_read"] == len(own[killed])
+    assert second["sent"] == len(archive.ids(own[other_k]))
 
 
 def test_a_single_input_is_split_by_message_id_and_says_so(
@@ -167,3 +170,37 @@ def test_a_single_input_is_split_by_message_id_and_says_so(
             text = cli(*args, "--checkpoint", str(tmp_path / f"{k}.checkpoint"))
             assert "by messageId: a single input" in text.stderr
         assert sent == 60 and set(server.ids) == set(archive.events)
+
+
+FORK_PROBE = """
+import sys
+from cmdai_cli import profile
+from cmdai_cli.replay.options import ReplayOptions
+from cmdai_cli.replay.select import Shard
+from cmdai_cli.replay.setup import Setup
+
+options = ReplayOptions(
+    inputs=[sys.argv[1]], to="segment", host="http://127.0.0.1:9", shard=Shard(1, 2)
+)
+setup = Setup.make(options, profile.resolve(None, {}))
+print(setup.target._pool is not None, len(setup.inputs))
+setup.target.close()
+setup.close_logs()
+"""
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="the worker is forked on Linux only")
+def test_the_segment_worker_is_forked_before_object_storage_starts_its_thread(s3: S3) -> None:
+    # The test process runs the S3 server's threads: the check needs a process of its own.
+    archive = make_archive(s3, days=1, files_per_day=4, events_per_file=5)
+    env = {**os.environ, **s3.env, "CMDAI_WRITE_KEY": WRITE_KEY}
+    probe = subprocess.run(
+        [sys.executable, "-c", FORK_PROBE, archive.prefix],
+        capture_output=True,
+        env=env,
+        timeout=60,
+    )
+    assert probe.returncode == 0, probe.stderr.decode()
+    forked, inputs = probe.stdout.decode().split()
+    assert forked == "True"
+    assert int(inputs) == len([url for url in archive.objects if shard_of(url, 2) == 1])

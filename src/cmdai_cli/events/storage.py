@@ -15,8 +15,9 @@ from __future__ import annotations
 
 import os
 import re
+import threading
 from collections.abc import Iterator, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 from dataclasses import dataclass
 from datetime import datetime
 from typing import IO, TYPE_CHECKING, Any, NoReturn, cast
@@ -278,7 +279,6 @@ class ReadAhead:
     def __init__(self, objects: Sequence[tuple[str, int | None]]) -> None:
         self._after = {url: objects[i + 1] for i, (url, _) in enumerate(objects[:-1])}
         self._ahead: tuple[str, Future[_Guarded]] | None = None
-        self._pool: ThreadPoolExecutor | None = None
 
     def open(self, url: str, size: int | None) -> IO[bytes]:
         ahead, self._ahead = self._ahead, None
@@ -290,10 +290,22 @@ class ReadAhead:
             stream = _started(url, size, fetch=False)
         following = self._after.get(url)
         if following is not None:
-            if self._pool is None:
-                self._pool = ThreadPoolExecutor(1, thread_name_prefix="cmdai-read-ahead")
-            self._ahead = (following[0], self._pool.submit(_started, *following))
+            self._ahead = (following[0], _in_background(*following))
         return cast(IO[bytes], stream)
+
+
+def _in_background(url: str, size: int | None) -> Future[_Guarded]:
+    # A daemon thread: a run that stops (Ctrl-C, --limit) does not wait for the fetch.
+    future: Future[_Guarded] = Future()
+
+    def fetch() -> None:
+        try:
+            future.set_result(_started(url, size))
+        except BaseException as exc:
+            future.set_exception(exc)
+
+    threading.Thread(target=fetch, name="cmdai-read-ahead", daemon=True).start()
+    return future
 
 
 def _started(url: str, size: int | None, fetch: bool = True) -> _Guarded:

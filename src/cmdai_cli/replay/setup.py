@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from cmdai_cli.errors import ConfigError, UsageError
 from cmdai_cli.events.inputs import Input, ReadStats, expand_inputs, read_ahead
+from cmdai_cli.events.storage import is_url
 from cmdai_cli.replay.checkpoint import (
     Checkpoint,
     Ranges,
@@ -166,17 +167,23 @@ def split(
     """The options the run loop goes by, this shard's inputs, and how they were split.
 
     By file, the run loop has no shard left to apply; by messageId it keeps it. The
-    rate is divided in both cases.
+    rate is divided in both cases (`shared_rate`).
     """
     shard = options.shard
     if shard is None:
         return options, inputs, None
-    if options.rate is not None:
-        options = replace(options, rate=options.rate / shard.count)
+    options = shared_rate(options)
     if len(inputs) > 1:
         mine = read_ahead([item for item in inputs if shard.owns_file(item.name)])
         return replace(options, shard=None), mine, Sharding(shard, "file")
     return options, inputs, Sharding(shard, "messageId")
+
+
+def shared_rate(options: ReplayOptions) -> ReplayOptions:
+    """A shard's options: 1/N of the rate, so that N shards together keep to it."""
+    if options.shard is None or options.rate is None:
+        return options
+    return replace(options, rate=options.rate / options.shard.count)
 
 
 @dataclass
@@ -202,13 +209,20 @@ class Setup:
         """Check the options, expand the inputs, build the target; the caller closes it."""
         options.check()
         stats = ReadStats()
-        inputs = expand_inputs(list(options.inputs), since=options.filters.since, stats=stats)
-        run_options, inputs, sharding = split(options, inputs)
-        target = make_target(run_options, settings)
+        since = options.filters.since
+        target = None
+        if any(is_url(spec) for spec in options.inputs):
+            # Object storage runs a thread of its own from the first listing, and the
+            # Segment target's worker can only be forked while no other thread runs.
+            target = make_target(shared_rate(options), settings)
         try:
+            inputs = expand_inputs(list(options.inputs), since=since, stats=stats)
+            run_options, inputs, sharding = split(options, inputs)
+            target = target or make_target(run_options, settings)
             setup = cls._for_target(run_options, inputs, target, options.shard)
         except BaseException:
-            target.close()  # a Segment target may have started its worker already
+            if target is not None:
+                target.close()  # a Segment target may have started its worker already
             raise
         setup.sharding = sharding
         setup.stats = stats
