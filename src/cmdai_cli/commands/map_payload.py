@@ -34,7 +34,9 @@ HELP = """Show what Command AI records from Segment events, one record per event
 
 Reads the FILEs in order (or stdin, also '-'): NDJSON, a JSON array, one object, or
 JSON values one after another; .gz is read transparently. Directories and glob
-patterns are expanded.
+patterns are expanded. URLs are read as streams from object storage: s3:// (install
+cmdai[s3]; the endpoint from AWS_ENDPOINT_URL_S3 or AWS_ENDPOINT_URL), gs:// (cmdai[gcs])
+and any other fsspec filesystem; a prefix stands for every object under it.
 
 --target webhook (default): the Segment Webhooks destination builds a body with the
 mapping ('$.path' or a literal per body field; none means the whole event), then
