@@ -15,6 +15,7 @@ import pytest
 from segment.analytics import Client
 
 from .conftest import WRITE_KEY
+from .node_env import NODE_DIR, node_or_skip
 
 
 class Listener:
@@ -241,18 +242,9 @@ def test_rows_show_type_summary_user_and_flags() -> None:
 
 # ------------------------------------------------------------------ Segment's Node SDK
 
-NODE_DIR = Path(__file__).parent / "node"
-NODE_SDK = NODE_DIR / "node_modules" / "@segment" / "analytics-node"
-
 
 def run_node_sdk(url: str, key: str) -> list[dict[str, Any]]:
-    import shutil
-
-    node = shutil.which("node")
-    if node is None:
-        pytest.skip("node is not installed")
-    if not NODE_SDK.is_dir():
-        pytest.skip("@segment/analytics-node is not installed: run `npm ci --prefix tests/node`")
+    node = node_or_skip("@segment/analytics-node")
     done = subprocess.run(
         [node, str(NODE_DIR / "send.mjs"), url, key], capture_output=True, text=True, timeout=60
     )

@@ -26,7 +26,7 @@ from typing import Any
 import pytest
 
 from .conftest import WRITE_KEY
-from .node_env import NODE_DIR
+from .node_env import NODE_DIR, missing
 
 BUNDLE = NODE_DIR / "node_modules" / "@segment" / "analytics-next" / "dist" / "umd"
 BROWSERS = ("chromium", "chromium-browser", "google-chrome", "chrome")
@@ -63,7 +63,7 @@ def find_browser() -> str:
         found = shutil.which(name)
         if found:
             return found
-    pytest.skip("no Chromium found (install Debian's `chromium` package)")
+    missing("no Chromium found (install Debian's `chromium` package)")
 
 
 class PageServer(http.server.ThreadingHTTPServer):
@@ -146,7 +146,7 @@ def test_analytics_js_in_chromium_reaches_listen(
 ) -> None:
     browser = find_browser()
     if not (BUNDLE / "standalone.js").is_file():
-        pytest.skip("@segment/analytics-next is not installed: run `npm ci --prefix tests/node`")
+        missing("@segment/analytics-next is not installed: run `npm ci --prefix tests/node`")
     url, lines = listener
     host = url.split("://", 1)[1]
     options: dict[str, Any] = {}
