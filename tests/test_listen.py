@@ -15,6 +15,7 @@ import pytest
 from segment.analytics import Client
 
 from .conftest import WRITE_KEY
+from .node_env import NODE_DIR, node_or_skip
 
 
 class Listener:
@@ -82,8 +83,27 @@ def test_json_mode_with_the_python_sdk(listeners: list[Listener], tmp_path: Path
     assert WRITE_KEY not in everything and WRITE_KEY not in json.dumps(lines)
 
 
-def test_wrong_key_gets_401_and_is_counted(listeners: list[Listener]) -> None:
+def test_wrong_key_is_accepted_and_flagged(listeners: list[Listener]) -> None:
+    # Segment's Tracking API answers 200 to any write key and drops the data later.
     listener = Listener("--json", "--write-key", WRITE_KEY)
+    listeners.append(listener)
+    url = json.loads(listener.first)["listening"]
+    errors: list[int] = []
+    sdk = client(url, key="another-key-1234", on_error=lambda e, b: errors.append(e.status))
+    sdk.track("u", "Opened", message_id="wrong-key")
+    sdk.flush()
+    sdk.join()
+    entry = json.loads(listener.line())
+    assert entry["message"]["messageId"] == "wrong-key" and entry["flags"] == ["wrong write key"]
+    code, rest, _ = listener.stop()
+    assert code == 0 and errors == []
+    summary = json.loads(rest.strip().splitlines()[-1])["summary"]
+    assert summary["accepted"] == 1 and summary["flagged"] == 1 and summary["rejected"] == {}
+
+
+def test_wrong_key_gets_401_with_reject_wrong_key(listeners: list[Listener]) -> None:
+    # The contract changed on purpose: a 401 for a wrong key is now asked for by flag.
+    listener = Listener("--json", "--write-key", WRITE_KEY, "--reject-wrong-key")
     listeners.append(listener)
     url = json.loads(listener.first)["listening"]
     errors: list[int] = []
@@ -180,7 +200,7 @@ def test_serve_stops_on_a_signal_and_puts_the_handlers_back() -> None:
         out=None,
         on_batch=lambda batch: arrived.extend(r.message["event"] for r in batch),
         on_start=on_start,
-    )
+    ).stats
     assert (stats.requests, stats.accepted) == (1, 1)
     assert arrived == ["x"]
     assert started[0].url.startswith("http://127.0.0.1:") and not started[0].unguarded
@@ -222,18 +242,9 @@ def test_rows_show_type_summary_user_and_flags() -> None:
 
 # ------------------------------------------------------------------ Segment's Node SDK
 
-NODE_DIR = Path(__file__).parent / "node"
-NODE_SDK = NODE_DIR / "node_modules" / "@segment" / "analytics-node"
-
 
 def run_node_sdk(url: str, key: str) -> list[dict[str, Any]]:
-    import shutil
-
-    node = shutil.which("node")
-    if node is None:
-        pytest.skip("node is not installed")
-    if not NODE_SDK.is_dir():
-        pytest.skip("@segment/analytics-node is not installed: run `npm ci --prefix tests/node`")
+    node = node_or_skip("@segment/analytics-node")
     done = subprocess.run(
         [node, str(NODE_DIR / "send.mjs"), url, key], capture_output=True, text=True, timeout=60
     )
@@ -263,11 +274,128 @@ def test_node_sdk_round_trips_every_type() -> None:
     assert arrived["node-alias"].message["previousId"] == "anon-1"
 
 
-def test_node_sdk_sees_a_wrong_key_refused() -> None:
+def test_node_sdk_sees_a_wrong_key_refused_when_asked() -> None:
     from cmdai_cli.receiver import Receiver
 
-    with Receiver(write_key=WRITE_KEY) as rx:
+    with Receiver(write_key=WRITE_KEY, reject_wrong_key=True) as rx:
         results = run_node_sdk(rx.url, "not-the-key-123")
         assert rx.messages() == []
         assert rx.stats.rejected.get(401, 0) >= 1
     assert results and not any(r.get("ok") for r in results)
+
+
+def test_node_sdk_then_expect_passes_and_fails(cli) -> None:
+    from cmdai_cli.receiver import Receiver
+
+    with Receiver(write_key=WRITE_KEY) as rx:
+        run_node_sdk(rx.url, WRITE_KEY)
+        met = cli("expect", "--from", rx.url, "--event", "opened", "--user-id", "user-1",
+                  "--property", "trigger=keyboard", "--no-flagged", "--catalogue")  # fmt: skip
+        unmet = cli("--json", "expect", "--from", rx.url, "--type", "group",
+                    "--property", "name=Initech")  # fmt: skip
+    assert met.exit_code == 0, met.stdout + met.stderr
+    assert "PASS  catalogue: 0 of 1 Command AI events break its schema" in met.stdout
+    assert unmet.exit_code == 1
+    [outcome] = json.loads(unmet.stdout)["expectations"]
+    assert outcome["nearest"][0]["differences"] == ['traits.name "Acme" (expected "Initech")']
+
+
+# ------------------------------------------------------------------ a collector for CI
+
+
+def wait_for_file(path: Path, proc: subprocess.Popen[str]) -> str:
+    """The ready file's text once it appears (the listener must still be running)."""
+    import time
+
+    deadline = time.monotonic() + 20
+    while not path.exists():
+        assert proc.poll() is None, "cmdai listen ended before it was ready"
+        assert time.monotonic() < deadline, "no ready file"
+        time.sleep(0.01)
+    return path.read_text()
+
+
+def inspect(url: str, path: str) -> Any:
+    import urllib.request
+
+    with urllib.request.urlopen(url + path, timeout=5) as response:
+        return json.loads(response.read())
+
+
+def test_ready_file_then_exit_after(listeners: list[Listener], tmp_path: Path, cli) -> None:
+    ready = tmp_path / "collector.url"
+    ready.write_text("http://stale.invalid:1\n")
+    listener = Listener("--json", "--ready-file", str(ready), "--exit-after", "3")
+    listeners.append(listener)
+    url = json.loads(listener.first)["listening"]
+    # Written whole, once serving: never the stale one, never part of the URL.
+    assert wait_for_file(ready, listener.proc) == url + "\n"
+    assert not [p.name for p in tmp_path.iterdir() if p.name.startswith(".collector.url")]
+    sdk = client(url)
+    sdk.track("user-1", "Opened", {"type": "opened"})
+    sdk.track("user-1", "Closed", {"type": "closed"})
+    sdk.flush()
+    assert cli("expect", "--from", url, "--event", "Opened", "--count", "1").exit_code == 0
+    assert inspect(url, "/cmdai/summary")["byEvent"] == {"Closed": 1, "Opened": 1}
+    sdk.track("user-2", "Opened", {"type": "opened"})
+    sdk.flush()
+    sdk.join()
+    out, err = listener.proc.communicate(timeout=20)
+    assert listener.proc.returncode == 0, err
+    assert json.loads(out.strip().splitlines()[-1])["summary"]["accepted"] == 3
+    assert not ready.exists()
+
+
+def test_max_duration_short_of_exit_after_exits_1(listeners: list[Listener]) -> None:
+    listener = Listener("--json", "--exit-after", "5", "--max-duration", "0.3")
+    listeners.append(listener)
+    out, err = listener.proc.communicate(timeout=20)
+    assert listener.proc.returncode == 1
+    assert json.loads(out.strip().splitlines()[-1])["summary"]["accepted"] == 0
+    assert "--max-duration 0.3s passed with 0 of the 5 messages --exit-after waits for" in err
+    alone = Listener("--max-duration", "0.3")
+    listeners.append(alone)
+    _, err = alone.proc.communicate(timeout=20)
+    assert alone.proc.returncode == 0, err
+
+
+def test_keep_bounds_what_listen_holds(listeners: list[Listener], tmp_path: Path) -> None:
+    out = tmp_path / "events.ndjson"
+    listener = Listener("--json", "--keep", "2", "--out", str(out))
+    listeners.append(listener)
+    url = json.loads(listener.first)["listening"]
+    sdk = client(url)
+    for n in range(5):
+        sdk.track("user-1", "Opened", message_id=f"m-{n}")
+    sdk.flush()
+    sdk.join()
+    summary = inspect(url, "/cmdai/summary")
+    assert (summary["received"], summary["kept"], summary["droppedByKeep"]) == (5, 2, 3)
+    kept = inspect(url, "/cmdai/messages")
+    assert [entry["message"]["messageId"] for entry in kept] == ["m-3", "m-4"]
+    assert listener.stop()[0] == 0
+    assert len(out.read_text().splitlines()) == 5
+
+
+@pytest.mark.parametrize(
+    ("args", "problem"),
+    [
+        (("--keep", "-1"), "--keep"),
+        (("--exit-after", "0"), "--exit-after"),
+        (("--max-duration", "0"), "--max-duration"),
+    ],
+)
+def test_listen_refuses_bad_bounds(args: tuple[str, ...], problem: str) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "cmdai_cli", "listen", "--port", "0", *args],
+        capture_output=True,
+        text=True,
+        timeout=20,
+    )
+    assert done.returncode == 2 and problem in done.stderr
+
+
+def test_reject_wrong_key_needs_a_write_key(cli: Any) -> None:
+    result = cli("listen", "--reject-wrong-key", "--port", "0")
+    assert result.exit_code == 2
+    assert "--reject-wrong-key needs --write-key" in result.stderr

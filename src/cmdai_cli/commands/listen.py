@@ -70,10 +70,21 @@ def listen(
         str | None,
         typer.Option(
             "--write-key",
-            help="Require this write key (Basic auth or body writeKey); others get 401.",
+            help=(
+                "The source's write key: requests with another key are flagged (Segment "
+                "takes them and drops them later), and the CDN settings are served for it "
+                "alone."
+            ),
             show_default=False,
         ),
     ] = None,
+    reject_wrong_key: Annotated[
+        bool,
+        typer.Option(
+            "--reject-wrong-key",
+            help="Answer 401 to requests without the --write-key (Segment does not).",
+        ),
+    ] = False,
     out: Annotated[
         Path | None,
         typer.Option(
@@ -83,24 +94,90 @@ def listen(
             dir_okay=False,
         ),
     ] = None,
+    keep: Annotated[
+        int,
+        typer.Option(
+            "--keep",
+            help="Messages held in memory for the inspection API and `cmdai expect`; the "
+            "oldest beyond N are dropped and counted (--out keeps every one).",
+            min=0,
+        ),
+    ] = 100_000,
+    ready_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--ready-file",
+            help="Write the URL to FILE (atomically) once serving, for a CI step to wait "
+            "on; removed on exit.",
+            show_default=False,
+            dir_okay=False,
+        ),
+    ] = None,
+    exit_after: Annotated[
+        int | None,
+        typer.Option(
+            "--exit-after",
+            help="Stop (exit 0) once N messages were accepted.",
+            min=1,
+            show_default=False,
+        ),
+    ] = None,
+    max_duration: Annotated[
+        float | None,
+        typer.Option(
+            "--max-duration",
+            help="Stop after SECONDS; exit 1 then if --exit-after was given and not reached.",
+            min=0.001,
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
     """Serve Segment's Tracking API locally and show each message as it arrives.
 
-    POST /v1/batch and /v1/{identify,track,page,screen,group,alias} are answered as
-    Segment answers them; messages Segment would accept but drop are flagged. Point a
-    Segment SDK's host at the printed URL. Ctrl-C or SIGTERM stops it with a summary and
-    exit 0: stopping is how listen ends, not an interruption (130 is not used).
+    POST /v1/batch (/v1/import, /v1/b) and /v1/{identify,track,page,screen,group,alias}
+    (/v1/{i,t,p,s,g,a}) are answered as Segment answers them; messages Segment would
+    accept but drop are flagged. Point a Segment SDK's host at the printed URL. For
+    analytics.js, use the URL as its cdnURL too: GET /v1/projects/{writeKey}/settings
+    serves a settings document that sends the page's calls here, and every answer
+    carries CORS headers. Ctrl-C or SIGTERM stops it with a summary and exit 0:
+    stopping is how listen ends, not an interruption (130 is not used).
+
+    Beside it, an inspection API for tests and `cmdai expect`: GET /cmdai/summary
+    (counts by type, event and flag), GET /cmdai/messages (filters type, event, userId,
+    anonymousId, flagged=true|false, since, limit) and POST /cmdai/reset.
     """
+    from cmdai_cli.errors import PartialFailure
     from cmdai_cli.receiver.listen import serve
 
     printer = _Printer(STATE.json)
-    stats = serve(
-        bind=bind, port=port, write_key=write_key, out=out, on_batch=printer, on_start=_started
+    if reject_wrong_key and write_key is None:
+        from cmdai_cli.errors import UsageError
+
+        raise UsageError("--reject-wrong-key needs --write-key")
+    served = serve(
+        bind=bind,
+        port=port,
+        write_key=write_key,
+        out=out,
+        reject_wrong_key=reject_wrong_key,
+        on_batch=printer,
+        on_start=_started,
+        keep=keep,
+        ready_file=ready_file,
+        exit_after=exit_after,
+        max_duration=max_duration,
     )
+    stats = served.stats
     if STATE.json:
         output.emit_json({"summary": stats.as_dict()})
     else:
         output.info(summary_text(stats))
+    ended_short = exit_after is not None and stats.accepted < exit_after
+    if served.ended_by == "max-duration" and ended_short:
+        raise PartialFailure(
+            f"--max-duration {max_duration:g}s passed with {stats.accepted} of the "
+            f"{exit_after} messages --exit-after waits for"
+        )
 
 
 def _started(listening: Listening) -> None:
@@ -110,8 +187,12 @@ def _started(listening: Listening) -> None:
         output.out(f"Listening on {listening.url}")
         output.info(
             "Segment Tracking API: POST /v1/batch, /v1/{identify,track,page,screen,group,"
-            "alias}. Point an SDK's host at this URL; Ctrl-C stops."
+            "alias} and analytics.js's paths; inspection API under /cmdai/. Point an "
+            "SDK's host (and analytics.js's cdnURL) at this URL; Ctrl-C stops."
         )
     if listening.unguarded:
         where = listening.bind
-        output.warn(f"listening on {where} without --write-key: anyone who reaches it can post")
+        output.warn(
+            f"listening on {where} without --write-key and --reject-wrong-key: "
+            "anyone who reaches it can post"
+        )

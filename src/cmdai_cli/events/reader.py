@@ -62,7 +62,7 @@ def read_batches(
             reader = _Reader(item.name, policy, max_event_bytes, max_record_bytes, counter)
             yield from reader.run(chunks(stream))
         finally:
-            if item.path is not None:
+            if not item.is_stdin:
                 stream.close()
 
 

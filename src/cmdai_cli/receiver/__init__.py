@@ -6,6 +6,8 @@
 - `server`: the HTTP transport (asyncio, h11), its connection slots and after-work threads
 - `connection`: one client connection, its deadlines and bounded bodies
 - `store`: the `Receiver`, which stores, flags and shows what arrived
+- `kept`: what a receiver holds in memory (bounded), its counts and queries
+- `inspection`: the inspection API (`/cmdai/summary`, `/cmdai/messages`, `/cmdai/reset`)
 - `listen`: the `cmdai listen` serve loop, until Ctrl-C or SIGTERM
 - `local`: one message through the real Segment client to a receiver started for it
 """

@@ -33,7 +33,8 @@ __all__ = ["Connection", "Limits"]
 
 BUSY = (
     b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n"
-    b"Content-Length: 75\r\nRetry-After: 1\r\nConnection: close\r\n\r\n"
+    b"Content-Length: 75\r\nRetry-After: 1\r\nAccess-Control-Allow-Origin: *\r\n"
+    b"Connection: close\r\n\r\n"
     b'{"success":false,"code":"busy","message":"every connection slot is in use"}'
 )
 

@@ -56,7 +56,17 @@ class Exchange:
     it does every other refusal.
     """
 
-    __slots__ = ("_send", "body", "headers", "method", "path", "refused", "replied", "then")
+    __slots__ = (
+        "_send",
+        "answer_headers",
+        "body",
+        "headers",
+        "method",
+        "path",
+        "refused",
+        "replied",
+        "then",
+    )
 
     def __init__(
         self,
@@ -74,6 +84,8 @@ class Exchange:
         self.refused = refused
         self.replied = False
         self.then: Callable[[], None] | None = None
+        # Sent with whatever answer is given (the routes set CORS here first).
+        self.answer_headers: Mapping[str, str] = {}
         self._send = send
 
     def reply(
@@ -97,6 +109,7 @@ class Exchange:
         self.then = then
         payload = body if isinstance(body, bytes) else orjson.dumps(body)
         fields = [("Content-Type", content_type), ("Content-Length", str(len(payload)))]
+        fields.extend(self.answer_headers.items())
         if headers:
             fields.extend(headers.items())
         self._send(status, fields, payload, close)

@@ -5,10 +5,11 @@ event loop (so nothing here may block: slow work goes after the answer, see
 `Exchange.reply`); the `Receiver` (`store`) keeps what is accepted. New endpoints go in
 `answer`, and need to know nothing of sockets or timeouts.
 
-- POST /v1/{track,identify,page,screen,group,alias} and /v1/batch: Segment's Tracking
-  API, answered as Segment does (`protocol`)
-- GET / and /health: a liveness answer
-- anything else: 404, or 405 for a method that no route takes
+- /cmdai/...: the inspection API (`inspection`)
+- POST to Segment's Tracking API paths, analytics.js's short ones included: answered as
+  Segment does (`protocol`); analytics.js's metrics are read and acknowledged
+- OPTIONS, GET health and the CDN settings document, with CORS on every answer
+  (`browser`); anything else: 404, or 405 for a method no route takes
 """
 
 from __future__ import annotations
@@ -16,9 +17,11 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING
 
+from cmdai_cli.receiver import browser, inspection
 from cmdai_cli.receiver.exchange import Exchange, read_body
 from cmdai_cli.receiver.protocol import (
-    BATCH_PATH,
+    BATCH_PATHS,
+    METRICS_PATH,
     SINGLE_PATHS,
     Rejected,
     basic_auth_key,
@@ -32,27 +35,26 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("cmdai")
 
-HEALTH_PATHS = ("/", "/health")
-
 
 def answer(receiver: Receiver, exchange: Exchange) -> None:
     """Answer `exchange` (exactly once) and store what it brought."""
-    path = exchange.path.split("?", 1)[0]
-    if exchange.method in ("GET", "HEAD"):
-        if path in HEALTH_PATHS:
-            exchange.reply(200, {"success": True, "service": "cmdai listen"})
-        else:
-            exchange.reply(404, {"success": False, "code": "not_found", "message": "not found"})
+    if exchange.path.startswith(inspection.PREFIX):
+        status, body = inspection.answer(receiver, exchange.method, exchange.path)
+        # A reset whose body was refused is still a reset; the connection goes, though.
+        exchange.reply(status, body, close=exchange.refused is not None)
         return
-    if exchange.method != "POST":
-        exchange.reply(
-            405,
-            {"success": False, "code": "method_not_allowed", "message": "use POST"},
-            close=True,
-            headers={"Allow": "GET, POST"},
-        )
+    method = exchange.method
+    headers = exchange.headers
+    exchange.answer_headers = browser.cors_headers(
+        headers.get("Origin"),
+        headers.get("Access-Control-Request-Headers"),
+        preflight=method == "OPTIONS",
+    )
+    path = exchange.path.split("?", 1)[0].rstrip("/")
+    if method != "POST":
+        browser.answer_other(exchange, method, path, receiver.write_key, receiver.url)
         return
-    tracking_api(receiver, exchange, path.rstrip("/"))
+    tracking_api(receiver, exchange, path)
 
 
 def refuse(receiver: Receiver, exchange: Exchange, rejected: Rejected) -> None:
@@ -67,12 +69,19 @@ def tracking_api(receiver: Receiver, exchange: Exchange, path: str) -> None:
     receiver.count_request()
     headers = exchange.headers
     try:
-        if path != BATCH_PATH and path not in SINGLE_PATHS:
+        if path == METRICS_PATH:
+            # analytics.js's delivery metrics: read and acknowledged, not messages.
+            read_body(exchange)
+            exchange.reply(200, {"success": True})
+            return
+        if path not in BATCH_PATHS and path not in SINGLE_PATHS:
             raise Rejected(404, "not_found", f"no such endpoint: {path or '/'}", close=True)
         body = decode_body(read_body(exchange), headers.get("Content-Encoding"))
         now = now_stamp()
         auth_key = basic_auth_key(headers.get("Authorization"))
-        messages = parse_encoded(path, body, receiver.write_key, auth_key, now)
+        messages = parse_encoded(
+            path, body, receiver.write_key, auth_key, now, receiver.reject_wrong_key
+        )
     except Rejected as rejected:
         refuse(receiver, exchange, rejected)
         return

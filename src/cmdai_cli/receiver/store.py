@@ -13,7 +13,6 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections import OrderedDict, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -24,8 +23,9 @@ import orjson
 from cmdai_cli import redact
 from cmdai_cli.errors import UsageError
 from cmdai_cli.receiver import routes
+from cmdai_cli.receiver.kept import Entry, Kept, Row
+from cmdai_cli.receiver.protocol import now_stamp
 from cmdai_cli.receiver.server import Exchange, Limits, Server
-from cmdai_cli.segment.messages import flags_for
 
 log = logging.getLogger("cmdai")
 
@@ -82,7 +82,10 @@ class Stats:
 class Receiver:
     """A Segment-compatible receiver on `bind`:`port` (0 picks a free port).
 
-    `write_key`: when set, requests must carry it (Basic auth or body `writeKey`).
+    `write_key`: when set, requests should carry it (Basic auth or body `writeKey`);
+    others are flagged, or refused with 401 when `reject_wrong_key`. The settings
+    document analytics.js loads is served for it alone (404 for other keys, as Segment's
+    CDN answers an unknown key), or for any key when no `write_key` is set.
     `out`: a file that gets one NDJSON line per accepted message before it is answered.
     `on_message`: called with each `Received` in the handler thread (`on_batch`: with
     the list from one request), after it is stored; errors in them are counted, never
@@ -95,6 +98,7 @@ class Receiver:
         bind: str = "127.0.0.1",
         port: int = 0,
         write_key: str | None = None,
+        reject_wrong_key: bool = False,
         out: str | Path | None = None,
         on_message: Callable[[Received], Any] | None = None,
         on_batch: Callable[[list[Received]], Any] | None = None,
@@ -106,17 +110,18 @@ class Receiver:
         self.bind = bind
         self.port = port
         self.write_key = write_key
+        self.reject_wrong_key = reject_wrong_key
         redact.register(write_key)
         self.out_path = Path(out) if out is not None else None
         self.on_message = on_message
         self.on_batch = on_batch
         self._stats = Stats()
-        # Requests answered whose bookkeeping (flags, list, callbacks) is still running.
-        self._settling = 0
+        # Requests answered whose bookkeeping (flags, list, callbacks) is still running,
+        # by ticket: a reader waits only for those answered before it asked.
+        self._settling: set[int] = set()
+        self._tickets = 0
         # Kept encoded: thousands of retained dicts would make every GC pass slower.
-        self._recent: deque[tuple[bytes, tuple[str, ...], str, str]] = deque(maxlen=keep)
-        self._seen: OrderedDict[str, None] = OrderedDict()
-        self._remember_ids = remember_ids
+        self.kept = Kept(keep=keep, remember_ids=remember_ids)
         self._lock = threading.Lock()
         self._out_lock = threading.Lock()
         self._arrived = threading.Condition(self._lock)
@@ -180,15 +185,39 @@ class Receiver:
 
     def _settle(self) -> None:
         # Bookkeeping runs after the answer; readers wait for it so that what a
-        # client saw acknowledged is always visible here.
-        self._arrived.wait_for(lambda: self._settling == 0, timeout=5)
+        # client saw acknowledged is always visible here. Requests answered later are
+        # not waited for, so a busy intake never holds a reader up.
+        pending = set(self._settling)
+        if pending:
+            self._arrived.wait_for(lambda: not (pending & self._settling), timeout=5)
 
     def messages(self) -> list[Received]:
         """The last `keep` accepted messages, oldest first (all answered requests' included)."""
+        return [_received(entry) for entry in self.kept_entries()]
+
+    def kept_entries(self) -> list[Entry]:
+        """The kept messages, encoded, oldest first (all answered requests' included)."""
         with self._arrived:
             self._settle()
-            kept = list(self._recent)
-        return [Received(orjson.loads(raw), flags, at, path, raw) for raw, flags, at, path in kept]
+            return self.kept.entries()
+
+    def kept_rows(self) -> list[Row]:
+        """The kept rows, oldest first (all answered requests' included): for queries."""
+        with self._arrived:
+            self._settle()
+            return self.kept.rows()
+
+    def kept_summary(self) -> dict[str, Any]:
+        """Counts since the start or the last reset, as `GET /cmdai/summary` gives them."""
+        with self._arrived:
+            self._settle()
+            return self.kept.summary()
+
+    def forget(self) -> int:
+        """Forget the kept messages and their counts (the `out` file stays); how many."""
+        with self._arrived:
+            self._settle()
+            return self.kept.reset(now_stamp())
 
     def wait_for(
         self, count: int = 1, *, message_id: str | None = None, timeout: float = 5.0
@@ -203,9 +232,9 @@ class Receiver:
 
         def matching() -> list[Received]:
             kept = [
-                Received(orjson.loads(raw), flags, at, path, raw)
-                for raw, flags, at, path in self._recent
-                if needle is None or needle in raw
+                _received(entry)
+                for entry in self.kept.entries()
+                if needle is None or needle in entry.raw
             ]
             if message_id is None:
                 return kept
@@ -230,6 +259,7 @@ class Receiver:
     def count_rejected(self, status: int) -> None:
         with self._lock:
             self._stats.rejected[status] = self._stats.rejected.get(status, 0) + 1
+            self.kept.reject(status)
 
     def count_request(self) -> None:
         with self._lock:
@@ -242,50 +272,51 @@ class Receiver:
         self,
         exchange: Exchange,
         path: str,
-        messages: list[tuple[dict[str, Any], bytes]],
+        messages: list[tuple[dict[str, Any], bytes, tuple[str, ...]]],
         now: str,
     ) -> None:
         """Answer 200, then do the bookkeeping; readers wait until it is done."""
         with self._lock:
-            self._settling += 1
+            self._tickets += 1
+            ticket = self._tickets
+            self._settling.add(ticket)
         # After the answer, in a worker: the client builds its next batch meanwhile.
-        exchange.reply(200, {"success": True}, then=lambda: self._accept(path, messages, now))
+        exchange.reply(
+            200, {"success": True}, then=lambda: self._accept(path, messages, now, ticket)
+        )
 
-    def store(self, messages: list[tuple[dict[str, Any], bytes]]) -> None:
+    def store(self, messages: list[tuple[dict[str, Any], bytes, tuple[str, ...]]]) -> None:
         """Append the messages to `out` before they are acknowledged."""
         if self._out is None:
             return
-        data = b"\n".join(raw for _, raw in messages) + b"\n"
+        data = b"\n".join(raw for _, raw, _ in messages) + b"\n"
         with self._out_lock:
             if self._out is not None:
                 self._out.write(data)
                 self._out.flush()
 
-    def _accept(self, path: str, messages: list[tuple[dict[str, Any], bytes]], now: str) -> None:
+    def _accept(
+        self,
+        path: str,
+        messages: list[tuple[dict[str, Any], bytes, tuple[str, ...]]],
+        now: str,
+        ticket: int,
+    ) -> None:
         accepted = []
         try:
             with self._lock:
-                seen = self._seen
-                for message, raw in messages:
-                    flags = flags_for(message)
-                    message_id = message.get("messageId")
-                    if isinstance(message_id, str):
-                        if message_id in seen:
-                            flags += ("duplicate messageId",)
-                        else:
-                            seen[message_id] = None
-                            if len(seen) > self._remember_ids:
-                                seen.popitem(last=False)
-                    self._recent.append((raw, flags, now, path))
-                    if flags:
-                        self._stats.flagged += 1
-                    if self._wants_objects:
-                        accepted.append(Received(message, flags, now, path, raw))
+                all_flags = self.kept.add_batch(messages, now, path)
+                if self._wants_objects:
+                    accepted = [
+                        Received(message, flags, now, path, raw)
+                        for (message, raw, _), flags in zip(messages, all_flags, strict=True)
+                    ]
+                self._stats.flagged += sum(1 for flags in all_flags if flags)
                 self._stats.accepted += len(messages)
             self._notify(accepted)
         finally:
             with self._lock:
-                self._settling -= 1
+                self._settling.discard(ticket)
                 self._arrived.notify_all()
 
     @property
@@ -308,3 +339,7 @@ class Receiver:
                     with self._lock:
                         self._stats.callback_errors += 1
                     log.debug("a receiver callback failed", exc_info=True)
+
+
+def _received(entry: Entry) -> Received:
+    return Received(orjson.loads(entry.raw), entry.flags, entry.received_at, entry.path, entry.raw)
