@@ -183,18 +183,15 @@ class Sender:
 
     def _hook_success(self) -> None:
         # The library reports failures only; wrapping this consumer's request (and no
-        # other) records each batch that came back 2xx, with its status.
+        # other) records each batch that came back 2xx, with its status, and the status
+        # of a failure: any answer with Retry-After ends as "rate limit ... exceeded".
         original = self._consumer.request
 
         def request(batch: list[dict[str, Any]]) -> Any:
             try:
                 response = original(batch)
             except Exception as exc:
-                # The library waits out any answer with Retry-After as a rate limit and
-                # then reports only "rate limit duration exceeded": keep the status it saw.
-                status = getattr(exc, "status", None)
-                if isinstance(status, int):
-                    self._last_status = status
+                self._last_status = getattr(exc, "status", None) or self._last_status
                 raise
             self._record(batch, "accepted", getattr(response, "status_code", None), None)
             return response
@@ -230,10 +227,8 @@ class Sender:
                 # A 503 (or any status) with Retry-After takes this path too: say which.
                 http_status = self._last_status or 429
                 status = answered_status(http_status)
-                what = (
-                    "rate limited" if http_status == 429 else f"HTTP {http_status} with Retry-After"
-                )
-                detail = f"{what} for longer than {self.timeout:g}s: {exc}"
+                what = "rate limited" if http_status == 429 else f"HTTP {http_status}"
+                detail = f"{what} with Retry-After for longer than {self.timeout:g}s: {exc}"
             else:
                 status, http_status = "unreachable", None
                 detail = describe_failure(exc, self._client.timeout)
