@@ -167,3 +167,13 @@ def test_fuzzed_bytes_on_the_wire_never_break_the_server(
     # An HTTP answer or nothing at all; never a hang past the deadlines.
     assert answer == b"" or answer.startswith(b"HTTP/1.1 ")
     assert post(rx, "/v1/track", msg())[0] == 200
+
+
+def test_head_is_answered_with_headers_only(rx: Receiver) -> None:
+    with connect(rx) as sock:
+        sock.sendall(b"HEAD /health HTTP/1.1\r\nHost: x\r\n\r\n")
+        answer = read_until_closed(sock)
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 ")
+    assert b"Content-Length: " in head
+    assert body == b""

@@ -267,8 +267,10 @@ class Connection(asyncio.Protocol):
             data = self.http.send(
                 h11.Response(status_code=status, headers=fields, reason=_reason(status))
             )
-            data = (data or b"") + (self.http.send(h11.Data(data=payload)) or b"")
-            data += self.http.send(h11.EndOfMessage()) or b""
+            if self.request is None or self.request.method != b"HEAD":
+                # An answer to HEAD has the headers of the answer to GET, and no body.
+                data = (data or b"") + (self.http.send(h11.Data(data=payload)) or b"")
+            data = (data or b"") + (self.http.send(h11.EndOfMessage()) or b"")
         except h11.LocalProtocolError:
             self.abort()
             return
