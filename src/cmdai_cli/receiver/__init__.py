@@ -2,6 +2,7 @@
 
 - `protocol`: Segment's answers (paths, bodies, write keys, limits) as a server gives them
 - `routes`: what each request is answered (method, path, headers, body in; one answer out)
+- `browser`: what analytics.js needs besides: CORS and the CDN settings document
 - `exchange`: a complete request and its answer, the interface between transport and routes
 - `server`: the HTTP transport (asyncio, h11), its connection slots and after-work threads
 - `connection`: one client connection, its deadlines and bounded bodies
