@@ -139,10 +139,9 @@ class _Parser:
                 )
 
     def function(self, name: _Token) -> None:
-        for expected in ("(",):
-            token = self.take(f"'{expected}'")
-            if token.text != expected:
-                raise self.error(f"expected '{expected}' after {name.text}", token)
+        token = self.take("'('")
+        if token.text != "(":
+            raise self.error(f"expected '(' after {name.text}", token)
         self.field(self.take("a field"))
         comma = self.take("','")
         if comma.text != ",":
