@@ -14,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import socket
-import time
 from dataclasses import dataclass
 from http import HTTPStatus
 from typing import TYPE_CHECKING
@@ -69,8 +68,11 @@ class Connection(asyncio.Protocol):
             h11.SERVER, max_incomplete_event_size=self.limits.max_header_bytes
         )
         self.phase = "new"
-        self.since = time.monotonic()
-        self.timer: asyncio.TimerHandle | None = None
+        self.since = loop.time()
+        # When the phase's time is up, and when a client that does not read its answers
+        # is let go (loop time); the server's sweep acts on both.
+        self.deadline: float | None = None
+        self.write_deadline: float | None = None
         self.request: h11.Request | None = None
         self.body: list[bytes] = []
         self.size = 0
@@ -114,18 +116,18 @@ class Connection(asyncio.Protocol):
         if self.phase in ("head", "body"):
             self.server.on_drop()
         self.phase = "closed"
-        self.cancel_timer()
+        self.deadline = None
         self.server.forget(self)
 
     def pause_writing(self) -> None:
         # The client does not read its answers: it has `write_timeout`, then it is let go.
         self.writing_paused = True
-        self.cancel_timer()
-        self.timer = self.loop.call_later(self.limits.write_timeout, self.abort)
+        self.write_deadline = self.loop.time() + self.limits.write_timeout
+        self.pause_reading()  # no more requests in until it takes its answers
 
     def resume_writing(self) -> None:
         self.writing_paused = False
-        self.cancel_timer()
+        self.write_deadline = None
         if self.phase in ("new", "idle"):
             self.enter(self.phase, self.limits.idle_timeout)
         self.process()
@@ -133,20 +135,26 @@ class Connection(asyncio.Protocol):
     # ------------------------------------------------------------------ phases
 
     def enter(self, phase: str, timeout: float | None) -> None:
+        # A deadline rather than a timer: no timer to make and cancel on every request.
         self.phase = phase
-        self.since = time.monotonic()
-        self.cancel_timer()
-        if timeout is not None:
-            self.timer = self.loop.call_later(timeout, self.expired)
+        self.since = now = self.loop.time()
+        self.deadline = None if timeout is None else now + timeout
 
-    def cancel_timer(self) -> None:
-        if self.timer is not None:
-            self.timer.cancel()
-            self.timer = None
+    def due(self) -> float | None:
+        """The first of the deadlines, if any."""
+        if self.write_deadline is None:
+            return self.deadline
+        return (
+            self.write_deadline
+            if self.deadline is None
+            else min(self.deadline, self.write_deadline)
+        )
 
     def expired(self) -> None:
-        self.timer = None
-        if self.phase in ("head", "body"):
+        """A deadline has passed (the server's sweep calls this)."""
+        now = self.loop.time()
+        stalled = self.write_deadline is not None and now >= self.write_deadline
+        if self.phase in ("head", "body") and not stalled:
             self.server.on_drop()
             self.send_error(408, "request_timeout", "the request took too long to arrive")
         self.abort()
@@ -154,14 +162,14 @@ class Connection(asyncio.Protocol):
     def abort(self) -> None:
         """Let the connection go now, whatever it was doing (not counted as a drop)."""
         self.phase = "closed"
-        self.cancel_timer()
+        self.deadline = None
         if self.transport is not None:
             self.transport.abort()
 
     def close(self) -> None:
         """Close once what was written has gone out."""
         self.phase = "closed"
-        self.cancel_timer()
+        self.deadline = None
         if self.transport is not None:
             self.transport.close()
 
@@ -224,8 +232,9 @@ class Connection(asyncio.Protocol):
     def complete(self) -> None:
         request = self.request
         assert request is not None
+        # Reading goes on: a request that arrives before this one's work is done waits
+        # in h11's buffer, which h11 holds at PAUSED (and reading stops) if it grows.
         self.enter("handling", None)
-        self.pause_reading()
         exchange = Exchange(
             request.method.decode("latin-1"),
             request.target.decode("latin-1"),

@@ -90,6 +90,7 @@ class Server:
                 loop.close()
                 return
             ready.set_result(self._server.sockets[0].getsockname()[1])
+            loop.call_soon(self._sweep)
             try:
                 loop.run_forever()
             finally:
@@ -135,6 +136,25 @@ class Server:
         for connection in list(self._connections):
             connection.abort()
         self._loop.stop()
+
+    def _sweep(self) -> None:
+        """Let go of every connection whose phase's time is up; again in a moment."""
+        assert self._loop is not None
+        now = self._loop.time()
+        for connection in list(self._connections):
+            due = connection.due()
+            if due is not None and now >= due and connection.phase != "closed":
+                connection.expired()
+        self._loop.call_later(self._sweep_every, self._sweep)
+
+    @property
+    def _sweep_every(self) -> float:
+        # Often enough that no deadline is overshot by more than half of itself.
+        limits = self.limits
+        shortest = min(
+            limits.header_timeout, limits.body_timeout, limits.idle_timeout, limits.write_timeout
+        )
+        return max(0.01, min(0.5, shortest / 2))
 
     # ------------------------------------------------------------------ capacity
 

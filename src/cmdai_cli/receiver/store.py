@@ -280,6 +280,12 @@ class Receiver:
             self._tickets += 1
             ticket = self._tickets
             self._settling.add(ticket)
+        if not self._wants_objects:
+            # No callback that could block: the bookkeeping runs right after the answer
+            # went out, without a trip through a worker thread.
+            exchange.reply(200, {"success": True})
+            self._accept(path, messages, now, ticket)
+            return
         # After the answer, in a worker: the client builds its next batch meanwhile.
         exchange.reply(
             200, {"success": True}, then=lambda: self._accept(path, messages, now, ticket)
