@@ -1,8 +1,10 @@
 """Command AI's two HTTP endpoints: the Segment webhook and bulk-identify.
 
-One `Client` holds one httpx client, made on first use, shared by every thread that
-posts through it (replay's delivery workers, or doctor's single probe). Each post is
-made once and comes back as an `Answer`; retrying is the caller's business.
+`Client` holds one blocking httpx client (doctor's single probe); `AsyncClient` one
+asynchronous httpx client, for replay, whose delivery loop keeps up to a hundred or so
+requests in flight on one thread: a request waiting for its answer costs a suspended
+coroutine rather than a thread. Both are made on first use. Each post is made once and
+comes back as an `Answer`; retrying is the caller's business.
 
 Facts (shared/reference/integration-facts.md, sections 5 and 6): the webhook takes the
 body Segment's Webhooks (Actions) destination sends, signed in `X-Signature` as the hex
@@ -27,12 +29,14 @@ USER_AGENT = f"cmdai-replay/{__version__}"
 
 
 class Answer(NamedTuple):
-    """The answer to one request: `status` None when none came."""
+    """The answer to one request: `status` None when none came (`timed_out` if none came
+    in time)."""
 
     ok: bool
     status: int | None
     detail: str | None = None
     retry_after: float | None = None
+    timed_out: bool = False
 
 
 def signature(secret: str, data: bytes) -> str:
@@ -56,8 +60,8 @@ def bulk_identify_url(api_host: str, org_id: str) -> str:
 class Client:
     """Posts to Command AI. Use as a context manager, or call `close`.
 
-    The httpx client is made on the first post, so that a dry run, or a run with nothing
-    to send, never loads httpx; delivery threads may post at once, hence the lock.
+    The httpx client is made on the first post, so that a caller with nothing to send
+    never loads httpx; threads may post at once, hence the lock.
     """
 
     def __init__(self, timeout: float, concurrency: int = 1) -> None:
@@ -115,20 +119,85 @@ class Client:
         """POST once; the answer, with the wait a 429 or 503 asked for."""
         import httpx
 
-        from cmdai_cli import http_errors, retry
-
         try:
             response = self._http().post(url, content=body, headers=headers)
         except httpx.HTTPError as exc:
-            error = http_errors.error_for_exception(exc, service=service)
-            return Answer(False, None, error.message)
-        status = response.status_code
-        if 200 <= status < 300:
-            return Answer(True, status)
-        wait = retry.parse_retry_after(response.headers.get("Retry-After"))
-        if wait is None and status == 429:
-            import time
+            return _no_answer(exc, service)
+        return _answer(response, service)
 
-            wait = retry.parse_reset(response.headers.get("X-RateLimit-Reset"), now=time.time())
-        error = http_errors.error_for_response(response, service=service)
-        return Answer(False, status, error.message, wait)
+
+class AsyncClient:
+    """Posts to Command AI from one event loop; `await aclose()` on that loop when done.
+
+    The httpx client is made on the first post, inside the loop that uses it.
+    """
+
+    def __init__(self, timeout: float, concurrency: int = 1) -> None:
+        self.timeout = timeout
+        self.concurrency = max(1, concurrency)
+        self._client: httpx.AsyncClient | None = None
+
+    def _http(self) -> httpx.AsyncClient:
+        if self._client is None:
+            import httpx
+
+            n = self.concurrency
+            self._client = httpx.AsyncClient(
+                timeout=self.timeout,
+                follow_redirects=False,
+                limits=httpx.Limits(max_connections=n, max_keepalive_connections=n),
+                headers={"User-Agent": USER_AGENT, "Content-Type": "application/json"},
+            )
+        return self._client
+
+    async def aclose(self) -> None:
+        if self._client is not None:
+            client, self._client = self._client, None
+            await client.aclose()
+
+    async def post_webhook(
+        self, url: str, body: bytes, *, secret: str | None = None, signed: bytes | None = None
+    ) -> Answer:
+        """As `Client.post_webhook`."""
+        headers: dict[str, str] = {}
+        if secret:
+            headers["X-Signature"] = signature(secret, body if signed is None else signed)
+        return await self._post(url, body, headers, "the webhook")
+
+    async def post_bulk_identify(self, url: str, body: bytes, headers: dict[str, str]) -> Answer:
+        """As `Client.post_bulk_identify`."""
+        return await self._post(url, body, headers, "Command AI")
+
+    async def _post(self, url: str, body: bytes, headers: dict[str, str], service: str) -> Answer:
+        import httpx
+
+        try:
+            response = await self._http().post(url, content=body, headers=headers)
+        except httpx.HTTPError as exc:
+            return _no_answer(exc, service)
+        return _answer(response, service)
+
+
+def _no_answer(exc: httpx.HTTPError, service: str) -> Answer:
+    import httpx
+
+    from cmdai_cli import http_errors
+
+    error = http_errors.error_for_exception(exc, service=service)
+    return Answer(False, None, error.message, timed_out=isinstance(exc, httpx.TimeoutException))
+
+
+def _answer(response: httpx.Response, service: str) -> Answer:
+    """A response as an `Answer`, with the wait a 429 or 503 asked for."""
+    status = response.status_code
+    if 200 <= status < 300:
+        return Answer(True, status)
+    from cmdai_cli import http_errors, retry
+
+    wait = retry.parse_retry_after(response.headers.get("Retry-After"))
+    if wait is None and status == 429:
+        import time
+
+        wait = retry.parse_reset(response.headers.get("X-RateLimit-Reset"), now=time.time())
+    error = http_errors.error_for_response(response, service=service)
+    return Answer(False, status, error.message, wait)
