@@ -18,7 +18,7 @@ from cmdai_cli.commandai import Answer
 from cmdai_cli.replay.batching import Batch, Pending
 from cmdai_cli.replay.checkpoint import Checkpoint, read_journal
 from cmdai_cli.replay.delivery import Delivery
-from cmdai_cli.replay.delivery_control import AdaptiveLimit, LearntRate, RateLimiter
+from cmdai_cli.replay.delivery_control import AdaptiveLimit, InFlight, LearntRate, RateLimiter
 from cmdai_cli.retry import RetryPolicy
 
 QUICK = RetryPolicy(max_retries=3, base_delay=0.001, max_delay=0.001)
@@ -159,13 +159,15 @@ def test_the_backlog_is_bounded_and_submit_waits_for_room() -> None:
 
     thread = threading.Thread(target=reader, daemon=True)
     thread.start()
-    wait_for(lambda: delivery.counters.waiting == 5, "the backlog filled")
-    assert thread.is_alive() and handed[0] == 5  # the sixth waits for room
+    # Room for 2 x 2 in flight (stragglers included) and a backlog of 3.
+    assert delivery.capacity == 7
+    wait_for(lambda: delivery.counters.waiting == 7, "the backlog filled")
+    assert thread.is_alive() and handed[0] == 7  # the eighth waits for room
     delivery.stop()
     thread.join(10)
     delivery.finish()
     assert not thread.is_alive()
-    assert delivery.counters.max_waiting == 5
+    assert delivery.counters.max_waiting == 7
     assert delivery.counters.abandoned == 50
 
 
@@ -255,3 +257,65 @@ def test_rate_limiter_spaces_reservations() -> None:
     now[0] = 10.0
     assert limiter.reserve(100) == 0.0  # a second's worth of burst, no more
     assert limiter.reserve(1) > 0
+
+
+def test_a_request_many_times_slower_than_usual_stops_holding_its_slot() -> None:
+    now = [0.0]
+    flying: InFlight[str] = InFlight(most=1, clock=lambda: now[0])
+    for key in ("hung", "also hung", "quick"):
+        flying.sent(key)
+    now[0] = 0.02
+    flying.answered("quick")
+    flying.done("quick")
+    assert flying.counted == 2 and not flying.mark_stragglers()  # 20 ms is usual
+    now[0] = 1.0
+    assert flying.mark_stragglers()
+    # Only `most` of them: everything in flight stays bounded.
+    assert flying.stragglers == {"hung"} and flying.counted == 1 and flying.total == 2
+    flying.done("hung")
+    flying.done("also hung")
+    assert flying.total == 0 and not flying
+
+
+def test_a_hung_request_does_not_stall_the_others() -> None:
+    hang = asyncio.Event()
+
+    async def send(batch: Batch) -> Answer:
+        if batch.start == 0:
+            await hang.wait()
+        else:
+            await asyncio.sleep(0.001)
+        return Answer(True, 200)
+
+    delivery, acked, _ = make(send, concurrency=1, grace=0.05)
+    for n in range(30):
+        delivery.submit(_batch(n))
+    # One slot, held by a request that never ends: the rest still go, through the slot
+    # it stops holding once it has taken many times the usual answer time.
+    wait_for(lambda: len(acked) == 29, "the others were sent")
+    assert delivery.counters.max_in_flight == 2
+    delivery.stop()
+    delivery.finish()
+    assert delivery.counters.abandoned == 1
+
+
+def test_progress_follows_what_was_acknowledged_while_the_reader_waits(tmp_path, monkeypatch):
+    from cmdai_cli import profile
+    from cmdai_cli.replay import ReplayOptions, replay
+    from tests.conftest import SHARED_SECRET
+    from tests.fault_server import FaultServer
+    from tests.test_replay_cli import make_events, write_ndjson
+
+    monkeypatch.setenv("CMDAI_WEBHOOK_SHARED_SECRET", SHARED_SECRET)
+    source = write_ndjson(tmp_path / "in.ndjson", make_events(300))
+    snapshots: list[Any] = []
+    with FaultServer(kind="webhook", secret=SHARED_SECRET, delay=0.01) as server:
+        options = ReplayOptions(inputs=[str(source)], to="webhook", url=server.url, concurrency=2)
+        summary = replay(options, profile.resolve(None, {}), progress=snapshots.append)
+    assert summary.sent == 300 and summary.max_in_flight <= 2
+    # The reader spent the run waiting for room; the bar moved with the answers.
+    assert len({s.sent for s in snapshots if 0 < s.sent < 300}) > 3
+    assert all(s.done <= s.read and s.sent <= s.done for s in snapshots)
+    assert [s.done for s in snapshots] == sorted(s.done for s in snapshots)
+    assert all(s.total == 300 for s in snapshots)
+    assert any(0 < s.in_flight <= s.limit <= 2 for s in snapshots)

@@ -25,6 +25,8 @@ from cmdai_cli import __version__
 if TYPE_CHECKING:
     import httpx
 
+    from cmdai_cli import http11
+
 USER_AGENT = f"cmdai-replay/{__version__}"
 
 
@@ -129,30 +131,24 @@ class Client:
 class AsyncClient:
     """Posts to Command AI from one event loop; `await aclose()` on that loop when done.
 
-    The httpx client is made on the first post, inside the loop that uses it.
+    Requests go through `cmdai_cli.http11` (see there why), or through httpx's own
+    asynchronous client when a proxy is configured for the URL (HTTP(S)_PROXY, ALL_PROXY,
+    NO_PROXY), which that client knows how to use. Either is made on the first post.
     """
 
     def __init__(self, timeout: float, concurrency: int = 1) -> None:
         self.timeout = timeout
         self.concurrency = max(1, concurrency)
-        self._client: httpx.AsyncClient | None = None
-
-    def _http(self) -> httpx.AsyncClient:
-        if self._client is None:
-            import httpx
-
-            n = self.concurrency
-            self._client = httpx.AsyncClient(
-                timeout=self.timeout,
-                follow_redirects=False,
-                limits=httpx.Limits(max_connections=n, max_keepalive_connections=n),
-                headers={"User-Agent": USER_AGENT, "Content-Type": "application/json"},
-            )
-        return self._client
+        self._pool: http11.Pool | None = None
+        self._httpx: httpx.AsyncClient | None = None
+        self._proxied: dict[str, bool] = {}
 
     async def aclose(self) -> None:
-        if self._client is not None:
-            client, self._client = self._client, None
+        if self._pool is not None:
+            pool, self._pool = self._pool, None
+            await pool.aclose()
+        if self._httpx is not None:
+            client, self._httpx = self._httpx, None
             await client.aclose()
 
     async def post_webhook(
@@ -169,13 +165,77 @@ class AsyncClient:
         return await self._post(url, body, headers, "Command AI")
 
     async def _post(self, url: str, body: bytes, headers: dict[str, str], service: str) -> Answer:
+        proxied = self._proxied.get(url)
+        if proxied is None:
+            proxied = self._proxied[url] = _behind_proxy(url)
+        if proxied:
+            return await self._post_httpx(url, body, headers, service)
+        from cmdai_cli import http11
+
+        if self._pool is None:
+            self._pool = http11.Pool(
+                self.timeout,
+                keep=self.concurrency,
+                headers={"User-Agent": USER_AGENT, "Content-Type": "application/json"},
+            )
+        try:
+            reply = await self._pool.post(url, body, headers)
+        except http11.TransportError as exc:
+            return _no_answer(_as_httpx_error(exc, url), service)
+        if 200 <= reply.status < 300:
+            return Answer(True, reply.status)
         import httpx
 
+        response = httpx.Response(
+            reply.status,
+            headers=reply.headers,
+            content=reply.body,
+            request=httpx.Request("POST", url),
+        )
+        return _answer(response, service)
+
+    async def _post_httpx(
+        self, url: str, body: bytes, headers: dict[str, str], service: str
+    ) -> Answer:
+        import httpx
+
+        if self._httpx is None:
+            # httpx's pool scans every connection for each request: kept small.
+            n = min(self.concurrency, 16)
+            self._httpx = httpx.AsyncClient(
+                timeout=self.timeout,
+                follow_redirects=False,
+                limits=httpx.Limits(max_connections=n, max_keepalive_connections=n),
+                headers={"User-Agent": USER_AGENT, "Content-Type": "application/json"},
+            )
         try:
-            response = await self._http().post(url, content=body, headers=headers)
+            response = await self._httpx.post(url, content=body, headers=headers)
         except httpx.HTTPError as exc:
             return _no_answer(exc, service)
         return _answer(response, service)
+
+
+def _behind_proxy(url: str) -> bool:
+    import urllib.request
+    from urllib.parse import urlsplit
+
+    proxies = urllib.request.getproxies_environment()
+    parts = urlsplit(url)
+    if not (proxies.get(parts.scheme) or proxies.get("all")):
+        return False
+    return not urllib.request.proxy_bypass(parts.hostname or "")
+
+
+def _as_httpx_error(exc: http11.TransportError, url: str) -> httpx.HTTPError:
+    """The httpx error that says the same, so that one mapper words every failure."""
+    import httpx
+
+    kind: type[httpx.TransportError] = {
+        "connect": httpx.ConnectError,
+        "timeout": httpx.ReadTimeout,
+        "protocol": httpx.RemoteProtocolError,
+    }[exc.kind]
+    return kind(str(exc), request=httpx.Request("POST", url))
 
 
 def _no_answer(exc: httpx.HTTPError, service: str) -> Answer:

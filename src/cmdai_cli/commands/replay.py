@@ -156,7 +156,7 @@ def replay(
         int | None,
         typer.Option(
             "--concurrency",
-            help="Most requests in flight at once (default 96; segment: 4, sent from a "
+            help="Most requests in flight at once (default 128; segment: 4, sent from a "
             "worker process on Linux, so that encoding runs beside reading). The limit "
             "starts lower and adapts: up while answers come back clean, down on 429, 503 "
             "and time-outs.",
@@ -257,6 +257,10 @@ def replay(
     _report(summary)
 
 
+_STOPPING = b"cmdai: warning: stopping; press Ctrl-C again to stop at once\n"
+_STOPPED = b"cmdai: error: stopped at once; run the same command with --resume to continue\n"
+
+
 @contextlib.contextmanager
 def _terminate_as_interrupt() -> Iterator[None]:
     """SIGTERM (Kubernetes, CI cancellation) stops as Ctrl-C does: cleanly, resumable.
@@ -273,14 +277,11 @@ def _terminate_as_interrupt() -> Iterator[None]:
     def interrupt(_signum: int, _frame: Any) -> None:
         nonlocal signals
         signals += 1
+        # os.write: the handler may run while the main thread is itself writing stderr.
+        with contextlib.suppress(OSError):
+            os.write(2, _STOPPING if signals == 1 else _STOPPED)
         if signals == 1:
             raise KeyboardInterrupt
-        with contextlib.suppress(Exception):
-            sys.stderr.write(
-                "cmdai: error: interrupted again; stopped at once "
-                "(run the same command with --resume to continue)\n"
-            )
-            sys.stderr.flush()
         os._exit(int(ExitCode.INTERRUPTED))
 
     previous = {sig: signal.signal(sig, interrupt) for sig in (signal.SIGINT, signal.SIGTERM)}

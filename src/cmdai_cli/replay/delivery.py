@@ -8,10 +8,14 @@ and waits in a schedule ordered by due time; due retries go before new batches. 
 is admitted but not yet answered for (in flight, waiting or queued) is bounded, so
 `submit` blocks while it is full and memory stays flat however long the input.
 
+A request that has taken many times the usual latency stops counting against the limit
+(`InFlight`), up to the ceiling's number of such stragglers: a few hung requests cannot
+stall every slot. Everything in flight is still bounded, by twice the ceiling.
+
 An answered batch is handed to a recording thread, which runs `on_ack` / `on_fail` for
 everything that came in meanwhile and then `flush` once (one durable checkpoint write
 for many answers). A batch keeps its slot until it is recorded, so what can be sent
-twice after a crash is at most the batches in flight: the in-flight limit.
+twice after a crash is at most the batches in flight.
 
 `stop()` sends nothing more: queued and waiting batches are abandoned at once, requests
 in flight get `grace` seconds to be answered and are then cancelled; whatever was not
@@ -23,54 +27,18 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import heapq
-import queue
 import threading
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
 
 from cmdai_cli.commandai import Answer
 from cmdai_cli.replay.batching import Batch
-from cmdai_cli.replay.delivery_control import AdaptiveLimit, LearntRate, RateLimiter
+from cmdai_cli.replay.delivery_control import AdaptiveLimit, InFlight, LearntRate, RateLimiter
+from cmdai_cli.replay.delivery_record import Acked, Counters, Failed, Job, Recorder, Send
 from cmdai_cli.retry import RetryPolicy
 
 __all__ = ["Counters", "Delivery", "RateLimiter"]
-
-
-@dataclass
-class Counters:
-    """What the delivery did and is doing; read by the summary and the progress display."""
-
-    sent: int = 0
-    failed: int = 0
-    unreachable: int = 0  # of `failed`: no answer, or a 5xx, at the last try
-    retries: int = 0
-    requests: int = 0
-    abandoned: int = 0
-    retry_wait: float = 0.0  # seconds of waiting scheduled for retries, summed
-    in_flight: int = 0
-    max_in_flight: int = 0
-    limit: int = 0  # the in-flight limit now
-    waiting: int = 0  # requests waiting for a retry now
-    max_waiting: int = 0
-    lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
-
-
-Send = Callable[[Batch], Awaitable[Answer]]
-Acked = Callable[[Batch, Answer], None]
-Failed = Callable[[Batch, str, int | None, int], None]
-
-
-@dataclass(eq=False)
-class _Job:
-    batch: Batch
-    attempts: int = 0
-    waited: float = 0.0
-    slot: bool = True  # holds an in-flight slot until recorded
-    # What the recorder is to do: (answer) for an ack, (reason, status) for a failure.
-    answer: Answer | None = None
-    reason: str | None = None
 
 
 class Delivery:
@@ -104,32 +72,31 @@ class Delivery:
         self.counters = Counters(limit=self.limit.current)
         self.error: BaseException | None = None
         ceiling = self.limit.ceiling
-        # Admitted and not yet recorded: in flight, waiting for a retry, or queued.
-        self.capacity = ceiling + (backlog if backlog is not None else max(16, 2 * ceiling))
+        # Admitted and not yet recorded: in flight (stragglers too), waiting for a retry,
+        # or queued. At a 10% fault rate about as many wait as are in flight.
+        self.capacity = 2 * ceiling + (backlog if backlog is not None else max(16, 4 * ceiling))
         self._room = threading.Semaphore(self.capacity)
         self._stopping = threading.Event()
-        self._records: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
-        self._incoming: deque[_Job] = deque()
-        self._schedule: list[tuple[float, int, _Job]] = []
+        self._incoming: deque[Job] = deque()
+        self._schedule: list[tuple[float, int, Job]] = []
         self._seq = 0
         self._tasks: set[asyncio.Task[None]] = set()
         self._input_closed = False
+        self._flying: InFlight[Job] = InFlight(ceiling)
+        self._watching = False
         self._ready = threading.Event()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._wake: asyncio.Event | None = None
         self._thread = threading.Thread(target=self._serve, name="cmdai-replay-send", daemon=True)
-        self._recorder = threading.Thread(
-            target=self._record_loop, name="cmdai-replay-record", daemon=True
-        )
+        self._recorder: Recorder[Job] = Recorder(self._record_jobs, self._after_record)
         self._thread.start()
-        self._recorder.start()
         self._ready.wait()
 
     # ------------------------------------------------------------------ the reader's side
 
     def submit(self, batch: Batch) -> None:
         """Hand over a batch, waiting while as many as allowed are not yet recorded."""
-        job = _Job(batch)
+        job = Job(batch)
         while not self._room.acquire(timeout=0.1):
             self.raise_error()
             if self._stopping.is_set():
@@ -144,7 +111,7 @@ class Delivery:
             # Nothing to send (its range held only skipped or rejected records).
             job.slot = False
             job.answer = Answer(True, None)
-            self._records.put(job)
+            self._recorder.put(job)
             return
         self._call(self._admit, job)
 
@@ -153,9 +120,7 @@ class Delivery:
         self._call(self._close_input)
         while self._thread.is_alive():
             self._thread.join(timeout=0.2)
-        self._records.put(None)
-        while self._recorder.is_alive():
-            self._recorder.join(timeout=0.2)
+        self._recorder.close()
 
     def stop(self) -> None:
         """Send nothing more; requests in flight have `grace` seconds to be answered."""
@@ -173,7 +138,7 @@ class Delivery:
         with contextlib.suppress(RuntimeError):
             self._loop.call_soon_threadsafe(fn, *args)
 
-    def _abandon(self, job: _Job) -> None:
+    def _abandon(self, job: Job) -> None:
         with self.counters.lock:
             self.counters.abandoned += len(job.batch)
 
@@ -224,7 +189,7 @@ class Delivery:
         assert self._wake is not None
         self._wake.set()
 
-    def _admit(self, job: _Job) -> None:
+    def _admit(self, job: Job) -> None:
         if self._stopping.is_set():
             self._room.release()
             self._abandon(job)
@@ -262,10 +227,10 @@ class Delivery:
         limit = self.limit
         clock = time.monotonic
         while not self._stopping.is_set():
-            if counters.in_flight >= limit.current:
+            if self._flying.counted >= limit.current:
                 await self._nap(None)
                 continue
-            job: _Job | None = None
+            job: Job | None = None
             schedule = self._schedule
             if schedule and schedule[0][0] <= clock():
                 job = heapq.heappop(schedule)[2]
@@ -288,14 +253,18 @@ class Delivery:
                     self._room.release()
                     self._abandon(job)
                     return
+            self._flying.sent(job)
             counters.in_flight += 1
             if counters.in_flight > counters.max_in_flight:
                 counters.max_in_flight = counters.in_flight
+            if not self._watching:
+                self._watching = True
+                self._watch()
             task = asyncio.get_running_loop().create_task(self._attempt(job))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
 
-    async def _attempt(self, job: _Job) -> None:
+    async def _attempt(self, job: Job) -> None:
         counters = self.counters
         batch = job.batch
         try:
@@ -309,10 +278,11 @@ class Delivery:
             return
         job.attempts += 1
         counters.requests += 1
+        self._flying.answered(job, timed_out=answer.timed_out)
         status = answer.status
         self.learnt.answered(status)
         if answer.ok:
-            self.limit.clean(counters.in_flight)
+            self.limit.clean(self._flying.counted)
             self._record(job, answer=answer)
             return
         if status in (429, 503) or answer.timed_out:
@@ -343,59 +313,58 @@ class Delivery:
         self._set_waiting()
         self._release(job, abandoned=False)
 
-    def _release(self, job: _Job, *, abandoned: bool) -> None:
+    def _free(self, job: Job) -> None:
+        self._flying.done(job)
+        self.counters.in_flight -= 1
+
+    def _watch(self) -> None:
+        """Every tenth of a second while requests are in flight: mark the stragglers."""
+        if not self._flying:
+            self._watching = False
+            return
+        assert self._loop is not None
+        self._loop.call_later(0.1, self._watch)
+        if self._flying.mark_stragglers():
+            self._poke()
+
+    def _release(self, job: Job, *, abandoned: bool) -> None:
         """Give back the job's slot (and, when abandoned, its room)."""
-        counters = self.counters
-        counters.in_flight -= 1
-        counters.limit = self.limit.current
+        self._free(job)
+        self.counters.limit = self.limit.current
         if abandoned:
             self._room.release()
             self._abandon(job)
         self._poke()
 
-    def _record(self, job: _Job, *, answer: Answer) -> None:
+    def _record(self, job: Job, *, answer: Answer) -> None:
         job.answer = answer
         self.counters.limit = self.limit.current
-        self._records.put(job)
+        self._recorder.put(job)
 
-    def _recorded(self, jobs: list[_Job]) -> None:
+    def _recorded(self, jobs: list[Job]) -> None:
         for job in jobs:
             if job.slot:
-                self.counters.in_flight -= 1
+                self._free(job)
         self._poke()
 
-    # ------------------------------------------------------------------ the recorder
+    # ------------------------------------------------------------------ recording
 
-    def _record_loop(self) -> None:
-        records = self._records
-        done = False
-        while not done:
-            first = records.get()
-            if first is None:
-                return
-            jobs = [first]
-            while True:  # everything answered meanwhile goes into one durable write
-                try:
-                    more = records.get_nowait()
-                except queue.Empty:
-                    break
-                if more is None:
-                    done = True
-                    break
-                jobs.append(more)
-            try:
-                for job in jobs:
-                    answer = job.answer
-                    assert answer is not None
-                    if job.reason is None:
-                        self.on_ack(job.batch, answer)
-                    else:
-                        self.on_fail(job.batch, job.reason, answer.status, job.attempts)
-                if self.flush is not None:
-                    self.flush()
-            except BaseException as exc:  # a full disk: stop everything
-                self._fail(exc)
-            for _ in jobs:
-                self._room.release()
-            if any(job.slot for job in jobs):
-                self._call(self._recorded, jobs)
+    def _record_jobs(self, jobs: list[Job]) -> None:
+        """On the recording thread: dead letters, checkpoint, then one durable write."""
+        for job in jobs:
+            answer = job.answer
+            assert answer is not None
+            if job.reason is None:
+                self.on_ack(job.batch, answer)
+            else:
+                self.on_fail(job.batch, job.reason, answer.status, job.attempts)
+        if self.flush is not None:
+            self.flush()
+
+    def _after_record(self, jobs: list[Job], error: BaseException | None) -> None:
+        if error is not None:  # a full disk: stop everything
+            self._fail(error)
+        for _ in jobs:
+            self._room.release()
+        if any(job.slot for job in jobs):
+            self._call(self._recorded, jobs)

@@ -1,6 +1,7 @@
 """How fast a replay may send: the in-flight limit, the user's rate, and a learnt rate.
 
-Three independent brakes, each asked before a request goes out:
+Three independent brakes, each asked before a request goes out (and `InFlight`, which
+counts what is in flight against the limit):
 
 - `AdaptiveLimit`: how many requests may be in flight. Additive increase while answers
   come back clean, multiplicative decrease on a sign of overload (429, 503, a time-out),
@@ -22,7 +23,10 @@ from __future__ import annotations
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
+from typing import Generic, TypeVar
+
+Key = TypeVar("Key", bound=Hashable)
 
 
 class RateLimiter:
@@ -154,3 +158,65 @@ class LearntRate:
         at = max(self._next, now)
         self._next = at + 1.0 / rate
         return at - now
+
+
+class InFlight(Generic[Key]):
+    """The requests in flight: which count against the limit, and which are stragglers.
+
+    A request that has taken `FACTOR` times the moving average of answer times (at
+    least `MINIMUM` seconds; a second before any answer came) becomes a straggler and
+    stops counting, up to `most` of them, so that a few hung requests cannot hold every
+    slot; in flight at most is then the limit plus `most`.
+    """
+
+    FACTOR = 8.0
+    MINIMUM = 0.25
+
+    def __init__(self, most: int, *, clock: Callable[[], float] = time.monotonic) -> None:
+        self.most = most
+        self.clock = clock
+        self.counted = 0
+        self.stragglers: set[Key] = set()
+        self.latency: float | None = None  # a moving average of answer times
+        self._sent: dict[Key, float] = {}  # in flight, oldest first: when sent
+
+    @property
+    def total(self) -> int:
+        return self.counted + len(self.stragglers)
+
+    def sent(self, key: Key) -> None:
+        self.counted += 1
+        self._sent[key] = self.clock()
+
+    def answered(self, key: Key, *, timed_out: bool = False) -> None:
+        """The answer came (it may still hold its slot until it is recorded)."""
+        at = self._sent.pop(key, None)
+        if at is not None and not timed_out:
+            took = self.clock() - at
+            self.latency = took if self.latency is None else 0.9 * self.latency + 0.1 * took
+
+    def done(self, key: Key) -> None:
+        """Its slot is free."""
+        self._sent.pop(key, None)
+        if key in self.stragglers:
+            self.stragglers.discard(key)
+        else:
+            self.counted -= 1
+
+    def mark_stragglers(self) -> bool:
+        """Whether any request became a straggler (so freed a slot)."""
+        # Before any answer there is no usual: a second is long for one request.
+        usual = self.latency if self.latency is not None else 4 * self.MINIMUM / self.FACTOR
+        late = self.clock() - max(self.MINIMUM, self.FACTOR * usual)
+        freed = False
+        for key, at in self._sent.items():
+            if at >= late or len(self.stragglers) >= self.most:
+                break
+            if key not in self.stragglers:
+                self.stragglers.add(key)
+                self.counted -= 1
+                freed = True
+        return freed
+
+    def __bool__(self) -> bool:
+        return bool(self._sent)

@@ -370,6 +370,6 @@ class _Run:
             summary.read += 1  # the bad record the reader stopped at
             summary.stopped_by = exc
         except KeyboardInterrupt:
-            self.unsent = len(builder.events)
+            self.unsent += len(builder.events)
             raise
         dispatch(builder.take(last))
