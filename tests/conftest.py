@@ -48,6 +48,9 @@ def _isolate(
     for name in list(os.environ):
         if name.startswith("CMDAI_") and name not in ("CMDAI_CONFIG_DIR", "CMDAI_STATE_DIR"):
             monkeypatch.delenv(name)
+    # Each test starts with no secret known to `redact`: one registered by an earlier
+    # test would otherwise be scrubbed from this test's output and hide a leak or a bug.
+    monkeypatch.setattr(redact, "_known", set())
     monkeypatch.setenv("NO_COLOR", "1")
     monkeypatch.setenv("COLUMNS", "200")
     yield

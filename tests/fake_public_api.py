@@ -85,7 +85,7 @@ class FakePublicApi:
         return source
 
     def add_tracking_plan(self, name: str, rules: list[dict[str, Any]]) -> dict[str, Any]:
-        plan = {
+        plan: dict[str, Any] = {
             "id": self.new_id("tp_"),
             "name": name,
             "slug": name.lower().replace(" ", "-"),
@@ -270,7 +270,7 @@ class FakePublicApi:
             return 422, {"errors": [_error("validation", m, f) for f, m in problems]}, {}
         if metadata_id in DEVICE_MODE and self.on_source(str(source_id), str(metadata_id)):
             return 409, _errors("conflict", "the source already has this destination"), {}
-        dest = {
+        dest: dict[str, Any] = {
             "id": self.new_id("dst"),
             "sourceId": source_id,
             "metadataId": metadata_id,

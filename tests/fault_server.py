@@ -26,7 +26,7 @@ from typing import Any
 
 import orjson
 
-from cmdai_cli.receiver import Rejected, basic_auth_key, decode_body, parse_messages
+from cmdai_cli.receiver.protocol import Rejected, basic_auth_key, decode_body, parse_messages
 
 
 @dataclass(frozen=True)

@@ -6,7 +6,7 @@ import pytest
 from pydantic import ValidationError
 
 from cmdai_cli import catalogue
-from cmdai_cli.segment_client import check_message
+from cmdai_cli.segment.messages import check_message
 
 SEGMENT_CATALOG = {
     "Opened": "opened",

@@ -131,6 +131,7 @@ def test_secret_guard_notices_a_leak(secrets):
 @pytest.mark.skipif(not hasattr(pty, "fork"), reason="needs a pseudo-terminal")
 def test_prompts_without_echo_on_a_terminal(tmp_path):
     exe = shutil.which("cmdai", path=os.path.dirname(sys.executable))
+    assert exe is not None
     assert exe, "the installed cmdai script"
     env = {**os.environ, "CMDAI_CONFIG_DIR": str(tmp_path / "cfg"), "NO_COLOR": "1"}
     pid, fd = pty.fork()
@@ -166,6 +167,7 @@ def test_prompts_without_echo_on_a_terminal(tmp_path):
 
 def test_installed_script_runs_as_a_subprocess(tmp_path):
     exe = shutil.which("cmdai", path=os.path.dirname(sys.executable))
+    assert exe is not None
     env = {**os.environ, "CMDAI_CONFIG_DIR": str(tmp_path / "cfg"), "NO_COLOR": "1"}
     done = subprocess.run(
         [exe, "connect", "--write-key", "-", "--json"],
@@ -187,3 +189,43 @@ def test_installed_script_runs_as_a_subprocess(tmp_path):
     )
     assert bad.returncode == ExitCode.USAGE
     assert bad.stderr.strip() == "cmdai: error: the write key contains whitespace"
+
+
+@pytest.mark.skipif(not hasattr(pty, "fork"), reason="needs a pseudo-terminal")
+def test_environment_is_read_before_a_terminal_is_prompted(tmp_path):
+    # Order: flag, `-` (stdin), $CMDAI_WRITE_KEY, then the prompt.
+    exe = shutil.which("cmdai", path=os.path.dirname(sys.executable))
+    assert exe, "the installed cmdai script"
+    env = {
+        **os.environ,
+        "CMDAI_CONFIG_DIR": str(tmp_path / "cfg"),
+        "NO_COLOR": "1",
+        "CMDAI_WRITE_KEY": WRITE_KEY,
+    }
+    pid, fd = pty.fork()
+    if pid == 0:  # pragma: no cover - the child
+        os.execve(exe, [exe, "connect"], env)
+    seen = b""
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline and b"Write key" not in seen:
+        ready, _, _ = select.select([fd], [], [], 0.2)
+        if ready:
+            try:
+                chunk = os.read(fd, 1024)
+            except OSError:
+                break
+            if not chunk:
+                break
+            seen += chunk
+    if b"Write key" in seen or time.monotonic() >= deadline:
+        os.kill(pid, 9)
+    _, status = os.waitpid(pid, 0)
+    os.close(fd)
+    assert b"Write key" not in seen, seen
+    assert os.waitstatus_to_exitcode(status) == 0, seen
+    assert b"wk_T****" in seen
+    assert WRITE_KEY in (tmp_path / "cfg" / "config.toml").read_text()
+
+
+def test_write_key_help_names_the_variable(cli):
+    assert "$CMDAI_WRITE_KEY" in cli("connect", "--help").stdout

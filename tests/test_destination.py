@@ -270,9 +270,19 @@ def test_part_way_failure_in_json_lists_what_was_sent(cli, api: FakePublicApi) -
     assert "trigger: bad FQL" in result.stderr
 
 
+# Exit 5: the Public API answered and refused (any 4xx, 429 once the retries are spent).
+# Exit 6: it could not be reached, timed out, or kept failing with 5xx.
 @pytest.mark.parametrize(
     ("method", "path", "status", "body", "code", "words"),
     [
+        (
+            "POST",
+            "/destinations",
+            400,
+            {"errors": [{"type": "bad-request", "message": "unreadable"}]},
+            5,
+            "answered 400 Bad Request to POST /destinations: unreadable",
+        ),
         (
             "GET",
             "/sources",
@@ -311,7 +321,9 @@ def test_part_way_failure_in_json_lists_what_was_sent(cli, api: FakePublicApi) -
             "invalid settings.orgId: is required; metadataId: unknown",
         ),
         ("GET", "/sources", 429, {"data": {"msBeforeNext": 1}}, 5, "gave up after 3 attempts"),
+        ("GET", "/sources", 500, None, 6, "answered 500 Internal Server Error"),
         ("GET", "/sources", 503, None, 6, "answered 503 Service Unavailable"),
+        ("POST", "/destinations", 503, None, 6, "answered 503 Service Unavailable"),
     ],
 )
 def test_each_error_answer_is_a_clear_message_and_exit_code(
@@ -365,6 +377,32 @@ def test_an_unreachable_api_host(cli, api: FakePublicApi) -> None:
     )
     assert result.exit_code == 6
     assert "could not be reached" in result.stderr
+
+
+def test_an_api_host_that_never_answers(
+    cli, api: FakePublicApi, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Takes the connection, never answers: each try times out, then the command exits 6.
+    defaults = public_api.PublicApi.__init__.__kwdefaults__
+    assert defaults is not None
+    monkeypatch.setitem(defaults, "timeout", 0.3)
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.listen(8)
+        port = sock.getsockname()[1]
+        result = cli(
+            "destination",
+            "configure",
+            "--org-id",
+            "o1",
+            "--source",
+            "my-site",
+            "--apply",
+            "--api-host",
+            f"http://127.0.0.1:{port}",
+        )
+    assert result.exit_code == 6, result.stderr
+    assert "did not answer in time" in result.stderr
 
 
 def test_apply_without_a_token_says_where_to_give_one(

@@ -292,3 +292,79 @@ def test_bad_url_flags_are_usage_errors(cli, args: list[str]) -> None:
     result = cli("doctor", *args)
     assert result.exit_code == 2
     assert args[0] in result.stderr
+
+
+@pytest.fixture
+def silent_url() -> Iterator[str]:
+    """A loopback port that takes connections and never answers: every request times out."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.listen(8)
+        yield f"http://127.0.0.1:{sock.getsockname()[1]}"
+
+
+# One rule for every command: answered and refused (4xx, 429 included once retries are
+# spent) is a refusal; 5xx, time-outs and refused connections mean the service is not
+# there to do the work. Doctor reports either as a failed check (exit 1) that says which.
+@pytest.mark.parametrize(
+    ("status", "words"),
+    [
+        (400, "answered 400 Bad Request"),
+        (401, "answered 401 Unauthorized"),
+        (429, "answered 429 Too Many Requests"),
+        (500, "answered 500 Internal Server Error"),
+        (503, "answered 503 Service Unavailable"),
+    ],
+)
+def test_public_api_error_answers(
+    cli, segment_env, httpserver: HTTPServer, monkeypatch, status: int, words: str
+) -> None:
+    httpserver.expect_request("/sources").respond_with_json(
+        {"errors": [{"type": "x", "message": "no"}]}, status=status
+    )
+    monkeypatch.setenv("CMDAI_PUBLIC_API_TOKEN", TOKEN)
+    monkeypatch.setenv("CMDAI_API_HOST", httpserver.url_for("").rstrip("/"))
+    result = cli("doctor", "--json")
+    assert result.exit_code == 1
+    check = checks(result)["public api"]
+    assert check["status"] == "fail"
+    assert words in check["detail"]
+    assert check["hint"] or status == 400
+    assert len(httpserver.log) == 1
+
+
+@pytest.mark.parametrize("where", ["timeout", "refused"])
+def test_public_api_not_answering(cli, segment_env, monkeypatch, silent_url, where) -> None:
+    url = silent_url if where == "timeout" else f"http://127.0.0.1:{closed_port()}"
+    monkeypatch.setenv("CMDAI_PUBLIC_API_TOKEN", TOKEN)
+    monkeypatch.setenv("CMDAI_API_HOST", url)
+    result = cli("doctor", "--json", "--timeout", "0.5")
+    assert result.exit_code == 1
+    check = checks(result)["public api"]
+    assert check["status"] == "fail"
+    expected = "did not answer in time" if where == "timeout" else "could not be reached"
+    assert expected in check["detail"]
+
+
+@pytest.mark.parametrize("status", [400, 401, 429, 500, 503])
+def test_segment_error_answers(cli, httpserver: HTTPServer, monkeypatch, status: int) -> None:
+    httpserver.expect_request("/v1/batch").respond_with_json({"error": "no"}, status=status)
+    monkeypatch.setenv("CMDAI_WRITE_KEY", WRITE_KEY)
+    monkeypatch.setenv("CMDAI_SEGMENT_HOST", httpserver.url_for("").rstrip("/"))
+    result = cli("doctor", "--json", "--timeout", "2")
+    assert result.exit_code == 1
+    check = checks(result)["segment host"]
+    assert check["status"] == "fail"
+    said = "failed" if status >= 500 else "refused"
+    assert f"{said}: HTTP {status}" in check["detail"]
+    assert check["hint"]
+
+
+def test_segment_host_timing_out(cli, monkeypatch, silent_url) -> None:
+    monkeypatch.setenv("CMDAI_WRITE_KEY", WRITE_KEY)
+    monkeypatch.setenv("CMDAI_SEGMENT_HOST", silent_url)
+    result = cli("doctor", "--json", "--timeout", "0.5")
+    assert result.exit_code == 1
+    check = checks(result)["segment host"]
+    assert check["status"] == "fail"
+    assert "did not answer" in check["detail"]

@@ -97,3 +97,22 @@ def test_no_answer_in_time_is_unreachable(silent_port: int) -> None:
         httpx.get(f"http://127.0.0.1:{silent_port}/x", timeout=0.2)
     error = error_for_exception(info.value, service="S")
     assert "did not answer in time" in error.message
+
+
+# The one rule: the service answered and refused (any 4xx, 429 included) -> exit 5; it
+# failed (5xx), as when it cannot be reached or times out -> exit 6.
+@pytest.mark.parametrize(
+    ("status", "code"),
+    [
+        (400, ExitCode.REFUSED),
+        (401, ExitCode.REFUSED),
+        (404, ExitCode.REFUSED),
+        (429, ExitCode.REFUSED),
+        (500, ExitCode.UNREACHABLE),
+        (502, ExitCode.UNREACHABLE),
+        (503, ExitCode.UNREACHABLE),
+    ],
+)
+def test_one_exit_rule(httpserver: HTTPServer, status: int, code: ExitCode) -> None:
+    error = error_for_response(_answer(httpserver, status, {"error": "no"}), service="S")
+    assert error.exit_code == code

@@ -7,7 +7,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
@@ -151,10 +150,74 @@ def test_busy_port_is_a_usage_error(listeners: list[Listener]) -> None:
 def test_sigterm_also_stops_cleanly(listeners: list[Listener]) -> None:
     listener = Listener("--json")
     listeners.append(listener)
-    time.sleep(0.05)
+    # The handlers are in place before the "listening" line is printed.
     listener.proc.send_signal(signal.SIGTERM)
     _, err = listener.proc.communicate(timeout=10)
     assert listener.proc.returncode == 0, err
+
+
+def test_serve_stops_on_a_signal_and_puts_the_handlers_back() -> None:
+    import urllib.request
+
+    from cmdai_cli.receiver.listen import Listening, serve
+
+    before = signal.getsignal(signal.SIGTERM)
+    arrived: list[str] = []
+    started: list[Listening] = []
+
+    def on_start(listening: Listening) -> None:
+        started.append(listening)
+        body = json.dumps({"userId": "u", "event": "x"}).encode()
+        request = urllib.request.Request(listening.url + "/v1/track", data=body, method="POST")
+        with urllib.request.urlopen(request, timeout=5) as response:
+            assert response.status == 200
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    stats = serve(
+        bind="127.0.0.1",
+        port=0,
+        write_key=None,
+        out=None,
+        on_batch=lambda batch: arrived.extend(r.message["event"] for r in batch),
+        on_start=on_start,
+    ).stats
+    assert (stats.requests, stats.accepted) == (1, 1)
+    assert arrived == ["x"]
+    assert started[0].url.startswith("http://127.0.0.1:") and not started[0].unguarded
+    assert signal.getsignal(signal.SIGTERM) is before
+
+
+def test_serve_refuses_a_port_out_of_range() -> None:
+    from cmdai_cli.errors import UsageError
+    from cmdai_cli.receiver.listen import serve
+
+    with pytest.raises(UsageError, match="not a port number"):
+        serve(
+            bind="127.0.0.1", port=70000, write_key=None, out=None, on_batch=print, on_start=print
+        )
+
+
+def test_rows_show_type_summary_user_and_flags() -> None:
+    from cmdai_cli.commands._received import header_line, row_line
+    from cmdai_cli.receiver import Received
+
+    alias = Received(
+        {"type": "alias", "previousId": "a1", "userId": "u1"},
+        (),
+        "2024-05-01T12:34:56.789Z",
+        "/v1/alias",
+    )
+    flagged = Received(
+        {"type": "track", "event": "E" * 40},
+        ("no userId or anonymousId",),
+        "2024-05-01T12:34:57.000Z",
+        "/v1/batch",
+    )
+    assert header_line().split() == ["time", "type", "event", "/", "name", "user", "flags"]
+    assert row_line(alias).split() == ["12:34:56.789", "alias", "a1", "->", "u1", "u1"]
+    row = row_line(flagged)
+    assert "E" * 31 + "…" in row and " - " in row
+    assert row.endswith(" no userId or anonymousId")
 
 
 # ------------------------------------------------------------------ Segment's Node SDK
@@ -208,3 +271,114 @@ def test_node_sdk_sees_a_wrong_key_refused() -> None:
         assert rx.messages() == []
         assert rx.stats.rejected.get(401, 0) >= 1
     assert results and not any(r.get("ok") for r in results)
+
+
+def test_node_sdk_then_expect_passes_and_fails(cli) -> None:
+    from cmdai_cli.receiver import Receiver
+
+    with Receiver(write_key=WRITE_KEY) as rx:
+        run_node_sdk(rx.url, WRITE_KEY)
+        met = cli("expect", "--from", rx.url, "--event", "opened", "--user-id", "user-1",
+                  "--property", "trigger=keyboard", "--no-flagged", "--catalogue")  # fmt: skip
+        unmet = cli("--json", "expect", "--from", rx.url, "--type", "group",
+                    "--property", "name=Initech")  # fmt: skip
+    assert met.exit_code == 0, met.stdout + met.stderr
+    assert "PASS  catalogue: 0 of 1 Command AI events break its schema" in met.stdout
+    assert unmet.exit_code == 1
+    [outcome] = json.loads(unmet.stdout)["expectations"]
+    assert outcome["nearest"][0]["differences"] == ['traits.name "Acme" (expected "Initech")']
+
+
+# ------------------------------------------------------------------ a collector for CI
+
+
+def wait_for_file(path: Path, proc: subprocess.Popen[str]) -> str:
+    """The ready file's text once it appears (the listener must still be running)."""
+    import time
+
+    deadline = time.monotonic() + 20
+    while not path.exists():
+        assert proc.poll() is None, "cmdai listen ended before it was ready"
+        assert time.monotonic() < deadline, "no ready file"
+        time.sleep(0.01)
+    return path.read_text()
+
+
+def inspect(url: str, path: str) -> Any:
+    import urllib.request
+
+    with urllib.request.urlopen(url + path, timeout=5) as response:
+        return json.loads(response.read())
+
+
+def test_ready_file_then_exit_after(listeners: list[Listener], tmp_path: Path, cli) -> None:
+    ready = tmp_path / "collector.url"
+    ready.write_text("http://stale.invalid:1\n")
+    listener = Listener("--json", "--ready-file", str(ready), "--exit-after", "3")
+    listeners.append(listener)
+    url = json.loads(listener.first)["listening"]
+    # Written whole, once serving: never the stale one, never part of the URL.
+    assert wait_for_file(ready, listener.proc) == url + "\n"
+    assert not [p.name for p in tmp_path.iterdir() if p.name.startswith(".collector.url")]
+    sdk = client(url)
+    sdk.track("user-1", "Opened", {"type": "opened"})
+    sdk.track("user-1", "Closed", {"type": "closed"})
+    sdk.flush()
+    assert cli("expect", "--from", url, "--event", "Opened", "--count", "1").exit_code == 0
+    assert inspect(url, "/cmdai/summary")["byEvent"] == {"Closed": 1, "Opened": 1}
+    sdk.track("user-2", "Opened", {"type": "opened"})
+    sdk.flush()
+    sdk.join()
+    out, err = listener.proc.communicate(timeout=20)
+    assert listener.proc.returncode == 0, err
+    assert json.loads(out.strip().splitlines()[-1])["summary"]["accepted"] == 3
+    assert not ready.exists()
+
+
+def test_max_duration_short_of_exit_after_exits_1(listeners: list[Listener]) -> None:
+    listener = Listener("--json", "--exit-after", "5", "--max-duration", "0.3")
+    listeners.append(listener)
+    out, err = listener.proc.communicate(timeout=20)
+    assert listener.proc.returncode == 1
+    assert json.loads(out.strip().splitlines()[-1])["summary"]["accepted"] == 0
+    assert "--max-duration 0.3s passed with 0 of the 5 messages --exit-after waits for" in err
+    alone = Listener("--max-duration", "0.3")
+    listeners.append(alone)
+    _, err = alone.proc.communicate(timeout=20)
+    assert alone.proc.returncode == 0, err
+
+
+def test_keep_bounds_what_listen_holds(listeners: list[Listener], tmp_path: Path) -> None:
+    out = tmp_path / "events.ndjson"
+    listener = Listener("--json", "--keep", "2", "--out", str(out))
+    listeners.append(listener)
+    url = json.loads(listener.first)["listening"]
+    sdk = client(url)
+    for n in range(5):
+        sdk.track("user-1", "Opened", message_id=f"m-{n}")
+    sdk.flush()
+    sdk.join()
+    summary = inspect(url, "/cmdai/summary")
+    assert (summary["received"], summary["kept"], summary["droppedByKeep"]) == (5, 2, 3)
+    kept = inspect(url, "/cmdai/messages")
+    assert [entry["message"]["messageId"] for entry in kept] == ["m-3", "m-4"]
+    assert listener.stop()[0] == 0
+    assert len(out.read_text().splitlines()) == 5
+
+
+@pytest.mark.parametrize(
+    ("args", "problem"),
+    [
+        (("--keep", "-1"), "--keep"),
+        (("--exit-after", "0"), "--exit-after"),
+        (("--max-duration", "0"), "--max-duration"),
+    ],
+)
+def test_listen_refuses_bad_bounds(args: tuple[str, ...], problem: str) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "cmdai_cli", "listen", "--port", "0", *args],
+        capture_output=True,
+        text=True,
+        timeout=20,
+    )
+    assert done.returncode == 2 and problem in done.stderr

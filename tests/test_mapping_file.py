@@ -1,4 +1,4 @@
-"""Mapping files: TOML with a top-level [mapping] table."""
+"""Mapping files (TOML with a top-level [mapping] table), and which mapping is in force."""
 
 from __future__ import annotations
 
@@ -7,8 +7,9 @@ from pathlib import Path
 import pytest
 
 from cmdai_cli.errors import DataError, ExitCode
-from cmdai_cli.mapping import map_webhook
-from cmdai_cli.mapping_file import load_mapping_file
+from cmdai_cli.mapping.file import load_mapping_file, resolve_mapping
+from cmdai_cli.mapping.webhook import map_webhook
+from tests.mapping_samples import settings_with
 
 EXAMPLE = """\
 # what to send
@@ -97,3 +98,26 @@ def test_missing_directory_and_non_utf8_files(tmp_path: Path) -> None:
         load_mapping_file(tmp_path)
     with pytest.raises(DataError, match="not UTF-8"):
         load_mapping_file(write(tmp_path, b'[mapping]\nuserId = "\xff"\n'))
+
+
+# ---------------------------------------------------------------- resolve_mapping
+
+
+def test_the_mapping_file_wins_over_the_profile(tmp_path: Path) -> None:
+    path = write(tmp_path, EXAMPLE)
+    resolved = resolve_mapping(path, settings_with(mapping={"userId": "$.anonymousId"}))
+    assert resolved.table["userId"] == "$.userId"
+    assert resolve_mapping(str(path), settings_with()).table == resolved.table
+
+
+def test_without_a_file_the_profile_mapping_then_the_whole_event() -> None:
+    resolved = resolve_mapping(None, settings_with(mapping={"userId": "$.anonymousId"}))
+    assert resolved.table == {"userId": "$.anonymousId"}
+    assert resolve_mapping(None, settings_with()).whole_event
+
+
+def test_a_bad_profile_mapping_names_the_config_file_and_table() -> None:
+    with pytest.raises(DataError) as info:
+        resolve_mapping(None, settings_with("staging", mapping={"userId": 5}))
+    assert info.value.source == "/config/config.toml [profiles.staging.mapping]"
+    assert info.value.field == "userId"

@@ -353,7 +353,7 @@ def test_unreadable_plan_files(tmp_path: Path) -> None:
 
 
 def test_validate_stream_counts_by_event_and_kind() -> None:
-    from cmdai_cli import streams
+    from cmdai_cli.events.records import Event
 
     events = [
         order(),
@@ -361,7 +361,7 @@ def test_validate_stream_counts_by_event_and_kind() -> None:
         {"type": "track", "event": "Nope"},
         order(total="y", extra=1),
     ]
-    batches = [[streams.Event(i, "t", i + 1, e, 0) for i, e in enumerate(events)]]
+    batches = [[Event(i, "t", i + 1, e, 0) for i, e in enumerate(events)]]
     seen: list[tuple[int, str, str]] = []
     summary = plans.validate_stream(
         batches,

@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import IO
 
@@ -32,7 +33,7 @@ def start(source: Path, url: str, checkpoint: Path, *extra: str) -> subprocess.P
     return subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
 
 
-def wait_until(condition, proc: subprocess.Popen[bytes], what: str) -> None:  # type: ignore[no-untyped-def]
+def wait_until(condition: Callable[[], bool], proc: subprocess.Popen[bytes], what: str) -> None:
     deadline = time.monotonic() + 30
     while not condition():
         assert proc.poll() is None, f"the replay ended before {what}"

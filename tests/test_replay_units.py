@@ -32,7 +32,7 @@ from cmdai_cli.replay.select import (
     parse_shard,
     shard_of,
 )
-from cmdai_cli.segment_client import check_message, message_problem
+from cmdai_cli.segment.messages import check_message, message_problem
 
 json_values = st.recursive(
     st.none()
@@ -277,12 +277,12 @@ def test_checkpoint_group_commit_from_many_threads(tmp_path: Path) -> None:
     ck = Checkpoint.open(path, HEADER, resume=False)
     synced = []
     ck.before_write.append(lambda: synced.append(1))
-    threads = [
-        threading.Thread(
-            target=lambda n=n: [ck.commit(n * 100 + i, n * 100 + i + 1) for i in range(100)]
-        )
-        for n in range(8)
-    ]
+
+    def commit_block(n: int) -> None:
+        for i in range(100):
+            ck.commit(n * 100 + i, n * 100 + i + 1)
+
+    threads = [threading.Thread(target=commit_block, args=(n,)) for n in range(8)]
     for t in threads:
         t.start()
     for t in threads:

@@ -21,6 +21,8 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from cmdai_cli import redact
 from cmdai_cli.errors import CmdaiError, UsageError
+from cmdai_cli.test_event import NETWORK_HINT, SEGMENT_HOST_HINT, not_taken
+from cmdai_cli.values import check_url
 
 if TYPE_CHECKING:
     from cmdai_cli.profile import Resolved, Store
@@ -28,10 +30,6 @@ if TYPE_CHECKING:
 Status = Literal["pass", "fail", "skip"]
 
 DEFAULT_TIMEOUT = 10.0
-SEGMENT_HOST_HINT = (
-    "the host should be Segment's Tracking API: https://api.segment.io (us) or "
-    "https://events.eu1.segmentapis.com (eu); set --host or $CMDAI_SEGMENT_HOST"
-)
 # Settings that may come as flags, and the flag that gives each.
 URL_FLAGS = {"segment_host": "--host", "webhook_url": "--webhook-url", "api_host": "--api-host"}
 # Command AI ignores a webhook body without userId, so this probe changes nothing there.
@@ -136,7 +134,7 @@ def loose_permissions(path: Path) -> str | None:
 
 
 def check_write_key(resolved: Resolved) -> Check:
-    from cmdai_cli.profile import check_write_key as valid_key
+    from cmdai_cli.values import check_write_key as valid_key
 
     name = "write key"
     key = resolved.get("write_key")
@@ -163,16 +161,6 @@ def check_write_key(resolved: Resolved) -> Check:
 # ---------------------------------------------------------------------- Segment
 
 
-def _segment_hint(status: int | None) -> str:
-    return {
-        400: "Segment refused the request body",
-        401: "check the write key (`cmdai connect`)",
-        403: "check the write key and the region (`--region eu` for EU workspaces)",
-        404: SEGMENT_HOST_HINT,
-        429: "rate limited: wait and try again",
-    }.get(status or 0, SEGMENT_HOST_HINT)
-
-
 def _looks_like_segment(body: str | None) -> bool:
     try:
         data = json.loads(body or "")
@@ -183,7 +171,7 @@ def _looks_like_segment(body: str | None) -> bool:
 
 def check_segment(resolved: Resolved, *, send_test: bool, timeout: float) -> Check:
     """A real request to the Tracking API: an empty batch, or the test event."""
-    from cmdai_cli.segment_client import host_for
+    from cmdai_cli.segment.sender import host_for
 
     name = "segment host"
     key = resolved.get("write_key")
@@ -195,7 +183,7 @@ def check_segment(resolved: Resolved, *, send_test: bool, timeout: float) -> Che
         return _check(name, "skip", f"{host}: not checked without a write key")
     if send_test:
         return _send_test_event(name, key, host, timeout)
-    from cmdai_cli.segment_client import post_batch
+    from cmdai_cli.segment.sender import post_batch
 
     result = post_batch([], write_key=key, host=host, timeout=timeout)
     if result.status == "accepted":
@@ -214,47 +202,26 @@ def check_segment(resolved: Resolved, *, send_test: bool, timeout: float) -> Che
             SEGMENT_HOST_HINT,
         )
     if result.status == "refused":
-        return _check(
-            name,
-            "fail",
-            f"{host} refused: HTTP {result.http_status}: {result.message}",
-            _segment_hint(result.http_status),
-        )
+        detail, hint = not_taken(host, result.http_status, str(result.message))
+        return _check(name, "fail", detail, hint)
     return _check(
         name,
         "fail",
         f"{host} did not answer: {result.message}",
-        "check the host and the network (proxy, firewall)",
+        NETWORK_HINT,
     )
 
 
 def _send_test_event(name: str, key: str, host: str, timeout: float) -> Check:
-    from cmdai_cli import catalogue
-    from cmdai_cli.segment_client import send
+    from cmdai_cli import test_event
 
-    message = catalogue.test_message()
-    outcome = send([message], write_key=key, host=host, timeout=timeout)[0]
-    if outcome.status == "accepted":
-        return _check(
-            name,
-            "pass",
-            f"{host} accepted test event {catalogue.TEST_EVENT!r} "
-            f"(HTTP {outcome.http_status}, messageId {outcome.message_id}); "
-            "look for it in Segment's Source Debugger",
-        )
-    if outcome.status == "refused":
-        return _check(
-            name,
-            "fail",
-            f"{host} refused the test event: HTTP {outcome.http_status}: {outcome.detail}",
-            _segment_hint(outcome.http_status),
-        )
-    return _check(
-        name,
-        "fail",
-        f"{host}: the test event was not sent: {outcome.detail}",
-        "check the host and the network (proxy, firewall)",
-    )
+    message, event = test_event.build()
+    try:
+        sent = test_event.send_to(message, event, write_key=key, host=host, timeout=timeout)
+    except CmdaiError as exc:
+        return _check(name, "fail", f"{host}: the test event was not sent: {exc.message}")
+    passed, detail, hint = test_event.verdict(sent)
+    return _check(name, "pass" if passed else "fail", detail, hint)
 
 
 # ---------------------------------------------------------------------- webhook
@@ -345,7 +312,7 @@ def run(
         raise UsageError(f"region {region!r} is not one of: {', '.join(profile.REGION_HOSTS)}")
     for key, flag in URL_FLAGS.items():
         if given.get(key) is not None:
-            given[key] = profile.check_url(given[key], what=flag)
+            given[key] = check_url(given[key], what=flag)
     flags = given
     store = store or profile.Store()
     report = Report(profile=None)

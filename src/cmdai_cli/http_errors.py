@@ -116,8 +116,10 @@ def error_for_response(
 ) -> CmdaiError:
     """The error for a non-success answer. `hints` overrides the default hint per status.
 
-    4xx -> RemoteRefused (exit 5), carrying the status; 5xx -> RemoteUnreachable (exit 6),
-    since the service is not available to do the work, just as when it cannot be reached.
+    The one rule of cmdai's exit codes: the service answered and refused, any 4xx (429
+    included: a caller gives up on it only once its retries are spent) -> RemoteRefused
+    (exit 5), carrying the status; 5xx -> RemoteUnreachable (exit 6), since the service
+    is not available to do the work, just as when it cannot be reached.
     """
     status = response.status_code
     try:

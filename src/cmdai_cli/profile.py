@@ -8,19 +8,14 @@ directory, and refuse to touch a file that does not parse.
 
 from __future__ import annotations
 
-import contextlib
-import ipaddress
 import logging
 import os
-import re
 import stat
 import sys
-import tempfile
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
-from urllib.parse import urlsplit
 
 from pydantic import (
     BaseModel,
@@ -31,8 +26,9 @@ from pydantic import (
     field_validator,
 )
 
-from cmdai_cli import redact
+from cmdai_cli import private_file, redact, values
 from cmdai_cli.errors import ConfigError, UsageError
+from cmdai_cli.values import PROFILE_NAME_RE, check_profile_name
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -44,9 +40,14 @@ log = logging.getLogger("cmdai")
 FILE_NAME = "config.toml"
 DEFAULT_PROFILE = "default"
 ENV_PREFIX = "CMDAI_"
-PROFILE_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
 REGION_HOSTS = {"us": "https://api.segment.io", "eu": "https://events.eu1.segmentapis.com"}
 PUBLIC_API_HOSTS = {"us": "https://api.segmentapis.com", "eu": "https://eu1.api.segmentapis.com"}
+
+# The rules for values live in `values` (no pydantic there); modules that know them as
+# `profile.check_url` and so on keep working.
+is_loopback = values.is_loopback
+check_url = values.check_url
+check_write_key = values.check_write_key
 
 _SECRET: dict[str, Any] = {"secret": True}
 _NO_ENV: dict[str, Any] = {"env": False}
@@ -122,55 +123,6 @@ class ConfigFile(BaseModel):
 
 
 # ---------------------------------------------------------------- validation helpers
-
-
-def is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
-
-
-def check_url(value: str, *, what: str = "host", base: bool = True) -> str:
-    """An http(s) URL: https required unless the host is a loopback address.
-
-    A base URL (`base=True`) loses its trailing slash, since paths are joined to it.
-    """
-    parts = urlsplit(value.strip())
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise UsageError(f"{what} {value!r} is not an http(s) URL")
-    if parts.scheme == "http" and not is_loopback(parts.hostname):
-        raise UsageError(
-            f"{what} {value!r} must use https (plain http is allowed only on loopback)"
-        )
-    if parts.username or parts.password:
-        raise UsageError(f"{what} must not carry credentials in the URL")
-    return value.strip().rstrip("/") if base else value.strip()
-
-
-def check_write_key(key: str) -> str:
-    if key == "":
-        raise UsageError("the write key is empty")
-    if any(ch.isspace() for ch in key):
-        raise UsageError("the write key contains whitespace")
-    if any(ord(ch) < 0x20 or ord(ch) == 0x7F for ch in key):
-        raise UsageError("the write key contains control characters")
-    if not key.isascii() or not key.isprintable():
-        raise UsageError("the write key must be printable ASCII")
-    if not 8 <= len(key) <= 200:
-        raise UsageError(f"the write key has {len(key)} characters; expected 8 to 200")
-    return key
-
-
-def check_profile_name(name: str) -> str:
-    if not PROFILE_NAME_RE.match(name):
-        raise UsageError(
-            f"profile name {name!r} is not allowed: use letters, digits, '_', '-' and '.', "
-            "starting with a letter or digit, at most 63 characters"
-        )
-    return name
 
 
 def _validation_message(exc: ValidationError, prefix: str) -> str:
@@ -257,31 +209,9 @@ class Store:
                 mode,
             )
 
-    @contextlib.contextmanager
-    def _locked(self) -> Iterator[None]:
-        directory = self.path.parent
-        directory.mkdir(mode=0o700, parents=True, exist_ok=True)
-        if os.name == "posix":
-            os.chmod(directory, stat.S_IMODE(directory.stat().st_mode) & 0o700 | 0o700)
-        lock_path = directory / (self.path.name + ".lock")
-        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o600)
-        try:
-            try:
-                import fcntl
-            except ImportError:  # pragma: no cover - no advisory locks on this platform
-                yield
-            else:
-                fcntl.flock(fd, fcntl.LOCK_EX)
-                try:
-                    yield
-                finally:
-                    fcntl.flock(fd, fcntl.LOCK_UN)
-        finally:
-            os.close(fd)
-
     def update(self, change: Callable[[dict[str, Any]], None]) -> ConfigFile:
         """Read, apply `change` to the raw dict, validate, write atomically; all under lock."""
-        with self._locked():
+        with private_file.locked(self.path):
             raw = self.read_raw()
             change(raw)
             parsed = self._validate(raw)
@@ -291,27 +221,7 @@ class Store:
     def _write(self, raw: Mapping[str, Any]) -> None:
         import tomli_w
 
-        text = tomli_w.dumps(raw)
-        fd, tmp = tempfile.mkstemp(
-            dir=self.path.parent, prefix=f".{self.path.name}.", suffix=".tmp"
-        )
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as handle:
-                handle.write(text)
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.chmod(tmp, 0o600)
-            os.replace(tmp, self.path)
-        except BaseException:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(tmp)
-            raise
-        if os.name == "posix":
-            dir_fd = os.open(self.path.parent, os.O_RDONLY)
-            try:
-                os.fsync(dir_fd)
-            finally:
-                os.close(dir_fd)
+        private_file.replace(self.path, tomli_w.dumps(raw))
 
 
 # ---------------------------------------------------------------- profile operations

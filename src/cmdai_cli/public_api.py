@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import random
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 from urllib.parse import quote
 
@@ -256,3 +256,34 @@ class PublicApi:
     def iter_tracking_plan_rules(self, plan_id: str) -> Iterator[dict[str, Any]]:
         # Segment allows 200 rule-listing requests a minute: a 429 is waited out as usual.
         return self.pages(f"/tracking-plans/{quote(plan_id, safe='')}/rules", "rules")
+
+
+def connection_flags(token: str | None, api_host: str | None) -> dict[str, Any]:
+    """Profile flags from `--token` and `--api-host`: how to reach the Public API this time.
+
+    Commands use them for the run and never store them.
+    """
+    from cmdai_cli.values import check_url
+
+    flags: dict[str, Any] = {}
+    if token is not None:
+        redact.register(token)
+        flags["public_api_token"] = token
+    if api_host is not None:
+        flags["api_host"] = check_url(api_host, what="--api-host")
+    return flags
+
+
+def open_client(
+    values: Mapping[str, Any], on_wait: Callable[[str], None] | None = None
+) -> PublicApi:
+    """A client from resolved settings (`api_host`, `public_api_token`)."""
+    from cmdai_cli.errors import ConfigError
+
+    token = values.get("public_api_token")
+    if not token:
+        raise ConfigError(
+            "no Segment Public API token: give --token, set $CMDAI_PUBLIC_API_TOKEN, or "
+            "store public_api_token in the profile"
+        )
+    return PublicApi(str(values["api_host"]), str(token), on_wait=on_wait)

@@ -18,6 +18,7 @@ from typing import Annotated, Any, TypeVar
 import typer
 
 from cmdai_cli import __version__, output, redact
+from cmdai_cli._fast_typer import FastCommand, HelpGroup
 from cmdai_cli.errors import CmdaiError, ExitCode
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -183,15 +184,17 @@ def guarded(func: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
+def group(help: str) -> typer.Typer:
+    """A group of subcommands (`cmdai profile ...`) that lists them as the root does."""
+    return typer.Typer(cls=HelpGroup, help=help, no_args_is_help=True)
+
+
 def command(app: typer.Typer, name: str | None = None, **kwargs: Any) -> Callable[[F], F]:
     """Register `func` on `app` as a command with the global options and error handling."""
 
     def decorate(func: F) -> F:
+        kwargs.setdefault("cls", FastCommand)
         app.command(name, **kwargs)(guarded(func))
         return func
 
     return decorate
-
-
-def want_json() -> bool:
-    return STATE.json

@@ -25,9 +25,9 @@ def register(app: typer.Typer) -> None:
 
 def script_for(shell: str) -> str:
     """The completion script for `shell`, as `completions/` holds it."""
-    from typer._completion_shared import get_completion_script
+    from cmdai_cli._fast_typer import completion_script
 
-    return get_completion_script(prog_name=PROG_NAME, complete_var=COMPLETE_VAR, shell=shell) + "\n"
+    return completion_script(prog_name=PROG_NAME, complete_var=COMPLETE_VAR, shell=shell) + "\n"
 
 
 def completion(

@@ -2,29 +2,13 @@
 
 from __future__ import annotations
 
-import os
-import sys
 from typing import Annotated
 
 import typer
 
 from cmdai_cli import output
 from cmdai_cli.commands._common import STATE, command
-from cmdai_cli.errors import UsageError
-
-
-def read_secret(value: str | None, *, what: str, env: str) -> str:
-    """A secret from a flag, `-` (stdin), a hidden prompt on a terminal, or `$env`."""
-    if value == "-":
-        line = sys.stdin.readline()
-        return line.rstrip("\r\n")
-    if value is not None:
-        return value
-    if sys.stdin.isatty():
-        return str(typer.prompt(what.capitalize(), hide_input=True))
-    if os.environ.get(env):
-        return os.environ[env]
-    raise UsageError(f"no {what} given: use --{what.replace(' ', '-')} VALUE, or - to read stdin")
+from cmdai_cli.commands._options import HostOpt, RegionOpt
 
 
 def register(app: typer.Typer) -> None:
@@ -36,30 +20,25 @@ def connect(
         str | None,
         typer.Option(
             "--write-key",
-            help="The Segment source's write key; '-' reads it from stdin. "
-            "Prompted for (hidden) on a terminal when not given.",
+            help="The Segment source's write key; '-' reads it from stdin. Default: "
+            "$CMDAI_WRITE_KEY, else prompted for (hidden) on a terminal.",
             show_default=False,
         ),
     ] = None,
-    region: Annotated[
-        str | None,
-        typer.Option("--region", help="Segment region of the workspace: us or eu."),
-    ] = None,
-    host: Annotated[
-        str | None,
-        typer.Option("--host", help="Tracking API base URL, overriding the region's host."),
-    ] = None,
+    region: RegionOpt = None,
+    host: HostOpt = None,
     send_test: Annotated[
         bool,
         typer.Option(
             "--send-test",
             help="Then send a test event and report whether Segment accepted it "
-            "(exit 5 refused, 6 unreachable).",
+            "(exit 5 refused, 6 unreachable or failing).",
         ),
     ] = False,
 ) -> None:
     """Validate a Segment write key and store it in the active profile."""
     from cmdai_cli import profile, redact
+    from cmdai_cli.commands._secrets import read_secret
 
     key = read_secret(write_key, what="write key", env="CMDAI_WRITE_KEY")
     store = profile.Store()
@@ -74,13 +53,15 @@ def connect(
         "region": region_used,
         "segment_host": host_used,
     }
-    test = None
+    sent = None
     if send_test:
-        from cmdai_cli.commands import send_test as sending
+        from cmdai_cli import test_event
 
-        message, event = sending.build(None, None, None, {})
-        test, _ = sending.perform(message, event, local=False, host=None, timeout=15.0)
-        result["send_test"] = test
+        message, event = test_event.build()
+        sent = test_event.send_with_profile(
+            message, event, profile_name=STATE.profile, host=None, timeout=15.0
+        )
+        result["send_test"] = sent.summary
     if STATE.json:
         output.emit_json(result)
     else:
@@ -88,7 +69,13 @@ def connect(
             f"Stored write key {result['write_key']} in profile '{name}' ({store.path}); "
             f"region {region_used}, host {host_used}"
         )
-        if test is not None:
-            sending.render(test, None)
-    if test is not None:
-        sending.raise_for(test)
+        if sent is not None:
+            from cmdai_cli.commands._sent import render
+
+            render(sent)
+    if sent is not None:
+        from cmdai_cli import test_event
+
+        problem = test_event.failure(sent.summary)
+        if problem is not None:
+            raise problem

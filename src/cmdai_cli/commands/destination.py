@@ -9,33 +9,14 @@ import typer
 
 from cmdai_cli import output
 from cmdai_cli.commands._common import STATE, command
+from cmdai_cli.commands._common import group as new_group
+from cmdai_cli.commands._options import ApiHostOpt, MappingOrRecommendedOpt, TokenOpt
 
-group = typer.Typer(
-    help="Set up Segment's Command AI and webhook destinations for a source.",
-    no_args_is_help=True,
-)
+group = new_group("Set up Segment's Command AI and webhook destinations for a source.")
 
 
 def register(app: typer.Typer) -> None:
     app.add_typer(group, name="destination")
-
-
-TokenOpt = Annotated[
-    str | None,
-    typer.Option(
-        "--token",
-        help="Segment Public API token (default: $CMDAI_PUBLIC_API_TOKEN, then the profile).",
-        show_default=False,
-    ),
-]
-ApiHostOpt = Annotated[
-    str | None,
-    typer.Option(
-        "--api-host",
-        help="Public API base URL (default: the profile, then the region's host).",
-        show_default=False,
-    ),
-]
 
 
 @command(group, "configure")
@@ -72,14 +53,7 @@ def configure(
             show_default=False,
         ),
     ] = None,
-    mapping: Annotated[
-        str | None,
-        typer.Option(
-            "--mapping",
-            help="'recommended' (whole event) or a TOML file with a [mapping] table.",
-            show_default=False,
-        ),
-    ] = None,
+    mapping: MappingOrRecommendedOpt = None,
     trigger: Annotated[
         str | None,
         typer.Option(
@@ -105,7 +79,7 @@ def configure(
     AI. With --apply: create or update them on the source; safe to run again.
     """
     from cmdai_cli import destination
-    from cmdai_cli.commands.connect import read_secret
+    from cmdai_cli.commands._secrets import read_secret
 
     secret = None
     if shared_secret is not None:
@@ -116,7 +90,7 @@ def configure(
         source=source,
         webhook_url=webhook_url,
         shared_secret=secret,
-        mapping=mapping,
+        mapping=None if mapping is None else str(mapping),
         trigger=trigger,
         apply=apply,
         dry_run=dry_run,

@@ -8,6 +8,7 @@ import typer
 
 from cmdai_cli import output
 from cmdai_cli.commands._common import STATE, command
+from cmdai_cli.commands._options import ApiHostOpt, HostOpt, RegionOpt, TimeoutOpt
 
 if TYPE_CHECKING:
     from cmdai_cli.doctor import Report
@@ -39,20 +40,8 @@ def doctor(
             "then shows in the Source Debugger).",
         ),
     ] = False,
-    host: Annotated[
-        str | None,
-        typer.Option(
-            "--host",
-            help="Tracking API base URL, overriding the profile's host.",
-            show_default=False,
-        ),
-    ] = None,
-    region: Annotated[
-        str | None,
-        typer.Option(
-            "--region", help="Segment region of the workspace: us or eu.", show_default=False
-        ),
-    ] = None,
+    host: HostOpt = None,
+    region: RegionOpt = None,
     webhook_url: Annotated[
         str | None,
         typer.Option(
@@ -61,18 +50,8 @@ def doctor(
             show_default=False,
         ),
     ] = None,
-    api_host: Annotated[
-        str | None,
-        typer.Option(
-            "--api-host",
-            help="Segment Public API base URL, overriding the profile's.",
-            show_default=False,
-        ),
-    ] = None,
-    timeout: Annotated[
-        float,
-        typer.Option("--timeout", help="Seconds to wait for each service.", min=0.5, max=120),
-    ] = 10.0,
+    api_host: ApiHostOpt = None,
+    timeout: TimeoutOpt = 10.0,
 ) -> None:
     """Check the profile, the write key, and that Segment, the webhook and the Public API answer.
 
@@ -87,7 +66,12 @@ def doctor(
 
     report = checks.run(
         STATE.profile,
-        {"segment_host": host, "region": region, "webhook_url": webhook_url, "api_host": api_host},
+        {
+            "segment_host": host,
+            "region": region,
+            "webhook_url": webhook_url,
+            "api_host": api_host,
+        },
         send_test=send_test,
         timeout=timeout,
     )

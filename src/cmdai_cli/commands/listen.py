@@ -5,63 +5,21 @@ from __future__ import annotations
 import sys
 import threading
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from cmdai_cli import output
 from cmdai_cli.commands._common import STATE, command
+from cmdai_cli.commands._received import header_line, row_line
 
 if TYPE_CHECKING:
     from cmdai_cli.receiver import Received, Stats
-
-COLUMNS = (("time", 12), ("type", 9), ("event / name", 32), ("user", 30))
+    from cmdai_cli.receiver.listen import Listening
 
 
 def register(app: typer.Typer) -> None:
     command(app, "listen")(listen)
-
-
-def _cut(text: str, width: int) -> str:
-    return text if len(text) <= width else text[: width - 1] + "…"
-
-
-def what(message: dict[str, Any]) -> str:
-    """The Source Debugger's summary of a message: event, page name, group or alias."""
-    kind = message.get("type")
-    if kind == "track":
-        return str(message.get("event") or "")
-    if kind in ("page", "screen"):
-        return str(message.get("name") or message.get("category") or "")
-    if kind == "group":
-        return f"group {message.get('groupId', '')}"
-    if kind == "alias":
-        return f"{message.get('previousId', '')} -> {message.get('userId', '')}"
-    return ""
-
-
-def who(message: dict[str, Any]) -> str:
-    if message.get("userId"):
-        return str(message["userId"])
-    if message.get("anonymousId"):
-        return f"anon {message['anonymousId']}"
-    return "-"
-
-
-def header_line() -> str:
-    return " ".join(f"{name:<{width}}" for name, width in COLUMNS) + " flags"
-
-
-def row_line(received: Received) -> str:
-    message = received.message
-    cells = (
-        received.received_at[11:23],
-        str(message.get("type", "?")),
-        what(message),
-        who(message),
-    )
-    text = " ".join(f"{_cut(c, w):<{w}}" for c, (_, w) in zip(cells, COLUMNS, strict=True))
-    return text + " " + ", ".join(received.flags)
 
 
 def summary_text(stats: Stats) -> str:
@@ -125,60 +83,93 @@ def listen(
             dir_okay=False,
         ),
     ] = None,
+    keep: Annotated[
+        int,
+        typer.Option(
+            "--keep",
+            help="Messages held in memory for the inspection API and `cmdai expect`; the "
+            "oldest beyond N are dropped and counted (--out keeps every one).",
+            min=0,
+        ),
+    ] = 100_000,
+    ready_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--ready-file",
+            help="Write the URL to FILE (atomically) once serving, for a CI step to wait "
+            "on; removed on exit.",
+            show_default=False,
+            dir_okay=False,
+        ),
+    ] = None,
+    exit_after: Annotated[
+        int | None,
+        typer.Option(
+            "--exit-after",
+            help="Stop (exit 0) once N messages were accepted.",
+            min=1,
+            show_default=False,
+        ),
+    ] = None,
+    max_duration: Annotated[
+        float | None,
+        typer.Option(
+            "--max-duration",
+            help="Stop after SECONDS; exit 1 then if --exit-after was given and not reached.",
+            min=0.001,
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
     """Serve Segment's Tracking API locally and show each message as it arrives.
 
     POST /v1/batch and /v1/{identify,track,page,screen,group,alias} are answered as
     Segment answers them; messages Segment would accept but drop are flagged. Point a
     Segment SDK's host at the printed URL. Ctrl-C stops it with a summary.
+
+    Beside it, an inspection API for tests and `cmdai expect`: GET /cmdai/summary
+    (counts by type, event and flag), GET /cmdai/messages (filters type, event, userId,
+    anonymousId, flagged=true|false, since, limit) and POST /cmdai/reset.
     """
-    import gc
-    import signal
+    from cmdai_cli.errors import PartialFailure
+    from cmdai_cli.receiver.listen import serve
 
-    from cmdai_cli import profile, redact
-    from cmdai_cli.errors import UsageError
-    from cmdai_cli.receiver import Receiver
-
-    if not 0 <= port <= 65535:
-        raise UsageError(f"--port {port} is not a port number (0-65535)")
-    if write_key is not None:
-        redact.register(write_key)
     printer = _Printer(STATE.json)
-    receiver = Receiver(bind=bind, port=port, write_key=write_key, out=out, on_batch=printer)
-    receiver.start()
-    # Everything imported so far lives as long as the process: keep it out of GC passes.
-    gc.freeze()
-    stop = threading.Event()
-
-    def on_term(signum: int, frame: Any) -> None:
-        stop.set()
-
-    # Both signals set the same event, also when the shell started us ignoring SIGINT.
-    previous: dict[int, Any] = {}
-    if threading.current_thread() is threading.main_thread():
-        for signum in (signal.SIGINT, signal.SIGTERM):
-            previous[signum] = signal.signal(signum, on_term)
-    try:
-        if STATE.json:
-            output.emit_json({"listening": receiver.url})
-        else:
-            output.out(f"Listening on {receiver.url}")
-            output.info(
-                "Segment Tracking API: POST /v1/batch, /v1/{identify,track,page,screen,group,"
-                "alias}. Point an SDK's host at this URL; Ctrl-C stops."
-            )
-        if not profile.is_loopback(bind) and write_key is None:
-            output.warn(f"listening on {bind} without --write-key: anyone who reaches it can post")
-        try:
-            while not stop.wait(0.2):
-                pass
-        except KeyboardInterrupt:
-            pass
-    finally:
-        receiver.stop()
-        for number, handler in previous.items():
-            signal.signal(number, handler)
+    served = serve(
+        bind=bind,
+        port=port,
+        write_key=write_key,
+        out=out,
+        on_batch=printer,
+        on_start=_started,
+        keep=keep,
+        ready_file=ready_file,
+        exit_after=exit_after,
+        max_duration=max_duration,
+    )
+    stats = served.stats
     if STATE.json:
-        output.emit_json({"summary": receiver.stats.as_dict()})
+        output.emit_json({"summary": stats.as_dict()})
     else:
-        output.info(summary_text(receiver.stats))
+        output.info(summary_text(stats))
+    ended_short = exit_after is not None and stats.accepted < exit_after
+    if served.ended_by == "max-duration" and ended_short:
+        raise PartialFailure(
+            f"--max-duration {max_duration:g}s passed with {stats.accepted} of the "
+            f"{exit_after} messages --exit-after waits for"
+        )
+
+
+def _started(listening: Listening) -> None:
+    if STATE.json:
+        output.emit_json({"listening": listening.url})
+    else:
+        output.out(f"Listening on {listening.url}")
+        output.info(
+            "Segment Tracking API: POST /v1/batch, /v1/{identify,track,page,screen,group,"
+            "alias}; inspection API under /cmdai/. Point an SDK's host at this URL; "
+            "Ctrl-C stops."
+        )
+    if listening.unguarded:
+        where = listening.bind
+        output.warn(f"listening on {where} without --write-key: anyone who reaches it can post")

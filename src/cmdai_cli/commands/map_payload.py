@@ -5,19 +5,18 @@ from __future__ import annotations
 import os
 import sys
 from enum import Enum
-from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, Protocol
 
 import typer
 
 from cmdai_cli import output
 from cmdai_cli.commands._common import STATE, command
 from cmdai_cli.commands._inputs import FilesArg, OnErrorName
+from cmdai_cli.commands._options import MappingOpt
 
 if TYPE_CHECKING:
-    from cmdai_cli.mapping import Tally, WebhookMapping
-    from cmdai_cli.profile import Resolved
-    from cmdai_cli.streams import ErrorPolicy
+    from cmdai_cli.events.records import BadRecord
+    from cmdai_cli.mapping.pipeline import Tally, Write
 
 
 class TargetName(str, Enum):
@@ -63,14 +62,7 @@ def map_payload(
         TargetName,
         typer.Option("--target", help="What to emulate: the webhook, or the destination."),
     ] = TargetName.webhook,
-    mapping_file: Annotated[
-        Path | None,
-        typer.Option(
-            "--mapping",
-            help="TOML file with a [mapping] table (overrides the profile's mapping).",
-            show_default=False,
-        ),
-    ] = None,
+    mapping_file: MappingOpt = None,
     deploy: Annotated[
         bool | None,
         typer.Option(
@@ -102,57 +94,48 @@ def map_payload(
         typer.Option("--explain", help="Add, per property, the rule and path it came from."),
     ] = False,
 ) -> None:
-    from cmdai_cli import mapping, profile, streams
+    from cmdai_cli import profile
+    from cmdai_cli.mapping.pipeline import Tally, map_events
 
-    resolved = profile.resolve(STATE.profile, {"deploy_via_segment": deploy})
-    rules = _mapping(target, mapping_file, resolved)
-    mapper = mapping.make_mapper(
-        target.value,
-        rules,
-        deploy=bool(resolved.get("deploy_via_segment")),
-        explain=explain,
-    )
-    inputs = streams.expand_inputs(files or [])
+    settings = profile.resolve(STATE.profile, {"deploy_via_segment": deploy})
     chosen = fmt.value if fmt else _default_format()
+    sink: _Sink | None = None
 
-    def report(bad: streams.BadRecord) -> None:
-        where = bad.source + (f":{bad.line}" if bad.line is not None else "")
-        output.warn(f"{where}: skipped record {bad.position}: {bad.reason}")
+    def open_output() -> Write:
+        nonlocal sink
+        sys.stdout.flush()
+        opened = sink = _sink(chosen, target, explain)
+        return opened.write_indexed
 
-    policy = streams.ErrorPolicy(on_error.value, report=report)
-
-    def on_problem(position: int, source: str, line: int | None, reason: str) -> None:
-        policy(streams.BadRecord(position, source, line, reason))
-
-    tally = mapping.Tally()
-    sys.stdout.flush()
-    sink = _sink(chosen, target, explain)
+    tally = Tally()
     try:
-        batches = streams.read_batches(inputs, on_error=policy)
-        with streams.paused_gc():
-            mapping.map_stream(batches, mapper, sink.write_indexed, on_problem, tally)
+        map_events(
+            files or [],
+            settings,
+            open_output,
+            target=target.value,
+            mapping_file=mapping_file,
+            explain=explain,
+            on_error=on_error.value,
+            report=_report,
+            tally=tally,
+        )
     except BrokenPipeError:
         _quiet_stdout()
         return
     finally:
-        try:
-            sink.close()
-        except BrokenPipeError:
-            _quiet_stdout()
-        _summary(tally, policy)
+        # Nothing was written, nor is there a run to sum up, when the arguments failed.
+        if sink is not None:
+            try:
+                sink.close()
+            except BrokenPipeError:
+                _quiet_stdout()
+            _summary(tally)
 
 
-def _mapping(target: TargetName, path: Path | None, resolved: Resolved) -> WebhookMapping:
-    from cmdai_cli import mapping
-    from cmdai_cli.mapping_file import load_mapping_file
-
-    if target is not TargetName.webhook:
-        return mapping.RECOMMENDED
-    if path is not None:
-        return load_mapping_file(path)
-    return mapping.parse_mapping(
-        resolved.get("mapping"), source=f"{resolved.path} [profiles.{resolved.profile}.mapping]"
-    )
+def _report(bad: BadRecord) -> None:
+    where = bad.source + (f":{bad.line}" if bad.line is not None else "")
+    output.warn(f"{where}: skipped record {bad.position}: {bad.reason}")
 
 
 def _default_format() -> str:
@@ -192,8 +175,14 @@ class _TableSink:
         self.flush()
 
 
-def _sink(chosen: str, target: TargetName, explain: bool) -> Any:
-    from cmdai_cli import streams
+class _Sink(Protocol):
+    def write_indexed(self, index: int, record: dict[str, Any]) -> None: ...
+
+    def close(self) -> None: ...
+
+
+def _sink(chosen: str, target: TargetName, explain: bool) -> _Sink:
+    from cmdai_cli.events.writers import JsonArrayWriter, NdjsonWriter
 
     if chosen == "table":
         columns = (
@@ -204,8 +193,8 @@ def _sink(chosen: str, target: TargetName, explain: bool) -> Any:
         return _TableSink([*columns, "explain"] if explain else columns)
     stream = sys.stdout.buffer
     if chosen == "json":
-        return streams.JsonArrayWriter(stream)
-    return streams.NdjsonWriter(stream)
+        return JsonArrayWriter(stream)
+    return NdjsonWriter(stream)
 
 
 def _quiet_stdout() -> None:
@@ -217,9 +206,9 @@ def _quiet_stdout() -> None:
         pass
 
 
-def _summary(tally: Tally, policy: ErrorPolicy) -> None:
-    errors = policy.count
-    total = tally.recorded + tally.ignored_total + errors
+def _summary(tally: Tally) -> None:
+    errors = tally.errors_total
+    total = tally.events
     parts = [
         f"{total} event{'s' if total != 1 else ''}",
         f"{tally.recorded} recorded",
@@ -229,5 +218,5 @@ def _summary(tally: Tally, policy: ErrorPolicy) -> None:
     output.info(f"map-payload: {parts[0]}: " + ", ".join(parts[1:]))
     for reason, count in sorted(tally.ignored.items(), key=lambda kv: (-kv[1], kv[0])):
         output.info(f"  ignored: {reason}: {count}")
-    for reason, count in sorted(policy.reasons.items(), key=lambda kv: (-kv[1], kv[0])):
+    for reason, count in sorted(tally.errors.items(), key=lambda kv: (-kv[1], kv[0])):
         output.info(f"  error: {reason}: {count}")

@@ -12,37 +12,18 @@ import typer
 
 from cmdai_cli import output
 from cmdai_cli.commands._common import STATE, command
+from cmdai_cli.commands._common import group as new_group
+from cmdai_cli.commands._options import ApiHostOpt, TokenOpt
 from cmdai_cli.errors import UsageError
 
 if TYPE_CHECKING:
     from cmdai_cli.plans import Rule
 
-group = typer.Typer(
-    help="Tracking plans: show the built-in one or a plan file, pull one from Segment.",
-    no_args_is_help=True,
-)
+group = new_group("Tracking plans: show the built-in one or a plan file, pull one from Segment.")
 
 
 def register(app: typer.Typer) -> None:
     app.add_typer(group, name="plan")
-
-
-TokenOpt = Annotated[
-    str | None,
-    typer.Option(
-        "--token",
-        help="Segment Public API token (default: $CMDAI_PUBLIC_API_TOKEN, then the profile).",
-        show_default=False,
-    ),
-]
-ApiHostOpt = Annotated[
-    str | None,
-    typer.Option(
-        "--api-host",
-        help="Public API base URL (default: the profile, then the region's host).",
-        show_default=False,
-    ),
-]
 
 
 @command(group, "show")

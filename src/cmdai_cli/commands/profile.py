@@ -8,8 +8,9 @@ import typer
 
 from cmdai_cli import output
 from cmdai_cli.commands._common import STATE, command, complete_profiles
+from cmdai_cli.commands._common import group as new_group
 
-group = typer.Typer(help="List, show, choose and delete profiles.", no_args_is_help=True)
+group = new_group("List, show, choose and delete profiles.")
 
 NameArg = Annotated[
     str, typer.Argument(help="Profile name.", autocompletion=complete_profiles, show_default=False)

@@ -17,6 +17,7 @@ import typer
 from cmdai_cli import output
 from cmdai_cli.commands._common import STATE, command
 from cmdai_cli.commands._inputs import FilesArg, OnErrorName
+from cmdai_cli.commands._options import MappingOpt, TimeoutOpt
 from cmdai_cli.commands._replay_progress import replay_progress
 from cmdai_cli.errors import CmdaiError, ExitCode, PartialFailure, RemoteRefused, RemoteUnreachable
 
@@ -79,14 +80,7 @@ def replay(
             "--url", help="Webhook URL (default: the profile's webhook_url).", show_default=False
         ),
     ] = None,
-    mapping_file: Annotated[
-        Path | None,
-        typer.Option(
-            "--mapping",
-            help="TOML file with a [mapping] table (default: the profile's mapping).",
-            show_default=False,
-        ),
-    ] = None,
+    mapping_file: MappingOpt = None,
     org_id: Annotated[
         str | None,
         typer.Option(
@@ -178,9 +172,7 @@ def replay(
         float,
         typer.Option("--backoff", help="First retry's backoff ceiling in seconds (doubles)."),
     ] = 0.5,
-    timeout: Annotated[
-        float, typer.Option("--timeout", help="Seconds to wait for each answer.")
-    ] = 15.0,
+    timeout: TimeoutOpt = 15.0,
     gzip: Annotated[
         bool,
         typer.Option(

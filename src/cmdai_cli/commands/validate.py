@@ -14,8 +14,8 @@ from cmdai_cli.commands._common import STATE, command
 from cmdai_cli.commands._inputs import FilesArg, OnErrorName
 
 if TYPE_CHECKING:
+    from cmdai_cli.events.records import ErrorPolicy
     from cmdai_cli.plans import Plan, Summary, Violation
-    from cmdai_cli.streams import ErrorPolicy
 
 HELP = """Check Segment events against a tracking plan, and list every violation.
 
@@ -58,23 +58,27 @@ def validate(
         ),
     ] = OnErrorName.fail,
 ) -> None:
-    from cmdai_cli import plans, streams
+    from cmdai_cli import plans
+    from cmdai_cli._speed import paused_collector
+    from cmdai_cli.events.inputs import expand_inputs
+    from cmdai_cli.events.reader import read_batches
+    from cmdai_cli.events.records import BadRecord, ErrorPolicy
 
     plan = plans.load_plan(plan_file) if plan_file is not None else plans.builtin_plan()
     validator = plans.Validator(plan)
-    inputs = streams.expand_inputs(files or [])
+    inputs = expand_inputs(files or [])
 
-    def report(bad: streams.BadRecord) -> None:
+    def report(bad: BadRecord) -> None:
         where = bad.source + (f":{bad.line}" if bad.line is not None else "")
         output.warn(f"{where}: skipped record {bad.position}: {bad.reason}")
 
-    policy = streams.ErrorPolicy(on_error.value, report=report)
+    policy = ErrorPolicy(on_error.value, report=report)
     summary = plans.Summary()
     sys.stdout.flush()
     sink = _JsonSink() if STATE.json else _TextSink()
     try:
-        batches = streams.read_batches(inputs, on_error=policy)
-        with streams.paused_gc():
+        batches = read_batches(inputs, on_error=policy)
+        with paused_collector():
             plans.validate_stream(batches, validator, sink.write, summary)
         sink.finish(summary)
     except BrokenPipeError:
@@ -119,16 +123,20 @@ class _TextSink:
 
 class _JsonSink:
     def __init__(self) -> None:
-        from cmdai_cli import streams
+        from cmdai_cli.events.writers import NdjsonWriter
 
-        self.writer = streams.NdjsonWriter(sys.stdout.buffer)
+        self.writer = NdjsonWriter(sys.stdout.buffer)
 
     def write(self, index: int, event: str, violation: Violation) -> None:
         record: dict[str, Any] = {"event": event, **violation.as_json()}
         self.writer.write_indexed(index, record)
 
     def finish(self, summary: Summary) -> None:
-        self.writer.write({"summary": summary.as_json()})
+        import orjson
+
+        self.writer.flush()
+        record = {"summary": summary.as_json()}
+        sys.stdout.buffer.write(orjson.dumps(record, option=orjson.OPT_APPEND_NEWLINE))
 
     def close(self) -> None:
         self.writer.close()
@@ -146,7 +154,7 @@ def _quiet_stdout() -> None:
 def _summary(summary: Summary, policy: ErrorPolicy, plan: Plan) -> None:
     from cmdai_cli.plans import KINDS
 
-    errors = policy.count
+    errors = sum(policy.reasons.values())
     output.info(
         f"validate: {summary.events} event{'s' if summary.events != 1 else ''} against "
         f"'{plan.name}' ({len(plan.rules)} rules): {summary.failed} with violations, "

@@ -22,9 +22,10 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from cmdai_cli import redact
+from cmdai_cli.destination.apply import PartialApply, apply
 from cmdai_cli.destination.desired import (
     COMMANDAI,
     WEBHOOK,
@@ -38,11 +39,8 @@ from cmdai_cli.destination.desired import (
     mapping_warnings,
     webhook_destination,
 )
-from cmdai_cli.destination.plan import PartialApply, Write, apply, plan
+from cmdai_cli.destination.plan import Write, plan
 from cmdai_cli.errors import ConfigError, UsageError
-
-if TYPE_CHECKING:
-    from cmdai_cli.public_api import PublicApi
 
 __all__ = [
     "ConfigureRequest",
@@ -89,18 +87,6 @@ SHOWN_SETTINGS = (
 )
 
 
-def open_client(values: Mapping[str, Any], on_wait: Callable[[str], None] | None) -> PublicApi:
-    from cmdai_cli.public_api import PublicApi
-
-    token = values.get("public_api_token")
-    if not token:
-        raise ConfigError(
-            "no Segment Public API token: give --token, set $CMDAI_PUBLIC_API_TOKEN, or "
-            "store public_api_token in the profile"
-        )
-    return PublicApi(str(values["api_host"]), str(token), on_wait=on_wait)
-
-
 def _require_source(values: Mapping[str, Any]) -> str:
     source = values.get("source")
     if not source:
@@ -141,6 +127,7 @@ def configure(
     whose `result` holds the same object with what was and was not done.
     """
     from cmdai_cli import profile
+    from cmdai_cli.public_api import connection_flags, open_client
 
     if request.dry_run and not request.apply:
         raise UsageError("--dry-run goes with --apply: it shows the requests --apply would send")
@@ -192,10 +179,7 @@ def configure(
         profile.save_profile(store, name, first)
     # --token and --api-host say how to reach Segment this time, not what the set-up is:
     # they are used, never stored.
-    flags = dict(updates)
-    if request.token is not None:
-        redact.register(request.token)
-        flags["public_api_token"] = request.token
+    flags = {**updates, **connection_flags(request.token, None)}
     if api_host is not None:
         flags["api_host"] = api_host
     resolved = profile.resolve(profile_flag, flags, store=store)
@@ -252,14 +236,9 @@ def show(
     """What the profile holds (secrets masked) and, with `remote`, Segment's copy and the
     differences."""
     from cmdai_cli import profile
+    from cmdai_cli.public_api import connection_flags, open_client
 
-    flags: dict[str, Any] = {}
-    if token is not None:
-        redact.register(token)
-        flags["public_api_token"] = token
-    if api_host is not None:
-        flags["api_host"] = profile.check_url(api_host, what="--api-host")
-    resolved = profile.resolve(profile_flag, flags)
+    resolved = profile.resolve(profile_flag, connection_flags(token, api_host))
     values = resolved.values
     masked = resolved.masked()
     kinds = configured_kinds(values)

@@ -21,7 +21,7 @@ from cmdai_cli.errors import (
 )
 
 if TYPE_CHECKING:
-    from cmdai_cli.mapping import WebhookMapping
+    from cmdai_cli.mapping.webhook import WebhookMapping
 
 COMMANDAI_METADATA_ID = "638f843c4520d424f63c9e51"
 IDENTIFY_ACTION_ID = "pvLKevrkEtiUZX3ej5FX8j"
@@ -179,9 +179,9 @@ def check_webhook_mapping(
     An absent or empty table is the recommended set-up (the whole event is sent, so the
     event's own `userId` is there); a custom table must map `userId`.
     """
-    from cmdai_cli import mapping
+    from cmdai_cli.mapping.webhook import parse_mapping
 
-    parsed = mapping.parse_mapping(table, source=source)
+    parsed = parse_mapping(table, source=source)
     if parsed.whole_event:
         return parsed, []
     if "userId" not in parsed.table:
@@ -197,16 +197,16 @@ def check_webhook_mapping(
 def load_mapping_spec(spec: str) -> tuple[dict[str, Any], str]:
     """`recommended` or a TOML file's `[mapping]` table, and where it came from."""
     if spec == "recommended":
-        from cmdai_cli import mapping
+        from cmdai_cli.mapping.webhook import RECOMMENDED
 
-        return dict(mapping.RECOMMENDED.table), "recommended"
-    from cmdai_cli import mapping_file
+        return dict(RECOMMENDED.table), "recommended"
+    from cmdai_cli.mapping.file import load_mapping_file
 
-    return dict(mapping_file.load_mapping_file(spec).table), spec
+    return dict(load_mapping_file(spec).table), spec
 
 
 def check_webhook_url(url: str) -> str:
-    from cmdai_cli.profile import check_url
+    from cmdai_cli.values import check_url
 
     return check_url(url, what="webhook URL", base=False)
 

@@ -1,23 +1,20 @@
-"""From what Segment has to what it should have: `plan` reads, `apply` writes.
+"""From what Segment has to what it should have: `plan` reads and lists the writes.
 
-`plan` returns the differences and the list of writes. `apply` sends the writes in order
-and, when one fails after others succeeded, says which were done and which were not. Both
-are idempotent by construction: a second plan after a complete apply is empty, and one
-after a part-way apply holds exactly the writes still missing.
+`plan` returns the differences and the list of writes, which `apply` (destination/apply.py)
+sends. A second plan after a complete apply is empty, and one after a part-way apply
+holds exactly the writes still missing.
 """
 
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 from cmdai_cli import redact
 from cmdai_cli.errors import (
-    CmdaiError,
-    PartialFailure,
     RemoteRefused,
     UsageError,
 )
@@ -50,7 +47,7 @@ class Write:
     def shown(self) -> dict[str, Any]:
         path = self.path
         if self.needs:
-            path = path.replace(_slot(self.needs), f"<id of the new {self.needs} destination>")
+            path = path.replace(slot(self.needs), f"<id of the new {self.needs} destination>")
         return {
             "method": self.method,
             "path": path,
@@ -59,7 +56,8 @@ class Write:
         }
 
 
-def _slot(kind: str) -> str:
+def slot(kind: str) -> str:
+    """The placeholder in a write's path for the id of a destination created earlier."""
     return "{" + kind + "}"
 
 
@@ -205,7 +203,7 @@ def _plan_destination(
             plan.writes.append(
                 Write(
                     "POST",
-                    f"/destinations/{_slot(desired.kind)}/subscriptions",
+                    f"/destinations/{slot(desired.kind)}/subscriptions",
                     sub.body(),
                     f"create the {title}'s {sub.key} subscription",
                     alpha=True,
@@ -358,62 +356,3 @@ def plan(
             plan=result,
         )
     return result
-
-
-# ---------------------------------------------------------------- apply
-
-
-class PartialApply(PartialFailure):
-    """Some writes were sent and one failed; the rest were not sent."""
-
-    def __init__(self, done: list[Write], not_done: list[Write], cause: CmdaiError) -> None:
-        self.done = done
-        self.not_done = not_done
-        self.cause = cause
-        message = (
-            f"stopped part-way: {cause.message}. Done: "
-            + ("; ".join(w.what for w in done) or "nothing")
-            + ". Not done: "
-            + ("; ".join(w.what for w in not_done) or "nothing else")
-            + ". Run the same command again to finish"
-        )
-        self.result: dict[str, Any] | None = None
-        super().__init__(message, hint=cause.hint)
-
-
-def apply(
-    client: PublicApi, the_plan: Plan, *, on_done: Callable[[Write], None] | None = None
-) -> list[Write]:
-    """Send the plan's writes in order; the writes done, or PartialApply / the first error."""
-    ids: dict[str, str] = {}
-    done: list[Write] = []
-    for index, write in enumerate(the_plan.writes):
-        path = write.path
-        if write.needs:
-            path = path.replace(_slot(write.needs), quote(ids[write.needs], safe=""))
-        try:
-            data = client.call(write.method, path, body=write.body, alpha=write.alpha)
-            if write.creates:
-                created = data.get("destination")
-                new_id = created.get("id") if isinstance(created, dict) else None
-                if not new_id:
-                    done.append(write)
-                    raise PartialApply(
-                        done,
-                        the_plan.writes[index + 1 :],
-                        RemoteRefused(
-                            f"Segment created the {write.creates} destination but did not "
-                            "say its id"
-                        ),
-                    )
-                ids[write.creates] = str(new_id)
-        except PartialApply:
-            raise
-        except CmdaiError as exc:
-            if not done:
-                raise
-            raise PartialApply(done, the_plan.writes[index:], exc) from None
-        done.append(write)
-        if on_done is not None:
-            on_done(write)
-    return done

@@ -11,7 +11,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from cmdai_cli import redact
 from cmdai_cli.errors import ConfigError, RemoteRefused
 from cmdai_cli.plans.rules import Plan, parse_plan, save_plan
 
@@ -32,24 +31,12 @@ def pull(
 ) -> dict[str, Any]:
     """Read the plan's rules (every page) and, with `out`, write them as a plan file."""
     from cmdai_cli import profile
-    from cmdai_cli.public_api import PublicApi
+    from cmdai_cli.public_api import connection_flags, open_client
 
     if not plan_id.strip():
         raise ConfigError("--tracking-plan is empty: give the tracking plan's id")
-    flags: dict[str, Any] = {}
-    if token is not None:
-        redact.register(token)
-        flags["public_api_token"] = token
-    if api_host is not None:
-        flags["api_host"] = profile.check_url(api_host, what="--api-host")
-    values = profile.resolve(profile_flag, flags).values
-    secret = values.get("public_api_token")
-    if not secret:
-        raise ConfigError(
-            "no Segment Public API token: give --token, set $CMDAI_PUBLIC_API_TOKEN, or "
-            "store public_api_token in the profile"
-        )
-    with PublicApi(str(values["api_host"]), str(secret), on_wait=on_wait) as client:
+    values = profile.resolve(profile_flag, connection_flags(token, api_host)).values
+    with open_client(values, on_wait) as client:
         try:
             about = client.get_tracking_plan(plan_id)
         except RemoteRefused as exc:

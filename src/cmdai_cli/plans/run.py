@@ -14,7 +14,7 @@ from cmdai_cli.plans.check import Validator, Violation, event_label
 
 
 class _Event(Protocol):
-    """What the stream reader hands out for each event (`streams.Event`)."""
+    """What the stream reader hands out for each event (`events.records.Event`)."""
 
     @property
     def position(self) -> int: ...
@@ -61,7 +61,7 @@ Emit = Callable[[int, str, Violation], None]
 def validate_stream(
     batches: Iterable[list[Any]], validator: Validator, emit: Emit, summary: Summary
 ) -> Summary:
-    """Check every event of `batches` (lists of `streams.Event`), in order.
+    """Check every event of `batches` (lists of `events.records.Event`), in order.
 
     `emit(index, event, violation)` is called for each violation as it is found.
     """

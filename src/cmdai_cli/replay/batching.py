@@ -14,7 +14,7 @@ from typing import Any, NamedTuple
 
 import orjson
 
-from cmdai_cli.segment_limits import MAX_BATCH_MESSAGES, MAX_MESSAGE_BYTES, SEND_BATCH_BYTES
+from cmdai_cli.segment.messages import MAX_BATCH_MESSAGES, MAX_MESSAGE_BYTES, SEND_BATCH_BYTES
 
 MAX_BATCH_BYTES = SEND_BATCH_BYTES
 # `{"batch": [...], "sentAt": "...", "writeKey": "..."}` around the messages; write

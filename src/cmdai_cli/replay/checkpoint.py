@@ -18,7 +18,6 @@ rewritten compacted, so it does not grow across many resumes.
 from __future__ import annotations
 
 import bisect
-import contextlib
 import hashlib
 import os
 import threading
@@ -30,7 +29,7 @@ from typing import IO, Any
 import orjson
 
 from cmdai_cli.errors import UsageError
-from cmdai_cli.streams import Input
+from cmdai_cli.events.inputs import Input
 
 FORMAT = "cmdai-replay-checkpoint"
 VERSION = 1
@@ -284,25 +283,10 @@ def read_journal(
 
 
 def _write_atomically(path: Path, data: bytes) -> None:
+    from cmdai_cli import private_file
+
     try:
         path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        try:
-            with os.fdopen(fd, "wb") as handle:
-                handle.write(data)
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(tmp)
-            raise
-        if os.name == "posix":
-            dir_fd = os.open(path.parent, os.O_RDONLY)
-            try:
-                os.fsync(dir_fd)
-            finally:
-                os.close(dir_fd)
+        private_file.replace(path, data)
     except OSError as exc:
         raise UsageError(f"{path}: cannot write the checkpoint: {exc.strerror}") from None

@@ -9,7 +9,7 @@ from typing import Literal
 
 from cmdai_cli.errors import UsageError
 from cmdai_cli.replay.select import Filters, Shard
-from cmdai_cli.segment_limits import MAX_BATCH_MESSAGES
+from cmdai_cli.segment.messages import MAX_BATCH_MESSAGES
 
 TargetName = Literal["segment", "webhook", "bulk-identify"]
 

@@ -14,7 +14,6 @@ the retry policy handles like any other.
 from __future__ import annotations
 
 import contextlib
-import gc
 import signal
 import sys
 import threading
@@ -23,7 +22,8 @@ from typing import Any
 
 import orjson
 
-from cmdai_cli.segment_client import BatchResult, post_batch
+from cmdai_cli import _speed
+from cmdai_cli.segment.sender import BatchResult, post_batch
 
 
 def available() -> bool:
@@ -146,12 +146,7 @@ def _serve(
     # Ctrl-C reaches the whole process group; the parent decides what becomes of the
     # batches in flight, so the worker finishes its requests and waits for the pipe.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    # The worker starts with a copy of the parent's whole heap. Left in the collector's
-    # generations, every full collection would walk it, and writing its headers would
-    # copy page after page of it; the batches it decodes hold no cycles, so collecting
-    # rarely costs nothing.
-    gc.freeze()
-    gc.set_threshold(50_000, 50, 1000)
+    _speed.forked_worker()
     import segment.analytics.request  # noqa: F401  (loaded now, while the parent reads)
 
     jobs: queue.SimpleQueue[tuple[int, bytes] | None] = queue.SimpleQueue()

@@ -12,14 +12,15 @@ interrupted, still pending (sent again by `--resume`).
 from __future__ import annotations
 
 import contextlib
-import gc
 import threading
 import time
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any, cast
 
-from cmdai_cli import streams
+from cmdai_cli import _speed
 from cmdai_cli.errors import CmdaiError, DataError
+from cmdai_cli.events.reader import read_batches
+from cmdai_cli.events.records import BadRecord, ErrorPolicy
 from cmdai_cli.replay.batching import Batch, Pending
 from cmdai_cli.replay.checkpoint import Checkpoint, Ranges
 from cmdai_cli.replay.delivery import Counters, Delivery
@@ -63,28 +64,12 @@ def replay(
     setup = Setup.make(options, settings)
     run: _Run | None = None
     try:
-        with _fewer_collections():
+        with _speed.fewer_collections():
             run = _Run(setup, progress)
             return run.run()
     finally:
         # After a stop, what is still being sent is dropped (it stays pending).
         setup.target.close(abort=run is None or run.summary.interrupted)
-
-
-@contextlib.contextmanager
-def _fewer_collections() -> Iterator[None]:
-    # Batches keep tens of thousands of event dicts alive at once, and the default
-    # thresholds make the cyclic collector walk them every few hundred allocations:
-    # about a sixth of the run's time. Events hold no reference cycles, so collecting
-    # less often costs nothing; what was loaded before the run is left out entirely.
-    thresholds = gc.get_threshold()
-    gc.freeze()
-    gc.set_threshold(50_000, 50, 1000)
-    try:
-        yield
-    finally:
-        gc.set_threshold(*thresholds)
-        gc.unfreeze()
 
 
 class _Run:
@@ -283,7 +268,7 @@ class _Run:
                 self.unsent += len(batch)
                 raise
 
-        def on_bad(bad: streams.BadRecord) -> None:
+        def on_bad(bad: BadRecord) -> None:
             nonlocal last
             summary.read += 1
             position = bad.position
@@ -297,8 +282,8 @@ class _Run:
                     return
             rejects.write(bad.reason, source=bad.source, line=bad.line, index=position)
 
-        policy = streams.ErrorPolicy(options.on_error, report=on_bad)
-        reader = streams.read_batches(self.setup.inputs, on_error=policy, max_event_bytes=None)
+        policy = ErrorPolicy(options.on_error, report=on_bad)
+        reader = read_batches(self.setup.inputs, on_error=policy, max_event_bytes=None)
         prepare = target.prepare
         # The builder is reset in place by `take`, so its methods can be looked up once.
         fits = builder.fits

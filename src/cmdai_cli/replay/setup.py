@@ -14,8 +14,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from cmdai_cli import streams
 from cmdai_cli.errors import ConfigError, UsageError
+from cmdai_cli.events.inputs import Input, expand_inputs
 from cmdai_cli.replay.checkpoint import Checkpoint, Ranges, fingerprint, input_names, run_key
 from cmdai_cli.replay.errorlog import ErrorLog
 from cmdai_cli.replay.options import ReplayOptions
@@ -27,10 +27,10 @@ from cmdai_cli.replay.targets import (
     Target,
     WebhookTarget,
 )
-from cmdai_cli.segment_limits import MAX_BATCH_MESSAGES
+from cmdai_cli.segment.messages import MAX_BATCH_MESSAGES
 
 if TYPE_CHECKING:
-    from cmdai_cli.mapping import WebhookMapping
+    from cmdai_cli.mapping.webhook import WebhookMapping
     from cmdai_cli.profile import Resolved
 
 
@@ -38,14 +38,10 @@ if TYPE_CHECKING:
 
 
 def _mapping(options: ReplayOptions, settings: Resolved) -> WebhookMapping:
-    """The webhook mapping: `--mapping`'s file, else the profile's table."""
-    from cmdai_cli import mapping
-    from cmdai_cli.mapping_file import load_mapping_file
+    """The webhook mapping, resolved as every command resolves it."""
+    from cmdai_cli.mapping.file import resolve_mapping
 
-    if options.mapping_file is not None:
-        return load_mapping_file(options.mapping_file)
-    source = f"{settings.path} [profiles.{settings.profile}.mapping]"
-    return mapping.parse_mapping(settings.get("mapping"), source=source)
+    return resolve_mapping(options.mapping_file, settings)
 
 
 def make_target(options: ReplayOptions, settings: Resolved) -> Target:
@@ -123,7 +119,7 @@ def default_paths(key: str) -> dict[str, Path]:
     }
 
 
-def estimate_total(inputs: Sequence[streams.Input]) -> int | None:
+def estimate_total(inputs: Sequence[Input]) -> int | None:
     """Lines in the inputs when they are all plain files (for an ETA); else None."""
     total = 0
     for item in inputs:
@@ -147,7 +143,7 @@ class Setup:
     """One run's inputs, target and files. `close_logs` when the run is over."""
 
     options: ReplayOptions
-    inputs: list[streams.Input]
+    inputs: list[Input]
     target: Target
     header: dict[str, Any]
     checkpoint_path: Path
@@ -158,7 +154,7 @@ class Setup:
     def make(cls, options: ReplayOptions, settings: Resolved) -> Setup:
         """Check the options, expand the inputs, build the target; the caller closes it."""
         options.check()
-        inputs = streams.expand_inputs(list(options.inputs))
+        inputs = expand_inputs(list(options.inputs))
         target = make_target(options, settings)
         try:
             return cls._for_target(options, inputs, target)
@@ -167,9 +163,7 @@ class Setup:
             raise
 
     @classmethod
-    def _for_target(
-        cls, options: ReplayOptions, inputs: list[streams.Input], target: Target
-    ) -> Setup:
+    def _for_target(cls, options: ReplayOptions, inputs: list[Input], target: Target) -> Setup:
         identity = {
             "target": target.name,
             "destination": target.destination,

@@ -25,11 +25,11 @@ from cmdai_cli.commandai import Answer, AsyncClient, auth_headers, bulk_identify
 from cmdai_cli.replay import batching
 from cmdai_cli.replay.batching import Batch, Builder, UserBuilder
 from cmdai_cli.replay.options import TargetName
-from cmdai_cli.segment_client import message_problem
-from cmdai_cli.segment_limits import MAX_MESSAGE_BYTES
+from cmdai_cli.segment.messages import MAX_MESSAGE_BYTES, message_problem
 
 if TYPE_CHECKING:
-    from cmdai_cli.mapping import Mapper, WebhookMapping
+    from cmdai_cli.mapping.pipeline import Mapper
+    from cmdai_cli.mapping.webhook import WebhookMapping
 
 DEFAULT_BULK_BATCH = 100
 
@@ -128,7 +128,7 @@ class SegmentTarget:
         return batching.segment_builder(start, self.batch_size)
 
     async def send(self, batch: Batch) -> Answer:
-        from cmdai_cli.segment_client import post_batch
+        from cmdai_cli.segment.sender import post_batch
 
         if self._pool is not None and batch.body is not None:
             result = await asyncio.wrap_future(self._pool.submit(batch.body))
@@ -217,7 +217,7 @@ class WebhookTarget:
         self._client = AsyncClient(self.timeout, self.concurrency)
 
     def prepare(self, event: dict[str, Any]) -> Prepared:
-        from cmdai_cli.mapping import apply_mapping
+        from cmdai_cli.mapping.webhook import apply_mapping
 
         body = apply_mapping(event, self.mapping)
         try:
@@ -264,7 +264,7 @@ class BulkIdentifyTarget:
     name: TargetName = "bulk-identify"
 
     def __post_init__(self) -> None:
-        from cmdai_cli.mapping import make_mapper
+        from cmdai_cli.mapping.pipeline import make_mapper
 
         redact.register(self.token)
         self.url = bulk_identify_url(self.api_host, self.org_id)

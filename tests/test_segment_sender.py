@@ -1,4 +1,4 @@
-"""The Segment client wrapper, sending through segment-analytics-python to real servers."""
+"""The Segment sender, sending through segment-analytics-python to real servers."""
 
 from __future__ import annotations
 
@@ -18,13 +18,8 @@ from werkzeug import Request, Response
 
 from cmdai_cli.profile import REGION_HOSTS
 from cmdai_cli.receiver import Receiver
-from cmdai_cli.segment_client import (
-    MESSAGE_TYPES,
-    Sender,
-    host_for,
-    post_batch,
-    send,
-)
+from cmdai_cli.segment.messages import MESSAGE_TYPES
+from cmdai_cli.segment.sender import Sender, host_for, post_batch, send
 
 KEY = "wk_TESTSECRET_0123456789abcdef"
 
@@ -171,7 +166,7 @@ def test_one_consumer_and_no_sync_mode(rx: Receiver) -> None:
 
 EXIT_SCRIPT = """
 import sys, threading, time
-from cmdai_cli.segment_client import Sender
+from cmdai_cli.segment.sender import Sender
 sender = Sender("abcdefgh-key", sys.argv[1], timeout=20)
 message = {"type": "track", "userId": "u", "event": "Opened"}
 threading.Thread(target=sender.send_one, args=(message,), daemon=True).start()
@@ -267,8 +262,17 @@ def test_server_errors_are_retried_then_reported(httpserver: HTTPServer) -> None
     httpserver.expect_request("/v1/batch").respond_with_handler(handler)
     with Sender(KEY, httpserver.url_for(""), timeout=5, max_retries=2) as sender:
         outcome = sender.send_one(full_message("track"))
-    assert (outcome.status, outcome.http_status, outcome.detail) == ("refused", 503, "try later")
+    # A 5xx on every attempt counts as unreachable (exit 6), not as a refusal (exit 5).
+    assert (outcome.status, outcome.http_status) == ("unreachable", 503)
+    assert outcome.detail == "kept failing with HTTP 503: try later"
     assert len(calls) == 3
+
+
+def test_a_4xx_is_refused_at_once_and_a_5xx_after_every_retry() -> None:
+    from cmdai_cli.segment.sender import answered_status
+
+    assert [answered_status(code) for code in (400, 401, 403, 413, 429)] == ["refused"] * 5
+    assert [answered_status(code) for code in (500, 502, 503, 504)] == ["unreachable"] * 4
 
 
 def test_region_picks_the_host_and_an_explicit_host_wins() -> None:

@@ -1,7 +1,9 @@
-"""Mapping files: a TOML file whose top-level `[mapping]` table is a webhook mapping.
+"""Which webhook mapping is in force, and mapping files.
 
-The I/O half of `cmdai_cli.mapping`: read and parse the file, then hand the table to
-`mapping.parse_mapping`, adding the line of the offending key to any error.
+A mapping file is a TOML file whose top-level `[mapping]` table is a webhook mapping.
+It is read and parsed here, then handed to `webhook.parse_mapping`, adding the line of
+the offending key to any error. `resolve_mapping` is the one place that decides
+between a `--mapping` file and the profile's `mapping` setting.
 """
 
 from __future__ import annotations
@@ -9,18 +11,38 @@ from __future__ import annotations
 import re
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from cmdai_cli.errors import DataError
-from cmdai_cli.mapping import WebhookMapping, parse_mapping
+from cmdai_cli.mapping.webhook import WebhookMapping, parse_mapping
+
+if TYPE_CHECKING:
+    from cmdai_cli.profile import Resolved
 
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover
     import tomli as tomllib  # type: ignore[import-not-found, unused-ignore]
 
+__all__ = ["load_mapping_file", "resolve_mapping"]
+
 _TOML_POSITION = re.compile(r"\(at line (\d+), column \d+\)")
 _HEADER = re.compile(r"\s*\[\s*([^\[\]]+?)\s*\]\s*(?:#.*)?$")
+
+
+def resolve_mapping(path: str | Path | None, settings: Resolved) -> WebhookMapping:
+    """The webhook mapping in force: the `--mapping` file, else the profile's, else none.
+
+    `path` is the `--mapping` flag; `settings` the resolved profile, whose `mapping`
+    table is used when there is no file. Neither means the whole event is the body.
+    Raises DataError naming the file, or the profile's config file and table.
+    """
+    if path is not None:
+        return load_mapping_file(path)
+    return parse_mapping(
+        settings.get("mapping"),
+        source=f"{settings.path} [profiles.{settings.profile}.mapping]",
+    )
 
 
 def load_mapping_file(path: str | Path) -> WebhookMapping:
@@ -42,10 +64,10 @@ def load_mapping_file(path: str | Path) -> WebhookMapping:
         text = data.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise DataError(f"not UTF-8 text (byte {exc.start})", source=source) from None
-    return parse_mapping_text(text, source=source)
+    return _parse_text(text, source=source)
 
 
-def parse_mapping_text(text: str, *, source: str = "<mapping>") -> WebhookMapping:
+def _parse_text(text: str, *, source: str) -> WebhookMapping:
     """Parse mapping-file TOML `text`; errors name `source`."""
     try:
         document = tomllib.loads(text)

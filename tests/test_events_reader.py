@@ -1,4 +1,4 @@
-"""The event reader and the NDJSON writer."""
+"""The event reader: every layout, bad records and the error policy, any chunking."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import gzip
 import io
 import json
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -14,16 +15,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from cmdai_cli import streams
 from cmdai_cli.errors import DataError
-from cmdai_cli.streams import (
-    BadRecord,
-    ErrorPolicy,
-    JsonArrayWriter,
-    NdjsonWriter,
-    expand_inputs,
-    read_events,
-)
+from cmdai_cli.events import inputs
+from cmdai_cli.events.inputs import expand_inputs
+from cmdai_cli.events.reader import read_batches
+from cmdai_cli.events.records import BadRecord, ErrorPolicy, Event
 
 
 def write(tmp_path: Path, name: str, data: bytes) -> str:
@@ -32,12 +28,17 @@ def write(tmp_path: Path, name: str, data: bytes) -> str:
     return str(path)
 
 
+def events_of(specs: list[str], **kwargs: Any) -> Iterator[Event]:
+    for batch in read_batches(expand_inputs(specs), **kwargs):
+        yield from batch
+
+
 def read_all(
     specs: list[str], **kwargs: Any
 ) -> tuple[list[tuple[int, int, dict[str, Any]]], list[BadRecord]]:
     bad: list[BadRecord] = []
     policy = ErrorPolicy("skip", report=bad.append)
-    events = [(e.position, e.line, e.value) for e in read_events(specs, on_error=policy, **kwargs)]
+    events = [(e.position, e.line, e.value) for e in events_of(specs, on_error=policy, **kwargs)]
     return events, bad
 
 
@@ -131,7 +132,7 @@ def test_fail_hands_out_every_earlier_event_then_raises(tmp_path: Path) -> None:
     path = write(tmp_path, "a.ndjson", b'{"a":1}\n{"b":2}\n{"c":\n{"d":4}\n')
     seen = []
     with pytest.raises(DataError) as info:
-        for event in read_events([path], on_error=ErrorPolicy("fail")):
+        for event in events_of([path], on_error=ErrorPolicy("fail")):
             seen.append(event.value)
     assert seen == [{"a": 1}, {"b": 2}]
     assert (info.value.source, info.value.line) == (path, 3)
@@ -155,7 +156,18 @@ def test_scanner_errors(tmp_path: Path) -> None:
     assert [(b.line, b.reason) for b in bad] == [(3, "unexpected '}'")]
 
 
-# ---------------------------------------------------------------- inputs
+# ---------------------------------------------------------------- several inputs
+def test_ndjson_that_turns_pretty_or_packs_values_on_a_line(tmp_path: Path) -> None:
+    data = b'{"a":1}\n{"b":2} {"c":3}\n{\n  "d": 4\n}\n{"e":5}\n'
+    events, bad = read_all([write(tmp_path, "a.ndjson", data)])
+    assert events == [
+        (0, 1, {"a": 1}),
+        (1, 2, {"b": 2}),
+        (2, 2, {"c": 3}),
+        (3, 3, {"d": 4}),
+        (4, 6, {"e": 5}),
+    ]
+    assert bad == []
 
 
 def test_indexes_run_across_files_dirs_and_globs(tmp_path: Path) -> None:
@@ -170,21 +182,14 @@ def test_indexes_run_across_files_dirs_and_globs(tmp_path: Path) -> None:
     assert [i.name for i in expand_inputs([other])] == [other]
 
 
-def test_missing_inputs_fail_before_reading(tmp_path: Path) -> None:
-    with pytest.raises(DataError, match="no such file"):
-        expand_inputs([str(tmp_path / "absent.ndjson")])
-    with pytest.raises(DataError, match="no file matches"):
-        expand_inputs([str(tmp_path / "*.gz")])
-
-
 def test_stdin_by_default_and_as_dash(monkeypatch: pytest.MonkeyPatch) -> None:
     class Stdin:
         buffer = io.BytesIO(b'{"a":1}\n')
 
     monkeypatch.setattr(sys, "stdin", Stdin())
-    assert [e.source for e in read_events([])] == ["<stdin>"]
+    assert [e.source for e in events_of([])] == ["<stdin>"]
     Stdin.buffer = io.BytesIO(b'[{"a":1}]')
-    assert [e.value for e in read_events(["-"])] == [{"a": 1}]
+    assert [e.value for e in events_of(["-"])] == [{"a": 1}]
 
 
 # ---------------------------------------------------------------- any layout, any chunking
@@ -225,7 +230,7 @@ def test_every_layout_reads_back_in_order(
     chunk: int,
     gz: bool,
 ) -> None:
-    monkeypatch.setattr(streams, "CHUNK_BYTES", chunk)
+    monkeypatch.setattr(inputs, "CHUNK_BYTES", chunk)
     data = _layout(events, how)
     if gz:
         data = gzip.compress(data)
@@ -233,64 +238,3 @@ def test_every_layout_reads_back_in_order(
     assert bad == []
     assert [v for _, _, v in got] == events
     assert [p for p, _, _ in got] == list(range(len(events)))
-
-
-# ---------------------------------------------------------------- writers
-
-
-def test_ndjson_writer_batches_and_flushes() -> None:
-    sink = io.BytesIO()
-    writer = NdjsonWriter(sink, flush_every=2)
-    writer.write({"a": 1})
-    assert sink.getvalue() == b""
-    writer.write_indexed(7, {"userId": "u", "ignored": None})
-    assert sink.getvalue() == b'{"a":1}\n{"index":7,"userId":"u","ignored":null}\n'
-    writer.write_raw(b'{"b":2}')
-    writer.close()
-    assert sink.getvalue().endswith(b'{"b":2}\n')
-
-
-def test_json_array_writer_is_always_valid_json() -> None:
-    sink = io.BytesIO()
-    with JsonArrayWriter(sink) as writer:
-        pass
-    assert json.loads(sink.getvalue()) == []
-    sink = io.BytesIO()
-    with JsonArrayWriter(sink) as writer:
-        writer.write({"a": 1})
-        writer.write_indexed(1, {"b": 2})
-    assert json.loads(sink.getvalue()) == [{"a": 1}, {"index": 1, "b": 2}]
-
-
-def test_writer_refuses_what_it_cannot_encode_without_writing() -> None:
-    sink = io.BytesIO()
-    writer = NdjsonWriter(sink)
-    deep: Any = []
-    for _ in range(300):
-        deep = [deep]
-    with pytest.raises(TypeError):
-        writer.write_indexed(0, {"x": deep})
-    writer.close()
-    assert sink.getvalue() == b""
-
-
-def test_paused_gc_restores_the_collector() -> None:
-    import gc
-
-    assert gc.isenabled()
-    with streams.paused_gc():
-        assert not gc.isenabled()
-    assert gc.isenabled()
-
-
-def test_ndjson_that_turns_pretty_or_packs_values_on_a_line(tmp_path: Path) -> None:
-    data = b'{"a":1}\n{"b":2} {"c":3}\n{\n  "d": 4\n}\n{"e":5}\n'
-    events, bad = read_all([write(tmp_path, "a.ndjson", data)])
-    assert events == [
-        (0, 1, {"a": 1}),
-        (1, 2, {"b": 2}),
-        (2, 2, {"c": 3}),
-        (3, 3, {"d": 4}),
-        (4, 6, {"e": 5}),
-    ]
-    assert bad == []

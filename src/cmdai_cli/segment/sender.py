@@ -1,11 +1,12 @@
 """The one place that talks to segment-analytics-python, and what came of each message.
 
 `Sender` sends messages through the library's `Client` and reports, per message,
-whether Segment accepted it (2xx), refused it (status and Segment's message), or could
-not be reached (what failed). It works around the library's ways of losing events: a
-full queue is waited out instead of dropping, every send ends in a bounded flush, the
-error callback cannot raise, one consumer thread is used and stopped by us (never
-`thread=N`, never `sync_mode`), and oversized messages are reported before sending.
+whether Segment accepted it (2xx), refused it (a 4xx: status and Segment's message), or
+could not be reached (no answer, or a 5xx after every retry: what failed). It works
+around the library's ways of losing events: a full queue is waited out instead of
+dropping, every send ends in a bounded flush, the error callback cannot raise, one
+consumer thread is used and stopped by us (never `thread=N`, never `sync_mode`), and
+oversized messages are reported before sending.
 
 `post_batch` sends one ready batch through the library's own transport without its
 retries, so a caller with its own retry policy (replay) sees each answer.
@@ -15,24 +16,23 @@ from __future__ import annotations
 
 import atexit
 import copy
-import json
 import logging
 import re
 import threading
 import time
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import asdict, dataclass
-from datetime import datetime, timezone
-from typing import TYPE_CHECKING, Any, Literal
+from dataclasses import dataclass
+from typing import Any, Literal
 
 from cmdai_cli import redact
 from cmdai_cli.profile import REGION_HOSTS, check_url
-from cmdai_cli.segment_limits import MAX_MESSAGE_BYTES, MAX_MESSAGE_ID, MESSAGE_TYPES
-
-if TYPE_CHECKING:
-    from cmdai_cli.profile import Resolved
+from cmdai_cli.segment.messages import check_message, parse_timestamp
 
 DEFAULT_TIMEOUT = 15.0
+# Retries after a failed request. The library's default is 10 with a backoff of 0, 0.5,
+# 1, 2 s ... (segment-analytics-python 2.4, consumer.py); three keep a failing send
+# within about 1.5 s, and the timeout caps them anyway.
+MAX_RETRIES = 3
 
 Status = Literal["accepted", "refused", "unreachable", "invalid"]
 
@@ -43,9 +43,10 @@ log = logging.getLogger("cmdai")
 class Outcome:
     """What happened to one message.
 
-    `status` is `accepted` (Segment answered 2xx), `refused` (it answered otherwise:
-    `http_status` and Segment's message in `detail`), `unreachable` (no answer: `detail`
-    says what failed), or `invalid` (not sent: `detail` says why).
+    `status` is `accepted` (Segment answered 2xx), `refused` (it answered and would not
+    take it, a 4xx: `http_status` and Segment's message in `detail`), `unreachable` (no
+    answer, or a 5xx on every attempt: `detail` says what failed, `http_status` holds the
+    last 5xx), or `invalid` (not sent: `detail` says why).
     """
 
     message_id: str | None
@@ -58,8 +59,15 @@ class Outcome:
     def ok(self) -> bool:
         return self.status == "accepted"
 
-    def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
+
+def answered_status(http_status: int) -> Status:
+    """How a send that ended with this HTTP error counts: one rule for every command.
+
+    A 4xx (and a 3xx nobody followed) is `refused`: the service answered and will not
+    take the message as sent. A 5xx is `unreachable`: the service kept failing, the same
+    as not answering, and the message may go through later.
+    """
+    return "unreachable" if http_status >= 500 else "refused"
 
 
 def host_for(region: str | None = None, host: str | None = None) -> str:
@@ -95,86 +103,6 @@ def describe_failure(exc: BaseException, timeout: float | None = None) -> str:
     if "InvalidURL" in names or "MissingSchema" in names:
         return f"invalid host URL: {text}"
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
-
-
-def parse_timestamp(value: Any) -> datetime | None:
-    """A message's timestamp as the library wants it: an aware datetime (UTC if naive).
-
-    Raises ValueError for anything that is not ISO-8601 (Python 3.10 reads no `Z`).
-    """
-    if value is None:
-        return None
-    if isinstance(value, datetime):
-        return value
-    if isinstance(value, str):
-        text = value.strip()
-        if text[-1:] in ("Z", "z"):
-            text = text[:-1] + "+00:00"
-        parsed = datetime.fromisoformat(text)
-        return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
-    raise ValueError(f"timestamp must be an ISO-8601 string, got {type(value).__name__}")
-
-
-def message_problem(message: Mapping[str, Any]) -> str | None:
-    """Why Segment would drop or refuse this message, its size apart; None when it would not.
-
-    Replay calls this for every event, so it sticks to cheap checks; `check_message` adds
-    the size.
-    """
-    kind = message.get("type")
-    if kind not in MESSAGE_TYPES:
-        return f"type {kind!r} is not one of {', '.join(MESSAGE_TYPES)}"
-    if kind == "alias":
-        if message.get("previousId") in (None, "") or message.get("userId") in (None, ""):
-            return "an alias needs previousId and userId"
-    elif message.get("userId") in (None, "") and message.get("anonymousId") in (None, ""):
-        return "the message has neither userId nor anonymousId"
-    if kind == "track" and not isinstance(message.get("event"), str):
-        return "a track needs an event name"
-    if kind == "group" and message.get("groupId") in (None, ""):
-        return "a group needs groupId"
-    message_id = message.get("messageId")
-    if message_id is not None and len(str(message_id)) > MAX_MESSAGE_ID:
-        return f"messageId has {len(str(message_id))} characters; Segment allows {MAX_MESSAGE_ID}"
-    for name in _OBJECT_FIELDS:
-        value = message.get(name)
-        if value is not None and type(value) is not dict and not isinstance(value, Mapping):
-            return f"{name} must be an object"
-    stamp = message.get("timestamp")
-    if stamp is not None and type(stamp) is not datetime:
-        try:
-            # The common case first: on 3.11+ fromisoformat reads every ISO-8601 form.
-            _fromisoformat(stamp)
-        except (TypeError, ValueError):
-            try:
-                parse_timestamp(stamp)
-            except ValueError as exc:
-                return f"timestamp {stamp!r} is not ISO-8601 ({exc})"
-    return None
-
-
-_OBJECT_FIELDS = ("context", "integrations", "properties", "traits")
-_fromisoformat = datetime.fromisoformat
-
-
-def check_message(message: Mapping[str, Any]) -> str | None:
-    """Why Segment would not take this message as given, or None when it would."""
-    problem = message_problem(message)
-    if problem is not None:
-        return problem
-    size = message_size(message)
-    if size > MAX_MESSAGE_BYTES:
-        return f"the message is {size} bytes; Segment's limit is {MAX_MESSAGE_BYTES} (32 KB)"
-    return None
-
-
-def message_size(message: Mapping[str, Any]) -> int:
-    """Bytes of the message as the library measures it, its own context.library included."""
-    measured = dict(message)
-    context = dict(measured.get("context") or {})
-    context["library"] = {"name": "analytics-python", "version": "0.0.0"}
-    measured["context"] = context
-    return len(json.dumps(measured, default=str).encode())
 
 
 def _call_args(message: Mapping[str, Any]) -> tuple[str, dict[str, Any]]:
@@ -217,7 +145,7 @@ class Sender:
         host: str,
         *,
         timeout: float = DEFAULT_TIMEOUT,
-        max_retries: int = 3,
+        max_retries: int | None = None,
         gzip: bool = True,
         upload_size: int = 100,
         upload_interval: float = 0.05,
@@ -237,7 +165,7 @@ class Sender:
             host=self.host,
             gzip=gzip,
             timeout=max(0.5, min(timeout, 10.0)),
-            max_retries=max_retries,
+            max_retries=MAX_RETRIES if max_retries is None else max_retries,
             max_total_backoff_duration=timeout,
             max_rate_limit_duration=timeout,
             max_queue_size=max_queue_size,
@@ -285,8 +213,10 @@ class Sender:
             status: Status
             http_status = getattr(exc, "status", None)
             if isinstance(http_status, int):
-                status = "refused"
+                status = answered_status(http_status)
                 detail = str(getattr(exc, "message", "") or exc)
+                if status == "unreachable":
+                    detail = f"kept failing with HTTP {http_status}: {detail}"
             elif "rate limit" in str(exc).lower() or "rate-limit" in str(exc).lower():
                 status, http_status = "refused", 429
                 detail = f"rate limited for longer than {self.timeout:g}s: {exc}"
@@ -383,13 +313,6 @@ class Sender:
         self.close()
 
 
-def sender_for(resolved: Resolved, *, host: str | None = None, **options: Any) -> Sender:
-    """A Sender from a resolved profile: its write key, and its host or region's host."""
-    write_key = resolved.require("write_key", hint="run `cmdai connect` first")
-    base = host_for(resolved.get("region"), host or resolved.get("segment_host"))
-    return Sender(write_key, base, **options)
-
-
 def send(
     messages: Sequence[Mapping[str, Any]],
     *,
@@ -408,7 +331,11 @@ def send(
 
 @dataclass(frozen=True)
 class BatchResult:
-    """Segment's answer to one batch request: no retries were made."""
+    """Segment's answer to one batch request: no retries were made.
+
+    `refused` here means any error status, 5xx included: with one attempt there is no
+    "kept failing" yet, so the caller's retry policy reads `http_status` and decides.
+    """
 
     status: Status
     http_status: int | None
@@ -418,9 +345,6 @@ class BatchResult:
     @property
     def ok(self) -> bool:
         return self.status == "accepted"
-
-    def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 def post_batch(

@@ -1,0 +1,226 @@
+"""Typer, started fast: every touch point of Typer's internals that cmdai uses, in one place.
+
+Every Tab press and every `--help` runs `cmdai`, so it must start about as fast as Python
+imports typer (benchmarks/startup.py). Two things make that so:
+
+- `LazyGroup`, Click's documented lazy-loading pattern (a group overriding
+  `list_commands` and `get_command`) over a static table of command names, modules and
+  short help: a listing imports no command module, and running a command imports one.
+- `cheap_coercion`, which keeps pydantic out of `--help` and of completion. It relies on
+  Typer's private `typer._coercion` and each parameter's `type_descriptor` and
+  `_runtime_param`. When a Typer upgrade removes or changes them, `FAST_COERCION` is
+  False (or the parameter is skipped) and Typer converts as it always does: slower,
+  never broken. tests/test_fast_typer.py says whether the fast path is active.
+
+Commands get these classes through the public `cls=` argument of `Typer.command` and of
+`typer.Typer`, not by changing objects' classes after the fact.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import typer
+from typer.core import TyperCommand, TyperGroup
+
+try:
+    from typer._click.shell_completion import CompletionItem
+    from typer._coercion import PassThroughRuntimeParam, RuntimeParam
+except ImportError:  # pragma: no cover - only on a Typer without these internals
+    FAST_COERCION = False
+    FAST_COMPLETION = False
+else:
+    FAST_COERCION = True
+    FAST_COMPLETION = True
+
+    @dataclass(frozen=True)
+    class _AsGiven(RuntimeParam):
+        """No conversion: for completion, where option values are parsed but never used."""
+
+        def _coerce_value(self, value: Any, param: Any, ctx: Any) -> Any:
+            return value
+
+
+# Long enough for a command's whole first sentence: the help formatter wraps it.
+SHORT_HELP_LIMIT = 200
+
+
+def fast_path_active() -> bool:
+    """Whether this Typer offers every internal the fast path uses."""
+    return FAST_COERCION and FAST_COMPLETION
+
+
+def _cheap_param(param: Any, *, completing: bool) -> None:
+    desc = getattr(param, "type_descriptor", None)
+    if desc is None or getattr(param, "_runtime_param", 0) is not None:
+        return
+    info = desc.parameter_info
+    if completing:
+        param._runtime_param = _AsGiven(info, desc.annotation)
+        return
+    plain = (
+        desc.file_annotation is None
+        and info.parser is None
+        and param.nargs == 1
+        and not getattr(param, "multiple", False)
+        and not getattr(param, "envvar", None)
+    )
+    if plain and desc.annotation is str:
+        param._runtime_param = PassThroughRuntimeParam(info, str)
+    elif plain and desc.annotation is bool and getattr(param, "is_flag", False):
+        param._runtime_param = PassThroughRuntimeParam(info, bool)
+
+
+def cheap_coercion(params: list[Any], *, completing: bool) -> None:
+    """Keep pydantic out of `--help` and of completion.
+
+    Typer converts every option through a pydantic TypeAdapter that it builds the first
+    time the option is processed, even when it was not given (its own --help included),
+    and importing pydantic costs more than all the rest of start-up. Text and flags from
+    the command line need no conversion, so they get typer's own pass-through; while
+    completing, values are parsed but never used (conversion errors are ignored), so
+    nothing is converted at all. Anything else keeps typer's conversion, and so does
+    every parameter whose internals are not as expected.
+    """
+    if not FAST_COERCION:
+        return
+    for param in params:
+        try:
+            _cheap_param(param, completing=completing)
+        except (AttributeError, TypeError):
+            # Not the internals this was written for: leave the parameter to Typer.
+            continue
+
+
+class FastCommand(TyperCommand):
+    """A Typer command that converts its options cheaply (see `cheap_coercion`)."""
+
+    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
+        cheap_coercion(self.get_params(ctx), completing=ctx.resilient_parsing)
+        return super().parse_args(ctx, args)
+
+
+class HelpGroup(TyperGroup):
+    """A group whose command list shows each command's first sentence, wrapped, not cut."""
+
+    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
+        cheap_coercion(self.get_params(ctx), completing=ctx.resilient_parsing)
+        return super().parse_args(ctx, args)
+
+    def listing(self, ctx: Any) -> list[tuple[str, Any]]:
+        """The visible commands, by name, as a list of commands shows them."""
+        found = ((name, self.get_command(ctx, name)) for name in self.list_commands(ctx))
+        return [(name, cmd) for name, cmd in found if cmd is not None and not cmd.hidden]
+
+    def format_commands(self, ctx: Any, formatter: Any) -> None:
+        rows = [(name, cmd.get_short_help_str(SHORT_HELP_LIMIT)) for name, cmd in self.listing(ctx)]
+        if rows:
+            with formatter.section("Commands"):
+                formatter.write_dl(rows)
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One top-level command as the static table knows it, without importing it."""
+
+    module: str
+    short_help: str
+
+
+def holder_of(module_name: str, package: str) -> typer.Typer:
+    """A Typer holding what one command module registers with its `register(app)`."""
+    module = importlib.import_module(f"{package}.{module_name}")
+    holder = typer.Typer(rich_markup_mode=None, add_completion=False)
+    module.register(holder)
+    return holder
+
+
+def commands_of(holder: typer.Typer) -> dict[str, Any]:
+    """The Click commands of a holder, by name, options and all."""
+    if not holder.registered_commands and not holder.registered_groups:
+        return {}
+    return dict(typer.main.get_group(holder).commands)
+
+
+class LazyGroup(HelpGroup):
+    """A group that imports a command's module only when that command is run or completed.
+
+    `table()` gives each top-level command's module and short help, so a listing
+    (`cmdai --help`, completing a command name) imports no command module at all. A name
+    the table lacks is still found, by loading every module (tests/test_help.py keeps the
+    table complete).
+    """
+
+    package = "cmdai_cli.commands"
+    table: Callable[[], Mapping[str, Entry]] = staticmethod(dict)
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._loaded: set[str] = set()
+
+    def _load(self, module_name: str) -> None:
+        if module_name in self._loaded:
+            return
+        self._loaded.add(module_name)
+        for name, cmd in commands_of(holder_of(module_name, self.package)).items():
+            self.commands.setdefault(name, cmd)
+
+    def list_commands(self, ctx: Any) -> list[str]:
+        table = self.table()
+        return list(table) + [name for name in self.commands if name not in table]
+
+    def get_command(self, ctx: Any, cmd_name: str) -> Any:
+        if cmd_name not in self.commands:
+            entry = self.table().get(cmd_name)
+            if entry is not None:
+                self._load(entry.module)
+            else:
+                for module_name in dict.fromkeys(e.module for e in self.table().values()):
+                    self._load(module_name)
+        return self.commands.get(cmd_name)
+
+    def listing(self, ctx: Any) -> list[tuple[str, Any]]:
+        """Loaded commands as they are; the others as stand-ins holding the table's help."""
+        table = self.table()
+        rows = []
+        for name in self.list_commands(ctx):
+            cmd = self.commands.get(name)
+            if cmd is None:
+                cmd = TyperCommand(name, help=table[name].short_help)
+            if not cmd.hidden:
+                rows.append((name, cmd))
+        return rows
+
+    def shell_complete(self, ctx: Any, incomplete: str) -> list[Any]:
+        if not FAST_COMPLETION:  # plain Typer: loads every module to list them
+            return list(super().shell_complete(ctx, incomplete))
+        results: list[Any] = [
+            CompletionItem(name, help=cmd.get_short_help_str())
+            for name, cmd in self.listing(ctx)
+            if name.startswith(incomplete)
+        ]
+        # The group's own options, as TyperGroup adds them after its commands.
+        results.extend(super(TyperGroup, self).shell_complete(ctx, incomplete))
+        return results
+
+
+def init_completion() -> None:
+    """Register the bash/zsh/fish completion classes (typer's public `completion` module).
+
+    The app is built without typer's --install-completion options, which is what would
+    otherwise register them.
+    """
+    # typer.completion is public; it re-exports these without declaring them.
+    from typer.completion import completion_init  # type: ignore[attr-defined]
+
+    completion_init()
+
+
+def completion_script(*, prog_name: str, complete_var: str, shell: str) -> str:
+    """Typer's Tab-completion script for `shell` (bash, zsh or fish)."""
+    from typer.completion import get_completion_script  # type: ignore[attr-defined]
+
+    return str(get_completion_script(prog_name=prog_name, complete_var=complete_var, shell=shell))

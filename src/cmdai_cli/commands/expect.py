@@ -1,0 +1,197 @@
+"""`cmdai expect`: assert what a collector received, for CI smoke checks."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+from cmdai_cli import output
+from cmdai_cli.commands._common import STATE, command, complete_events
+from cmdai_cli.commands._options import TimeoutOpt
+
+if TYPE_CHECKING:
+    from cmdai_cli.expect.check import Near
+    from cmdai_cli.expect.run import Report
+
+DEFAULT_FROM = "http://127.0.0.1:8765"
+MARKS = {True: "PASS", False: "FAIL"}
+INDENT = " " * 6
+
+HELP = """Assert what a collector received: events, users, properties and counts.
+
+The collector is a running `cmdai listen` (--from URL, default http://127.0.0.1:8765),
+asked through its inspection API, or the NDJSON file `listen --out` writes (--from
+FILE). One expectation comes from the flags (--type, --event, --user-id, --property
+K=V, and --count N, --min N (default 1) or --max N); many come from --file, a TOML
+file of [[expect]] tables with the keys type, event, user_id, properties (a table),
+count, min and max. --no-flagged also requires that no message was flagged (what
+Segment would drop); --catalogue that every Command AI event matches the catalogue's
+schema for it.
+
+Each check is printed met or not, with the count found; one not met is followed by
+the nearest messages and what differs in each. --within SECONDS looks again until all
+holds or the time is up. Exit 0 when all hold, 1 when any does not, 6 when the
+collector cannot be reached, 2 for a bad expectation file (naming its line).
+"""
+
+
+def register(app: typer.Typer) -> None:
+    command(app, "expect", help=HELP)(expect)
+
+
+def expect(
+    source: Annotated[
+        str,
+        typer.Option(
+            "--from",
+            help="The collector: a `cmdai listen` URL, or a capture FILE (listen --out).",
+        ),
+    ] = DEFAULT_FROM,
+    file: Annotated[
+        Path | None,
+        typer.Option(
+            "--file",
+            help="TOML file of [[expect]] tables, all checked in one run.",
+            show_default=False,
+            dir_okay=False,
+        ),
+    ] = None,
+    kind: Annotated[
+        str | None,
+        typer.Option("--type", help="Message type: track, identify, page, ...", show_default=False),
+    ] = None,
+    event: Annotated[
+        str | None,
+        typer.Option(
+            "--event",
+            help="Track event name (a Command AI properties.type value also matches its name).",
+            autocompletion=complete_events,
+            show_default=False,
+        ),
+    ] = None,
+    user_id: Annotated[
+        str | None, typer.Option("--user-id", help="The userId.", show_default=False)
+    ] = None,
+    properties: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--property",
+            help="K=V the properties (traits for identify) must hold; V is read as JSON "
+            "when it parses. Repeatable.",
+            show_default=False,
+        ),
+    ] = None,
+    count: Annotated[
+        int | None,
+        typer.Option("--count", help="Exactly N such messages.", min=0, show_default=False),
+    ] = None,
+    min_: Annotated[
+        int | None,
+        typer.Option("--min", help="At least N such messages (default 1).", min=0),
+    ] = None,
+    max_: Annotated[
+        int | None,
+        typer.Option("--max", help="At most N such messages.", min=0, show_default=False),
+    ] = None,
+    no_flagged: Annotated[
+        bool, typer.Option("--no-flagged", help="Also require that no message was flagged.")
+    ] = False,
+    catalogue: Annotated[
+        bool,
+        typer.Option(
+            "--catalogue",
+            help="Also require every Command AI event to match the catalogue's schema.",
+        ),
+    ] = False,
+    within: Annotated[
+        float,
+        typer.Option(
+            "--within", help="Look again until all holds, for up to SECONDS.", min=0, max=3600
+        ),
+    ] = 0.0,
+    timeout: TimeoutOpt = 10.0,
+) -> None:
+    from cmdai_cli.errors import PartialFailure
+    from cmdai_cli.expect.run import check
+
+    fields = {
+        "type": kind,
+        "event": event,
+        "user_id": user_id,
+        "properties": properties or [],
+        "count": count,
+        "min": min_,
+        "max": max_,
+    }
+    report = check(
+        source,
+        file=file,
+        fields=fields,
+        no_flagged=no_flagged,
+        catalogue=catalogue,
+        within=within,
+        timeout=timeout,
+    )
+    render(report)
+    checks = len(report.checks)
+    if not report.ok:
+        raise PartialFailure(f"{report.failed} of {checks} checks failed ({_seen(report)})")
+    held = "1 check holds" if checks == 1 else f"All {checks} checks hold"
+    output.info(f"{held} ({_seen(report)})")
+
+
+def _seen(report: Report) -> str:
+    looks = f"{report.looks} looks" if report.looks != 1 else "1 look"
+    messages = f"{report.received} messages" if report.received != 1 else "1 message"
+    return f"{messages} at {report.source}, {looks}"
+
+
+def _near_line(near: Near) -> str:
+    message = near.item.message
+    what = str(message.get("type", "?"))
+    if message.get("event") is not None:
+        what += " " + json.dumps(message["event"], ensure_ascii=False)
+    who = message.get("userId") or message.get("anonymousId") or "-"
+    when = near.item.received_at[11:23]
+    return f"{INDENT}nearest: {when} {what} from {who}: " + "; ".join(near.differences)
+
+
+def render(report: Report) -> None:
+    if STATE.json:
+        output.emit_json(report.as_dict())
+        return
+    for outcome in report.outcomes:
+        expectation = outcome.expectation
+        at = f" (line {expectation.line})" if expectation.line is not None else ""
+        output.out(
+            f"{MARKS[outcome.met]}  {expectation.describe()}{at}: {outcome.found} found, "
+            f"expected {expectation.wanted()}"
+        )
+        if not outcome.met:
+            for near in outcome.nearest:
+                output.out(_near_line(near))
+            if outcome.hint:
+                output.out(f"{INDENT}hint: {outcome.hint}")
+    if report.flagged is not None:
+        flagged = report.flagged
+        detail = ", ".join(f"{flag}: {n}" for flag, n in sorted(flagged.by_flag.items()))
+        output.out(
+            f"{MARKS[flagged.met]}  no flagged messages: {flagged.flagged} flagged"
+            + (f" ({detail})" if detail else "")
+        )
+        for item in flagged.examples:
+            message_id = item.message.get("messageId", "-")
+            output.out(f"{INDENT}{item.received_at[11:23]} {message_id}: " + ", ".join(item.flags))
+    if report.catalogue is not None:
+        checked = report.catalogue
+        output.out(
+            f"{MARKS[checked.met]}  catalogue: {len(checked.broken)} of {checked.checked} "
+            "Command AI events break its schema"
+        )
+        for item, problems in checked.broken[:5]:
+            name = item.message.get("event") or item.message.get("type")
+            message_id = item.message.get("messageId", "-")
+            output.out(f"{INDENT}{name} {message_id}: " + "; ".join(problems))

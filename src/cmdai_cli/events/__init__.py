@@ -1,0 +1,12 @@
+"""Streams of Segment events: where they come from, how they are read, how records go out.
+
+* `inputs` -- files, directories, glob patterns and `-` (stdin) as a list of inputs,
+  and each input's bytes, gunzipped when they start as gzip.
+* `records` -- what reading yields (`Event`, `BadRecord`) and the error policy that
+  decides what a bad record does (`fail` or `skip`).
+* `reader` -- every event of every input, in order, in batches: the NDJSON fast path
+  and the choice of layout.
+* `scan` -- the slower path for what is not one value a line (JSON arrays,
+  pretty-printed values, values one after another).
+* `writers` -- indexed records out as NDJSON or as one JSON array.
+"""

@@ -1,0 +1,63 @@
+"""Writing indexed records: NDJSON, or one JSON array, in large blocks.
+
+A record goes out as `{"index": i, **record}`, serialised by orjson. Records are
+joined and written `flush_every` at a time, so a long stream makes few system calls.
+"""
+
+from __future__ import annotations
+
+from typing import IO, Any
+
+import orjson
+
+__all__ = ["JsonArrayWriter", "NdjsonWriter"]
+
+
+class NdjsonWriter:
+    """Compact JSON, one record a line, written in large blocks to a binary stream."""
+
+    def __init__(self, stream: IO[bytes], *, flush_every: int = 2048) -> None:
+        self.stream = stream
+        self.flush_every = flush_every
+        self.parts: list[bytes] = []
+
+    def write_indexed(self, index: int, record: dict[str, Any]) -> None:
+        """`{"index": index, **record}`, without building that dict; `record` not empty.
+
+        Raises TypeError (orjson.JSONEncodeError), with nothing written, when `record`
+        cannot be serialised.
+        """
+        self.parts.append(
+            b'{"index":%d,%b' % (index, orjson.dumps(record, option=orjson.OPT_APPEND_NEWLINE)[1:])
+        )
+        if len(self.parts) >= self.flush_every:
+            self.flush()
+
+    def flush(self) -> None:
+        if self.parts:
+            self.stream.write(b"".join(self.parts))
+            self.parts = []
+        self.stream.flush()
+
+    def close(self) -> None:
+        self.flush()
+
+
+class JsonArrayWriter(NdjsonWriter):
+    """One JSON array, a record a line; valid JSON once closed, even when writing stops early."""
+
+    def __init__(self, stream: IO[bytes], *, flush_every: int = 2048) -> None:
+        super().__init__(stream, flush_every=flush_every)
+        self.first = True
+        self.stream.write(b"[")
+
+    def write_indexed(self, index: int, record: dict[str, Any]) -> None:
+        item = b'{"index":%d,%b' % (index, orjson.dumps(record)[1:])
+        self.parts.append((b"\n" if self.first else b",\n") + item)
+        self.first = False
+        if len(self.parts) >= self.flush_every:
+            self.flush()
+
+    def close(self) -> None:
+        self.parts.append(b"\n]\n" if not self.first else b"]\n")
+        self.flush()

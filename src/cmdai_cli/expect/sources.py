@@ -1,0 +1,213 @@
+"""Where `cmdai expect` reads what was received: a running `listen`, or its capture file.
+
+A running collector is asked through its inspection API, filtered on its side (type,
+event, user), so that checking against 100,000 kept messages moves only the few that
+could match. A capture file (`listen --out`, or the lines of `listen --json`) is read
+whole on each poll, since a live one keeps growing; messages from `--out` carry no
+flags, so they are worked out again as the receiver does.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
+
+import orjson
+
+from cmdai_cli.errors import DataError
+from cmdai_cli.receiver.kept import DUPLICATE, Query
+from cmdai_cli.segment.messages import flags_for
+
+if TYPE_CHECKING:
+    import httpx
+
+SERVICE = "the collector"
+
+
+class Item(NamedTuple):
+    """One received message with its flags and `receivedAt`."""
+
+    message: dict[str, Any]
+    flags: tuple[str, ...]
+    received_at: str
+
+    # What a `Query` filters on.
+    @property
+    def type(self) -> Any:
+        return self.message.get("type")
+
+    @property
+    def event(self) -> Any:
+        return self.message.get("event")
+
+    @property
+    def user_id(self) -> Any:
+        return self.message.get("userId")
+
+    @property
+    def anonymous_id(self) -> Any:
+        return self.message.get("anonymousId")
+
+
+@dataclass
+class Counts:
+    """How many messages there are, how many flagged, and by flag and event name."""
+
+    received: int = 0
+    flagged: int = 0
+    by_flag: dict[str, int] = field(default_factory=dict)
+    by_event: dict[str, int] = field(default_factory=dict)
+
+
+class Source(Protocol):
+    where: str
+
+    def refresh(self) -> None:
+        """Start a new look: what arrived since the last one counts from now on."""
+
+    def messages(self, query: Query) -> list[Item]: ...
+
+    def counts(self) -> Counts: ...
+
+    def close(self) -> None: ...
+
+
+def open_source(text: str, *, timeout: float) -> Source:
+    """A collector for an http(s) URL, else a capture file."""
+    if text.startswith(("http://", "https://")):
+        return Collector(text, timeout=timeout)
+    return CaptureFile(Path(text))
+
+
+def _query_params(query: Query) -> list[tuple[str, str]]:
+    params: list[tuple[str, str]] = []
+    for name, values in (
+        ("type", query.types),
+        ("event", query.events),
+        ("userId", query.user_ids),
+        ("anonymousId", query.anonymous_ids),
+    ):
+        params.extend((name, value) for value in values)
+    if query.flagged is not None:
+        params.append(("flagged", "true" if query.flagged else "false"))
+    if query.since is not None:
+        params.append(("since", query.since))
+    if query.limit is not None:
+        params.append(("limit", str(query.limit)))
+    return params
+
+
+class Collector:
+    """A running `cmdai listen`, through its inspection API."""
+
+    def __init__(self, url: str, *, timeout: float) -> None:
+        self.where = url.rstrip("/")
+        self.timeout = timeout
+        self._client: httpx.Client | None = None
+
+    def _get(self, path: str, params: list[tuple[str, str]] | tuple[()] = ()) -> Any:
+        import httpx
+
+        from cmdai_cli.http_errors import error_for_exception, error_for_response
+
+        if self._client is None:
+            self._client = httpx.Client(timeout=self.timeout)
+        hints = {404: "is it `cmdai listen` (with the inspection API) that answers there?"}
+        try:
+            response = self._client.get(self.where + path, params=list(params))
+        except httpx.HTTPError as exc:
+            context = "is `cmdai listen` running?"
+            raise error_for_exception(exc, service=SERVICE, context=context) from None
+        if response.status_code != 200:
+            raise error_for_response(response, service=SERVICE, hints=hints)
+        try:
+            return orjson.loads(response.content)
+        except orjson.JSONDecodeError:
+            raise error_for_response(response, service=SERVICE, hints=hints) from None
+
+    def refresh(self) -> None:
+        pass
+
+    def messages(self, query: Query) -> list[Item]:
+        found = self._get("/cmdai/messages", _query_params(query))
+        return [Item(d["message"], tuple(d["flags"]), d["receivedAt"]) for d in found]
+
+    def counts(self) -> Counts:
+        summary = self._get("/cmdai/summary")
+        return Counts(
+            summary["received"], summary["flagged"], summary["byFlag"], summary["byEvent"]
+        )
+
+    def close(self) -> None:
+        if self._client is not None:
+            self._client.close()
+            self._client = None
+
+
+class CaptureFile:
+    """The NDJSON `listen --out` writes (or what `listen --json` printed), read on each look."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.where = str(path)
+        self._items: list[Item] = []
+
+    def refresh(self) -> None:
+        try:
+            data = self.path.read_bytes()
+        except FileNotFoundError:
+            raise DataError("no such capture file", source=self.where) from None
+        except OSError as exc:
+            raise DataError(f"cannot read: {exc.strerror}", source=self.where) from None
+        self._items = list(read_capture(data, self.where))
+
+    def messages(self, query: Query) -> list[Item]:
+        return query.select(self._items)
+
+    def counts(self) -> Counts:
+        counts = Counts(received=len(self._items))
+        for item in self._items:
+            if item.flags:
+                counts.flagged += 1
+                for flag in item.flags:
+                    counts.by_flag[flag] = counts.by_flag.get(flag, 0) + 1
+            if item.type == "track" and isinstance(item.event, str):
+                counts.by_event[item.event] = counts.by_event.get(item.event, 0) + 1
+        return counts
+
+    def close(self) -> None:
+        pass
+
+
+def read_capture(data: bytes, where: str) -> Iterable[Item]:
+    """The messages of a capture, with flags (a repeated messageId's too)."""
+    seen: set[str] = set()
+    lines = data.split(b"\n")
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            record = orjson.loads(line)
+        except orjson.JSONDecodeError:
+            if number == len(lines):
+                # The last line of a file still being written: read on the next look.
+                return
+            raise DataError("not a JSON line", source=where, line=number) from None
+        if not isinstance(record, dict):
+            raise DataError("not a JSON object", source=where, line=number)
+        wrapped = record.get("message")
+        if isinstance(wrapped, dict) and isinstance(record.get("flags"), list):
+            # A line of `listen --json`: flags as the receiver gave them.
+            yield Item(wrapped, tuple(record["flags"]), str(record.get("receivedAt", "")))
+            continue
+        if "type" not in record and {"listening", "summary"} & record.keys():
+            continue
+        flags = flags_for(record)
+        message_id = record.get("messageId")
+        if isinstance(message_id, str):
+            if message_id in seen:
+                flags += (DUPLICATE,)
+            seen.add(message_id)
+        yield Item(record, flags, str(record.get("receivedAt", "")))

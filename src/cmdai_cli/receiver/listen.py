@@ -1,0 +1,156 @@
+"""`cmdai listen`'s loop: serve until Ctrl-C, SIGTERM, enough messages or the time limit."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from cmdai_cli import _speed, redact
+from cmdai_cli.errors import UsageError
+from cmdai_cli.receiver.store import Received, Receiver, Stats
+
+DEFAULT_KEEP = 100_000
+
+
+@dataclass(frozen=True)
+class Listening:
+    """Where the receiver listens, and whether anyone who reaches it may post."""
+
+    url: str
+    bind: str
+    unguarded: bool
+
+
+@dataclass(frozen=True)
+class Served:
+    """How a serve ended: the final counts, and why it stopped.
+
+    `ended_by` is "signal", "exit-after" (the wanted count arrived) or "max-duration".
+    """
+
+    stats: Stats
+    ended_by: str
+
+
+def write_ready_file(path: Path, url: str) -> None:
+    """Write `url` to `path` atomically: a reader sees no file or the whole URL."""
+    directory = path.parent if str(path.parent) else Path(".")
+    try:
+        fd, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=directory)
+    except OSError as exc:
+        raise UsageError(f"{path}: cannot write the ready file: {exc.strerror}") from None
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(url + "\n")
+        os.chmod(temporary, 0o644)
+        os.replace(temporary, path)
+    except OSError as exc:
+        with contextlib.suppress(OSError):
+            os.unlink(temporary)
+        raise UsageError(f"{path}: cannot write the ready file: {exc.strerror}") from None
+
+
+def _check(port: int, keep: int, exit_after: int | None, max_duration: float | None) -> None:
+    if not 0 <= port <= 65535:
+        raise UsageError(f"--port {port} is not a port number (0-65535)")
+    if keep < 0:
+        raise UsageError(f"--keep {keep}: give 0 or more messages")
+    if exit_after is not None and exit_after < 1:
+        raise UsageError(f"--exit-after {exit_after}: give 1 or more messages")
+    if max_duration is not None and not max_duration > 0:
+        raise UsageError(f"--max-duration {max_duration}: give a number of seconds above 0")
+
+
+def serve(
+    *,
+    bind: str,
+    port: int,
+    write_key: str | None,
+    out: Path | None,
+    on_batch: Callable[[list[Received]], Any],
+    on_start: Callable[[Listening], Any],
+    keep: int = DEFAULT_KEEP,
+    ready_file: Path | None = None,
+    exit_after: int | None = None,
+    max_duration: float | None = None,
+) -> Served:
+    """Serve on `bind`:`port` until SIGINT or SIGTERM, `exit_after` messages were
+    accepted, or `max_duration` seconds passed; return the final counts.
+
+    `on_start` is called once the port is bound (the ready file is written after it);
+    `on_batch` with what each request brought, from the handler threads.
+    """
+    from cmdai_cli.profile import is_loopback
+
+    _check(port, keep, exit_after, max_duration)
+    if write_key is not None:
+        redact.register(write_key)
+    if ready_file is not None:
+        # A file left by an earlier run must not announce this one before it serves.
+        with contextlib.suppress(FileNotFoundError):
+            ready_file.unlink()
+    stop = threading.Event()
+    ended = ["signal"]
+    counted = [0]
+    count_lock = threading.Lock()
+
+    def batch(received: list[Received]) -> Any:
+        try:
+            return on_batch(received)
+        finally:
+            if exit_after is not None:
+                with count_lock:
+                    counted[0] += len(received)
+                    if counted[0] >= exit_after and not stop.is_set():
+                        ended[0] = "exit-after"
+                        stop.set()
+
+    receiver = Receiver(
+        bind=bind, port=port, write_key=write_key, out=out, on_batch=batch, keep=keep
+    )
+    receiver.start()
+    _speed.settle_long_lived()
+
+    def on_term(signum: int, frame: Any) -> None:
+        stop.set()
+
+    # Both signals set the same event, also when the shell started us ignoring SIGINT.
+    previous: dict[int, Any] = {}
+    if threading.current_thread() is threading.main_thread():
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            previous[signum] = signal.signal(signum, on_term)
+    deadline = None if max_duration is None else time.monotonic() + max_duration
+    try:
+        on_start(Listening(receiver.url, bind, not is_loopback(bind) and write_key is None))
+        if ready_file is not None:
+            write_ready_file(ready_file, receiver.url)
+        try:
+            while not stop.wait(_tick(deadline)):
+                if deadline is not None and time.monotonic() >= deadline:
+                    ended[0] = "max-duration"
+                    break
+        except KeyboardInterrupt:
+            pass
+    finally:
+        receiver.stop()
+        for number, handler in previous.items():
+            signal.signal(number, handler)
+        if ready_file is not None:
+            with contextlib.suppress(OSError):
+                ready_file.unlink()
+    return Served(receiver.stats, ended[0])
+
+
+def _tick(deadline: float | None) -> float:
+    # Wakes at least every 0.2 s so that a signal on an old Python is seen promptly.
+    if deadline is None:
+        return 0.2
+    return max(0.0, min(0.2, deadline - time.monotonic()))

@@ -1,0 +1,70 @@
+"""The test event's judgement: one exit rule and one set of hints for every command."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from cmdai_cli import profile, test_event
+from cmdai_cli.commands._options import REGIONS
+from cmdai_cli.errors import ExitCode, UsageError
+
+
+def summary(status: str, code: int | None, *, local: bool = False) -> dict[str, Any]:
+    return {
+        "messageId": "m1",
+        "event": "x",
+        "type": "track",
+        "host": "http://127.0.0.1:9",
+        "status": status,
+        "httpStatus": code,
+        "detail": "because",
+        "local": local,
+    }
+
+
+@pytest.mark.parametrize(
+    ("status", "code", "exit_code"),
+    [
+        ("refused", 400, ExitCode.REFUSED),
+        ("refused", 401, ExitCode.REFUSED),
+        ("refused", 429, ExitCode.REFUSED),
+        ("refused", 500, ExitCode.UNREACHABLE),
+        ("refused", 503, ExitCode.UNREACHABLE),
+        ("unreachable", None, ExitCode.UNREACHABLE),
+    ],
+)
+def test_one_exit_rule(status: str, code: int | None, exit_code: ExitCode) -> None:
+    problem = test_event.failure(summary(status, code))
+    assert problem is not None
+    assert problem.exit_code == exit_code
+
+
+def test_an_accepted_event_is_no_failure_unless_it_never_arrived_locally() -> None:
+    assert test_event.failure(summary("accepted", 200)) is None
+    lost = test_event.failure(summary("accepted", 200, local=True))
+    assert lost is not None and lost.exit_code == ExitCode.FAILURE
+
+
+def test_hints_for_refusals_and_failures() -> None:
+    assert test_event.failure(summary("refused", 401)).hint == test_event.SEGMENT_HINTS[401]  # type: ignore[union-attr]
+    detail, hint = test_event.not_taken("h", 503, "down")
+    assert detail == "h failed: HTTP 503: down" and hint == test_event.SERVER_FAILED_HINT
+    detail, hint = test_event.not_taken("h", 418, "tea", "the test event")
+    assert detail == "h refused the test event: HTTP 418: tea"
+    assert hint == test_event.SEGMENT_HOST_HINT
+
+
+def test_build_and_properties() -> None:
+    message, name = test_event.build()
+    assert message["type"] == "track" and name == message["event"]
+    assert test_event.parse_properties(["a=3", "b=x", "c={}"]) == {"a": 3, "b": "x", "c": {}}
+    with pytest.raises(UsageError):
+        test_event.parse_properties(["novalue"])
+    with pytest.raises(UsageError):
+        test_event.build(None, "u", "a")
+
+
+def test_the_region_choice_is_the_profiles() -> None:
+    assert tuple(profile.REGION_HOSTS) == REGIONS
