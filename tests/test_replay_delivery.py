@@ -159,15 +159,15 @@ def test_the_backlog_is_bounded_and_submit_waits_for_room() -> None:
 
     thread = threading.Thread(target=reader, daemon=True)
     thread.start()
-    # Room for 2 x 2 in flight (stragglers included) and a backlog of 3.
-    assert delivery.capacity == 7
-    wait_for(lambda: delivery.counters.waiting == 7, "the backlog filled")
-    assert thread.is_alive() and handed[0] == 7  # the eighth waits for room
+    # Room for 3 x 2 in flight (stragglers included) and a backlog of 3.
+    assert delivery.capacity == 9
+    wait_for(lambda: delivery.counters.waiting == 9, "the backlog filled")
+    assert thread.is_alive() and handed[0] == 9  # the tenth waits for room
     delivery.stop()
     thread.join(10)
     delivery.finish()
     assert not thread.is_alive()
-    assert delivery.counters.max_waiting == 7
+    assert delivery.counters.max_waiting == 9
     assert delivery.counters.abandoned == 50
 
 

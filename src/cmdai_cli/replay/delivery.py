@@ -87,6 +87,7 @@ class Delivery:
         self._flying: InFlight[Job] = InFlight(2 * ceiling)
         self._watching = False
         self._ready = threading.Event()
+        self._ended = threading.Event()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._wake: asyncio.Event | None = None
         self._thread = threading.Thread(target=self._serve, name="cmdai-replay-send", daemon=True)
@@ -120,8 +121,10 @@ class Delivery:
     def finish(self) -> None:
         """Wait until every batch is answered for (or abandoned, when stopping)."""
         self._call(self._close_input)
-        while self._thread.is_alive():
-            self._thread.join(timeout=0.2)
+        # Not Thread.join: a KeyboardInterrupt inside it can leave a thread that still
+        # runs marked as ended (CPython bpo-45274); an Event is safe to wait on.
+        while not self._ended.wait(0.2):
+            pass
         self._recorder.close()
 
     def stop(self) -> None:
@@ -147,7 +150,10 @@ class Delivery:
     # ------------------------------------------------------------------ the loop
 
     def _serve(self) -> None:
-        asyncio.run(self._main())
+        try:
+            asyncio.run(self._main())
+        finally:
+            self._ended.set()
 
     async def _main(self) -> None:
         self._loop = asyncio.get_running_loop()

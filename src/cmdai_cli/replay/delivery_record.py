@@ -73,6 +73,7 @@ class Recorder(Generic[T]):
         self.record = record
         self.recorded = recorded
         self._queue: queue.SimpleQueue[T | None] = queue.SimpleQueue()
+        self._ended = threading.Event()
         self._thread = threading.Thread(target=self._run, name="cmdai-replay-record", daemon=True)
         self._thread.start()
 
@@ -82,10 +83,16 @@ class Recorder(Generic[T]):
     def close(self) -> None:
         """Record what is queued, then end; returns when the thread has."""
         self._queue.put(None)
-        while self._thread.is_alive():
-            self._thread.join(timeout=0.2)
+        while not self._ended.wait(0.2):  # not Thread.join: see Delivery.finish
+            pass
 
     def _run(self) -> None:
+        try:
+            self._record_all()
+        finally:
+            self._ended.set()
+
+    def _record_all(self) -> None:
         jobs_queue = self._queue
         done = False
         while not done:

@@ -131,7 +131,6 @@ class _Run:
             yield
         finally:
             ended.set()
-            thread.join(timeout=1.0)
 
     # ------------------------------------------------------------------ the run
 
