@@ -232,6 +232,10 @@ class _Run:
             policy=policy,
             concurrency=options.ceiling,
             limiter=limiter,
+            # Segment batches weigh up to 500 KB, and thousands of events, each: keep
+            # fewer of them queued (memory), where one-event requests may queue by the
+            # hundred.
+            backlog=0 if self.target.name == "segment" else None,
             flush=checkpoint.flush,
             close=self.target.aclose,
         )
