@@ -20,6 +20,7 @@ from cmdai_cli.cli import app
 WRITE_KEY = "wk_TESTSECRET_0123456789abcdef"
 TOKEN = "sgp_TESTTOKEN_0123456789abcdef"
 SHARED_SECRET = "whsec_TESTSHARED_0123456789"
+CLOSED_CDN = "http://127.0.0.1:9"
 
 
 @dataclass
@@ -53,6 +54,9 @@ def _isolate(
     monkeypatch.setattr(redact, "_known", set())
     monkeypatch.setenv("NO_COLOR", "1")
     monkeypatch.setenv("COLUMNS", "200")
+    # Write keys are checked on Segment's CDN: never the real one from a test. Port 9
+    # on loopback refuses at once; tests that want a CDN point this at a stand-in.
+    monkeypatch.setenv("CMDAI_CDN_HOST", CLOSED_CDN)
     yield
     captured = capfd.readouterr()
     leaked = secrets.leaked_in(captured.out + captured.err)

@@ -248,7 +248,9 @@ class FaultServer:
         if self.kind == "segment":
             body = decode_body(raw, headers.get("Content-Encoding"))
             key = basic_auth_key(headers.get("Authorization"))
-            messages = parse_messages(handler.path, body, write_key=self.write_key, auth_key=key)
+            messages = parse_messages(
+                handler.path, body, write_key=self.write_key, auth_key=key, reject_wrong_key=True
+            )
             return [str(m.get("messageId")) for m in messages], messages
         if self.auth is not None and headers.get(self.auth[0]) != self.auth[1]:
             with self._lock:

@@ -31,6 +31,8 @@ def rx() -> Iterator[Receiver]:
 def segment_env(monkeypatch: pytest.MonkeyPatch, rx: Receiver) -> Receiver:
     monkeypatch.setenv("CMDAI_WRITE_KEY", WRITE_KEY)
     monkeypatch.setenv("CMDAI_SEGMENT_HOST", rx.url)
+    # The receiver also serves the CDN's settings document, for WRITE_KEY only.
+    monkeypatch.setenv("CMDAI_CDN_HOST", rx.url)
     return rx
 
 
@@ -56,10 +58,14 @@ def test_all_pass_sends_no_event(cli, segment_env: Receiver) -> None:
         "profile file": "pass",
         "write key": "pass",
         "segment host": "pass",
+        "source": "pass",
+        "command ai destination": "skip",
+        "region": "pass",
         "webhook": "skip",
         "public api": "skip",
     }
-    # One real request reached the Tracking API, carrying no message.
+    # One real request reached the Tracking API, carrying no message (the settings
+    # document is a GET, not counted as a Tracking API request).
     assert segment_env.stats.requests == 1
     assert segment_env.messages() == []
 
@@ -82,16 +88,19 @@ def test_send_test_sends_the_test_event(cli, segment_env: Receiver) -> None:
     assert "accepted test event" in checks(result)["segment host"]["detail"]
 
 
-def test_wrong_write_key_fails_with_a_hint(cli, rx: Receiver, monkeypatch) -> None:
+def test_a_401_for_the_key_fails_with_a_hint(cli, monkeypatch) -> None:
+    # Segment itself takes any key (the source check tells); a 401 still comes from
+    # services in between, and from `listen --reject-wrong-key`.
     monkeypatch.setenv("CMDAI_WRITE_KEY", "another-key-0123456789")
-    monkeypatch.setenv("CMDAI_SEGMENT_HOST", rx.url)
-    result = cli("doctor", "--json")
+    with Receiver(write_key=WRITE_KEY, reject_wrong_key=True) as rx:
+        monkeypatch.setenv("CMDAI_SEGMENT_HOST", rx.url)
+        result = cli("doctor", "--json")
     assert result.exit_code == 1
     segment = checks(result)["segment host"]
     assert segment["status"] == "fail"
     assert "401" in segment["detail"]
     assert "write key" in segment["hint"]
-    assert "1 of 5 checks failed: segment host" in result.stderr
+    assert "2 of 8 checks failed: segment host, source" in result.stderr
     assert "another-key-0123456789" not in result.stdout + result.stderr
 
 

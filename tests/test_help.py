@@ -143,7 +143,7 @@ def test_unknown_name_in_table_still_resolves(monkeypatch: pytest.MonkeyPatch, c
     assert "_CMDAI_COMPLETE=complete_bash" in result.stdout
 
 
-HEAVY = ("httpx", "pydantic", "rich", "segment", "orjson", "requests")
+HEAVY = ("httpx", "pydantic", "rich", "segment", "orjson", "requests", "fsspec", "s3fs")
 
 PROBE = """
 import sys

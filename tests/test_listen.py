@@ -15,6 +15,7 @@ import pytest
 from segment.analytics import Client
 
 from .conftest import WRITE_KEY
+from .node_env import NODE_DIR, node_or_skip
 
 
 class Listener:
@@ -82,8 +83,27 @@ def test_json_mode_with_the_python_sdk(listeners: list[Listener], tmp_path: Path
     assert WRITE_KEY not in everything and WRITE_KEY not in json.dumps(lines)
 
 
-def test_wrong_key_gets_401_and_is_counted(listeners: list[Listener]) -> None:
+def test_wrong_key_is_accepted_and_flagged(listeners: list[Listener]) -> None:
+    # Segment's Tracking API answers 200 to any write key and drops the data later.
     listener = Listener("--json", "--write-key", WRITE_KEY)
+    listeners.append(listener)
+    url = json.loads(listener.first)["listening"]
+    errors: list[int] = []
+    sdk = client(url, key="another-key-1234", on_error=lambda e, b: errors.append(e.status))
+    sdk.track("u", "Opened", message_id="wrong-key")
+    sdk.flush()
+    sdk.join()
+    entry = json.loads(listener.line())
+    assert entry["message"]["messageId"] == "wrong-key" and entry["flags"] == ["wrong write key"]
+    code, rest, _ = listener.stop()
+    assert code == 0 and errors == []
+    summary = json.loads(rest.strip().splitlines()[-1])["summary"]
+    assert summary["accepted"] == 1 and summary["flagged"] == 1 and summary["rejected"] == {}
+
+
+def test_wrong_key_gets_401_with_reject_wrong_key(listeners: list[Listener]) -> None:
+    # The contract changed on purpose: a 401 for a wrong key is now asked for by flag.
+    listener = Listener("--json", "--write-key", WRITE_KEY, "--reject-wrong-key")
     listeners.append(listener)
     url = json.loads(listener.first)["listening"]
     errors: list[int] = []
@@ -222,18 +242,9 @@ def test_rows_show_type_summary_user_and_flags() -> None:
 
 # ------------------------------------------------------------------ Segment's Node SDK
 
-NODE_DIR = Path(__file__).parent / "node"
-NODE_SDK = NODE_DIR / "node_modules" / "@segment" / "analytics-node"
-
 
 def run_node_sdk(url: str, key: str) -> list[dict[str, Any]]:
-    import shutil
-
-    node = shutil.which("node")
-    if node is None:
-        pytest.skip("node is not installed")
-    if not NODE_SDK.is_dir():
-        pytest.skip("@segment/analytics-node is not installed: run `npm ci --prefix tests/node`")
+    node = node_or_skip("@segment/analytics-node")
     done = subprocess.run(
         [node, str(NODE_DIR / "send.mjs"), url, key], capture_output=True, text=True, timeout=60
     )
@@ -263,10 +274,10 @@ def test_node_sdk_round_trips_every_type() -> None:
     assert arrived["node-alias"].message["previousId"] == "anon-1"
 
 
-def test_node_sdk_sees_a_wrong_key_refused() -> None:
+def test_node_sdk_sees_a_wrong_key_refused_when_asked() -> None:
     from cmdai_cli.receiver import Receiver
 
-    with Receiver(write_key=WRITE_KEY) as rx:
+    with Receiver(write_key=WRITE_KEY, reject_wrong_key=True) as rx:
         results = run_node_sdk(rx.url, "not-the-key-123")
         assert rx.messages() == []
         assert rx.stats.rejected.get(401, 0) >= 1
@@ -382,3 +393,9 @@ def test_listen_refuses_bad_bounds(args: tuple[str, ...], problem: str) -> None:
         timeout=20,
     )
     assert done.returncode == 2 and problem in done.stderr
+
+
+def test_reject_wrong_key_needs_a_write_key(cli: Any) -> None:
+    result = cli("listen", "--reject-wrong-key", "--port", "0")
+    assert result.exit_code == 2
+    assert "--reject-wrong-key needs --write-key" in result.stderr

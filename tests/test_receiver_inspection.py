@@ -108,7 +108,7 @@ def test_bad_filters_get_400(rx: Receiver, query: str, problem: str) -> None:
 
 
 def test_summary_counts_by_type_event_flag_and_rejections() -> None:
-    with Receiver(write_key=KEY) as rx:
+    with Receiver(write_key=KEY, reject_wrong_key=True) as rx:
         send = {"batch": [msg(event="Opened"), msg(event="Opened"), msg("identify")]}
         assert post(rx, "/v1/batch", send, headers=basic(KEY))[0] == 200
         assert post(rx, "/v1/track", {"event": "Closed"}, headers=basic(KEY))[0] == 200
@@ -179,13 +179,13 @@ def test_kept_store_on_its_own() -> None:
     for n, message_id in enumerate(["a", "b", "c", "a"]):
         message = {"type": "track", "event": "E", "userId": n, "messageId": message_id}
         encoded = json.dumps(message).encode()
-        assert kept.add_batch([(message, encoded)], f"2024-01-01T00:00:0{n}.000Z", "/p") == [()]
+        assert kept.add_batch([(message, encoded, ())], f"2024-01-01T00:00:0{n}.000Z", "/p") == [()]
     # Ids are remembered only for the last `remember_ids` messages: "a" was forgotten.
     assert [entry.flags for entry in kept.entries()] == [(), ()]
     assert kept.dropped == 2 and kept.by_event == {"E": 4}
     assert [entry.user_id for entry in kept.entries()] == [2, 3]
     none = Kept(keep=0)
-    flags = none.add_batch([({"type": "track"}, b"{}")], "2024-01-01T00:00:00.000Z", "/p")
+    flags = none.add_batch([({"type": "track"}, b"{}", ())], "2024-01-01T00:00:00.000Z", "/p")
     assert flags == [("no userId or anonymousId", "track without event")]
     assert none.entries() == [] and none.dropped == 1 and none.received == 1
 
@@ -202,7 +202,7 @@ def test_rows_and_entries_are_filtered_alike() -> None:
     ]
     for n, message in enumerate(messages):
         kept.add_batch(
-            [(message, json.dumps(message).encode())], f"2024-01-01T00:00:0{n}.000Z", "/"
+            [(message, json.dumps(message).encode(), ())], f"2024-01-01T00:00:0{n}.000Z", "/"
         )
     queries = [
         Query(),

@@ -47,8 +47,20 @@ def test_batch_merges_context_and_sent_at_and_strips_the_write_key(rx: Receiver)
     assert all("writeKey" not in r.message and "receivedAt" in r.message for r in rx.messages())
 
 
-def test_write_key_by_basic_auth_or_body_and_401_otherwise() -> None:
+def test_a_wrong_write_key_is_accepted_and_flagged_as_segment_would() -> None:
     with Receiver(write_key=KEY) as rx:
+        assert post(rx, "/v1/track", msg(), headers=basic(KEY))[0] == 200
+        assert post(rx, "/v1/track", msg(), headers=basic("wrong-key-123"))[0] == 200
+        assert post(rx, "/v1/batch", {"batch": [msg()]})[0] == 200
+        assert post(rx, "/v1/t", {**msg(), "writeKey": KEY})[0] == 200
+        flags = [received.flags for received in rx.messages()]
+        assert flags == [(), ("wrong write key",), ("wrong write key",), ()]
+        assert rx.stats.rejected == {} and rx.stats.flagged == 2
+
+
+def test_write_key_by_basic_auth_or_body_and_401_otherwise_when_asked() -> None:
+    # The contract changed on purpose: the 401 is now what `reject_wrong_key` asks for.
+    with Receiver(write_key=KEY, reject_wrong_key=True) as rx:
         assert post(rx, "/v1/track", msg(), headers=basic(KEY))[0] == 200
         assert post(rx, "/v1/track", {**msg(), "writeKey": KEY})[0] == 200
         status, answer = post(rx, "/v1/track", msg(), headers=basic("wrong-key-123"))
@@ -148,8 +160,10 @@ def test_parse_messages_answers_without_a_server() -> None:
     body = json.dumps({"batch": [msg(writeKey=KEY)], "writeKey": KEY}).encode()
     [message] = parse_messages("/v1/batch", body, write_key=KEY)
     assert "writeKey" not in message and message["type"] == "track"
+    [flagged] = parse_messages("/v1/batch", body, write_key="another-key-123")
+    assert flagged["type"] == "track"
     with pytest.raises(Rejected) as refused:
-        parse_messages("/v1/batch", body, write_key="another-key-123")
+        parse_messages("/v1/batch", body, write_key="another-key-123", reject_wrong_key=True)
     assert (refused.value.status, refused.value.code) == (401, "unauthorized")
     assert basic_auth_key(basic(KEY)["Authorization"]) == KEY
     assert basic_auth_key("Bearer x") is None

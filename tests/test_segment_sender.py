@@ -133,8 +133,12 @@ def test_oversized_and_malformed_messages_are_reported_before_sending(rx: Receiv
     assert rx.stats.requests == 1
 
 
-def test_refusal_reports_status_and_segments_message(rx: Receiver) -> None:
-    with Sender("wrong-key-0000", rx.url, timeout=10) as sender:
+def test_refusal_reports_status_and_segments_message() -> None:
+    # A refusing service: Segment itself takes a wrong key, `reject_wrong_key` does not.
+    with (
+        Receiver(write_key=KEY, reject_wrong_key=True) as rx,
+        Sender("wrong-key-0000", rx.url, timeout=10) as sender,
+    ):
         outcome = sender.send_one(full_message("track"))
         assert (outcome.status, outcome.http_status) == ("refused", 401)
         assert outcome.detail == "invalid write key"

@@ -23,7 +23,9 @@ from cmdai_cli.commands._common import COMPLETE_VAR, DebugOpt, JsonOpt, ProfileO
 # sentence of its help. In the order `cmdai --help` lists them. tests/test_help.py fails
 # when a module registers a name missing here or its help says something else.
 COMMANDS: dict[str, Entry] = {
-    "connect": Entry("connect", "Validate a Segment write key and store it in the active profile."),
+    "connect": Entry(
+        "connect", "Check a Segment write key on Segment's CDN and store it in the active profile."
+    ),
     "profile": Entry("profile", "List, show, choose and delete profiles."),
     "send-test": Entry(
         "send_test",

@@ -6,7 +6,9 @@ from flags, the environment or the profile, through `profile.resolve`.
 
 The Segment check sends a batch with no messages to `/v1/batch`: Segment answers it
 like any batch, so the host, the TLS and the answer's shape are checked without an
-event reaching the source. `send_test=True` sends the test event instead.
+event reaching the source. `send_test=True` sends the test event instead. Segment
+answers 200 to any write key, so the key itself is checked on Segment's CDN
+(`cmdai_cli.source_key`): its source, the Command AI destination on it, its region.
 """
 
 from __future__ import annotations
@@ -31,7 +33,13 @@ Status = Literal["pass", "fail", "skip"]
 
 DEFAULT_TIMEOUT = 10.0
 # Settings that may come as flags, and the flag that gives each.
-URL_FLAGS = {"segment_host": "--host", "webhook_url": "--webhook-url", "api_host": "--api-host"}
+URL_FLAGS = {
+    "segment_host": "--host",
+    "cdn_host": "--cdn-host",
+    "webhook_url": "--webhook-url",
+    "api_host": "--api-host",
+}
+SOURCE_CHECKS = ("source", "command ai destination", "region")
 # Command AI ignores a webhook body without userId, so this probe changes nothing there.
 WEBHOOK_PROBE: dict[str, Any] = {"type": "identify", "traits": {}}
 
@@ -242,8 +250,9 @@ def check_webhook(resolved: Resolved, *, timeout: float) -> Check:
     if not url:
         return _check(name, "skip", "no webhook URL configured (webhook_url)")
     from cmdai_cli.commandai import Client
+    from cmdai_cli.js_json import dumps
 
-    body = json.dumps(WEBHOOK_PROBE, separators=(",", ":")).encode("utf-8")
+    body = dumps(WEBHOOK_PROBE)
     secret = resolved.get("webhook_shared_secret") or None
     with Client(timeout) as client:
         answer = client.post_webhook(url, body, secret=secret, service="the Command AI webhook")
@@ -326,12 +335,16 @@ def run(
             report.checks.append(_check("settings", "fail", exc.message, exc.hint))
         else:
             why = "the profile file does not parse"
-        for name in ("write key", "segment host", "webhook", "public api"):
+        for name in ("write key", "segment host", *SOURCE_CHECKS, "webhook", "public api"):
             report.checks.append(_check(name, "skip", f"not checked: {why}"))
         return report
     report.profile = resolved.profile
     report.checks.append(check_write_key(resolved))
     report.checks.append(check_segment(resolved, send_test=send_test, timeout=timeout))
+    from cmdai_cli.source_key import doctor_findings
+
+    for name, status, detail, hint in doctor_findings(resolved, timeout=timeout):
+        report.checks.append(_check(name, status, detail, hint))
     report.checks.append(check_webhook(resolved, timeout=timeout))
     report.checks.append(check_public_api(resolved, timeout=timeout))
     return report

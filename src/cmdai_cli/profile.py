@@ -65,6 +65,8 @@ class Profile(BaseModel):
     write_key: str | None = Field(None, json_schema_extra=_SECRET)
     region: Literal["us", "eu"] | None = None
     segment_host: str | None = None
+    # Segment's CDN, where a write key's source settings are (connect, doctor, send-test).
+    cdn_host: str | None = None
     org_id: str | None = None
     # Segment Public API (destination configure --apply)
     source: str | None = None
@@ -81,7 +83,7 @@ class Profile(BaseModel):
     commandai_api_token: str | None = Field(None, json_schema_extra=_SECRET)
     commandai_auth_header: str | None = None
 
-    @field_validator("segment_host", "api_host", "webhook_url", "commandai_api_host")
+    @field_validator("segment_host", "cdn_host", "api_host", "webhook_url", "commandai_api_host")
     @classmethod
     def _check_host(cls, value: str | None, info: ValidationInfo) -> str | None:
         if value is None:
@@ -94,6 +96,7 @@ class Profile(BaseModel):
 
 
 DEFAULTS: dict[str, Any] = {
+    "cdn_host": "https://cdn.segment.com",
     "region": "us",
     "deploy_via_segment": False,
     "commandai_api_host": "https://api.command.ai",

@@ -147,17 +147,33 @@ def send_with_profile(
     profile_name: str | None,
     host: str | None,
     timeout: float,
+    check_key: bool = True,
+    cdn: str | None = None,
 ) -> Sent:
-    """Send `message` to the Segment source of a profile (`host` overrides its host)."""
+    """Send `message` to the Segment source of a profile (`host` overrides its host).
+
+    With `check_key`, the key is then looked up on Segment's CDN (`keyCheck` in the
+    summary): Segment's "accepted" says nothing about the key, the CDN does.
+    """
     from cmdai_cli import profile
     from cmdai_cli.segment.sender import host_for
 
-    resolved = profile.resolve(profile_name, {"segment_host": host})
+    if cdn is not None:
+        from cmdai_cli.values import check_url
+
+        cdn = check_url(cdn, what="--cdn-host")
+    resolved = profile.resolve(profile_name, {"segment_host": host, "cdn_host": cdn})
     write_key = resolved.require(
         "write_key", hint="run `cmdai connect`, or try `cmdai send-test --local`"
     )
     target = host_for(resolved.get("region"), resolved.get("segment_host"))
-    return send_to(message, event, write_key=write_key, host=target, timeout=timeout)
+    sent = send_to(message, event, write_key=write_key, host=target, timeout=timeout)
+    if check_key:
+        from cmdai_cli.segment.cdn import check_write_key
+
+        check = check_write_key(write_key, str(resolved.get("cdn_host")), timeout)
+        sent.summary["keyCheck"] = check.as_dict()
+    return sent
 
 
 def _sent(message: dict[str, Any], event: str, outcome: Any, host: str, *, local: bool) -> Sent:

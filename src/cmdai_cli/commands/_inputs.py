@@ -17,7 +17,8 @@ FilesArg = Annotated[
     list[str] | None,
     typer.Argument(
         metavar="FILE",
-        help="Event files, directories or glob patterns; '-' or none reads stdin.",
+        help="Event files, directories, glob patterns or URLs (s3://, gs://, https://: "
+        "an object, a prefix or a pattern); '-' or none reads stdin.",
         show_default=False,
     ),
 ]

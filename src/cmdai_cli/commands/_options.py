@@ -40,6 +40,15 @@ RegionOpt = Annotated[
         show_default=False,
     ),
 ]
+CdnHostOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--cdn-host",
+        help="Segment CDN base URL, where a write key's source settings are "
+        "(default: $CMDAI_CDN_HOST, the profile's, then https://cdn.segment.com).",
+        show_default=False,
+    ),
+]
 ApiHostOpt = Annotated[
     str | None,
     typer.Option(

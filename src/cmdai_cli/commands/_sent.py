@@ -25,6 +25,15 @@ def render(sent: Sent) -> None:
     output.out(f'Sent {summary["type"]} "{summary["event"]}" to {summary["host"]}')
     output.out(f"  messageId  {summary['messageId']}")
     output.out(f"  status     {answer}")
+    check = summary.get("keyCheck")
+    if check is not None:
+        verdict = {
+            "verified": f"verified: a source has it ({check['cdn_host']})",
+            "unknown": "NOT a Segment source's key: Segment accepts events for it and drops "
+            f"them ({check.get('detail', '')})",
+            "unverified": f"not verified ({check.get('detail', '')})",
+        }[check["status"]]
+        output.out(f"  write key  {verdict}")
     if summary["local"]:
         from cmdai_cli.commands._received import header_line, row_line
 

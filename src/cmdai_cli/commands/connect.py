@@ -1,4 +1,4 @@
-"""`cmdai connect`: store a Segment write key in the active profile."""
+"""`cmdai connect`: check a Segment write key on Segment's CDN and store it in the profile."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import typer
 
 from cmdai_cli import output
 from cmdai_cli.commands._common import STATE, command
-from cmdai_cli.commands._options import HostOpt, RegionOpt
+from cmdai_cli.commands._options import CdnHostOpt, HostOpt, RegionOpt, TimeoutOpt
 
 
 def register(app: typer.Typer) -> None:
@@ -27,6 +27,15 @@ def connect(
     ] = None,
     region: RegionOpt = None,
     host: HostOpt = None,
+    cdn_host: CdnHostOpt = None,
+    no_verify: Annotated[
+        bool,
+        typer.Option(
+            "--no-verify",
+            help="Store the key without asking Segment's CDN whether a source has it.",
+        ),
+    ] = False,
+    timeout: TimeoutOpt = 10.0,
     send_test: Annotated[
         bool,
         typer.Option(
@@ -36,39 +45,55 @@ def connect(
         ),
     ] = False,
 ) -> None:
-    """Validate a Segment write key and store it in the active profile."""
-    from cmdai_cli import profile, redact
+    """Check a Segment write key on Segment's CDN and store it in the active profile.
+
+    The CDN serves the settings of the source that has the key (Segment's Tracking API
+    answers 200 to any key, so it cannot tell). An unknown key is not stored (exit 5);
+    when the CDN cannot be reached the key is stored with a warning. Without --region
+    and --host, the region is the one the source sends to. Names the device-mode
+    destinations enabled on the source.
+    """
+    from cmdai_cli import profile, source_key
     from cmdai_cli.commands._secrets import read_secret
 
     key = read_secret(write_key, what="write key", env="CMDAI_WRITE_KEY")
     store = profile.Store()
     name = profile.active_name(STATE.profile, store.load())
-    stored = profile.connect(store, name, key, region=region, host=host)
-    region_used = stored.region or profile.DEFAULTS["region"]
-    host_used = stored.segment_host or profile.REGION_HOSTS[region_used]
-    result = {
-        "profile": name,
-        "path": str(store.path),
-        "write_key": redact.mask(stored.write_key),
-        "region": region_used,
-        "segment_host": host_used,
-    }
+    connected = source_key.connect(
+        store,
+        name,
+        key,
+        profile_flag=STATE.profile,
+        region=region,
+        host=host,
+        cdn_flag=cdn_host,
+        verify=not no_verify,
+        timeout=timeout,
+    )
+    result = connected.as_dict()
+    check = connected.check
+    if check is not None and check.status == "unverified":
+        output.warn(f"{source_key.describe(check)}; stored it anyway")
+    region_used, host_used = connected.region, connected.segment_host
     sent = None
     if send_test:
         from cmdai_cli import test_event
 
         message, event = test_event.build()
         sent = test_event.send_with_profile(
-            message, event, profile_name=STATE.profile, host=None, timeout=15.0
+            message, event, profile_name=STATE.profile, host=None, timeout=15.0, check_key=False
         )
         result["send_test"] = sent.summary
     if STATE.json:
         output.emit_json(result)
     else:
+        learned = " (from the source's settings)" if connected.region_from == "cdn" else ""
         output.out(
             f"Stored write key {result['write_key']} in profile '{name}' ({store.path}); "
-            f"region {region_used}, host {host_used}"
+            f"region {region_used}{learned}, host {host_used}"
         )
+        if check is not None and check.status == "verified":
+            output.out(source_key.describe(check))
         if sent is not None:
             from cmdai_cli.commands._sent import render
 

@@ -8,7 +8,7 @@ import typer
 
 from cmdai_cli import output
 from cmdai_cli.commands._common import STATE, command
-from cmdai_cli.commands._options import ApiHostOpt, HostOpt, RegionOpt, TimeoutOpt
+from cmdai_cli.commands._options import ApiHostOpt, CdnHostOpt, HostOpt, RegionOpt, TimeoutOpt
 
 if TYPE_CHECKING:
     from cmdai_cli.doctor import Report
@@ -42,6 +42,7 @@ def doctor(
     ] = False,
     host: HostOpt = None,
     region: RegionOpt = None,
+    cdn_host: CdnHostOpt = None,
     webhook_url: Annotated[
         str | None,
         typer.Option(
@@ -56,7 +57,10 @@ def doctor(
     """Check the profile, the write key, and that Segment, the webhook and the Public API answer.
 
     Each check passes, fails (with a hint) or is skipped when not configured. The Segment
-    check sends an empty batch (no event) unless --send-test is given. Nothing is
+    check sends an empty batch (no event) unless --send-test is given. Segment takes
+    any write key, so the key is checked on Segment's CDN: that a source has it, that
+    the Command AI destination enabled on it has the profile's org_id, and that the
+    source's region is the one in use. Nothing is
     prompted for: give secrets as environment variables (CMDAI_WRITE_KEY,
     CMDAI_PUBLIC_API_TOKEN, CMDAI_WEBHOOK_SHARED_SECRET) in CI. Exit 0 only when no
     check fails, else 1.
@@ -69,6 +73,7 @@ def doctor(
         {
             "segment_host": host,
             "region": region,
+            "cdn_host": cdn_host,
             "webhook_url": webhook_url,
             "api_host": api_host,
         },

@@ -70,10 +70,21 @@ def listen(
         str | None,
         typer.Option(
             "--write-key",
-            help="Require this write key (Basic auth or body writeKey); others get 401.",
+            help=(
+                "The source's write key: requests with another key are flagged (Segment "
+                "takes them and drops them later), and the CDN settings are served for it "
+                "alone."
+            ),
             show_default=False,
         ),
     ] = None,
+    reject_wrong_key: Annotated[
+        bool,
+        typer.Option(
+            "--reject-wrong-key",
+            help="Answer 401 to requests without the --write-key (Segment does not).",
+        ),
+    ] = False,
     out: Annotated[
         Path | None,
         typer.Option(
@@ -123,9 +134,12 @@ def listen(
 ) -> None:
     """Serve Segment's Tracking API locally and show each message as it arrives.
 
-    POST /v1/batch and /v1/{identify,track,page,screen,group,alias} are answered as
-    Segment answers them; messages Segment would accept but drop are flagged. Point a
-    Segment SDK's host at the printed URL. Ctrl-C stops it with a summary.
+    POST /v1/batch (/v1/import, /v1/b) and /v1/{identify,track,page,screen,group,alias}
+    (/v1/{i,t,p,s,g,a}) are answered as Segment answers them; messages Segment would
+    accept but drop are flagged. Point a Segment SDK's host at the printed URL. For
+    analytics.js, use the URL as its cdnURL too: GET /v1/projects/{writeKey}/settings
+    serves a settings document that sends the page's calls here, and every answer
+    carries CORS headers. Ctrl-C stops it with a summary.
 
     Beside it, an inspection API for tests and `cmdai expect`: GET /cmdai/summary
     (counts by type, event and flag), GET /cmdai/messages (filters type, event, userId,
@@ -135,11 +149,16 @@ def listen(
     from cmdai_cli.receiver.listen import serve
 
     printer = _Printer(STATE.json)
+    if reject_wrong_key and write_key is None:
+        from cmdai_cli.errors import UsageError
+
+        raise UsageError("--reject-wrong-key needs --write-key")
     served = serve(
         bind=bind,
         port=port,
         write_key=write_key,
         out=out,
+        reject_wrong_key=reject_wrong_key,
         on_batch=printer,
         on_start=_started,
         keep=keep,
@@ -167,9 +186,12 @@ def _started(listening: Listening) -> None:
         output.out(f"Listening on {listening.url}")
         output.info(
             "Segment Tracking API: POST /v1/batch, /v1/{identify,track,page,screen,group,"
-            "alias}; inspection API under /cmdai/. Point an SDK's host at this URL; "
-            "Ctrl-C stops."
+            "alias} and analytics.js's paths; inspection API under /cmdai/. Point an "
+            "SDK's host (and analytics.js's cdnURL) at this URL; Ctrl-C stops."
         )
     if listening.unguarded:
         where = listening.bind
-        output.warn(f"listening on {where} without --write-key: anyone who reaches it can post")
+        output.warn(
+            f"listening on {where} without --write-key and --reject-wrong-key: "
+            "anyone who reaches it can post"
+        )

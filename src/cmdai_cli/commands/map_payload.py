@@ -34,7 +34,9 @@ HELP = """Show what Command AI records from Segment events, one record per event
 
 Reads the FILEs in order (or stdin, also '-'): NDJSON, a JSON array, one object, or
 JSON values one after another; .gz is read transparently. Directories and glob
-patterns are expanded.
+patterns are expanded. URLs are read as streams from object storage: s3:// (install
+cmdai[s3]; the endpoint from AWS_ENDPOINT_URL_S3 or AWS_ENDPOINT_URL), gs:// (cmdai[gcs])
+and any other fsspec filesystem; a prefix stands for every object under it.
 
 --target webhook (default): the Segment Webhooks destination builds a body with the
 mapping ('$.path' or a literal per body field; none means the whole event), then
@@ -43,9 +45,11 @@ user_property.<name> as <name>, and user_property_event as a boolean property se
 true. A body without userId is ignored. When two rules set the same property, the
 more specific one wins: user_property.<name>, then user_property_event, then traits.
 
---target destination: the Command AI SDK call the Command AI destination makes:
-identify -> boot (deploy on) or addMetadataBatch (deploy off); track -> trackEvent;
-anything else makes no call.
+--target destination: the Command AI SDK call the Command AI destination makes, as its
+code makes it: identify -> boot (deploy on) or addMetadataBatch (deploy off), also
+without a userId; track -> trackEvent when the event name is truthy; anything else
+makes no call. A falsy traits or properties becomes {}; hmac and formFactor are passed
+to boot only when truthy.
 
 Output on stdout, in input order, each record with its 0-based index across all
 inputs: NDJSON when piped, a table on a terminal. A summary goes to stderr.

@@ -35,7 +35,16 @@ HELP = """Resend recorded events to Segment, the Command AI webhook, or bulk-ide
 
 Reads the FILEs in order (or stdin, also '-'): NDJSON, JSON arrays, .gz, directories and
 glob patterns, the files `cmdai listen --out` writes, and this command's own reject and
-dead-letter files.
+dead-letter files. URLs are read as streams from object storage: s3:// (install
+cmdai[s3]; the endpoint from AWS_ENDPOINT_URL_S3 or AWS_ENDPOINT_URL), gs://
+(cmdai[gcs]) and any other fsspec filesystem; a prefix stands for every object under
+it. Given Segment's S3 archive (segment-logs/SOURCE/DAY/*.gz), --since skips whole day
+folders unread.
+
+--shard K/N splits a run over N machines: with several input files each shard reads
+only the files whose path hashes to it; a single input is read whole by every shard
+and split by messageId. --shard auto/N takes K from JOB_COMPLETION_INDEX + 1, as a
+Kubernetes Indexed Job sets it; --rate is then the total for all N shards.
 
 --to segment: batches to the Segment host (profile or --host) through
 segment-analytics-python, each event kept as recorded; an event without a messageId
@@ -105,7 +114,8 @@ def replay(
         str | None,
         typer.Option(
             "--since",
-            help="Only events with timestamp at or after this ISO-8601 time.",
+            help="Only events with timestamp at or after this ISO-8601 time (in Segment's "
+            "S3 archive, day folders received before it are not read at all).",
             show_default=False,
         ),
     ] = None,
@@ -113,7 +123,8 @@ def replay(
         str | None,
         typer.Option(
             "--until",
-            help="Only events with timestamp before this ISO-8601 time.",
+            help="Only events with timestamp before this ISO-8601 time (every archive "
+            "day folder is still read: events arrive late, so any later day may hold some).",
             show_default=False,
         ),
     ] = None,
@@ -125,7 +136,9 @@ def replay(
         str | None,
         typer.Option(
             "--shard",
-            help="Take share K of N (1 <= K <= N) by messageId, so N runs split the input.",
+            help="Take share K of N (1 <= K <= N), so N runs split the input: whole files "
+            "by a hash of their path, or by messageId when there is one input. auto/N: K "
+            "is JOB_COMPLETION_INDEX + 1 (a Kubernetes Indexed Job).",
             show_default=False,
         ),
     ] = None,
@@ -159,7 +172,12 @@ def replay(
     ] = None,
     rate: Annotated[
         float | None,
-        typer.Option("--rate", help="At most this many events per second.", show_default=False),
+        typer.Option(
+            "--rate",
+            help="At most this many events per second (with --shard, in all N shards "
+            "together: each takes 1/N).",
+            show_default=False,
+        ),
     ] = None,
     max_retries: Annotated[
         int, typer.Option("--max-retries", help="Retries per request before giving up.")
@@ -369,6 +387,15 @@ def _lines(summary: Summary) -> list[str]:
         out.append(
             f"  pending: {s.pending} not yet acknowledged; run the same command with "
             "--resume to send them"
+        )
+    if s.shard_by == "file":
+        out.append(
+            f"  shard {s.shard} by file: {s.reading.files} files, {s.reading.bytes:,} bytes read"
+        )
+    elif s.shard_by == "messageId":
+        out.append(
+            f"  shard {s.shard} by messageId: a single input, so every shard reads all of it "
+            "(give several files to split them instead)"
         )
     if s.checkpoint and not s.dry_run:
         out.append(f"  checkpoint: {s.checkpoint}")

@@ -8,7 +8,7 @@ import typer
 
 from cmdai_cli import output
 from cmdai_cli.commands._common import STATE, command, complete_events
-from cmdai_cli.commands._options import HostOpt, TimeoutOpt
+from cmdai_cli.commands._options import CdnHostOpt, HostOpt, TimeoutOpt
 
 
 def register(app: typer.Typer) -> None:
@@ -46,6 +46,7 @@ def send_test(
         ),
     ] = None,
     host: HostOpt = None,
+    cdn_host: CdnHostOpt = None,
     local: Annotated[
         bool,
         typer.Option(
@@ -58,8 +59,10 @@ def send_test(
 ) -> None:
     """Send a test event to the Segment source and report whether Segment accepted it.
 
-    Exit 0 only when Segment answered 2xx; 5 when it refused (4xx); 6 when it could not
-    be reached, timed out or failed (5xx).
+    Segment's Tracking API answers 2xx to any write key, so the key is also looked up
+    on Segment's CDN and reported as verified (a source has it) or not. Exit 0 only when
+    Segment answered 2xx; 5 when it refused (4xx); 6 when it could not be reached, timed
+    out or failed (5xx).
     """
     from cmdai_cli import test_event
     from cmdai_cli.commands._sent import render
@@ -69,12 +72,12 @@ def send_test(
         event, user_id, anonymous_id, test_event.parse_properties(property_)
     )
     if local:
-        if host is not None:
-            raise UsageError("--local and --host cannot be used together")
+        if host is not None or cdn_host is not None:
+            raise UsageError("--local cannot be used with --host or --cdn-host")
         sent = test_event.send_local(message, name, timeout=timeout)
     else:
         sent = test_event.send_with_profile(
-            message, name, profile_name=STATE.profile, host=host, timeout=timeout
+            message, name, profile_name=STATE.profile, host=host, timeout=timeout, cdn=cdn_host
         )
     if STATE.json:
         output.emit_json(sent.summary)

@@ -312,14 +312,14 @@ def _plan_subscription(
     used.add(str(match.get("id")))
     changes: dict[str, Any] = {}
     fields = []
-    for key, value in (
-        ("trigger", sub.trigger),
-        ("enabled", sub.enabled),
-        ("settings", sub.settings),
-    ):
+    for key, value in (("trigger", sub.trigger), ("enabled", sub.enabled)):
         if match.get(key) != value:
             changes[key] = copy.deepcopy(value)
             fields.append({"field": key, "remote": match.get(key), "desired": value})
+    settings = managed_settings_change(match.get("settings"), sub.settings)
+    if settings is not None:
+        changes["settings"], changed = settings
+        fields.extend(changed)
     plan.differences.append(Difference(resource, "update" if changes else "same", fields))
     if changes:
         plan.writes.append(
@@ -331,6 +331,30 @@ def _plan_subscription(
                 alpha=True,
             )
         )
+
+
+def managed_settings_change(
+    remote: Any, desired: Mapping[str, Any]
+) -> tuple[dict[str, Any], list[dict[str, Any]]] | None:
+    """The settings to send when a field cmdai manages differs, with one difference each.
+
+    Only the desired keys are compared. A subscription made in Segment's UI holds more:
+    the Webhooks destination's `send` also has `batch_size` and `batch_keys`
+    (segmentio/action-destinations,
+    `packages/destination-actions/src/destinations/webhook/send/index.ts`) and
+    `enable_batching`, which actions-core adds to actions that batch
+    (`packages/core/src/destination-kit/types.ts`). The Public API's update replaces the
+    settings object, so those are sent back unchanged.
+    """
+    theirs = remote if isinstance(remote, dict) else {}
+    changed = [
+        {"field": f"settings.{key}", "remote": theirs.get(key), "desired": value}
+        for key, value in desired.items()
+        if key not in theirs or theirs[key] != value
+    ]
+    if not changed:
+        return None
+    return {**copy.deepcopy(theirs), **copy.deepcopy(dict(desired))}, changed
 
 
 def plan(

@@ -1,7 +1,10 @@
 """Streams of Segment events: where they come from, how they are read, how records go out.
 
-* `inputs` -- files, directories, glob patterns and `-` (stdin) as a list of inputs,
-  and each input's bytes, gunzipped when they start as gzip.
+* `inputs` -- files, directories, glob patterns, URLs and `-` (stdin) as a list of
+  inputs, and each input's bytes, gunzipped when they start as gzip.
+* `storage` -- URLs through fsspec (`s3://`, `gs://`, ...): listing with sizes and
+  versions, streams, the next object fetched ahead.
+* `archive` -- Segment's S3 archive layout: which day folders `--since` skips.
 * `records` -- what reading yields (`Event`, `BadRecord`) and the error policy that
   decides what a bad record does (`fail` or `skip`).
 * `reader` -- every event of every input, in order, in batches: the NDJSON fast path

@@ -1,7 +1,9 @@
-"""Inputs: files, directories, glob patterns or `-` (stdin), and their bytes in chunks.
+"""Inputs: files, directories, glob patterns, URLs or `-` (stdin), and their bytes in chunks.
 
-A directory stands for its files, sorted by name, hidden ones skipped. Gzip is
-recognised by its magic bytes, whatever the name, and concatenated members (as
+A directory stands for its files, sorted by name, hidden ones skipped. A URL
+(`s3://bucket/segment-logs/source/`, `gs://...`, `https://...`) names an object, a
+prefix or a pattern in object storage (`events.storage`). Gzip is recognised by its
+magic bytes, whatever the name (so every `.gz` file), and concatenated members (as
 `cat a.gz b.gz` makes) read as one stream.
 """
 
@@ -13,68 +15,164 @@ import re
 import sys
 import zlib
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
+from datetime import datetime
 from pathlib import Path
-from typing import IO
+from typing import IO, TYPE_CHECKING, cast
 
 from cmdai_cli.errors import DataError
+from cmdai_cli.events.archive import skipped_by_since
 
-__all__ = ["CHUNK_BYTES", "Input", "Truncated", "chunks", "expand_inputs"]
+if TYPE_CHECKING:
+    from cmdai_cli.events.storage import ReadAhead
+
+__all__ = [
+    "CHUNK_BYTES",
+    "Input",
+    "ReadStats",
+    "Truncated",
+    "chunks",
+    "expand_inputs",
+    "read_ahead",
+]
 
 CHUNK_BYTES = 1 << 18  # big enough to amortise, small enough to stay in cache
 _GZIP_MAGIC = b"\x1f\x8b"
 _GLOB_CHARS = re.compile(r"[*?\[]")
 
 
+@dataclass
+class ReadStats:
+    """What the inputs cost to read: files (or objects) opened, and their bytes as stored."""
+
+    files: int = 0
+    bytes: int = 0
+
+
 @dataclass(frozen=True)
 class Input:
-    """One input: a file path, or stdin when `path` is None."""
+    """One input: a file path, an object's URL, or stdin when both are None.
+
+    An object carries the size and version (ETag, generation) its listing gave, and
+    the `ReadAhead` of its list, if any. With `stats`, opening counts the input and
+    reading counts its bytes (before gunzip).
+    """
 
     name: str
     path: Path | None = None
+    url: str | None = None
+    size: int | None = None
+    version: str | None = None
+    stats: ReadStats | None = field(default=None, compare=False, repr=False)
+    ahead: ReadAhead | None = field(default=None, compare=False, repr=False)
+
+    @property
+    def is_stdin(self) -> bool:
+        return self.path is None and self.url is None
 
     def open(self) -> IO[bytes]:
-        if self.path is None:
-            return sys.stdin.buffer
-        try:
-            return open(self.path, "rb")
-        except OSError as exc:
-            raise DataError(f"cannot read: {exc.strerror}", source=self.name) from None
+        if self.ahead is not None and self.url is not None:
+            stream = self.ahead.open(self.url, self.size)
+        elif self.url is not None:
+            from cmdai_cli.events.storage import open_url
+
+            stream = open_url(self.url, self.size)
+        elif self.path is None:
+            stream = sys.stdin.buffer
+        else:
+            try:
+                stream = open(self.path, "rb")  # noqa: SIM115 (the reader closes it)
+            except OSError as exc:
+                raise DataError(f"cannot read: {exc.strerror}", source=self.name) from None
+        if self.stats is None:
+            return stream
+        self.stats.files += 1
+        return cast(IO[bytes], _Counted(stream, self.stats, closes=not self.is_stdin))
 
 
-_STDIN = Input("<stdin>")
+class _Counted:
+    """A stream that adds the bytes read from it to `stats`."""
+
+    def __init__(self, stream: IO[bytes], stats: ReadStats, *, closes: bool) -> None:
+        self._stream = stream
+        self._stats = stats
+        self._closes = closes
+
+    def read(self, size: int = -1) -> bytes:
+        data = self._stream.read(size)
+        self._stats.bytes += len(data)
+        return data
+
+    def close(self) -> None:
+        if self._closes:
+            self._stream.close()
+
+    def __enter__(self) -> _Counted:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
 
-def expand_inputs(specs: Sequence[str]) -> list[Input]:
-    """Files, directories, globs and `-` as a list of inputs; no specs means stdin.
+def expand_inputs(
+    specs: Sequence[str], *, since: datetime | None = None, stats: ReadStats | None = None
+) -> list[Input]:
+    """Files, directories, globs, URLs and `-` as a list of inputs; no specs means stdin.
 
-    Raises DataError for a path that does not exist or a glob that matches nothing,
-    before anything is read.
+    With `since`, files in Segment archive day folders that end at or before it are
+    left out unread (`events.archive`). With `stats`, the inputs count what they read
+    into it. Raises DataError for a path that does not exist or a glob that matches
+    nothing, before anything is read.
     """
     if not specs:
-        return [_STDIN]
+        return [Input("<stdin>", stats=stats)]
     inputs: list[Input] = []
     for spec in specs:
         if spec == "-":
-            inputs.append(_STDIN)
+            inputs.append(Input("<stdin>", stats=stats))
             continue
+        if "://" in spec:
+            from cmdai_cli.events.storage import is_url, list_url
+
+            if is_url(spec):
+                inputs.extend(
+                    Input(e.url, url=e.url, size=e.size, version=e.version, stats=stats)
+                    for e in list_url(spec, since=since)
+                )
+                continue
         path = Path(spec)
         if path.is_dir():
             inputs.extend(
-                Input(str(child), child)
+                Input(str(child), child, stats=stats)
                 for child in sorted(path.iterdir())
                 if child.is_file() and not child.name.startswith(".")
             )
         elif path.exists():
-            inputs.append(Input(spec, path))
+            inputs.append(Input(spec, path, stats=stats))
         elif _GLOB_CHARS.search(spec):
             matches = sorted(m for m in glob.glob(spec, recursive=True) if os.path.isfile(m))
             if not matches:
                 raise DataError("no file matches this pattern", source=spec)
-            inputs.extend(Input(m, Path(m)) for m in matches)
+            if since is not None:
+                matches = [m for m in matches if not skipped_by_since(Path(m).parts, since)]
+            inputs.extend(Input(m, Path(m), stats=stats) for m in matches)
         else:
             raise DataError("no such file or directory", source=spec)
-    return inputs
+    return read_ahead(inputs)
+
+
+def read_ahead(inputs: list[Input]) -> list[Input]:
+    """The inputs, their objects in storage set to be fetched one ahead, in this order.
+
+    Call it again on a subset (a shard's) so that nothing outside it is fetched.
+    """
+    objects = [(item.url, item.size) for item in inputs if item.url is not None]
+    if len(objects) < 2:
+        return [replace(item, ahead=None) if item.ahead else item for item in inputs]
+    from cmdai_cli.events.storage import ReadAhead
+
+    ahead = ReadAhead(objects)
+    return [replace(item, ahead=ahead) if item.url is not None else item for item in inputs]
 
 
 class Truncated(Exception):

@@ -52,7 +52,7 @@ def read_batches(
         try:
             yield from _Reader(item.name, policy, max_event_bytes, counter).run(chunks(stream))
         finally:
-            if item.path is not None:
+            if not item.is_stdin:
                 stream.close()
 
 

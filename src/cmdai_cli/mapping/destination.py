@@ -1,30 +1,47 @@
 """The destination target: the calls the Command AI destination makes, emulated.
 
-* identify -> action ``identifyUser``: with deploy on, ``boot(userId, traits,
-  options)`` where options holds ``hmac`` (``$.context.CommandBar.hmac``) and
-  ``formFactor`` (``$.context.CommandBar.formFactor``) only when present; with deploy
-  off, ``addMetadataBatch(traits, true)``. Absent traits are sent as ``{}``.
-* track -> action ``trackEvent``: ``trackEvent(event, properties or {})``.
-* other types make no call; identify without ``userId`` and track without ``event``
-  are ignored; each with its reason.
+Matched case by case to the destination's code (segmentio/action-destinations,
+``packages/browser-destinations/destinations/commandbar/src/{identifyUser,trackEvent}/
+index.ts``) and to its runtime (``packages/browser-destination-runtime/src/plugin.ts``),
+which maps the event with the subscription's mapping (mapping-kit ``transform``: a
+``@path`` that finds nothing leaves the field out) and calls ``perform`` without
+checking required fields. The default subscriptions are the destination's presets:
+``type = "identify"`` -> ``identifyUser``, ``type = "track"`` -> ``trackEvent``.
+
+* identify -> ``identifyUser``: ``traits = payload.traits || {}``; with deploy on,
+  ``boot(userId, traits, options)``, where options holds ``hmac``
+  (``$.context.CommandBar.hmac``) and ``formFactor`` (``$.context.CommandBar.formFactor``)
+  only when truthy (``""``, ``false``, ``0`` and ``null`` are dropped; ``{}`` is kept);
+  with deploy off, ``addMetadataBatch(traits, true)``. A missing userId still makes the
+  call: ``boot(undefined, ...)``, shown as null.
+* track -> ``trackEvent``: when the event name is truthy,
+  ``trackEvent(event, properties || {})``; a falsy name makes no call.
+* other types match no subscription and make no call.
+
+JavaScript's truthiness decides, not Python's: ``{}`` and ``[]`` are truthy, ``0`` and
+``""`` are not.
 """
 
 from __future__ import annotations
 
+import math
 from typing import Any, cast
 
-from cmdai_cli.mapping.paths import lookup
-from cmdai_cli.mapping.result import (
-    IDENTIFY_NO_USER_ID,
-    NO_TYPE,
-    NOT_AN_OBJECT,
-    PROPERTIES_NOT_OBJECT,
-    TRACK_NO_EVENT,
-    TRAITS_NOT_OBJECT,
-    Result,
-)
+from cmdai_cli.mapping.paths import MISSING, lookup
+from cmdai_cli.mapping.result import NO_TYPE, NOT_AN_OBJECT, TRACK_NO_EVENT, Result
 
-__all__ = ["map_destination"]
+__all__ = ["js_truthy", "map_destination"]
+
+
+def js_truthy(value: Any) -> bool:
+    """JavaScript's truthiness of a JSON value (`undefined` is None here)."""
+    if value is None or value is False:
+        return False
+    if type(value) is str:
+        return value != ""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return value != 0 and not (isinstance(value, float) and math.isnan(value))
+    return True
 
 
 def _ignored_call(reason: str) -> dict[str, Any]:
@@ -38,26 +55,20 @@ def map_destination(event: Any, *, deploy: bool = False, explain: bool = False) 
     kind = event.get("type")
     if kind == "identify":
         traits = event.get("traits")
-        if traits is None:
+        # `event.payload.traits || {}`: any truthy value goes through as it is.
+        if not js_truthy(traits):
             traits = {}
-        elif type(traits) is not dict:
-            return None, TRAITS_NOT_OBJECT
-        user_id = event.get("userId")
-        if user_id is None or user_id == "":
-            return _ignored_call(IDENTIFY_NO_USER_ID), None
         record: dict[str, Any]
         if deploy:
             options: dict[str, Any] = {}
-            sdk = lookup(event, ("context", "CommandBar"))
-            if type(sdk) is dict:
-                for key in ("hmac", "formFactor"):
-                    value = sdk.get(key)
-                    if value is not None:
-                        options[key] = value
+            for key in ("hmac", "formFactor"):
+                value = lookup(event, ("context", "CommandBar", key))
+                if value is not MISSING and js_truthy(value):
+                    options[key] = value
             record = {
                 "action": "identifyUser",
                 "call": "boot",
-                "args": [user_id, traits, options],
+                "args": [event.get("userId"), traits, options],
                 "ignored": None,
             }
         else:
@@ -72,17 +83,14 @@ def map_destination(event: Any, *, deploy: bool = False, explain: bool = False) 
         return record, None
     if kind == "track":
         name = event.get("event")
-        properties = event.get("properties")
-        if properties is None:
-            properties = {}
-        elif type(properties) is not dict:
-            return None, PROPERTIES_NOT_OBJECT
-        if name is None or name == "":
+        if not js_truthy(name):
             return _ignored_call(TRACK_NO_EVENT), None
+        # `event.payload.event_metadata || {}`.
+        properties = event.get("properties")
         record = {
             "action": "trackEvent",
             "call": "trackEvent",
-            "args": [name, properties],
+            "args": [name, properties if js_truthy(properties) else {}],
             "ignored": None,
         }
         if explain:

@@ -183,7 +183,10 @@ class Kept:
         self._seen: OrderedDict[str, None] = OrderedDict()
 
     def add_batch(
-        self, messages: Sequence[tuple[Mapping[str, Any], bytes]], received_at: str, path: str
+        self,
+        messages: Sequence[tuple[Mapping[str, Any], bytes, tuple[str, ...]]],
+        received_at: str,
+        path: str,
     ) -> list[tuple[str, ...]]:
         """Keep one request's accepted messages; their flags, a repeated messageId's included.
 
@@ -200,9 +203,9 @@ class Kept:
         append = entries.append
         found: list[tuple[str, ...]] = []
         flagged = 0
-        for message, raw in messages:
+        for message, raw, request_flags in messages:
             get = message.get
-            flags = flags_for(message)
+            flags = flags_for(message) + request_flags
             message_id = get("messageId")
             if type(message_id) is str:
                 if message_id in seen:

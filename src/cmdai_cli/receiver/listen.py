@@ -75,6 +75,7 @@ def serve(
     port: int,
     write_key: str | None,
     out: Path | None,
+    reject_wrong_key: bool = False,
     on_batch: Callable[[list[Received]], Any],
     on_start: Callable[[Listening], Any],
     keep: int = DEFAULT_KEEP,
@@ -114,7 +115,13 @@ def serve(
                         stop.set()
 
     receiver = Receiver(
-        bind=bind, port=port, write_key=write_key, out=out, on_batch=batch, keep=keep
+        bind=bind,
+        port=port,
+        write_key=write_key,
+        reject_wrong_key=reject_wrong_key,
+        out=out,
+        on_batch=batch,
+        keep=keep,
     )
     receiver.start()
     _speed.settle_long_lived()
@@ -129,7 +136,8 @@ def serve(
             previous[signum] = signal.signal(signum, on_term)
     deadline = None if max_duration is None else time.monotonic() + max_duration
     try:
-        on_start(Listening(receiver.url, bind, not is_loopback(bind) and write_key is None))
+        guarded = write_key is not None and reject_wrong_key
+        on_start(Listening(receiver.url, bind, not is_loopback(bind) and not guarded))
         if ready_file is not None:
             write_ready_file(ready_file, receiver.url)
         try:

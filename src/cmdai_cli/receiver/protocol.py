@@ -1,8 +1,26 @@
 """Segment's Tracking API as a server must answer it: paths, bodies, keys and limits.
 
-It answers as Segment does: 400 for invalid JSON and over-limit messages or batches,
-401 for a wrong write key when one is required. What Segment would accept and later
-drop is not refused here; `cmdai_cli.segment.messages.flags_for` names it.
+It answers as Segment does: 400 for invalid JSON and over-limit messages or batches.
+A wrong write key is accepted and flagged: Segment's Tracking API answers 200 to any key
+and drops the data later (segmentio/analytics-go issue 205, analytics-node issues 59 and
+235); `reject_wrong_key` gives a 401 instead. What Segment would accept and later drop
+is not refused here; `cmdai_cli.segment.messages.flags_for` names it.
+
+Paths: the server libraries post to `/v1/batch` (or `/v1/import`, its other name) and
+`/v1/{identify,track,...}`; analytics.js (`@segment/analytics-next`,
+`packages/browser/src/plugins/segmentio/index.ts`) posts a single call to `/v1/` plus
+the first letter of its type and, with its batching delivery
+(`batched-dispatcher.ts`), to `/v1/b`; it sends `text/plain` with `writeKey` in the body.
+Its metrics (`packages/browser/src/core/stats/remote-metrics.ts`) go to `/v1/m`.
+
+Sizes are measured per message as its sender wrote it, compactly re-encoded, before the
+batch's `context` and `sentAt` are merged in: analytics-python measures each message on
+its own (`segment/analytics/consumer.py`, `len(json.dumps(item))` against `32 << 10`,
+with spaces after separators, so never less than the compact form) and analytics-node
+each event (`packages/node/src/plugins/segmentio/context-batch.ts`, against 32 * 1024).
+Segment states "32 KB" and "500 KB": read as 1024s they are the SDKs' own thresholds,
+so only past them is a request refused; between the decimal and the binary reading (the
+grey zone) messages are accepted and flagged.
 """
 
 from __future__ import annotations
@@ -23,7 +41,20 @@ from cmdai_cli.segment.messages import (
 )
 
 SINGLE_PATHS = {f"/v1/{kind}": kind for kind in MESSAGE_TYPES}
+# analytics.js's short paths: the first letter of the type (segmentio plugin's `send`).
+SINGLE_PATHS.update({f"/v1/{kind[0]}": kind for kind in MESSAGE_TYPES})
 BATCH_PATH = "/v1/batch"
+BATCH_PATHS = frozenset((BATCH_PATH, "/v1/b", "/v1/import"))
+# analytics.js's own delivery metrics: answered, never stored as messages.
+METRICS_PATH = "/v1/m"
+
+# The decimal readings of Segment's stated limits: past them a message or batch is in
+# the grey zone, accepted (the SDKs send it) and flagged.
+STATED_MESSAGE_BYTES = 32_000
+STATED_BATCH_BYTES = 500_000
+WRONG_KEY = "wrong write key"
+NEAR_MESSAGE_LIMIT = "message over 32,000 bytes"
+NEAR_BATCH_LIMIT = "batch over 500,000 bytes"
 
 
 class Rejected(Exception):
@@ -80,20 +111,36 @@ def too_large() -> Rejected:
 
 
 def parse_messages(
-    path: str, body: bytes, *, write_key: str | None = None, auth_key: str | None = None
+    path: str,
+    body: bytes,
+    *,
+    write_key: str | None = None,
+    auth_key: str | None = None,
+    reject_wrong_key: bool = False,
 ) -> list[dict[str, Any]]:
     """The messages in a decoded request body, or `Rejected` as Segment would answer.
 
     `auth_key` is the key from Basic auth; with `write_key` set, it or the body's
-    `writeKey` must match. Returned messages carry no `writeKey`.
+    `writeKey` should match (see `parse_encoded`). Returned messages carry no `writeKey`.
     """
-    return [message for message, _ in parse_encoded(path, body, write_key, auth_key, None)]
+    parsed = parse_encoded(path, body, write_key, auth_key, None, reject_wrong_key)
+    return [message for message, _, _ in parsed]
 
 
 def parse_encoded(
-    path: str, body: bytes, write_key: str | None, auth_key: str | None, now: str | None
-) -> list[tuple[dict[str, Any], bytes]]:
-    """Messages with their encoded form (with `receivedAt` = `now` added, when given)."""
+    path: str,
+    body: bytes,
+    write_key: str | None,
+    auth_key: str | None,
+    now: str | None,
+    reject_wrong_key: bool = False,
+) -> list[tuple[dict[str, Any], bytes, tuple[str, ...]]]:
+    """Messages with their encoded form (with `receivedAt` = `now` added, when given)
+    and the flags the request itself earned (a wrong key, a size in the grey zone).
+
+    With `write_key` set, a request whose Basic auth and body `writeKey` both differ
+    from it is flagged, or refused with 401 when `reject_wrong_key`.
+    """
     try:
         data = orjson.loads(body)
     except orjson.JSONDecodeError:
@@ -101,9 +148,14 @@ def parse_encoded(
     if not isinstance(data, dict):
         raise Rejected(400, "invalid_request", "the body must be a JSON object")
     body_key = data.pop("writeKey", None)
+    shared_flags: tuple[str, ...] = ()
     if write_key is not None and write_key not in (auth_key, body_key):
-        raise Rejected(401, "unauthorized", "invalid write key")
-    if path == BATCH_PATH:
+        if reject_wrong_key:
+            raise Rejected(401, "unauthorized", "invalid write key")
+        shared_flags += (WRONG_KEY,)
+    if len(body) > STATED_BATCH_BYTES:
+        shared_flags += (NEAR_BATCH_LIMIT,)
+    if path in BATCH_PATHS:
         items = data.get("batch")
         if not isinstance(items, list):
             raise Rejected(400, "invalid_request", "batch must be a list of messages")
@@ -113,35 +165,63 @@ def parse_encoded(
             )
         shared = data.get("context")
         sent_at = data.get("sentAt")
+        sent: list[dict[str, Any]] = []
+        merged: list[int] = []
+        # The bytes `"sentAt":...` adds to a message that gets it (with its comma).
+        sent_at_bytes = len(orjson.dumps({"sentAt": sent_at})) - 1
         messages = []
         for index, item in enumerate(items):
             if not isinstance(item, dict):
                 raise Rejected(400, "invalid_request", f"batch item {index} is not an object")
             item.pop("writeKey", None)
+            sent.append(item)
+            # A batch context is merged into a copy: the item stays as sent, to be
+            # measured if it looks large. A sentAt is added in place and its bytes
+            # counted off, as receivedAt's are.
             if isinstance(shared, dict):
                 own = item.get("context")
-                item["context"] = {**shared, **own} if isinstance(own, dict) else dict(shared)
+                item = {**item, "context": {**shared, **own} if isinstance(own, dict) else shared}
+            added_here = 0
             if sent_at is not None and "sentAt" not in item:
                 item["sentAt"] = sent_at
+                added_here = sent_at_bytes
+            merged.append(added_here)
             messages.append(item)
     else:
         data["type"] = SINGLE_PATHS[path]
-        messages = [data]
-    # Encoded once: the size check and the stored line share it.
+        messages = sent = [data]
+        merged = [0]
+    # Encoded once: the size check and the stored line share it. Merging only adds, so
+    # the merged size bounds the size as sent, which is measured only when it must be.
     added = len(orjson.dumps({"receivedAt": now})) - 1 if now is not None else 0
     encoded = []
     for index, message in enumerate(messages):
-        extra = 0
+        extra = merged[index]
         if now is not None and "receivedAt" not in message:
             message["receivedAt"] = now
-            extra = added
+            extra += added
         raw = orjson.dumps(message)
-        size = len(raw) - extra
-        if size > MAX_MESSAGE_BYTES:
-            raise Rejected(
-                400,
-                "invalid_request",
-                f"message {index} is {size} bytes; Segment's limit is 32 KB",
-            )
-        encoded.append((message, raw))
+        flags = shared_flags
+        if len(raw) - extra > STATED_MESSAGE_BYTES:
+            size = _size_as_sent(sent[index], message, len(raw) - extra)
+            if size > MAX_MESSAGE_BYTES:
+                raise Rejected(
+                    400,
+                    "invalid_request",
+                    f"message {index} is {size} bytes; Segment's limit is 32 KB",
+                )
+            if size > STATED_MESSAGE_BYTES:
+                flags += (NEAR_MESSAGE_LIMIT,)
+        encoded.append((message, raw, flags))
     return encoded
+
+
+def _size_as_sent(sent: dict[str, Any], stored: dict[str, Any], stored_size: int) -> int:
+    """The compact size of a message before the request's fields were merged into it.
+
+    `stored_size` already leaves out what was added in place; a copy (a batch context
+    was merged) means measuring the message as it came.
+    """
+    if sent is stored:
+        return stored_size
+    return len(orjson.dumps(sent))

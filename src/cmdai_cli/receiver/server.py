@@ -1,9 +1,9 @@
 """The receiver's HTTP server: connections, request bodies and answers, all bounded.
 
-A `Server` hands each POST to its `on_post` callable, offers each GET to `on_get` (which
-answers it and returns True, or leaves it to the server), and counts a connection that
-ended in an error through `on_drop`. Bodies past the batch limit are refused without being
-kept; connections past `slots` get a 503; a bad request never stops the server.
+A `Server` hands each request, whatever its method, to its `on_request` callable and
+counts a connection that ended in an error through `on_drop`. Bodies past the batch
+limit are refused without being kept; connections past `slots` get a 503; a bad
+request never stops the server.
 """
 
 from __future__ import annotations
@@ -37,6 +37,8 @@ class Handler(BaseHTTPRequestHandler):
     # Bounds an idle keep-alive connection and a client that stalls mid-body.
     timeout = 30
     server: Server
+    # Sent with every answer; the request layer sets them (CORS) before it replies.
+    answer_headers: Mapping[str, str] = {}
 
     def setup(self) -> None:
         super().setup()
@@ -48,22 +50,10 @@ class Handler(BaseHTTPRequestHandler):
     def log_message(self, format: str, *args: Any) -> None:
         pass
 
-    def do_POST(self) -> None:
-        self.server.on_post(self)
+    def _any(self) -> None:
+        self.server.on_request(self)
 
-    def do_GET(self) -> None:
-        if self.server.on_get is not None and self.server.on_get(self):
-            return
-        if self.path.split("?", 1)[0] in ("/", "/health"):
-            self.reply(200, {"success": True, "service": "cmdai listen"})
-        else:
-            self.reply(404, {"success": False, "code": "not_found", "message": "not found"})
-
-    def _not_allowed(self) -> None:
-        self.close_connection = True
-        self.reply(405, {"success": False, "code": "method_not_allowed", "message": "use POST"})
-
-    do_PUT = do_DELETE = do_PATCH = _not_allowed
+    do_POST = do_GET = do_OPTIONS = do_PUT = do_DELETE = do_PATCH = _any
 
     def reply(self, status: int, body: Mapping[str, Any] | bytes, *, close: bool = False) -> None:
         """Answer with `body` as JSON (bytes: already encoded)."""
@@ -72,6 +62,8 @@ class Handler(BaseHTTPRequestHandler):
             self.send_response(status)
             self.send_header("Content-Type", "application/json")
             self.send_header("Content-Length", str(len(payload)))
+            for name, value in self.answer_headers.items():
+                self.send_header(name, value)
             if close:
                 self.send_header("Connection", "close")
                 self.close_connection = True
@@ -88,13 +80,11 @@ class Server(ThreadingHTTPServer):
     def __init__(
         self,
         address: tuple[str, int],
-        on_post: Callable[[Handler], None],
+        on_request: Callable[[Handler], None],
         on_drop: Callable[[], None],
         slots: int,
-        on_get: Callable[[Handler], bool] | None = None,
     ) -> None:
-        self.on_post = on_post
-        self.on_get = on_get
+        self.on_request = on_request
         self.on_drop = on_drop
         self._slots = threading.BoundedSemaphore(slots)
         if ":" in address[0]:
@@ -108,7 +98,8 @@ class Server(ThreadingHTTPServer):
             with contextlib.suppress(OSError):
                 request.sendall(
                     b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\n"
-                    b"Retry-After: 1\r\nConnection: close\r\n\r\n"
+                    b"Retry-After: 1\r\nAccess-Control-Allow-Origin: *\r\n"
+                    b"Connection: close\r\n\r\n"
                 )
             self.shutdown_request(request)
             return

@@ -21,10 +21,11 @@ import orjson
 
 from cmdai_cli import redact
 from cmdai_cli.errors import UsageError
-from cmdai_cli.receiver import inspection
+from cmdai_cli.receiver import browser, inspection
 from cmdai_cli.receiver.kept import Entry, Kept, Row
 from cmdai_cli.receiver.protocol import (
-    BATCH_PATH,
+    BATCH_PATHS,
+    METRICS_PATH,
     SINGLE_PATHS,
     Rejected,
     basic_auth_key,
@@ -89,7 +90,10 @@ class Stats:
 class Receiver:
     """A Segment-compatible receiver on `bind`:`port` (0 picks a free port).
 
-    `write_key`: when set, requests must carry it (Basic auth or body `writeKey`).
+    `write_key`: when set, requests should carry it (Basic auth or body `writeKey`);
+    others are flagged, or refused with 401 when `reject_wrong_key`. The settings
+    document analytics.js loads is served for it alone (404 for other keys, as Segment's
+    CDN answers an unknown key), or for any key when no `write_key` is set.
     `out`: a file that gets one NDJSON line per accepted message before it is answered.
     `on_message`: called with each `Received` in the handler thread (`on_batch`: with
     the list from one request), after it is stored; errors in them are counted, never
@@ -102,6 +106,7 @@ class Receiver:
         bind: str = "127.0.0.1",
         port: int = 0,
         write_key: str | None = None,
+        reject_wrong_key: bool = False,
         out: str | Path | None = None,
         on_message: Callable[[Received], Any] | None = None,
         on_batch: Callable[[list[Received]], Any] | None = None,
@@ -112,6 +117,7 @@ class Receiver:
         self.bind = bind
         self.port = port
         self.write_key = write_key
+        self.reject_wrong_key = reject_wrong_key
         redact.register(write_key)
         self.out_path = Path(out) if out is not None else None
         self.on_message = on_message
@@ -146,7 +152,6 @@ class Receiver:
                 self._handle,
                 self._count_drop,
                 self._max_connections,
-                on_get=lambda handler: self._inspect(handler, "GET"),
             )
         except OSError as exc:
             self._close_out()
@@ -289,19 +294,36 @@ class Receiver:
         return True
 
     def _handle(self, handler: Handler) -> None:
-        if self._inspect(handler, "POST"):
+        if self._inspect(handler, handler.command):
+            return
+        method = handler.command
+        headers = handler.headers
+        handler.answer_headers = browser.cors_headers(
+            headers.get("Origin"),
+            headers.get("Access-Control-Request-Headers"),
+            preflight=method == "OPTIONS",
+        )
+        path = handler.path.split("?", 1)[0].rstrip("/")
+        if method != "POST":
+            browser.answer_other(handler, method, path, self.write_key, self.url)
             return
         with self._lock:
             self._stats.requests += 1
-        path = handler.path.split("?", 1)[0].rstrip("/")
         try:
-            if path != BATCH_PATH and path not in SINGLE_PATHS:
+            if path == METRICS_PATH:
+                # analytics.js's delivery metrics: read and acknowledged, not messages.
+                read_body(handler)
+                handler.reply(200, {"success": True})
+                return
+            if path not in BATCH_PATHS and path not in SINGLE_PATHS:
                 raise Rejected(404, "not_found", f"no such endpoint: {path or '/'}", close=True)
             raw = read_body(handler)
             body = decode_body(raw, handler.headers.get("Content-Encoding"))
             now = now_stamp()
             auth_key = basic_auth_key(handler.headers.get("Authorization"))
-            messages = parse_encoded(path, body, self.write_key, auth_key, now)
+            messages = parse_encoded(
+                path, body, self.write_key, auth_key, now, self.reject_wrong_key
+            )
         except Rejected as rejected:
             self._reject(handler, rejected)
             return
@@ -325,18 +347,22 @@ class Receiver:
             # After the answer: the client builds its next batch meanwhile.
             self._accept(path, messages, now, ticket)
 
-    def _store(self, messages: list[tuple[dict[str, Any], bytes]]) -> None:
+    def _store(self, messages: list[tuple[dict[str, Any], bytes, tuple[str, ...]]]) -> None:
         """Append the messages to `out` before they are acknowledged."""
         if self._out is None:
             return
-        data = b"\n".join(raw for _, raw in messages) + b"\n"
+        data = b"\n".join(raw for _, raw, _ in messages) + b"\n"
         with self._out_lock:
             if self._out is not None:
                 self._out.write(data)
                 self._out.flush()
 
     def _accept(
-        self, path: str, messages: list[tuple[dict[str, Any], bytes]], now: str, ticket: int
+        self,
+        path: str,
+        messages: list[tuple[dict[str, Any], bytes, tuple[str, ...]]],
+        now: str,
+        ticket: int,
     ) -> None:
         accepted = []
         try:
@@ -345,7 +371,7 @@ class Receiver:
                 if self._wants_objects:
                     accepted = [
                         Received(message, flags, now, path, raw)
-                        for (message, raw), flags in zip(messages, all_flags, strict=True)
+                        for (message, raw, _), flags in zip(messages, all_flags, strict=True)
                     ]
                 self._stats.flagged += sum(1 for flags in all_flags if flags)
                 self._stats.accepted += len(messages)

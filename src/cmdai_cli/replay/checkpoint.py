@@ -72,9 +72,16 @@ class Ranges:
 
 
 def fingerprint(inputs: Sequence[Input]) -> list[dict[str, Any]]:
-    """Each input's name, size and a hash of its first 64 KiB (stdin: its name only)."""
+    """Each input's name, size and a hash of its first 64 KiB (stdin: its name only).
+
+    An object in storage gives its size and version (ETag, generation) from the
+    listing instead: reading its head would cost a request per object.
+    """
     prints: list[dict[str, Any]] = []
     for item in inputs:
+        if item.url is not None:
+            prints.append({"name": item.name, "size": item.size, "version": item.version})
+            continue
         if item.path is None:
             prints.append({"name": item.name})
             continue
@@ -99,10 +106,19 @@ def input_names(inputs: Sequence[Input]) -> list[str]:
     return [str(item.path.resolve()) if item.path is not None else item.name for item in inputs]
 
 
+def object_versions(inputs: Sequence[Input]) -> list[list[Any]]:
+    """[size, version] of each input that is an object in storage, in order."""
+    return [[item.size, item.version] for item in inputs if item.url is not None]
+
+
 def _changed(recorded: list[dict[str, Any]], current: list[dict[str, Any]]) -> str | None:
     if len(recorded) != len(current):
         return "the inputs are not the same files"
     for old, new in zip(recorded, current, strict=True):
+        if "version" in old or "version" in new:
+            if (old.get("size"), old.get("version")) != (new.get("size"), new.get("version")):
+                return f"{new['name']} has changed (size or version)"
+            continue
         if "head" not in old or "head" not in new:
             continue
         if old["head"] != new["head"] or new["size"] < old["size"]:
@@ -144,6 +160,13 @@ class Checkpoint:
         if resume and path.exists():
             recorded, pairs, undelivered = read_journal(path)
             if recorded.get("key") != header["key"]:
+                same_names = recorded.get("inputs") == header.get("inputs")
+                problem = _changed(recorded.get("files") or [], header.get("files") or [])
+                if same_names and problem:
+                    raise UsageError(
+                        f"cannot resume from {path}: {problem} since it was written",
+                        hint="start again without --resume (messageIds make re-sending safe)",
+                    )
                 raise UsageError(
                     f"checkpoint {path} was written for another replay (other inputs, "
                     "target or selection)",

@@ -7,6 +7,7 @@ so that running the same replay twice gives Segment the same ids to deduplicate 
 from __future__ import annotations
 
 import hashlib
+import os
 import uuid
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -60,7 +61,11 @@ def ensure_message_id(event: dict[str, Any]) -> str:
 
 @dataclass(frozen=True)
 class Shard:
-    """Share `index` (1-based) of `count`: the events whose messageId hashes to it."""
+    """Share `index` (1-based) of `count`: whole input files, or events, by a hash.
+
+    Several input files are split whole by a hash of their name (so each share reads
+    only its own); a single input is split by the hash of each event's messageId.
+    """
 
     index: int
     count: int
@@ -70,6 +75,10 @@ class Shard:
 
     def owns(self, message_id: str) -> bool:
         return shard_of(message_id, self.count) == self.index
+
+    def owns_file(self, name: str) -> bool:
+        """Whether the input named `name` (a path as expanded, or a URL) is this share's."""
+        return shard_of(name, self.count) == self.index
 
     def owns_position(self, position: int) -> bool:
         """For records with no messageId (unreadable ones): split by position instead."""
@@ -82,17 +91,37 @@ def shard_of(message_id: str, count: int) -> int:
     return int.from_bytes(digest, "big") % count + 1
 
 
-def parse_shard(text: str) -> Shard:
-    """`K/N` with 1 <= K <= N (as Jest and Playwright number shards)."""
+def parse_shard(text: str, environ: Mapping[str, str] | None = None) -> Shard:
+    """`K/N` with 1 <= K <= N (as Jest and Playwright number shards), or `auto/N`.
+
+    `auto` takes K from `JOB_COMPLETION_INDEX`, which a Kubernetes Indexed Job sets,
+    0-based, in each of its pods; so K is that plus one. The Job's `completions` (N) is
+    not in the environment, hence still given.
+    """
     head, sep, tail = text.partition("/")
+    if head == "auto" and sep:
+        env = os.environ if environ is None else environ
+        raw = env.get("JOB_COMPLETION_INDEX")
+        if raw is None or not raw.strip().isdigit():
+            raise UsageError(
+                f"--shard {text}: JOB_COMPLETION_INDEX is "
+                + ("not set" if raw is None else f"{raw!r}, not a number")
+                + " (a Kubernetes Indexed Job sets it in each pod); elsewhere give K/N"
+            )
+        head = str(int(raw) + 1)
     try:
         index, count = int(head), int(tail)
     except ValueError:
         index = count = 0
     if not sep or count < 1 or not 1 <= index <= count:
+        if text.startswith("auto/") and count >= 1:
+            raise UsageError(
+                f"--shard {text}: JOB_COMPLETION_INDEX {index - 1} is not below {count} "
+                "(the Job's completions must equal N)"
+            )
         raise UsageError(
-            f"--shard {text!r} is not K/N with 1 <= K <= N (for example 1/4); "
-            "a Kubernetes indexed Job gives $((JOB_COMPLETION_INDEX + 1))/N"
+            f"--shard {text!r} is not K/N with 1 <= K <= N (for example 1/4), nor auto/N "
+            "(K from JOB_COMPLETION_INDEX + 1, as a Kubernetes Indexed Job sets it)"
         )
     return Shard(index, count)
 

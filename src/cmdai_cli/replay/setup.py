@@ -1,24 +1,39 @@
 """What a replay needs before it reads: its inputs, its target, its files, its progress.
 
 The target is built from the flags and the profile (`make_target`); the run's identity
-(target, destination, inputs, selection) keys its checkpoint, reject and dead-letter
-files in the state directory unless they are given (`Setup`); `resume_from` opens the
-checkpoint, or only reads it for a dry run, and says which positions are already done.
+(target, destination, inputs and their versions, selection, shard) keys its checkpoint,
+reject and dead-letter files in the state directory unless they are given (`Setup`);
+`resume_from` opens the checkpoint, or only reads it for a dry run, and says which
+positions are already done.
+
+With `--shard K/N` and several input files, the shard keeps the files whose name
+hashes to it and reads nothing else; with one input it reads it all and keeps the
+events whose messageId hashes to it. Either way its `--rate` is 1/N of the one given,
+so that N shards together keep to it.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from cmdai_cli.errors import ConfigError, UsageError
-from cmdai_cli.events.inputs import Input, expand_inputs
-from cmdai_cli.replay.checkpoint import Checkpoint, Ranges, fingerprint, input_names, run_key
+from cmdai_cli.events.inputs import Input, ReadStats, expand_inputs, read_ahead
+from cmdai_cli.events.storage import is_url
+from cmdai_cli.replay.checkpoint import (
+    Checkpoint,
+    Ranges,
+    fingerprint,
+    input_names,
+    object_versions,
+    run_key,
+)
 from cmdai_cli.replay.errorlog import ErrorLog
 from cmdai_cli.replay.options import ReplayOptions
+from cmdai_cli.replay.select import Shard
 from cmdai_cli.replay.summary import Summary
 from cmdai_cli.replay.targets import (
     DEFAULT_BULK_BATCH,
@@ -138,9 +153,46 @@ def estimate_total(inputs: Sequence[Input]) -> int | None:
     return total
 
 
+@dataclass(frozen=True)
+class Sharding:
+    """This run's share of the input: `by` is "file" or "messageId"."""
+
+    shard: Shard
+    by: str
+
+
+def split(
+    options: ReplayOptions, inputs: list[Input]
+) -> tuple[ReplayOptions, list[Input], Sharding | None]:
+    """The options the run loop goes by, this shard's inputs, and how they were split.
+
+    By file, the run loop has no shard left to apply; by messageId it keeps it. The
+    rate is divided in both cases (`shared_rate`).
+    """
+    shard = options.shard
+    if shard is None:
+        return options, inputs, None
+    options = shared_rate(options)
+    if len(inputs) > 1:
+        mine = read_ahead([item for item in inputs if shard.owns_file(item.name)])
+        return replace(options, shard=None), mine, Sharding(shard, "file")
+    return options, inputs, Sharding(shard, "messageId")
+
+
+def shared_rate(options: ReplayOptions) -> ReplayOptions:
+    """A shard's options: 1/N of the rate, so that N shards together keep to it."""
+    if options.shard is None or options.rate is None:
+        return options
+    return replace(options, rate=options.rate / options.shard.count)
+
+
 @dataclass
 class Setup:
-    """One run's inputs, target and files. `close_logs` when the run is over."""
+    """One run's inputs, target and files. `close_logs` when the run is over.
+
+    `options` are those the run goes by (a shard's rate, no shard left when it is by
+    file); `sharding` says what share of the input this run takes, if any.
+    """
 
     options: ReplayOptions
     inputs: list[Input]
@@ -149,29 +201,49 @@ class Setup:
     checkpoint_path: Path
     rejects: ErrorLog
     dead: ErrorLog
+    sharding: Sharding | None = None
+    stats: ReadStats = field(default_factory=ReadStats)
 
     @classmethod
     def make(cls, options: ReplayOptions, settings: Resolved) -> Setup:
         """Check the options, expand the inputs, build the target; the caller closes it."""
         options.check()
-        inputs = expand_inputs(list(options.inputs))
-        target = make_target(options, settings)
+        stats = ReadStats()
+        since = options.filters.since
+        target = None
+        if any(is_url(spec) for spec in options.inputs):
+            # Object storage runs a thread of its own from the first listing, and the
+            # Segment target's worker can only be forked while no other thread runs.
+            target = make_target(shared_rate(options), settings)
         try:
-            return cls._for_target(options, inputs, target)
+            inputs = expand_inputs(list(options.inputs), since=since, stats=stats)
+            run_options, inputs, sharding = split(options, inputs)
+            target = target or make_target(run_options, settings)
+            setup = cls._for_target(run_options, inputs, target, options.shard)
         except BaseException:
-            target.close()  # a Segment target may have started its worker already
+            if target is not None:
+                target.close()  # a Segment target may have started its worker already
             raise
+        setup.sharding = sharding
+        setup.stats = stats
+        return setup
 
     @classmethod
-    def _for_target(cls, options: ReplayOptions, inputs: list[Input], target: Target) -> Setup:
-        identity = {
+    def _for_target(
+        cls, options: ReplayOptions, inputs: list[Input], target: Target, shard: Shard | None
+    ) -> Setup:
+        identity: dict[str, Any] = {
             "target": target.name,
             "destination": target.destination,
             "inputs": input_names(inputs),
             "filters": options.filters.as_dict(),
-            "shard": str(options.shard) if options.shard else None,
+            "shard": str(shard) if shard else None,
             "limit": options.limit,
         }
+        objects = object_versions(inputs)
+        if objects:
+            # A changed object makes another run: its positions are never taken as done.
+            identity["objects"] = objects
         key = run_key(identity)
         header = {
             **identity,
@@ -197,8 +269,13 @@ class Setup:
     def resume_from(self, summary: Summary) -> tuple[Checkpoint | None, Ranges]:
         """The checkpoint to record into (None for a dry run) and the positions done.
 
-        Counts what earlier runs of the checkpoint failed or rejected into `summary`.
+        Counts what earlier runs of the checkpoint failed or rejected into `summary`,
+        and has it report this run's share and what reading costs (as it goes).
         """
+        if self.sharding is not None:
+            summary.shard = str(self.sharding.shard)
+            summary.shard_by = self.sharding.by
+        summary.reading = self.stats
         options = self.options
         if options.dry_run:
             if not (options.resume and self.checkpoint_path.exists()):

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from cmdai_cli.errors import CmdaiError
+from cmdai_cli.events.inputs import ReadStats
 
 
 @dataclass
@@ -34,6 +35,11 @@ class Summary:
     failed_before: int = 0
     rejected_before: int = 0
     dry_run: bool = False
+    # This run's share (`K/N`) and whether it was split by file or by messageId; what
+    # reading its inputs cost, counted as they are read.
+    shard: str | None = None
+    shard_by: str | None = None
+    reading: ReadStats = field(default_factory=ReadStats)
     would_send: int = 0
     interrupted: bool = False
     checkpoint: str | None = None
@@ -67,6 +73,10 @@ class Summary:
             "dry_run": self.dry_run,
             "would_send": self.would_send,
             "requests": self.requests,
+            "files_read": self.reading.files,
+            "bytes_read": self.reading.bytes,
+            "shard": self.shard,
+            "shard_by": self.shard_by,
             "pending": self.pending,
             "filtered": self.filtered,
             "already_done": self.already_done,

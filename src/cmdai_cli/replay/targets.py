@@ -196,8 +196,8 @@ async def in_thread(fn: Callable[[], T]) -> T:
 class WebhookTarget:
     """POSTs mapped bodies to the webhook URL: one per request, or arrays of `batch_size`.
 
-    Each body is serialised once, compactly (as `JSON.stringify` does), and those exact
-    bytes are sent. A single body is signed over its bytes; an array (batch mode) is
+    Each body is serialised once, as `JSON.stringify` writes it (`cmdai_cli.js_json`),
+    and those exact bytes are sent. A single body is signed over its bytes; an array (batch mode) is
     signed over the bytes of its first element, which appear verbatim in the request as
     the text between the opening `[` and the first top-level `,`, as Segment's Webhooks
     destination signs only the first event of a batch.
@@ -217,12 +217,13 @@ class WebhookTarget:
         self._client = AsyncClient(self.timeout, self.concurrency)
 
     def prepare(self, event: dict[str, Any]) -> Prepared:
+        from cmdai_cli.js_json import dumps
         from cmdai_cli.mapping.webhook import apply_mapping
 
         body = apply_mapping(event, self.mapping)
         try:
-            data = orjson.dumps(body)
-        except orjson.JSONEncodeError as exc:
+            data = dumps(body)
+        except TypeError as exc:
             return Prepared("invalid", reason=f"the body cannot be serialised: {exc}")
         return Prepared("send", data, len(data))
 

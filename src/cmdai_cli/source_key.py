@@ -1,0 +1,204 @@
+"""A write key checked against its source on Segment's CDN: for connect, doctor, send-test.
+
+The Tracking API takes any key (see `cmdai_cli.segment.cdn`), so these are the only
+checks that tell a real key from a mistyped one. `connect` verifies before it stores:
+an unknown key (404) is not stored (exit 5); a CDN that cannot be asked leaves the key
+stored with a warning; `verify=False` skips the check. The region is learned from the
+source's Tracking API host when none is given. `doctor` turns the same answer into
+checks: the key's source, the Command AI destination on it, and the region.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Literal
+from urllib.parse import urlsplit
+
+from cmdai_cli.errors import RemoteRefused
+from cmdai_cli.segment.cdn import KeyCheck, check_write_key
+
+if TYPE_CHECKING:
+    from cmdai_cli.profile import Resolved, Store
+
+UNKNOWN_KEY_HINT = (
+    "copy the write key again from Segment (Connections > Sources > your source > "
+    "Settings > API Keys); --no-verify stores it unchecked"
+)
+Status = Literal["pass", "fail", "skip"]
+# (check name, status, what was seen, hint)
+Finding = tuple[str, Status, str, str | None]
+
+
+@dataclass(frozen=True)
+class Connected:
+    """What `connect` stored, and what the CDN said of the key (None: not asked)."""
+
+    profile: str
+    path: str
+    write_key: str
+    region: str
+    region_from: str
+    segment_host: str
+    cdn_host: str
+    check: KeyCheck | None
+
+    def as_dict(self) -> dict[str, Any]:
+        result: dict[str, Any] = {
+            "profile": self.profile,
+            "path": self.path,
+            "write_key": self.write_key,
+            "region": self.region,
+            "segment_host": self.segment_host,
+            "key_check": self.check.as_dict() if self.check else {"status": "skipped"},
+        }
+        return result
+
+
+def cdn_host_for(profile_flag: str | None, cdn_flag: str | None, store: Store) -> str:
+    """The CDN to ask: --cdn-host, then $CMDAI_CDN_HOST, the profile's, the default."""
+    from cmdai_cli import profile
+    from cmdai_cli.values import check_url
+
+    if cdn_flag is not None:
+        return check_url(cdn_flag, what="--cdn-host")
+    return str(profile.resolve(profile_flag, {}, store=store).get("cdn_host"))
+
+
+def connect(
+    store: Store,
+    name: str,
+    write_key: str,
+    *,
+    profile_flag: str | None,
+    region: str | None = None,
+    host: str | None = None,
+    cdn_flag: str | None = None,
+    verify: bool = True,
+    timeout: float = 10.0,
+) -> Connected:
+    """Check `write_key` on the CDN, then store it (with what was learned) in `name`."""
+    from cmdai_cli import profile, redact
+    from cmdai_cli.values import check_write_key as valid_key
+
+    valid_key(write_key)
+    redact.register(write_key)
+    cdn_host = cdn_host_for(profile_flag, cdn_flag, store)
+    check = check_write_key(write_key, cdn_host, timeout) if verify else None
+    if check is not None and check.status == "unknown":
+        raise RemoteRefused(
+            f"no Segment source has this write key ({check.detail}); it was not stored",
+            status=404,
+            hint=UNKNOWN_KEY_HINT,
+        )
+    region_from = "flag" if region is not None else "profile"
+    learned = check.settings.region if check and check.settings else None
+    if region is None and host is None and learned is not None:
+        region, region_from = learned, "cdn"
+    stored = profile.connect(store, name, write_key, region=region, host=host)
+    if cdn_flag is not None:
+        profile.save_profile(store, name, {"cdn_host": cdn_host})
+    region_used = stored.region or profile.DEFAULTS["region"]
+    return Connected(
+        profile=name,
+        path=str(store.path),
+        write_key=str(redact.mask(write_key)),
+        region=region_used,
+        region_from=region_from if stored.region else "default",
+        segment_host=stored.segment_host or profile.REGION_HOSTS[region_used],
+        cdn_host=cdn_host,
+        check=check,
+    )
+
+
+def describe(check: KeyCheck) -> str:
+    """One line about the CDN's verdict, for people."""
+    if check.status == "unknown":
+        return (
+            f"write key NOT verified: {check.detail}; Segment accepts events for it and drops them"
+        )
+    if check.status == "unverified":
+        return f"write key not verified: {check.detail}"
+    settings = check.settings
+    assert settings is not None
+    names = ", ".join(d.name or d.creation_name for d in settings.destinations) or "none"
+    return (
+        f"write key verified on {check.cdn_host}: sends to {settings.api_host or '?'}; "
+        f"device-mode destinations enabled: {names}"
+    )
+
+
+# ---------------------------------------------------------------------- doctor
+
+
+def doctor_findings(resolved: Resolved, *, timeout: float) -> list[Finding]:
+    """The source checks: the key's source, the Command AI destination, the region."""
+    key = resolved.get("write_key")
+    cdn_host = str(resolved.get("cdn_host"))
+    if not key:
+        why = "not checked without a write key"
+        return [("source", "skip", why, None), *_skipped(why)]
+    check = check_write_key(key, cdn_host, timeout)
+    if check.status == "unknown":
+        detail = f"no Segment source has this write key ({check.detail})"
+        return [("source", "fail", detail, UNKNOWN_KEY_HINT), *_skipped("no source to check")]
+    if check.status == "unverified" or check.settings is None:
+        hint = "check --cdn-host ($CMDAI_CDN_HOST) and the network"
+        return [("source", "fail", check.detail, hint), *_skipped("the source was not read")]
+    return [
+        ("source", "pass", describe(check), None),
+        _destination(resolved, check),
+        _region(resolved, check),
+    ]
+
+
+def _skipped(why: str) -> list[Finding]:
+    return [("command ai destination", "skip", why, None), ("region", "skip", why, None)]
+
+
+def _destination(resolved: Resolved, check: KeyCheck) -> Finding:
+    name = "command ai destination"
+    assert check.settings is not None
+    found = check.settings.commandai()
+    org_id = resolved.get("org_id")
+    if found is None:
+        detail = "not enabled on the source in device mode"
+        if resolved.get("deploy_via_segment"):
+            hint = "enable the Command AI destination on the source, or set deploy_via_segment off"
+            return (name, "fail", detail, hint)
+        return (name, "skip", detail + " (events can still reach Command AI by webhook)", None)
+    their = found.settings.get("orgId")
+    if org_id is None:
+        return (
+            name,
+            "pass",
+            f"enabled, orgId {their!r} (no org_id in the profile to compare)",
+            None,
+        )
+    if str(their) != str(org_id):
+        detail = f"enabled with orgId {their!r}, but the profile's org_id is {org_id!r}"
+        hint = "fix the destination's Organization ID in Segment, or the profile's org_id"
+        return (name, "fail", detail, hint)
+    return (name, "pass", f"enabled with orgId {their!r}, as the profile says", None)
+
+
+def _region(resolved: Resolved, check: KeyCheck) -> Finding:
+    name = "region"
+    assert check.settings is not None
+    api_host, theirs = check.settings.api_host, check.settings.region
+    segment_host = str(resolved.get("segment_host"))
+    ours = urlsplit(segment_host).netloc.lower()
+    if api_host and urlsplit("//" + api_host).netloc.lower() == ours:
+        return (name, "pass", f"the source sends to {api_host}, the host in use", None)
+    if theirs is None:
+        return (name, "skip", f"the source sends to {api_host or 'an unnamed host'}", None)
+    if theirs != resolved.get("region"):
+        detail = (
+            f"the source is in {theirs} ({api_host}), the profile says {resolved.get('region')}"
+        )
+        return (name, "fail", detail, f"run `cmdai connect --region {theirs}` or --host")
+    if urlsplit(segment_host).hostname in _REGION_HOSTNAMES:
+        return (name, "pass", f"{theirs}, as the profile says ({api_host})", None)
+    return (name, "pass", f"{theirs}; events go to {segment_host} (a host of your own)", None)
+
+
+_REGION_HOSTNAMES = frozenset(("api.segment.io", "events.eu1.segmentapis.com"))
