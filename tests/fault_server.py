@@ -60,6 +60,7 @@ class Seen:
     body: bytes
     fault: Fault
     items: int = 0
+    at: float = field(default_factory=time.monotonic)  # when it arrived
 
 
 @dataclass
