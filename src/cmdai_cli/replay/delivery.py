@@ -138,7 +138,8 @@ class Delivery:
             raise self.error
 
     def _call(self, fn: Callable[..., None], *args: object) -> None:
-        assert self._loop is not None
+        if self._loop is None:
+            return
         # A loop that has ended has nothing left to do.
         with contextlib.suppress(RuntimeError):
             self._loop.call_soon_threadsafe(fn, *args)
@@ -152,8 +153,11 @@ class Delivery:
     def _serve(self) -> None:
         try:
             asyncio.run(self._main())
+        except BaseException as exc:  # no loop at all: say why rather than hang
+            self.error = self.error or exc
         finally:
             self._ended.set()
+            self._ready.set()
 
     async def _main(self) -> None:
         self._loop = asyncio.get_running_loop()
