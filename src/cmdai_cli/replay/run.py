@@ -87,6 +87,7 @@ class _Run:
         self.counters = Counters()
         self.handed = 0  # events in batches handed to the delivery
         self.building: list[Pending] = []  # the events of the batch being built
+        self.done = 0  # records accounted for, as last shown
 
     # ------------------------------------------------------------------ progress
 
@@ -97,8 +98,11 @@ class _Run:
             return
         s, c = self.summary, self.counters
         sent = s.would_send if s.dry_run else c.sent
-        # Records accounted for: read, less the events not yet answered for.
+        # Records accounted for: read, less the events not yet answered for. Read from
+        # another thread while the reader moves events along, it can be off by a batch
+        # for a moment: it is shown never going back.
         outstanding = 0 if s.dry_run else self.handed + len(self.building) - c.sent - c.failed
+        self.done = max(self.done, s.read - outstanding)
         self.progress_cb(
             Progress(
                 s.read,
@@ -107,7 +111,7 @@ class _Run:
                 self.rejects.count,
                 c.retries,
                 self.total,
-                done=max(0, s.read - outstanding),
+                done=self.done,
                 in_flight=c.in_flight,
                 limit=c.limit,
                 waiting=c.waiting,
