@@ -1,11 +1,14 @@
 """A loopback HTTP server that misbehaves on cue and counts what it accepted.
 
 It answers Segment batches (`/v1/batch`), webhook bodies and bulk-identify arrays. A
-script of faults decides each request's fate in arrival order: answer 200, answer an
-error status (with `Retry-After` if given), drop the connection without answering, or
-answer slowly. Messages are counted only from requests it answered 200, so the counts
-are exactly what a client was told had been delivered. Webhook signatures and
-credentials are verified on every request.
+script of faults decides each request's fate in arrival order (or, with `by_first_id`,
+by the first message id the request carries, whatever order requests come in): answer
+200, answer an error status (with `Retry-After` if given), drop the connection without
+answering, or answer slowly. Every answer can be made late (`delay`, a remote server's
+latency), and `rate_limit` answers 429 with `Retry-After` to what passes a token bucket
+of that many requests per second. Messages are counted only from requests it answered
+200, so the counts are exactly what a client was told had been delivered. Webhook
+signatures and credentials are verified on every request.
 """
 
 from __future__ import annotations
@@ -57,6 +60,7 @@ class Seen:
     body: bytes
     fault: Fault
     items: int = 0
+    at: float = field(default_factory=time.monotonic)  # when it arrived
 
 
 @dataclass
@@ -64,14 +68,22 @@ class FaultServer:
     """Start with `with FaultServer(...) as server:`; send to `server.url`.
 
     `kind` is `segment`, `webhook` or `bulk`. `faults` is consumed one per request;
-    `fault_for(n)` (n counts from 0) is used instead when given; `delay` slows every
-    answer. `write_key`, `secret` and `auth` (header name, value) are checked.
+    `fault_for(n)` (n counts from 0) is used instead when given; `by_first_id` maps a
+    request's first message id to the faults its tries get, one per try. `delay` slows
+    every answer. `rate_limit` (requests per second, bursts of `burst`) answers 429 with
+    `Retry-After: {limit_retry_after}` beyond it. `write_key`, `secret` and `auth`
+    (header name, value) are checked. `max_active` is the most requests handled at once.
     """
 
     kind: str = "segment"
     faults: Iterable[Fault] = ()
     fault_for: Callable[[int], Fault] | None = None
+    by_first_id: dict[str, list[Fault]] = field(default_factory=dict)
     delay: float = 0.0
+    rate_limit: float | None = None
+    burst: float = 1.0
+    limit_retry_after: str = "1"
+    max_active: int = 0
     write_key: str | None = None
     secret: str | None = None
     auth: tuple[str, str] | None = None
@@ -87,6 +99,8 @@ class FaultServer:
         self._count = 0
         self._active = 0
         self._server: ThreadingHTTPServer | None = None
+        self._tokens = self.burst
+        self._refilled = time.monotonic()
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -144,13 +158,42 @@ class FaultServer:
 
     # ------------------------------------------------------------------ serving
 
-    def _next_fault(self) -> Fault:
+    def _next_fault(self, raw: bytes, headers: Any) -> Fault:
+        first = self._first_id(raw, headers) if self.by_first_id else None
         with self._lock:
             n = self._count
             self._count += 1
+            if self.rate_limit is not None and not self._take_token():
+                return status(429, self.limit_retry_after)
+            if first is not None:
+                script = self.by_first_id.get(first)
+                return script.pop(0) if script else OK
             if self.fault_for is not None:
                 return self.fault_for(n)
             return self._script.pop(0) if self._script else OK
+
+    def _take_token(self) -> bool:
+        # Called with the lock held.
+        assert self.rate_limit is not None
+        now = time.monotonic()
+        self._tokens = min(self.burst, self._tokens + (now - self._refilled) * self.rate_limit)
+        self._refilled = now
+        if self._tokens < 1.0:
+            return False
+        self._tokens -= 1.0
+        return True
+
+    def _first_id(self, raw: bytes, headers: Any) -> str | None:
+        try:
+            body = orjson.loads(decode_body(raw, headers.get("Content-Encoding")))
+        except (orjson.JSONDecodeError, Rejected):
+            return None
+        if isinstance(body, dict):
+            body = body.get("batch", [body])
+        if not isinstance(body, list) or not body or not isinstance(body[0], dict):
+            return None
+        item = body[0]
+        return str(item.get("messageId", item.get("id", item.get("userId"))))
 
     def settle(self, timeout: float = 5.0) -> None:
         """Wait until no request is being handled (a killed client's last ones included)."""
@@ -165,6 +208,7 @@ class FaultServer:
     def _handle(self, handler: BaseHTTPRequestHandler) -> None:
         with self._lock:
             self._active += 1
+            self.max_active = max(self.max_active, self._active)
         try:
             self._answer(handler)
         finally:
@@ -174,7 +218,7 @@ class FaultServer:
     def _answer(self, handler: BaseHTTPRequestHandler) -> None:
         length = int(handler.headers.get("Content-Length") or 0)
         raw = handler.rfile.read(length)
-        fault = self._next_fault()
+        fault = self._next_fault(raw, handler.headers)
         seen = Seen(handler.path, dict(handler.headers.items()), raw, fault)
         with self._lock:
             self.requests.append(seen)

@@ -148,8 +148,9 @@ def test_refused_batches_go_to_the_dead_letter_file_and_replay_from_it(
     events = make_events(100)
     source = write_ndjson(tmp_path / "in.ndjson", events)
     dead = tmp_path / "dead.ndjson"
-    faults = [status(400), *[status(503)] * 3]
-    with FaultServer(write_key=WRITE_KEY, faults=faults) as server:
+    # By batch, not by arrival: a batch waiting for its retry does not hold up the next.
+    faults = {"msg-000000": [status(400)], "msg-000010": [status(503)] * 3}
+    with FaultServer(write_key=WRITE_KEY, by_first_id=faults) as server:
         result = cli(
             "replay",
             str(source),

@@ -1,4 +1,4 @@
-"""The replay core, piece by piece: selection, sizes, batches, checkpoint, delivery."""
+"""The replay core, piece by piece: selection, sizes, batches, checkpoint, error files."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from cmdai_cli.commandai import Answer, auth_headers, signature
+from cmdai_cli.commandai import auth_headers, signature
 from cmdai_cli.errors import UsageError
 from cmdai_cli.replay.batching import (
     MAX_BATCH_BYTES,
@@ -24,7 +24,6 @@ from cmdai_cli.replay.batching import (
     wire_size,
 )
 from cmdai_cli.replay.checkpoint import Checkpoint, Ranges, read_journal
-from cmdai_cli.replay.delivery import Delivery, RateLimiter
 from cmdai_cli.replay.errorlog import ErrorLog, unwrap
 from cmdai_cli.replay.select import (
     Filters,
@@ -33,7 +32,6 @@ from cmdai_cli.replay.select import (
     parse_shard,
     shard_of,
 )
-from cmdai_cli.retry import RetryPolicy
 from cmdai_cli.segment.messages import check_message, message_problem
 
 json_values = st.recursive(
@@ -314,80 +312,3 @@ def test_error_log_lines_unwrap_to_the_event(tmp_path: Path) -> None:
     nothing.write("x")
     nothing.close()
     assert nothing.count == 1
-
-
-# ---------------------------------------------------------------- delivery
-
-
-def _batch(n: int) -> Any:
-    from cmdai_cli.replay.batching import Batch
-
-    return Batch(n, n + 1, [{"n": n}], [_pending(n)])
-
-
-def test_delivery_retries_then_acknowledges_or_gives_up() -> None:
-    answers = {
-        0: [Answer(False, 503), Answer(False, None), Answer(True, 200)],
-        1: [Answer(False, 400, "bad")],
-        2: [Answer(False, 500)] * 10,
-    }
-    acked: list[int] = []
-    failed: list[tuple[int, str, int | None, int]] = []
-
-    def send(batch: Any) -> Answer:
-        return answers[batch.start].pop(0)
-
-    delivery = Delivery(
-        send,
-        on_ack=lambda b, a: acked.append(b.start),
-        on_fail=lambda b, reason, status, attempts: failed.append(
-            (b.start, reason, status, attempts)
-        ),
-        policy=RetryPolicy(max_retries=3, base_delay=0.001, max_delay=0.001),
-        concurrency=2,
-    )
-    for n in range(3):
-        delivery.submit(_batch(n))
-    delivery.finish()
-    assert acked == [0]
-    by_start = {f[0]: f for f in failed}
-    assert by_start[1][2:] == (400, 1)
-    assert by_start[2][2:] == (500, 4) and "gave up" in by_start[2][1]
-    assert delivery.counters.retries == 2 + 3
-    assert delivery.counters.requests == 3 + 1 + 4
-
-
-def test_stopped_delivery_abandons_queued_batches() -> None:
-    gate = threading.Event()
-
-    def send(batch: Any) -> Answer:
-        gate.wait(5)
-        return Answer(True, 200)
-
-    acked: list[int] = []
-    delivery = Delivery(
-        send,
-        on_ack=lambda b, a: acked.append(b.start),
-        on_fail=lambda *a: None,
-        policy=RetryPolicy(),
-        concurrency=1,
-    )
-    delivery.submit(_batch(0))
-    delivery.submit(_batch(1))
-    delivery.stop()
-    gate.set()
-    delivery.finish()
-    assert acked in ([0], [])
-    assert delivery.counters.abandoned == 2 - len(acked)
-
-
-def test_rate_limiter_spaces_reservations() -> None:
-    now = [0.0]
-    limiter = RateLimiter(100, clock=lambda: now[0])
-    assert limiter.reserve(50) == pytest.approx(0.5)
-    assert limiter.reserve(50) == pytest.approx(1.0)
-    now[0] = 1.0
-    assert limiter.reserve(10) == pytest.approx(0.1)
-    now[0] = 10.0
-    assert limiter.reserve(100) == 0.0  # a second's worth of burst, no more
-    assert limiter.reserve(1) > 0

@@ -1,8 +1,10 @@
 """Command AI's two HTTP endpoints: the Segment webhook and bulk-identify.
 
-One `Client` holds one httpx client, made on first use, shared by every thread that
-posts through it (replay's delivery workers, or doctor's single probe). Each post is
-made once and comes back as an `Answer`; retrying is the caller's business.
+`Client` holds one blocking httpx client (doctor's single probe); `AsyncClient` one
+asynchronous httpx client, for replay, whose delivery loop keeps up to a hundred or so
+requests in flight on one thread: a request waiting for its answer costs a suspended
+coroutine rather than a thread. Both are made on first use. Each post is made once and
+comes back as an `Answer`; retrying is the caller's business.
 
 Facts (shared/reference/integration-facts.md, sections 5 and 6): the webhook takes the
 body Segment's Webhooks (Actions) destination sends, signed in `X-Signature` as the hex
@@ -23,16 +25,20 @@ from cmdai_cli import __version__
 if TYPE_CHECKING:
     import httpx
 
+    from cmdai_cli import http11
+
 USER_AGENT = f"cmdai-replay/{__version__}"
 
 
 class Answer(NamedTuple):
-    """The answer to one request: `status` None when none came."""
+    """The answer to one request: `status` None when none came (`timed_out` if none came
+    in time)."""
 
     ok: bool
     status: int | None
     detail: str | None = None
     retry_after: float | None = None
+    timed_out: bool = False
 
 
 def signature(secret: str, data: bytes) -> str:
@@ -56,8 +62,8 @@ def bulk_identify_url(api_host: str, org_id: str) -> str:
 class Client:
     """Posts to Command AI. Use as a context manager, or call `close`.
 
-    The httpx client is made on the first post, so that a dry run, or a run with nothing
-    to send, never loads httpx; delivery threads may post at once, hence the lock.
+    The httpx client is made on the first post, so that a caller with nothing to send
+    never loads httpx; threads may post at once, hence the lock.
     """
 
     def __init__(self, timeout: float, concurrency: int = 1) -> None:
@@ -115,20 +121,143 @@ class Client:
         """POST once; the answer, with the wait a 429 or 503 asked for."""
         import httpx
 
-        from cmdai_cli import http_errors, retry
-
         try:
             response = self._http().post(url, content=body, headers=headers)
         except httpx.HTTPError as exc:
-            error = http_errors.error_for_exception(exc, service=service)
-            return Answer(False, None, error.message)
-        status = response.status_code
-        if 200 <= status < 300:
-            return Answer(True, status)
-        wait = retry.parse_retry_after(response.headers.get("Retry-After"))
-        if wait is None and status == 429:
-            import time
+            return _no_answer(exc, service)
+        return _answer(response, service)
 
-            wait = retry.parse_reset(response.headers.get("X-RateLimit-Reset"), now=time.time())
-        error = http_errors.error_for_response(response, service=service)
-        return Answer(False, status, error.message, wait)
+
+class AsyncClient:
+    """Posts to Command AI from one event loop; `await aclose()` on that loop when done.
+
+    Requests go through `cmdai_cli.http11` (see there why), or through httpx's own
+    asynchronous client when a proxy is configured for the URL (HTTP(S)_PROXY, ALL_PROXY,
+    NO_PROXY), which that client knows how to use. Either is made on the first post.
+    """
+
+    def __init__(self, timeout: float, concurrency: int = 1) -> None:
+        self.timeout = timeout
+        self.concurrency = max(1, concurrency)
+        self._pool: http11.Pool | None = None
+        self._httpx: httpx.AsyncClient | None = None
+        self._proxied: dict[str, bool] = {}
+
+    async def aclose(self) -> None:
+        if self._pool is not None:
+            pool, self._pool = self._pool, None
+            await pool.aclose()
+        if self._httpx is not None:
+            client, self._httpx = self._httpx, None
+            await client.aclose()
+
+    async def post_webhook(
+        self, url: str, body: bytes, *, secret: str | None = None, signed: bytes | None = None
+    ) -> Answer:
+        """As `Client.post_webhook`."""
+        headers: dict[str, str] = {}
+        if secret:
+            headers["X-Signature"] = signature(secret, body if signed is None else signed)
+        return await self._post(url, body, headers, "the webhook")
+
+    async def post_bulk_identify(self, url: str, body: bytes, headers: dict[str, str]) -> Answer:
+        """As `Client.post_bulk_identify`."""
+        return await self._post(url, body, headers, "Command AI")
+
+    async def _post(self, url: str, body: bytes, headers: dict[str, str], service: str) -> Answer:
+        proxied = self._proxied.get(url)
+        if proxied is None:
+            proxied = self._proxied[url] = _behind_proxy(url)
+        if proxied:
+            return await self._post_httpx(url, body, headers, service)
+        from cmdai_cli import http11
+
+        if self._pool is None:
+            self._pool = http11.Pool(
+                self.timeout,
+                keep=self.concurrency,
+                headers={"User-Agent": USER_AGENT, "Content-Type": "application/json"},
+            )
+        try:
+            reply = await self._pool.post(url, body, headers)
+        except http11.TransportError as exc:
+            return _no_answer(_as_httpx_error(exc, url), service)
+        if 200 <= reply.status < 300:
+            return Answer(True, reply.status)
+        import httpx
+
+        response = httpx.Response(
+            reply.status,
+            headers=reply.headers,
+            content=reply.body,
+            request=httpx.Request("POST", url),
+        )
+        return _answer(response, service)
+
+    async def _post_httpx(
+        self, url: str, body: bytes, headers: dict[str, str], service: str
+    ) -> Answer:
+        import httpx
+
+        if self._httpx is None:
+            # httpx's pool scans every connection for each request: kept small.
+            n = min(self.concurrency, 16)
+            self._httpx = httpx.AsyncClient(
+                timeout=self.timeout,
+                follow_redirects=False,
+                limits=httpx.Limits(max_connections=n, max_keepalive_connections=n),
+                headers={"User-Agent": USER_AGENT, "Content-Type": "application/json"},
+            )
+        try:
+            response = await self._httpx.post(url, content=body, headers=headers)
+        except httpx.HTTPError as exc:
+            return _no_answer(exc, service)
+        return _answer(response, service)
+
+
+def _behind_proxy(url: str) -> bool:
+    import urllib.request
+    from urllib.parse import urlsplit
+
+    proxies = urllib.request.getproxies_environment()
+    parts = urlsplit(url)
+    if not (proxies.get(parts.scheme) or proxies.get("all")):
+        return False
+    return not urllib.request.proxy_bypass(parts.hostname or "")
+
+
+def _as_httpx_error(exc: http11.TransportError, url: str) -> httpx.HTTPError:
+    """The httpx error that says the same, so that one mapper words every failure."""
+    import httpx
+
+    kind: type[httpx.TransportError] = {
+        "connect": httpx.ConnectError,
+        "timeout": httpx.ReadTimeout,
+        "protocol": httpx.RemoteProtocolError,
+    }[exc.kind]
+    return kind(str(exc), request=httpx.Request("POST", url))
+
+
+def _no_answer(exc: httpx.HTTPError, service: str) -> Answer:
+    import httpx
+
+    from cmdai_cli import http_errors
+
+    error = http_errors.error_for_exception(exc, service=service)
+    return Answer(False, None, error.message, timed_out=isinstance(exc, httpx.TimeoutException))
+
+
+def _answer(response: httpx.Response, service: str) -> Answer:
+    """A response as an `Answer`, with the wait a 429 or 503 asked for."""
+    status = response.status_code
+    if 200 <= status < 300:
+        return Answer(True, status)
+    from cmdai_cli import http_errors, retry
+
+    wait = retry.parse_retry_after(response.headers.get("Retry-After"))
+    if wait is None and status == 429:
+        import time
+
+        wait = retry.parse_reset(response.headers.get("X-RateLimit-Reset"), now=time.time())
+    error = http_errors.error_for_response(response, service=service)
+    return Answer(False, status, error.message, wait)

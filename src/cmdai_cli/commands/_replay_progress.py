@@ -1,4 +1,10 @@
-"""The progress bar `cmdai replay` shows on a terminal (rich, loaded only when shown)."""
+"""The progress bar `cmdai replay` shows on a terminal (rich, loaded only when shown).
+
+It moves with the records accounted for (acknowledged, failed, rejected or skipped),
+refreshed several times a second by the run, so that its rate and ETA follow what the
+target acknowledged rather than what was read ahead; it also shows the requests in
+flight against the current in-flight limit, and those waiting for a retry.
+"""
 
 from __future__ import annotations
 
@@ -33,13 +39,17 @@ def replay_progress(show: bool) -> Iterator[Callable[[Progress], None] | None]:
         TextColumn("ETA"),
         TimeRemainingColumn(),
         TextColumn(
-            "sent {task.fields[sent]} retries {task.fields[retries]} "
-            "failed {task.fields[failed]} rejected {task.fields[rejected]}"
+            "sent {task.fields[sent]} in flight {task.fields[flight]} "
+            "retrying {task.fields[waiting]} failed {task.fields[failed]} "
+            "rejected {task.fields[rejected]}"
         ),
         console=output.console(stderr=True),
         transient=True,
+        refresh_per_second=5,
     )
-    task = bar.add_task("replay", total=None, sent=0, retries=0, failed=0, rejected=0, rate=0)
+    task = bar.add_task(
+        "replay", total=None, sent=0, flight="0/0", waiting=0, failed=0, rejected=0, rate="-"
+    )
 
     def update(snapshot: Progress) -> None:
         total = snapshot.total if snapshot.total and snapshot.total >= snapshot.read else None
@@ -47,10 +57,11 @@ def replay_progress(show: bool) -> Iterator[Callable[[Progress], None] | None]:
         rate = f"{snapshot.sent / elapsed:,.0f}" if elapsed > 0 else "-"
         bar.update(
             task,
-            completed=snapshot.read,
+            completed=snapshot.done,
             total=total,
             sent=snapshot.sent,
-            retries=snapshot.retries,
+            flight=f"{snapshot.in_flight}/{snapshot.limit}",
+            waiting=snapshot.waiting,
             failed=snapshot.failed,
             rejected=snapshot.rejected,
             rate=rate,

@@ -4,8 +4,8 @@ A journal file: a header line naming the run (target, destination, inputs and th
 fingerprints, selection), then one `{"done": [start, end]}` line per batch the target
 acknowledged (or that failed for good and went to the dead-letter file). A position is
 only recorded after the target answered for it, and the line is fsynced before the
-worker that sent the batch moves on, so what is lost on a crash is at most the batches
-in flight. Concurrent workers share one write and fsync (group commit).
+batch's in-flight slot is given back, so what is lost on a crash is at most the batches
+in flight. Answers that come in together share one write and fsync (group commit).
 
 A line may also count the events of its range that were not delivered (`failed`: in
 the dead-letter file; `rejected`: in the reject file), so that a resumed run still
@@ -192,10 +192,14 @@ class Checkpoint:
             raise UsageError(f"{path}: cannot write the checkpoint: {exc.strerror}") from None
         return cls(path, os.fdopen(fd, "ab"), done, undelivered)
 
-    def commit(self, start: int, end: int, *, failed: int = 0, rejected: int = 0) -> None:
+    def commit(
+        self, start: int, end: int, *, failed: int = 0, rejected: int = 0, wait: bool = True
+    ) -> None:
         """Record [start, end) as done; returns when it is durable. Thread-safe.
 
-        `failed` and `rejected` count the range's events that were not delivered.
+        `failed` and `rejected` count the range's events that were not delivered. With
+        `wait` False the range is only queued: `flush` makes everything queued durable
+        in one write.
         """
         entry: dict[str, Any] = {"done": [start, end]}
         if failed:
@@ -207,14 +211,23 @@ class Checkpoint:
             self.done.add(start, end)
             self._pending.append(line)
             self._issued += 1
-            ticket = self._issued
-            while self._durable < ticket:
-                if self._error is not None:
-                    raise RuntimeError(f"the checkpoint could not be written: {self._error}")
-                if self._writing:
-                    self._cond.wait()
-                    continue
-                self._write_pending()
+            if wait:
+                self._wait_durable(self._issued)
+
+    def flush(self) -> None:
+        """Return once every range committed so far is durable."""
+        with self._cond:
+            self._wait_durable(self._issued)
+
+    def _wait_durable(self, ticket: int) -> None:
+        # Called with the lock held.
+        while self._durable < ticket:
+            if self._error is not None:
+                raise RuntimeError(f"the checkpoint could not be written: {self._error}")
+            if self._writing:
+                self._cond.wait()
+                continue
+            self._write_pending()
 
     def _write_pending(self) -> None:
         # Called with the lock held; releases it for the slow part so that commits

@@ -1,202 +1,382 @@
-"""Sending batches from a few worker threads, at a bounded rate, with the one retry policy.
+"""Sending batches so that waiting never holds up sending.
 
-The reading thread hands batches to `Delivery.submit`, which blocks while every worker
-is busy and the queue (one batch per worker) is full, so memory stays bounded however
-long the input. Each worker sends a batch, retries what `RetryPolicy` says to retry,
-and reports the batch as acknowledged or as failed for good. After `stop()` no batch is
-started and no retry made: what was not answered stays unrecorded, for a resume.
+The reading thread hands batches to `Delivery.submit`. An event loop on a thread of its
+own sends them: as many requests in flight as the adaptive limit allows (`--concurrency`
+is its ceiling), each started as soon as a slot is free and the rate brakes allow
+(`delivery_control`). A request that failed and may be retried leaves its slot at once
+and waits in a schedule ordered by due time; due retries go before new batches. What
+is admitted but not yet answered for (in flight, waiting or queued) is bounded, so
+`submit` blocks while it is full and memory stays flat however long the input.
+
+A request that has taken many times the usual latency stops counting against the limit
+(`InFlight`), up to twice the ceiling's number of such stragglers: a few hung requests
+cannot stall every slot (benchmarks/delivery.py, 2% of answers 2 s late: with only
+the ceiling's number of stragglers allowed, the steady rate was a quarter lower).
+Everything in flight is still bounded, by three times the ceiling.
+
+An answered batch is handed to a recording thread, which runs `on_ack` / `on_fail` for
+everything that came in meanwhile and then `flush` once (one durable checkpoint write
+for many answers). A batch keeps its slot until it is recorded, so what can be sent
+twice after a crash is at most the batches in flight.
+
+`stop()` sends nothing more: queued and waiting batches are abandoned at once, requests
+in flight get `grace` seconds to be answered and are then cancelled; whatever was not
+answered stays unrecorded, for a resume.
 """
 
 from __future__ import annotations
 
-import queue
+import asyncio
+import contextlib
+import heapq
 import threading
 import time
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections import deque
+from collections.abc import Awaitable, Callable
 
 from cmdai_cli.commandai import Answer
 from cmdai_cli.replay.batching import Batch
+from cmdai_cli.replay.delivery_control import AdaptiveLimit, InFlight, LearntRate, RateLimiter
+from cmdai_cli.replay.delivery_record import Acked, Counters, Failed, Job, Recorder, Send
 from cmdai_cli.retry import RetryPolicy
 
-
-class RateLimiter:
-    """At most `rate` events per second on average, with bursts of up to one second's worth.
-
-    A caller reserves its events and then sleeps off any debt outside the lock, so
-    callers are served in the order they asked.
-    """
-
-    def __init__(self, rate: float, *, clock: Callable[[], float] = time.monotonic) -> None:
-        if rate <= 0:
-            raise ValueError("rate must be positive")
-        self.rate = rate
-        self.capacity = max(rate, 1.0)
-        self.clock = clock
-        self._tokens = 0.0
-        self._last = clock()
-        self._lock = threading.Lock()
-
-    def reserve(self, count: int) -> float:
-        """Take `count` events' worth; the seconds the caller must wait first."""
-        with self._lock:
-            now = self.clock()
-            self._tokens = min(self.capacity, self._tokens + (now - self._last) * self.rate)
-            self._last = now
-            self._tokens -= count
-            return 0.0 if self._tokens >= 0 else -self._tokens / self.rate
-
-
-@dataclass
-class Counters:
-    """What the workers did; read by the summary and the progress display."""
-
-    sent: int = 0
-    failed: int = 0
-    unreachable: int = 0  # of `failed`: no answer, or a 5xx, at the last try
-    retries: int = 0
-    requests: int = 0
-    abandoned: int = 0
-    lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
-
-
-Acked = Callable[[Batch, Answer], None]
-Failed = Callable[[Batch, str, int | None, int], None]
+__all__ = ["Counters", "Delivery", "RateLimiter"]
 
 
 class Delivery:
-    """A pool of `concurrency` workers sending batches through `send`.
-
-    `on_ack(batch, answer)` runs in the worker after a 2xx; `on_fail(batch, reason,
-    status, attempts)` after the last try. Both run before the worker takes the next
-    batch, which bounds what can be sent twice after a crash to one batch per worker.
-    """
+    """Sends batches through `send` (a coroutine function); see the module docstring."""
 
     def __init__(
         self,
-        send: Callable[[Batch], Answer],
+        send: Send,
         *,
         on_ack: Acked,
         on_fail: Failed,
         policy: RetryPolicy,
         concurrency: int = 4,
         limiter: RateLimiter | None = None,
+        backlog: int | None = None,
+        flush: Callable[[], None] | None = None,
+        close: Callable[[], Awaitable[None]] | None = None,
+        start: int | None = None,
+        grace: float = 0.5,
     ) -> None:
         self.send = send
         self.on_ack = on_ack
         self.on_fail = on_fail
+        self.flush = flush
+        self.close = close
         self.policy = policy
         self.limiter = limiter
-        self.counters = Counters()
+        self.limit = AdaptiveLimit(concurrency, start=start)
+        self.learnt = LearntRate()
+        self.grace = grace
+        self.counters = Counters(limit=self.limit.current)
         self.error: BaseException | None = None
-        self._stop = threading.Event()
-        self._queue: queue.Queue[Batch | None] = queue.Queue(maxsize=max(1, concurrency))
-        self._threads = [
-            threading.Thread(target=self._work, name=f"cmdai-replay-{n}", daemon=True)
-            for n in range(max(1, concurrency))
-        ]
-        for thread in self._threads:
-            thread.start()
+        ceiling = self.limit.ceiling
+        # Admitted and not yet recorded: in flight (stragglers too), waiting for a retry,
+        # or queued. At a 10% fault rate about as many wait as are in flight.
+        self.capacity = 3 * ceiling + (backlog if backlog is not None else max(16, 4 * ceiling))
+        self._room = threading.Semaphore(self.capacity)
+        self._stopping = threading.Event()
+        self._incoming: deque[Job] = deque()
+        self._schedule: list[tuple[float, int, Job]] = []
+        self._seq = 0
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._input_closed = False
+        self._flying: InFlight[Job] = InFlight(2 * ceiling)
+        self._watching = False
+        self._ready = threading.Event()
+        self._ended = threading.Event()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._wake: asyncio.Event | None = None
+        self._thread = threading.Thread(target=self._serve, name="cmdai-replay-send", daemon=True)
+        self._recorder: Recorder[Job] = Recorder(self._record_jobs, self._after_record)
+        self._thread.start()
+        self._ready.wait()
 
     # ------------------------------------------------------------------ the reader's side
 
     def submit(self, batch: Batch) -> None:
-        """Queue a batch, waiting while the workers are all busy."""
-        while True:
+        """Hand over a batch, waiting while as many as allowed are not yet recorded."""
+        job = Job(batch)
+        while not self._room.acquire(timeout=0.1):
             self.raise_error()
-            if self._stop.is_set():
+            if self._stopping.is_set():
+                self._abandon(job)
                 return
-            try:
-                self._queue.put(batch, timeout=0.1)
-                return
-            except queue.Full:
-                continue
+        self.raise_error()
+        if self._stopping.is_set():
+            self._room.release()
+            self._abandon(job)
+            return
+        if not batch.events:
+            # Nothing to send (its range held only skipped or rejected records).
+            job.slot = False
+            job.answer = Answer(True, None)
+            self._recorder.put(job)
+            return
+        self._call(self._admit, job)
 
-    def finish(self, progress: Callable[[], None] | None = None) -> None:
-        """Wait until every queued batch is answered for (or abandoned, when stopping)."""
-        for _ in self._threads:
-            while True:
-                try:
-                    self._queue.put(None, timeout=0.1)
-                    break
-                except queue.Full:
-                    if progress is not None:
-                        progress()
-        for thread in self._threads:
-            while thread.is_alive():
-                thread.join(timeout=0.2)
-                if progress is not None:
-                    progress()
+    def finish(self) -> None:
+        """Wait until every batch is answered for (or abandoned, when stopping)."""
+        self._call(self._close_input)
+        # Not Thread.join: a KeyboardInterrupt inside it can leave a thread that still
+        # runs marked as ended (CPython bpo-45274); an Event is safe to wait on.
+        while not self._ended.wait(0.2):
+            pass
+        self._recorder.close()
 
     def stop(self) -> None:
-        """Send nothing more: no new batches, no more retries."""
-        self._stop.set()
+        """Send nothing more; requests in flight have `grace` seconds to be answered."""
+        if not self._stopping.is_set():
+            self._stopping.set()
+            self._call(self._on_stop)
 
     def raise_error(self) -> None:
         if self.error is not None:
             raise self.error
 
-    # ------------------------------------------------------------------ the workers' side
-
-    def _work(self) -> None:
-        while True:
-            batch = self._queue.get()
-            if batch is None:
-                return
-            if self._stop.is_set():
-                self._abandon(batch)
-                continue
-            try:
-                self._deliver(batch)
-            except BaseException as exc:  # a bug or a full disk: stop everything
-                if self.error is None:
-                    self.error = exc
-                self._stop.set()
-                self._abandon(batch)
-
-    def _abandon(self, batch: Batch) -> None:
-        with self.counters.lock:
-            self.counters.abandoned += len(batch)
-
-    def _deliver(self, batch: Batch) -> None:
-        if not batch.events:
-            self.on_ack(batch, Answer(True, None))
+    def _call(self, fn: Callable[..., None], *args: object) -> None:
+        if self._loop is None:
             return
+        # A loop that has ended has nothing left to do.
+        with contextlib.suppress(RuntimeError):
+            self._loop.call_soon_threadsafe(fn, *args)
+
+    def _abandon(self, job: Job) -> None:
+        with self.counters.lock:
+            self.counters.abandoned += len(job.batch)
+
+    # ------------------------------------------------------------------ the loop
+
+    def _serve(self) -> None:
+        try:
+            asyncio.run(self._main())
+        except BaseException as exc:  # no loop at all: say why rather than hang
+            self.error = self.error or exc
+        finally:
+            self._ended.set()
+            self._ready.set()
+
+    async def _main(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._wake = asyncio.Event()
+        self._ready.set()
+        try:
+            await self._dispatch()
+        except BaseException as exc:  # a bug: stop everything, say why
+            self._fail(exc)
+        # Stopping or done: what is in flight ends (answered, or cancelled after the
+        # grace), and every slot comes back from the recorder.
+        while self.counters.in_flight > 0:
+            await self._nap(None)
+        if self.close is not None:
+            # A client that cannot close cleanly has nothing more to send anyway.
+            with contextlib.suppress(asyncio.TimeoutError, Exception):
+                await asyncio.wait_for(self.close(), timeout=max(self.grace, 0.1))
+
+    def _fail(self, exc: BaseException) -> None:
+        if self.error is None:
+            self.error = exc
+        self._stopping.set()
+        if self._loop is not None:
+            self._call(self._on_stop)
+
+    async def _nap(self, timeout: float | None) -> None:
+        """Sleep until something changes, or `timeout` seconds pass."""
+        wake = self._wake
+        assert wake is not None and self._loop is not None
+        if timeout is None:
+            await wake.wait()
+        else:
+            handle = self._loop.call_later(max(0.0, timeout), wake.set)
+            try:
+                await wake.wait()
+            finally:
+                handle.cancel()
+        wake.clear()
+
+    def _poke(self) -> None:
+        assert self._wake is not None
+        self._wake.set()
+
+    def _admit(self, job: Job) -> None:
+        if self._stopping.is_set():
+            self._room.release()
+            self._abandon(job)
+            return
+        self._incoming.append(job)
+        self._poke()
+
+    def _close_input(self) -> None:
+        self._input_closed = True
+        self._poke()
+
+    def _on_stop(self) -> None:
+        abandoned = list(self._incoming) + [job for _, _, job in self._schedule]
+        self._incoming.clear()
+        self._schedule.clear()
+        for job in abandoned:
+            self._room.release()
+            self._abandon(job)
+        self._set_waiting()
+        assert self._loop is not None
+        self._loop.call_later(self.grace, self._cancel_in_flight)
+        self._poke()
+
+    def _cancel_in_flight(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+
+    def _set_waiting(self) -> None:
+        c = self.counters
+        c.waiting = len(self._schedule)
+        c.max_waiting = max(c.max_waiting, c.waiting)
+
+    async def _dispatch(self) -> None:
         counters = self.counters
-        attempt = 0
-        waited = 0.0
-        while True:
-            if self.limiter is not None:
-                delay = self.limiter.reserve(len(batch.events))
-                if delay > 0 and self._stop.wait(delay):
-                    self._abandon(batch)
+        limit = self.limit
+        clock = time.monotonic
+        while not self._stopping.is_set():
+            if self._flying.counted >= limit.current:
+                await self._nap(None)
+                continue
+            job: Job | None = None
+            schedule = self._schedule
+            if schedule and schedule[0][0] <= clock():
+                job = heapq.heappop(schedule)[2]
+                self._set_waiting()
+            elif self._incoming:
+                job = self._incoming.popleft()
+            if job is None:
+                if self._input_closed and not schedule and counters.in_flight == 0:
                     return
-            answer = self.send(batch)
-            attempt += 1
-            with counters.lock:
-                counters.requests += 1
-            if answer.ok:
-                self.on_ack(batch, answer)
-                return
-            decision = self.policy.decide(
-                attempt,
-                waited,
-                status=answer.status,
-                network_error=answer.status is None,
-                server_wait=answer.retry_after,
-            )
-            if not decision.retry:
-                reason = answer.detail or f"HTTP {answer.status}"
-                if answer.status is None or answer.status in (408, 429) or answer.status >= 500:
-                    reason += f" ({decision.reason})"
-                self.on_fail(batch, reason, answer.status, attempt)
-                return
-            if self._stop.is_set():
-                self._abandon(batch)
-                return
-            with counters.lock:
-                counters.retries += 1
-            if self._stop.wait(decision.delay):
-                self._abandon(batch)
-                return
-            waited += decision.delay
+                await self._nap(schedule[0][0] - clock() if schedule else None)
+                continue
+            delay = self.learnt.delay()
+            if self.limiter is not None:
+                delay = max(delay, self.limiter.reserve(len(job.batch)))
+            if delay > 0:
+                until = clock() + delay
+                while not self._stopping.is_set() and (left := until - clock()) > 0:
+                    await self._nap(left)
+                if self._stopping.is_set():
+                    self._room.release()
+                    self._abandon(job)
+                    return
+            self._flying.sent(job)
+            counters.in_flight += 1
+            if counters.in_flight > counters.max_in_flight:
+                counters.max_in_flight = counters.in_flight
+            if not self._watching:
+                self._watching = True
+                self._watch()
+            task = asyncio.get_running_loop().create_task(self._attempt(job))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    async def _attempt(self, job: Job) -> None:
+        counters = self.counters
+        batch = job.batch
+        try:
+            answer = await self.send(batch)
+        except asyncio.CancelledError:
+            self._release(job, abandoned=True)
+            return
+        except BaseException as exc:
+            self._release(job, abandoned=True)
+            self._fail(exc)
+            return
+        job.attempts += 1
+        counters.requests += 1
+        self._flying.answered(job, timed_out=answer.timed_out)
+        status = answer.status
+        self.learnt.answered(status)
+        if answer.ok:
+            self.limit.clean(self._flying.counted)
+            self._record(job, answer=answer)
+            return
+        if status in (429, 503) or answer.timed_out:
+            self.limit.overloaded()
+        counters.limit = self.limit.current
+        decision = self.policy.decide(
+            job.attempts,
+            job.waited,
+            status=status,
+            network_error=status is None,
+            server_wait=answer.retry_after,
+        )
+        if not decision.retry:
+            reason = answer.detail or f"HTTP {status}"
+            if status is None or status in (408, 429) or status >= 500:
+                reason += f" ({decision.reason})"
+            job.reason = reason
+            self._record(job, answer=answer)
+            return
+        if self._stopping.is_set():
+            self._release(job, abandoned=True)
+            return
+        counters.retries += 1
+        counters.retry_wait += decision.delay
+        job.waited += decision.delay
+        self._seq += 1
+        heapq.heappush(self._schedule, (time.monotonic() + decision.delay, self._seq, job))
+        self._set_waiting()
+        self._release(job, abandoned=False)
+
+    def _free(self, job: Job) -> None:
+        self._flying.done(job)
+        self.counters.in_flight -= 1
+
+    def _watch(self) -> None:
+        """Every tenth of a second while requests are in flight: mark the stragglers."""
+        if not self._flying:
+            self._watching = False
+            return
+        assert self._loop is not None
+        self._loop.call_later(0.1, self._watch)
+        if self._flying.mark_stragglers():
+            self._poke()
+
+    def _release(self, job: Job, *, abandoned: bool) -> None:
+        """Give back the job's slot (and, when abandoned, its room)."""
+        self._free(job)
+        self.counters.limit = self.limit.current
+        if abandoned:
+            self._room.release()
+            self._abandon(job)
+        self._poke()
+
+    def _record(self, job: Job, *, answer: Answer) -> None:
+        job.answer = answer
+        self.counters.limit = self.limit.current
+        self._recorder.put(job)
+
+    def _recorded(self, jobs: list[Job]) -> None:
+        for job in jobs:
+            if job.slot:
+                self._free(job)
+        self._poke()
+
+    # ------------------------------------------------------------------ recording
+
+    def _record_jobs(self, jobs: list[Job]) -> None:
+        """On the recording thread: dead letters, checkpoint, then one durable write."""
+        for job in jobs:
+            answer = job.answer
+            assert answer is not None
+            if job.reason is None:
+                self.on_ack(job.batch, answer)
+            else:
+                self.on_fail(job.batch, job.reason, answer.status, job.attempts)
+        if self.flush is not None:
+            self.flush()
+
+    def _after_record(self, jobs: list[Job], error: BaseException | None) -> None:
+        if error is not None:  # a full disk: stop everything
+            self._fail(error)
+        for _ in jobs:
+            self._room.release()
+        if any(job.slot for job in jobs):
+            self._call(self._recorded, jobs)

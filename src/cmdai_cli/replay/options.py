@@ -15,6 +15,15 @@ from cmdai_cli.segment.messages import MAX_BATCH_MESSAGES
 
 TargetName = Literal["segment", "webhook", "bulk-identify"]
 
+# Requests in flight at most, by default. Command AI's endpoints take one small request
+# per event (or per 100 users): with answers 50 ms away, 1,000 events/s needs 50 in
+# flight, and slow answers hold slots for as long as they take (benchmarks/delivery.py:
+# 128 kept 10% faults above half the clean rate, 96 did not). The adaptive limit stays
+# below the ceiling unless answers stay clean. Segment batches are up to 500 KB and
+# encoding them, not waiting, is what limits.
+DEFAULT_CONCURRENCY = 128
+SEGMENT_CONCURRENCY = 4
+
 
 @dataclass
 class ReplayOptions:
@@ -31,7 +40,7 @@ class ReplayOptions:
     on_error: Literal["fail", "skip"] = "fail"
     max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES
     batch_size: int | None = None
-    concurrency: int = 4
+    concurrency: int | None = None  # the in-flight ceiling; None: the target's default
     rate: float | None = None
     max_retries: int = 5
     max_wait: float = 120.0
@@ -44,6 +53,13 @@ class ReplayOptions:
     rejects: Path | None = None
     dry_run: bool = False
 
+    @property
+    def ceiling(self) -> int:
+        """Most requests in flight at once: --concurrency, else the target's default."""
+        if self.concurrency is not None:
+            return self.concurrency
+        return SEGMENT_CONCURRENCY if self.to == "segment" else DEFAULT_CONCURRENCY
+
     def check(self) -> None:
         for flag, number in (
             ("--rate", self.rate),
@@ -54,7 +70,7 @@ class ReplayOptions:
             # float("nan") and float("inf") parse as numbers, but are none a wait can be.
             if number is not None and not math.isfinite(number):
                 raise UsageError(f"{flag} must be a finite number, not {number}")
-        if self.concurrency < 1:
+        if self.concurrency is not None and self.concurrency < 1:
             raise UsageError("--concurrency must be at least 1")
         if self.rate is not None and self.rate <= 0:
             raise UsageError("--rate must be a positive number of events per second")

@@ -13,10 +13,11 @@ the retry policy handles like any other.
 
 from __future__ import annotations
 
+import contextlib
 import signal
 import sys
 import threading
-from concurrent.futures import Future
+from concurrent.futures import Future, InvalidStateError
 from typing import Any
 
 import orjson
@@ -71,13 +72,21 @@ class Pool:
         self._reader.start()
 
     def post(self, body: bytes | bytearray) -> BatchResult:
-        """Post one batch, given as a JSON array of its messages."""
+        """Post one batch, given as a JSON array of its messages; wait for the answer."""
+        return self.submit(body).result()
+
+    def submit(self, body: bytes | bytearray) -> Future[BatchResult]:
+        """Post one batch; its answer to come. Cancelling the future drops the answer."""
         answer: Future[BatchResult] = Future()
         with self._send_lock:
             if not self._alive:
                 # The worker is gone; a new one cannot safely be forked with threads
-                # running, so the rest is sent from here.
-                return post_batch(orjson.loads(body), **self._settings)
+                # running, so the rest is sent from here, a thread each.
+                def fallback() -> None:
+                    _settle(answer, post_batch(orjson.loads(body), **self._settings))
+
+                threading.Thread(target=fallback, daemon=True).start()
+                return answer
             self._next += 1
             ident = self._next
             self._waiting[ident] = answer
@@ -87,8 +96,9 @@ class Pool:
                 self._jobs.send_bytes(body)
             except OSError as exc:
                 del self._waiting[ident]
-                return BatchResult("unreachable", None, f"the sending process failed: {exc!r}")
-        return answer.result()
+                reason = f"the sending process failed: {exc!r}"
+                _settle(answer, BatchResult("unreachable", None, reason))
+        return answer
 
     def _read(self) -> None:
         while True:
@@ -103,18 +113,27 @@ class Pool:
                 for future in lost.values():
                     # Whether Segment got these is unknown, as with any lost answer.
                     reason = f"the sending process failed: {exc!r}"
-                    future.set_result(BatchResult("unreachable", None, reason))
+                    _settle(future, BatchResult("unreachable", None, reason))
                 return
             with self._send_lock:
                 future = self._waiting.pop(ident)
-            future.set_result(BatchResult(status, http_status, message, retry_after))
+            _settle(future, BatchResult(status, http_status, message, retry_after))
 
-    def close(self) -> None:
+    def close(self, *, abort: bool = False) -> None:
+        """Let the worker finish its requests and end; with `abort`, end it now."""
         self._jobs.close()
-        self.process.join(timeout=float(self._settings["timeout"]) + 5)
+        if not abort:
+            self.process.join(timeout=float(self._settings["timeout"]) + 5)
         if self.process.is_alive():
             self.process.kill()
+            self.process.join(timeout=5)
         self._reader.join(timeout=5)
+
+
+def _settle(future: Future[BatchResult], result: BatchResult) -> None:
+    # A stopped replay cancels the futures it no longer waits for.
+    with contextlib.suppress(InvalidStateError):
+        future.set_result(result)
 
 
 def _serve(

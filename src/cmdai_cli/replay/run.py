@@ -1,7 +1,8 @@
 """One replay, start to finish: read, select, prepare, batch, send, record, count.
 
-The reading thread does everything up to cutting batches; `Delivery` workers send them
-and record each answered batch in the checkpoint. Every record read ends up counted
+The reading thread does everything up to cutting batches; `Delivery` sends them and
+records each answered batch in the checkpoint; a ticker thread reports progress several
+times a second, whatever the reader is waiting for. Every record read ends up counted
 once: sent, skipped (filtered out, another shard's, done in an earlier run, or nothing
 to record), rejected (unreadable, invalid or over the size limit: the reject file),
 failed (refused or unanswered for good: the dead-letter file), or, when the run is
@@ -10,8 +11,10 @@ interrupted, still pending (sent again by `--resume`).
 
 from __future__ import annotations
 
+import contextlib
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any, cast
 
 from cmdai_cli import _speed
@@ -20,7 +23,8 @@ from cmdai_cli.events.reader import read_batches
 from cmdai_cli.events.records import BadRecord, ErrorPolicy
 from cmdai_cli.replay.batching import Batch, Pending
 from cmdai_cli.replay.checkpoint import Checkpoint, Ranges
-from cmdai_cli.replay.delivery import Counters, Delivery, RateLimiter
+from cmdai_cli.replay.delivery import Counters, Delivery
+from cmdai_cli.replay.delivery_control import RateLimiter
 from cmdai_cli.replay.errorlog import unwrap
 from cmdai_cli.replay.options import ReplayOptions
 from cmdai_cli.replay.select import ensure_message_id, strip_transport
@@ -58,11 +62,14 @@ def replay(
     stops a run before it starts (settings, unreadable checkpoint); a bad record under
     `--on-error fail` ends reading and comes back as `summary.stopped_by`."""
     setup = Setup.make(options, settings)
+    run: _Run | None = None
     try:
         with _speed.fewer_collections():
-            return _Run(setup, progress).run()
+            run = _Run(setup, progress)
+            return run.run()
     finally:
-        setup.target.close()
+        # After a stop, what is still being sent is dropped (it stays pending).
+        setup.target.close(abort=run is None or run.summary.interrupted)
 
 
 class _Run:
@@ -78,21 +85,56 @@ class _Run:
             setup.target.name, setup.target.destination, dry_run=self.options.dry_run
         )
         self.counters = Counters()
-        self.last_tick = 0.0
+        self.handed = 0  # events in batches handed to the delivery
+        self.building: list[Pending] = []  # the events of the batch being built
+        self.done = 0  # records accounted for, as last shown
 
-    # ------------------------------------------------------------------ callbacks
+    # ------------------------------------------------------------------ progress
 
-    def tick(self, force: bool = False) -> None:
+    TICK = 0.2
+
+    def tick(self) -> None:
         if self.progress_cb is None:
             return
-        now = time.monotonic()
-        if not force and now - self.last_tick < 0.1:
-            return
-        self.last_tick = now
         s, c = self.summary, self.counters
         sent = s.would_send if s.dry_run else c.sent
-        rejected = self.rejects.count
-        self.progress_cb(Progress(s.read, sent, c.failed, rejected, c.retries, self.total))
+        # Records accounted for: read, less the events not yet answered for. Read from
+        # another thread while the reader moves events along, it can be off by a batch
+        # for a moment: it is shown never going back.
+        outstanding = 0 if s.dry_run else self.handed + len(self.building) - c.sent - c.failed
+        self.done = max(self.done, s.read - outstanding)
+        self.progress_cb(
+            Progress(
+                s.read,
+                sent,
+                c.failed,
+                self.rejects.count,
+                c.retries,
+                self.total,
+                done=self.done,
+                in_flight=c.in_flight,
+                limit=c.limit,
+                waiting=c.waiting,
+            )
+        )
+
+    @contextlib.contextmanager
+    def _ticking(self) -> Iterator[None]:
+        if self.progress_cb is None:
+            yield
+            return
+        ended = threading.Event()
+
+        def ticker() -> None:
+            while not ended.wait(self.TICK):
+                self.tick()
+
+        thread = threading.Thread(target=ticker, name="cmdai-replay-progress", daemon=True)
+        thread.start()
+        try:
+            yield
+        finally:
+            ended.set()
 
     # ------------------------------------------------------------------ the run
 
@@ -105,19 +147,20 @@ class _Run:
             self.counters = delivery.counters
         summary = self.summary
         try:
-            try:
-                self._feed(done, delivery)
-            except KeyboardInterrupt:
-                summary.interrupted = True
-                if delivery is not None:
-                    delivery.stop()
-            if delivery is not None:
+            with self._ticking():
                 try:
-                    delivery.finish(self.tick)
+                    self._feed(done, delivery)
                 except KeyboardInterrupt:
                     summary.interrupted = True
-                    delivery.stop()
-                    delivery.finish()
+                    if delivery is not None:
+                        delivery.stop()
+                if delivery is not None:
+                    try:
+                        delivery.finish()
+                    except KeyboardInterrupt:
+                        summary.interrupted = True
+                        delivery.stop()
+                        delivery.finish()
         finally:
             self.setup.close_logs()
             if checkpoint is not None:
@@ -133,6 +176,8 @@ class _Run:
         summary.unreachable = c.unreachable
         summary.retries = c.retries
         summary.requests = c.requests
+        summary.max_in_flight = c.max_in_flight
+        summary.retry_wait = c.retry_wait
         summary.pending = c.abandoned + self.unsent
         summary.rejected = self.rejects.count
         summary.rejected_reasons = dict(self.rejects.reasons)
@@ -157,8 +202,10 @@ class _Run:
         )
         limiter = RateLimiter(options.rate) if options.rate else None
 
+        # Both run on the delivery's recording thread, which makes the checkpoint (and
+        # first the dead letters) durable once for all it records at a time.
         def on_ack(batch: Batch, _answer: Any) -> None:
-            checkpoint.commit(batch.start, batch.end, rejected=batch.rejected)
+            checkpoint.commit(batch.start, batch.end, rejected=batch.rejected, wait=False)
             with self.counters.lock:
                 self.counters.sent += len(batch)
 
@@ -174,7 +221,9 @@ class _Run:
                     attempts=attempts,
                 )
             # The dead-letter lines are synced before this range is recorded.
-            checkpoint.commit(batch.start, batch.end, failed=len(batch), rejected=batch.rejected)
+            checkpoint.commit(
+                batch.start, batch.end, failed=len(batch), rejected=batch.rejected, wait=False
+            )
             with self.counters.lock:
                 self.counters.failed += len(batch)
                 if status is None or status >= 500:
@@ -185,8 +234,14 @@ class _Run:
             on_ack=on_ack,
             on_fail=on_fail,
             policy=policy,
-            concurrency=options.concurrency,
+            concurrency=options.ceiling,
             limiter=limiter,
+            # Segment batches weigh up to 500 KB, and thousands of events, each: keep
+            # fewer of them queued (memory), where one-event requests may queue by the
+            # hundred.
+            backlog=0 if self.target.name == "segment" else None,
+            flush=checkpoint.flush,
+            close=self.target.aclose,
         )
 
     unsent = 0  # events read into a batch that was never handed over (interrupted)
@@ -212,6 +267,8 @@ class _Run:
             if delivery is None:
                 summary.would_send += len(batch)
                 return
+            self.handed += len(batch)
+            self.building = builder.events
             try:
                 delivery.submit(batch)
             except KeyboardInterrupt:
@@ -243,7 +300,7 @@ class _Run:
         # The builder is reset in place by `take`, so its methods can be looked up once.
         fits = builder.fits
         add = builder.add
-        tick = self.tick if self.progress_cb is not None else None
+        self.building = builder.events
         any_done = bool(done)
         try:
             if limit == 0:
@@ -302,8 +359,6 @@ class _Run:
                     last = position + 1
                     if limit is not None and selected >= limit:
                         raise _Stop()
-                if tick is not None:
-                    tick()
         except _Stop:
             pass
         except _Invalid as exc:
@@ -312,6 +367,6 @@ class _Run:
             summary.read += 1  # the bad record the reader stopped at
             summary.stopped_by = exc
         except KeyboardInterrupt:
-            self.unsent = len(builder.events)
+            self.unsent += len(builder.events)
             raise
         dispatch(builder.take(last))

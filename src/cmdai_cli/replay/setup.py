@@ -69,7 +69,7 @@ def make_target(options: ReplayOptions, settings: Resolved) -> Target:
         host = check_url(options.host) if options.host else str(settings.get("segment_host"))
         key = "" if dry else settings.require("write_key", hint="run `cmdai connect` first")
         return SegmentTarget(
-            key, host, size, options.timeout, options.gzip, 0 if dry else options.concurrency
+            key, host, size, options.timeout, options.gzip, 0 if dry else options.ceiling
         )
     if options.to == "webhook":
         url = options.url or settings.get("webhook_url")
@@ -88,7 +88,7 @@ def make_target(options: ReplayOptions, settings: Resolved) -> Target:
             settings.get("webhook_shared_secret") or None,
             size,
             options.timeout,
-            options.concurrency,
+            options.ceiling,
         )
     if options.to == "bulk-identify":
         api_host = options.host or str(settings.get("commandai_api_host"))
@@ -103,7 +103,7 @@ def make_target(options: ReplayOptions, settings: Resolved) -> Target:
             settings.get("commandai_auth_header"),
             size,
             options.timeout,
-            options.concurrency,
+            options.ceiling,
         )
     raise UsageError(f"unknown target {options.to!r}")
 

@@ -49,6 +49,8 @@ class Summary:
     failed_reasons: dict[str, int] = field(default_factory=dict)
     stopped_by: CmdaiError | None = None
     unreachable: int = 0
+    max_in_flight: int = 0
+    retry_wait: float = 0.0  # seconds of retry waits scheduled, summed over requests
 
     @property
     def undelivered(self) -> int:
@@ -88,12 +90,19 @@ class Summary:
             "rejected_reasons": self.rejected_reasons,
             "failed_reasons": self.failed_reasons,
             "error": self.stopped_by.message if self.stopped_by is not None else None,
+            "max_in_flight": self.max_in_flight,
+            "retry_wait_s": round(self.retry_wait, 3),
         }
 
 
 @dataclass
 class Progress:
-    """A snapshot for a progress display; `total` is an estimate of records, or None."""
+    """A snapshot for a progress display; `total` is an estimate of records, or None.
+
+    `done` counts the records read that are accounted for (sent, skipped, rejected or
+    failed); `in_flight`, `limit` and `waiting` are the requests in flight, the in-flight
+    limit and the requests waiting for a retry, now.
+    """
 
     read: int
     sent: int
@@ -101,3 +110,7 @@ class Progress:
     rejected: int
     retries: int
     total: int | None
+    done: int = 0
+    in_flight: int = 0
+    limit: int = 0
+    waiting: int = 0

@@ -1,22 +1,27 @@
 """Where a replay sends: Segment, the Command AI webhook, or Command AI's bulk-identify.
 
 Each target turns an event into what it sends (`prepare`), groups those into requests
-(`builder`), and sends one request once (`send`), reporting the answer; retrying is the
-caller's business. Segment goes through segment-analytics-python's transport; the two
-Command AI endpoints through `cmdai_cli.commandai`, whose `Answer` every target reports.
+(`builder`), and sends one request once (`send`, a coroutine run on the delivery loop),
+reporting the answer; retrying is the caller's business. Segment goes through
+segment-analytics-python's transport, from a forked worker process (or, where that is
+not possible, a thread per request); the two Command AI endpoints through
+`cmdai_cli.commandai`'s asynchronous client, whose `Answer` every target reports.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal, NamedTuple, Protocol, cast
+from typing import TYPE_CHECKING, Any, Literal, NamedTuple, Protocol, TypeVar, cast
 from urllib.parse import urlsplit
 
 import orjson
 
 from cmdai_cli import redact
-from cmdai_cli.commandai import Answer, Client, auth_headers, bulk_identify_url
+from cmdai_cli.commandai import Answer, AsyncClient, auth_headers, bulk_identify_url
 from cmdai_cli.replay import batching
 from cmdai_cli.replay.batching import Batch, Builder, UserBuilder
 from cmdai_cli.replay.options import TargetName
@@ -56,9 +61,13 @@ class Target(Protocol):
 
     def builder(self, start: int) -> Builder: ...
 
-    def send(self, batch: Batch) -> Answer: ...
+    async def send(self, batch: Batch) -> Answer: ...
 
-    def close(self) -> None: ...
+    async def aclose(self) -> None:
+        """On the delivery loop, once it has nothing more to send."""
+
+    def close(self, *, abort: bool = False) -> None:
+        """After the run; `abort` when it was interrupted: drop what is still going."""
 
 
 def shown_url(url: str) -> str:
@@ -118,18 +127,20 @@ class SegmentTarget:
     def builder(self, start: int) -> Builder:
         return batching.segment_builder(start, self.batch_size)
 
-    def send(self, batch: Batch) -> Answer:
+    async def send(self, batch: Batch) -> Answer:
         from cmdai_cli.segment.sender import post_batch
 
         if self._pool is not None and batch.body is not None:
-            result = self._pool.post(batch.body)
+            result = await asyncio.wrap_future(self._pool.submit(batch.body))
         else:
-            result = post_batch(
-                [pending.event for pending in batch.events],
-                write_key=self.write_key,
-                host=self.host,
-                timeout=self.timeout,
-                gzip=self.gzip,
+            result = await in_thread(
+                lambda: post_batch(
+                    [pending.event for pending in batch.events],
+                    write_key=self.write_key,
+                    host=self.host,
+                    timeout=self.timeout,
+                    gzip=self.gzip,
+                )
             )
         if result.ok:
             return Answer(True, result.http_status)
@@ -138,9 +149,44 @@ class SegmentTarget:
             detail = f"Segment answered {result.http_status}: {detail or 'no message'}"
         return Answer(False, result.http_status, detail, result.retry_after)
 
-    def close(self) -> None:
+    async def aclose(self) -> None:
+        pass
+
+    def close(self, *, abort: bool = False) -> None:
         if self._pool is not None:
-            self._pool.close()
+            self._pool.close(abort=abort)
+
+
+T = TypeVar("T")
+
+
+async def in_thread(fn: Callable[[], T]) -> T:
+    """`fn()` on a thread of its own, awaited. A daemon thread, unlike an executor's, so
+    that a stopped replay need not wait for a request nobody will read the answer of."""
+    loop = asyncio.get_running_loop()
+    future: asyncio.Future[T] = loop.create_future()
+
+    def settle(result: T | None, error: BaseException | None) -> None:
+        if future.cancelled():
+            return
+        if error is not None:
+            future.set_exception(error)
+        else:
+            future.set_result(cast(T, result))
+
+    def run() -> None:
+        try:
+            result = fn()
+        except BaseException as exc:
+            error: BaseException | None = exc
+            result = None
+        else:
+            error = None
+        with contextlib.suppress(RuntimeError):  # the loop is gone: the replay stopped
+            loop.call_soon_threadsafe(settle, result, error)
+
+    threading.Thread(target=run, name="cmdai-replay-post", daemon=True).start()
+    return await future
 
 
 # ---------------------------------------------------------------- Command AI
@@ -168,7 +214,7 @@ class WebhookTarget:
     def __post_init__(self) -> None:
         redact.register(self.shared_secret)
         self.destination = shown_url(self.url)
-        self._client = Client(self.timeout, self.concurrency)
+        self._client = AsyncClient(self.timeout, self.concurrency)
 
     def prepare(self, event: dict[str, Any]) -> Prepared:
         from cmdai_cli.js_json import dumps
@@ -184,13 +230,18 @@ class WebhookTarget:
     def builder(self, start: int) -> Builder:
         return Builder(start, self.batch_size or 1)
 
-    def send(self, batch: Batch) -> Answer:
+    async def send(self, batch: Batch) -> Answer:
         items: list[bytes] = batch.items
         data = b"[" + b",".join(items) + b"]" if self.batch_size else items[0]
-        return self._client.post_webhook(self.url, data, secret=self.shared_secret, signed=items[0])
+        return await self._client.post_webhook(
+            self.url, data, secret=self.shared_secret, signed=items[0]
+        )
 
-    def close(self) -> None:
-        self._client.close()
+    async def aclose(self) -> None:
+        await self._client.aclose()
+
+    def close(self, *, abort: bool = False) -> None:
+        pass  # the client is closed on the delivery loop (`aclose`)
 
 
 @dataclass
@@ -221,7 +272,7 @@ class BulkIdentifyTarget:
         self.destination = shown_url(self.url)
         self._mapper: Mapper = make_mapper("webhook", self.mapping)
         self._headers = auth_headers(self.auth_header, self.token)
-        self._client = Client(self.timeout, self.concurrency)
+        self._client = AsyncClient(self.timeout, self.concurrency)
 
     def prepare(self, event: dict[str, Any]) -> Prepared:
         record, problem = self._mapper(event)
@@ -237,12 +288,15 @@ class BulkIdentifyTarget:
     def builder(self, start: int) -> Builder:
         return UserBuilder(start, self.batch_size or DEFAULT_BULK_BATCH)
 
-    def send(self, batch: Batch) -> Answer:
+    async def send(self, batch: Batch) -> Answer:
         try:
             data = orjson.dumps(batch.items)
         except orjson.JSONEncodeError as exc:
             return Answer(False, 400, f"the request cannot be serialised: {exc}")
-        return self._client.post_bulk_identify(self.url, data, self._headers)
+        return await self._client.post_bulk_identify(self.url, data, self._headers)
 
-    def close(self) -> None:
-        self._client.close()
+    async def aclose(self) -> None:
+        await self._client.aclose()
+
+    def close(self, *, abort: bool = False) -> None:
+        pass  # the client is closed on the delivery loop (`aclose`)
