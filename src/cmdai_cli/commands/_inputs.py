@@ -9,7 +9,9 @@ import typer
 
 from cmdai_cli.events.records import DEFAULT_MAX_RECORD_BYTES
 
-__all__ = ["DEFAULT_MAX_RECORD_BYTES", "FilesArg", "MaxRecordBytesOpt", "OnErrorName"]
+__all__ = ["RECORD_BYTES", "FilesArg", "MaxRecordBytesOpt", "OnErrorName"]
+
+RECORD_BYTES = DEFAULT_MAX_RECORD_BYTES  # --max-record-bytes's default
 
 
 class OnErrorName(str, Enum):

@@ -11,12 +11,7 @@ import typer
 
 from cmdai_cli import output
 from cmdai_cli.commands._common import STATE, command
-from cmdai_cli.commands._inputs import (
-    DEFAULT_MAX_RECORD_BYTES,
-    FilesArg,
-    MaxRecordBytesOpt,
-    OnErrorName,
-)
+from cmdai_cli.commands._inputs import RECORD_BYTES, FilesArg, MaxRecordBytesOpt, OnErrorName
 from cmdai_cli.commands._options import MappingOpt
 
 if TYPE_CHECKING:
@@ -89,7 +84,7 @@ def map_payload(
             "or skip (report it on stderr and go on).",
         ),
     ] = OnErrorName.fail,
-    max_record_bytes: MaxRecordBytesOpt = DEFAULT_MAX_RECORD_BYTES,
+    max_record_bytes: MaxRecordBytesOpt = RECORD_BYTES,
     fmt: Annotated[
         FormatName | None,
         typer.Option(

@@ -16,12 +16,7 @@ import typer
 
 from cmdai_cli import output
 from cmdai_cli.commands._common import STATE, command
-from cmdai_cli.commands._inputs import (
-    DEFAULT_MAX_RECORD_BYTES,
-    FilesArg,
-    MaxRecordBytesOpt,
-    OnErrorName,
-)
+from cmdai_cli.commands._inputs import RECORD_BYTES, FilesArg, MaxRecordBytesOpt, OnErrorName
 from cmdai_cli.commands._options import MappingOpt, TimeoutOpt
 from cmdai_cli.commands._replay_progress import replay_progress
 from cmdai_cli.errors import CmdaiError, ExitCode, PartialFailure, RemoteRefused, RemoteUnreachable
@@ -155,7 +150,7 @@ def replay(
             "or skip (write it to the reject file and go on).",
         ),
     ] = OnErrorName.fail,
-    max_record_bytes: MaxRecordBytesOpt = DEFAULT_MAX_RECORD_BYTES,
+    max_record_bytes: MaxRecordBytesOpt = RECORD_BYTES,
     batch_size: Annotated[
         int | None,
         typer.Option(

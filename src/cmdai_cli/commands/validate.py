@@ -11,12 +11,7 @@ import typer
 
 from cmdai_cli import output
 from cmdai_cli.commands._common import STATE, command
-from cmdai_cli.commands._inputs import (
-    DEFAULT_MAX_RECORD_BYTES,
-    FilesArg,
-    MaxRecordBytesOpt,
-    OnErrorName,
-)
+from cmdai_cli.commands._inputs import RECORD_BYTES, FilesArg, MaxRecordBytesOpt, OnErrorName
 
 if TYPE_CHECKING:
     from cmdai_cli.events.records import ErrorPolicy
@@ -62,7 +57,7 @@ def validate(
             "or skip (report it on stderr and go on).",
         ),
     ] = OnErrorName.fail,
-    max_record_bytes: MaxRecordBytesOpt = DEFAULT_MAX_RECORD_BYTES,
+    max_record_bytes: MaxRecordBytesOpt = RECORD_BYTES,
 ) -> None:
     from cmdai_cli import plans
     from cmdai_cli._speed import paused_collector
