@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 import threading
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -166,6 +166,7 @@ def listen(
         ready_file=ready_file,
         exit_after=exit_after,
         max_duration=max_duration,
+        on_batch_may_block=not _is_file(sys.stdout),
     )
     stats = served.stats
     if STATE.json:
@@ -196,3 +197,22 @@ def _started(listening: Listening) -> None:
             f"listening on {where} without --write-key and --reject-wrong-key: "
             "anyone who reaches it can post"
         )
+
+
+def _is_file(stream: Any) -> bool:
+    """Whether `stream` is a regular file (or /dev/null): writing to it never waits on a reader."""
+    import os
+    import stat
+
+    try:
+        mode = os.fstat(stream.fileno()).st_mode
+    except (OSError, ValueError, AttributeError):
+        return False
+    if stat.S_ISREG(mode):
+        return True
+    try:
+        null = os.stat(os.devnull)
+        here = os.fstat(stream.fileno())
+    except OSError:
+        return False
+    return (here.st_dev, here.st_ino) == (null.st_dev, null.st_ino)

@@ -2,8 +2,8 @@
 
 A connection is `new` (no request yet), `idle` (kept alive after an answer), in its
 request's `head` or `body`,
-`handling` (the request is complete and being answered; nothing more is read), `after`
-(answered, its after-work still running), or `closed`. Waiting and sending phases have
+`handling` (the request is complete and being answered; nothing more is read), or
+`closed`. Waiting and sending phases have
 a deadline fixed when they start, so a client that sends a byte now and then gains
 nothing: the headers must all arrive within `header_timeout` of their first byte, the
 body within `body_timeout`.
@@ -52,7 +52,9 @@ class Limits:
     idle_timeout: float = 15.0  # a keep-alive connection without a request
     write_timeout: float = 30.0  # a client that does not read its answers
     max_connections: int = 512
-    workers: int = 4  # threads for the work after an answer (0: on the event loop)
+    # Threads for the work after an answer (0: on the event loop). One keeps it in the
+    # order the answers went out (listen prints them in that order).
+    workers: int = 1
     max_pending: int = 256  # answers whose after-work waits; past it, a 503
 
 
