@@ -19,7 +19,8 @@ from cmdai_cli.commands._common import STATE, command
 from cmdai_cli.commands._inputs import RECORD_BYTES, FilesArg, MaxRecordBytesOpt, OnErrorName
 from cmdai_cli.commands._options import MappingOpt, TimeoutOpt
 from cmdai_cli.commands._replay_progress import replay_progress
-from cmdai_cli.errors import CmdaiError, ExitCode, PartialFailure, RemoteRefused, RemoteUnreachable
+from cmdai_cli.commands._replay_summary import summary_lines, undelivered_error
+from cmdai_cli.errors import ExitCode
 
 if TYPE_CHECKING:
     from cmdai_cli.replay import Summary
@@ -308,7 +309,7 @@ def _report(summary: Summary) -> None:
     if STATE.json:
         output.emit_json(summary.as_dict())
     else:
-        for line in _lines(summary):
+        for line in summary_lines(summary):
             output.info(line)
     if summary.stopped_by is not None:
         raise summary.stopped_by
@@ -316,93 +317,4 @@ def _report(summary: Summary) -> None:
         output.error("interrupted; run the same command with --resume to continue")
         raise typer.Exit(int(ExitCode.INTERRUPTED))
     if summary.undelivered:
-        raise _undelivered(summary)
-
-
-def _undelivered(summary: Summary) -> CmdaiError:
-    """One error for what was not delivered; its class gives the exit code.
-
-    Refusals (5) come first: sending again later does not help them, while for events
-    that found no answer (6) it may.
-    """
-    where = []
-    if summary.rejected:
-        where.append(f"{summary.rejected} rejected (in {summary.rejects})")
-    if summary.failed:
-        where.append(f"{summary.failed} failed (in {summary.dead_letter})")
-    if summary.pending:
-        where.append(f"{summary.pending} pending")
-    if summary.failed_before or summary.rejected_before:
-        where.append(
-            f"{summary.failed_before + summary.rejected_before} in earlier runs of this checkpoint"
-        )
-    n = summary.undelivered
-    message = f"{n} event{'s' if n != 1 else ''} not delivered: {', '.join(where)}"
-    if summary.failed > summary.unreachable:
-        return RemoteRefused(message)
-    if summary.unreachable:
-        return RemoteUnreachable(message)
-    return PartialFailure(message)
-
-
-def _lines(summary: Summary) -> list[str]:
-    """The human summary."""
-    s = summary
-    rate = s.sent / s.elapsed if s.elapsed > 0 else 0.0
-    verb = "would be sent" if s.dry_run else "sent"
-    count = s.would_send if s.dry_run else s.sent
-    head = (
-        f"replay to {s.target} ({s.destination}): {s.read} read, {count} {verb}, "
-        f"{s.skipped} skipped, {s.rejected} rejected, {s.failed} failed, "
-        f"{s.retries} retries in {s.elapsed:.1f}s"
-    )
-    if not s.dry_run and s.sent:
-        head += f" ({rate:,.0f} events/s)"
-    out = [head]
-    if s.skipped:
-        parts = [
-            f"{n} {what}"
-            for n, what in (
-                (s.filtered, "not selected"),
-                (s.already_done, "done in an earlier run"),
-                (s.ignored, "with nothing to record"),
-            )
-            if n
-        ]
-        out.append("  skipped: " + ", ".join(parts))
-    if s.rejected:
-        where = f", written to {s.rejects}" if s.rejects else ""
-        out.append(f"  rejected: {s.rejected} that cannot be sent as they are{where}")
-        out.extend(f"    {reason}: {n}" for reason, n in _top(s.rejected_reasons))
-    if s.failed:
-        out.append(
-            f"  failed: {s.failed} not delivered, written to {s.dead_letter} "
-            "(fix the cause, then replay that file)"
-        )
-        out.extend(f"    {reason}: {n}" for reason, n in _top(s.failed_reasons))
-    if s.failed_before or s.rejected_before:
-        out.append(
-            f"  earlier runs of this checkpoint: {s.failed_before} failed, "
-            f"{s.rejected_before} rejected (still in their dead-letter and reject files)"
-        )
-    if s.pending:
-        out.append(
-            f"  pending: {s.pending} not yet acknowledged; run the same command with "
-            "--resume to send them"
-        )
-    if s.shard_by == "file":
-        out.append(
-            f"  shard {s.shard} by file: {s.reading.files} files, {s.reading.bytes:,} bytes read"
-        )
-    elif s.shard_by == "messageId":
-        out.append(
-            f"  shard {s.shard} by messageId: a single input, so every shard reads all of it "
-            "(give several files to split them instead)"
-        )
-    if s.checkpoint and not s.dry_run:
-        out.append(f"  checkpoint: {s.checkpoint}")
-    return out
-
-
-def _top(reasons: dict[str, int], n: int = 5) -> list[tuple[str, int]]:
-    return sorted(reasons.items(), key=lambda kv: (-kv[1], kv[0]))[:n]
+        raise undelivered_error(summary)

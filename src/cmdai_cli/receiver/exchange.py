@@ -14,14 +14,10 @@ import orjson
 
 from cmdai_cli.receiver.protocol import Rejected
 
-__all__ = ["Dropped", "Exchange", "Headers", "read_body"]
+__all__ = ["Exchange", "Headers", "read_body"]
 
 # status, header fields, body, close the connection after it
 Send = Callable[[int, list[tuple[str, str]], bytes, bool], None]
-
-
-class Dropped(Exception):
-    """The client went away mid-request: nothing to answer."""
 
 
 class Headers:

@@ -25,9 +25,9 @@ from collections.abc import Callable
 from concurrent.futures import Future
 
 from cmdai_cli.receiver.connection import Connection, Limits
-from cmdai_cli.receiver.exchange import Dropped, Exchange, Headers, read_body
+from cmdai_cli.receiver.exchange import Exchange, Headers, read_body
 
-__all__ = ["Dropped", "Exchange", "Headers", "Limits", "Server", "read_body"]
+__all__ = ["Exchange", "Headers", "Limits", "Server", "read_body"]
 
 log = logging.getLogger("cmdai")
 
