@@ -170,3 +170,13 @@ def test_parse_messages_answers_without_a_server() -> None:
     assert decode_body(gzip.compress(body), "gzip") == body
     with pytest.raises(Rejected, match="Content-Encoding"):
         decode_body(body, "br")
+
+
+@pytest.mark.parametrize("kind", [["track"], {"name": "track"}, 3])
+def test_a_type_that_is_not_a_string_is_flagged_and_kept(rx: Receiver, kind: Any) -> None:
+    body = {"batch": [msg(messageId="odd-type"), {**msg(messageId="odd"), "type": kind}]}
+    assert post(rx, "/v1/batch", body)[0] == 200
+    received = rx.wait_for(2, timeout=5)
+    odd = next(r for r in received if r.message["messageId"] == "odd")
+    assert "unknown type" in " ".join(odd.flags)
+    assert rx.stats.dropped_connections == 0

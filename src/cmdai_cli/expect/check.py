@@ -302,7 +302,8 @@ def is_command_ai_event(message: Mapping[str, Any]) -> bool:
     """A track named in Command AI's catalogue, or the identify its bar sends on boot."""
     kind = message.get("type")
     if kind == "track":
-        return message.get("event") in _TYPE_OF
+        event = message.get("event")
+        return type(event) is str and event in _TYPE_OF
     traits = message.get("traits")
     return kind == "identify" and isinstance(traits, dict) and any(k in traits for k in BOOT_TRAITS)
 

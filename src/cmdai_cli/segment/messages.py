@@ -63,7 +63,8 @@ def broken_rules(message: Mapping[str, Any]) -> tuple[Rule, ...]:
     get = message.get
     kind = get("type")
     broken: tuple[Rule, ...] = ()
-    if kind not in _TYPES:
+    # A list or object as `type` is unhashable: test the type before the set.
+    if type(kind) is not str or kind not in _TYPES:
         broken += (UNKNOWN_TYPE,)
     user_id = get("userId")
     no_user = not user_id and (user_id is None or user_id == "")
