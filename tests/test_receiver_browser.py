@@ -106,6 +106,40 @@ def test_cors_headers_on_every_answer(
     assert headers["Access-Control-Allow-Origin"] == ORIGIN
 
 
+@pytest.mark.parametrize(
+    ("method", "path", "status"),
+    [
+        ("GET", "/cmdai/summary", 200),
+        ("GET", "/cmdai/messages", 200),
+        ("POST", "/cmdai/reset", 200),
+        ("GET", "/cmdai/reset", 405),
+        ("GET", "/cmdai/nowhere", 404),
+    ],
+)
+def test_the_inspection_api_answers_with_cors_too(
+    rx: Receiver, method: str, path: str, status: int
+) -> None:
+    got, headers, _ = request(rx, method, path, None, {"Origin": ORIGIN})
+    assert got == status
+    assert headers["Access-Control-Allow-Origin"] == ORIGIN
+    assert headers["Access-Control-Allow-Credentials"] == "true"
+
+
+@pytest.mark.parametrize("path", ["/cmdai/summary", "/cmdai/messages", "/cmdai/reset"])
+def test_the_inspection_api_answers_a_preflight(rx: Receiver, path: str) -> None:
+    asked = {
+        "Origin": ORIGIN,
+        "Access-Control-Request-Method": "POST",
+        "Access-Control-Request-Headers": "content-type",
+    }
+    status, headers, body = request(rx, "OPTIONS", path, None, asked)
+    assert (status, body) == (200, {"success": True})
+    assert headers["Access-Control-Allow-Origin"] == ORIGIN
+    assert "GET" in headers["Access-Control-Allow-Methods"]
+    assert "POST" in headers["Access-Control-Allow-Methods"]
+    assert headers["Access-Control-Allow-Headers"] == "content-type"
+
+
 def test_settings_document_sends_the_page_back_here(rx: Receiver) -> None:
     status, headers, settings = request(rx, "GET", f"/v1/projects/{KEY}/settings")
     assert status == 200 and headers["Access-Control-Allow-Origin"] == "*"

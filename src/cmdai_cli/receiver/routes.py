@@ -5,7 +5,7 @@ event loop (so nothing here may block: slow work goes after the answer, see
 `Exchange.reply`); the `Receiver` (`store`) keeps what is accepted. New endpoints go in
 `answer`, and need to know nothing of sockets or timeouts.
 
-- /cmdai/...: the inspection API (`inspection`)
+- /cmdai/...: the inspection API (`inspection`), with CORS and preflight as below
 - POST to Segment's Tracking API paths, analytics.js's short ones included: answered as
   Segment does (`protocol`); analytics.js's metrics are read and acknowledged
 - OPTIONS, GET health and the CDN settings document, with CORS on every answer
@@ -38,18 +38,22 @@ log = logging.getLogger("cmdai")
 
 def answer(receiver: Receiver, exchange: Exchange) -> None:
     """Answer `exchange` (exactly once) and store what it brought."""
-    if exchange.path.startswith(inspection.PREFIX):
-        status, body = inspection.answer(receiver, exchange.method, exchange.path)
-        # A reset whose body was refused is still a reset; the connection goes, though.
-        exchange.reply(status, body, close=exchange.refused is not None)
-        return
     method = exchange.method
     headers = exchange.headers
+    # The inspection API too: a test page may ask it what its own calls brought.
     exchange.answer_headers = browser.cors_headers(
         headers.get("Origin"),
         headers.get("Access-Control-Request-Headers"),
         preflight=method == "OPTIONS",
     )
+    if exchange.path.startswith(inspection.PREFIX):
+        if method == "OPTIONS":
+            exchange.reply(200, {"success": True})
+            return
+        status, body = inspection.answer(receiver, method, exchange.path)
+        # A reset whose body was refused is still a reset; the connection goes, though.
+        exchange.reply(status, body, close=exchange.refused is not None)
+        return
     path = exchange.path.split("?", 1)[0].rstrip("/")
     if method != "POST":
         browser.answer_other(exchange, method, path, receiver.write_key, receiver.url)
