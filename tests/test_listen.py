@@ -399,3 +399,26 @@ def test_reject_wrong_key_needs_a_write_key(cli: Any) -> None:
     result = cli("listen", "--reject-wrong-key", "--port", "0")
     assert result.exit_code == 2
     assert "--reject-wrong-key needs --write-key" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("requests", "accepted", "rejected", "text"),
+    [
+        (1, 1, {}, "Stopped: 1 request; 1 message accepted (0 flagged); 0 requests rejected"),
+        (
+            3,
+            2,
+            {400: 1},
+            "Stopped: 3 requests; 2 messages accepted (0 flagged); 1 request rejected (400: 1)",
+        ),
+        (0, 0, {}, "Stopped: 0 requests; 0 messages accepted (0 flagged); 0 requests rejected"),
+    ],
+)
+def test_the_summary_counts_in_words(
+    requests: int, accepted: int, rejected: dict[int, int], text: str
+) -> None:
+    from cmdai_cli.commands.listen import summary_text
+    from cmdai_cli.receiver import Stats
+
+    stats = Stats(requests=requests, accepted=accepted, rejected=rejected)
+    assert summary_text(stats) == text

@@ -26,10 +26,14 @@ def summary_text(stats: Stats) -> str:
     rejected = sum(stats.rejected.values())
     detail = ", ".join(f"{status}: {n}" for status, n in sorted(stats.rejected.items()))
     return (
-        f"Stopped: {stats.requests} requests; {stats.accepted} messages accepted "
-        f"({stats.flagged} flagged); {rejected} requests rejected"
-        + (f" ({detail})" if detail else "")
+        f"Stopped: {_many(stats.requests, 'request')}; "
+        f"{_many(stats.accepted, 'message')} accepted ({stats.flagged} flagged); "
+        f"{_many(rejected, 'request')} rejected" + (f" ({detail})" if detail else "")
     )
+
+
+def _many(number: int, noun: str) -> str:
+    return f"{number} {noun}" if number == 1 else f"{number} {noun}s"
 
 
 class _Printer:
