@@ -127,7 +127,13 @@ plan = "growth"
     ("text", "where", "problem"),
     [
         ('[[expect]]\nevent = "Opened"\ncolour = 3\n', ":3:", "unknown key 'colour'"),
-        ('[[expect]]\nevent = "A"\n\n[[expect]]\ncount = 1\nmin = 2\n', ":5:", "not both"),
+        # The line of the key that conflicts with count, naming count's line too.
+        (
+            '[[expect]]\nevent = "A"\n\n[[expect]]\ncount = 1\nmin = 2\n',
+            ":6:",
+            "min with count (line 5): give count, or min and/or max, not both",
+        ),
+        ("[[expect]]\nmax = 2\ncount = 1\n", ":2:", "max with count (line 3)"),
         ('[[expect]]\ntype = "trak"\n', ":2:", "type 'trak' is not one of"),
         ("[[expect]]\nmin = -1\n", ":2:", "min must be a whole number"),
         ("[[expect]]\nmin = 3\nmax = 2\n", ":2:", "min 3 is above max 2"),
@@ -402,3 +408,123 @@ def test_cli_only_the_flagged_check_needs_no_expectation(cli, collector: Receive
     # With no check asked for at all, "at least one message" is the expectation.
     plain = cli("--json", "expect", "--from", collector.url)
     assert json.loads(plain.stdout)["expectations"][0]["found"] == 5
+
+
+# ------------------------------------------------------------------ found in a new user's trial
+
+
+def test_a_count_or_a_maximum_fails_when_the_collector_dropped_messages() -> None:
+    with Receiver(keep=2) as rx:
+        send(rx.url, [("track", ("user-1", "A"), {}) for _ in range(3)])
+        report = check(
+            rx.url,
+            Expectation(event="A", count=2),
+            Expectation(event="A", max=2),
+            Expectation(event="A", min=2),
+            Expectation(event="B"),
+        )
+    exact, most, least, other = report.outcomes
+    for outcome in (exact, most):
+        assert not outcome.met and outcome.found == 2
+        assert outcome.hint is not None and "listen --keep 2" in outcome.hint
+        assert "dropped 1 of 3 messages" in outcome.hint
+    assert exact.hint is not None and exact.hint.startswith("cannot check exactly 2")
+    # A minimum met by what is kept stays met.
+    assert least.met
+    assert not other.met and other.hint == "nothing like it among the 2 kept of 3 messages received"
+
+
+def test_without_dropped_messages_a_count_holds() -> None:
+    with Receiver(keep=3) as rx:
+        send(rx.url, [("track", ("user-1", "A"), {}) for _ in range(3)])
+        report = check(rx.url, Expectation(event="A", count=3), Expectation(event="B"))
+    assert report.outcomes[0].met
+    assert report.outcomes[1].hint == "nothing like it among 3 messages"
+
+
+def test_a_capture_file_flags_what_segment_s_rules_find(tmp_path: Path) -> None:
+    from .receiver_http import post
+
+    with Receiver(write_key=WRITE_KEY, out=tmp_path / "events.ndjson") as rx:
+        no_user = {"type": "track", "event": "Opened", "writeKey": WRITE_KEY}
+        wrong_key = {"type": "track", "event": "Opened", "userId": "u", "writeKey": "other"}
+        assert post(rx, "/v1/track", no_user)[0] == 200
+        assert post(rx, "/v1/track", wrong_key)[0] == 200
+        live = check(rx.url, no_flagged=True)
+    stored = check(tmp_path / "events.ndjson", no_flagged=True)
+    assert live.flagged is not None and stored.flagged is not None
+    assert live.flagged.by_flag == {"no userId or anonymousId": 1, "wrong write key": 1}
+    # The write key is not in the stored message: only the collector knows it was wrong.
+    assert stored.flagged.by_flag == {"no userId or anonymousId": 1}
+
+
+class LateCapture(CaptureFile):
+    """A capture file written only after the first look, as by a collector still starting."""
+
+    def __init__(self, path: Path, text: str) -> None:
+        super().__init__(path)
+        self.text = text
+        self.looks = 0
+
+    def refresh(self) -> None:
+        self.looks += 1
+        if self.looks == 2:
+            self.path.write_text(self.text)
+        super().refresh()
+
+
+def test_within_waits_for_the_capture_file(tmp_path: Path) -> None:
+    line = json.dumps({"type": "track", "event": "Opened", "userId": "u"}) + "\n"
+    late = LateCapture(tmp_path / "events.ndjson", line)
+    report = run(late, [Expectation(event="Opened")], within=30)
+    assert report.ok and report.looks == 2
+
+
+def test_cli_a_capture_file_that_never_appears_exits_4(cli, tmp_path: Path) -> None:
+    missing = str(tmp_path / "nothing.ndjson")
+    result = cli("expect", "--from", missing, "--event", "Opened", "--within", "0.3")
+    assert result.exit_code == 4 and "no such capture file" in result.stderr
+
+
+def test_cli_flagged_and_catalogue_lines_name_the_event_and_user(cli, tmp_path: Path) -> None:
+    with Receiver() as rx:
+        send(
+            rx.url,
+            [
+                ("track", ("user-1", "Opened"), {"message_id": "same"}),
+                ("track", ("user-7", "Closed", {"type": "opened"}), {"message_id": "same"}),
+            ],
+        )
+        result = cli("expect", "--from", rx.url, "--no-flagged", "--catalogue")
+    assert result.exit_code == 1
+    lines = result.stdout.splitlines()
+    flagged = lines[lines.index(next(x for x in lines if x.startswith("FAIL  no flagged"))) + 1]
+    assert 'track "Closed" from user-7: duplicate messageId' in flagged
+    assert any('track "Closed" from user-7: /properties/type:' in line for line in lines), lines
+
+
+def test_cli_ctrl_c_while_waiting_exits_130() -> None:
+    import signal
+    import socket
+    import subprocess
+    import sys
+
+    # A collector that takes the request and never answers: expect is inside its look.
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen()
+        url = f"http://127.0.0.1:{server.getsockname()[1]}"
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "cmdai_cli", "expect", "--from", url, "--event", "Opened",
+             "--within", "30"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )  # fmt: skip
+        connection, _ = server.accept()
+        with connection:
+            connection.recv(65536)
+            proc.send_signal(signal.SIGINT)
+            out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 130
+    assert out == "" and err == "cmdai: error: interrupted\n"

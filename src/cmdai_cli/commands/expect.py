@@ -15,6 +15,7 @@ from cmdai_cli.commands._options import TimeoutOpt
 if TYPE_CHECKING:
     from cmdai_cli.expect.check import Near
     from cmdai_cli.expect.run import Report
+    from cmdai_cli.expect.sources import Item
 
 DEFAULT_FROM = "http://127.0.0.1:8765"
 MARKS = {True: "PASS", False: "FAIL"}
@@ -31,10 +32,17 @@ count, min and max. --no-flagged also requires that no message was flagged (what
 Segment would drop); --catalogue that every Command AI event matches the catalogue's
 schema for it.
 
+In an --out capture file, Segment's rules are applied again to flag messages; flags
+that need the request (a wrong write key, a size in the grey zone) are known only to
+the running collector, or in the lines `listen --json` prints. A collector that
+dropped messages (listen --keep) cannot prove a --count or --max: those fail.
+
 Each check is printed met or not, with the count found; one not met is followed by
 the nearest messages and what differs in each. --within SECONDS looks again until all
-holds or the time is up. Exit 0 when all hold, 1 when any does not, 6 when the
-collector cannot be reached, 2 for a bad expectation file (naming its line).
+holds or the time is up, waiting for a collector or capture file that is not there
+yet. Exit 0 when all hold, 1 when any does not, 6 when the collector cannot be
+reached, 4 when the capture file is missing or unreadable, 2 for a bad expectation
+file (naming its line), 130 when interrupted.
 """
 
 
@@ -149,14 +157,19 @@ def _seen(report: Report) -> str:
     return f"{messages} at {report.source}, {looks}"
 
 
-def _near_line(near: Near) -> str:
-    message = near.item.message
+def _named(item: Item) -> str:
+    """A message as a reader finds it again: when, its type and event, and whose it is."""
+    message = item.message
     what = str(message.get("type", "?"))
     if message.get("event") is not None:
         what += " " + json.dumps(message["event"], ensure_ascii=False)
     who = message.get("userId") or message.get("anonymousId") or "-"
-    when = near.item.received_at[11:23]
-    return f"{INDENT}nearest: {when} {what} from {who}: " + "; ".join(near.differences)
+    when = item.received_at[11:23]
+    return f"{when} {what} from {who}" if when else f"{what} from {who}"
+
+
+def _near_line(near: Near) -> str:
+    return f"{INDENT}nearest: {_named(near.item)}: " + "; ".join(near.differences)
 
 
 def render(report: Report) -> None:
@@ -183,8 +196,7 @@ def render(report: Report) -> None:
             + (f" ({detail})" if detail else "")
         )
         for item in flagged.examples:
-            message_id = item.message.get("messageId", "-")
-            output.out(f"{INDENT}{item.received_at[11:23]} {message_id}: " + ", ".join(item.flags))
+            output.out(f"{INDENT}{_named(item)}: " + ", ".join(item.flags))
     if report.catalogue is not None:
         checked = report.catalogue
         output.out(
@@ -192,6 +204,4 @@ def render(report: Report) -> None:
             "Command AI events break its schema"
         )
         for item, problems in checked.broken[:5]:
-            name = item.message.get("event") or item.message.get("type")
-            message_id = item.message.get("messageId", "-")
-            output.out(f"{INDENT}{name} {message_id}: " + "; ".join(problems))
+            output.out(f"{INDENT}{_named(item)}: " + "; ".join(problems))

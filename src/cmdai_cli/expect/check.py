@@ -241,12 +241,26 @@ class Looker:
 
 def check_expectation(looker: Looker, expectation: Expectation) -> Outcome:
     found = sum(1 for item in looker.messages(query_for(expectation)) if matches(expectation, item))
-    return Outcome(expectation, found, expectation.holds(found))
+    outcome = Outcome(expectation, found, expectation.holds(found))
+    counts = looker.counts()
+    if outcome.met and counts.dropped and expectation.bounds[1] is not None:
+        # Matching messages may be among those dropped: a count or a maximum met by
+        # what is left proves nothing, while a minimum met stays met.
+        outcome.met = False
+        keep = f"listen --keep {counts.keep}" if counts.keep is not None else "listen --keep"
+        outcome.hint = (
+            f"cannot check {expectation.wanted()}: the collector dropped {counts.dropped} "
+            f"of {counts.received} messages ({keep}); give it a larger --keep"
+        )
+    return outcome
 
 
 def explain(looker: Looker, outcome: Outcome) -> None:
     """Fill in the nearest messages and a hint for an expectation that does not hold."""
     expectation = outcome.expectation
+    if outcome.hint:
+        # Not met for a reason of its own (dropped messages), not for what arrived.
+        return
     high = expectation.bounds[1]
     if high is not None and outcome.found > high:
         outcome.hint = f"{outcome.found} messages match; expected {expectation.wanted()}"
@@ -285,9 +299,16 @@ def explain(looker: Looker, outcome: Outcome) -> None:
     elif not counts.received:
         outcome.hint = "the collector has received no messages"
     elif not outcome.nearest:
-        outcome.hint = f"nothing like it among {counts.received} messages"
+        outcome.hint = f"nothing like it among {_among(counts)}"
     elif outcome.found:
         outcome.hint = f"{outcome.found} messages match; expected {expectation.wanted()}"
+
+
+def _among(counts: Counts) -> str:
+    """The messages looked at: all received, or those kept of them."""
+    if counts.kept < counts.received:
+        return f"the {counts.kept} kept of {counts.received} messages received"
+    return f"{counts.received} messages" if counts.received != 1 else "1 message"
 
 
 def check_flagged(looker: Looker) -> FlaggedOutcome:

@@ -115,12 +115,14 @@ def parse_property(pair: str) -> tuple[str, Any]:
 
 
 class BadExpectation(UsageError):
-    """An expectation that cannot be used; `key` is the field at fault, when one is."""
+    """An expectation that cannot be used; `key` is the field at fault, when one is,
+    and `also` a field it conflicts with."""
 
-    def __init__(self, reason: str, key: str | None = None) -> None:
+    def __init__(self, reason: str, key: str | None = None, also: str | None = None) -> None:
         super().__init__(reason)
         self.reason = reason
         self.key = key
+        self.also = also
 
 
 def build(fields: Mapping[str, Any], line: int | None = None) -> Expectation:
@@ -143,8 +145,10 @@ def build(fields: Mapping[str, Any], line: int | None = None) -> Expectation:
         if value is not None and (type(value) is not int or value < 0):
             raise BadExpectation(f"{key} must be a whole number, 0 or more", key)
         numbers[key] = value
-    if numbers["count"] is not None and (numbers["min"] is not None or numbers["max"] is not None):
-        raise BadExpectation("give count, or min and/or max, not both", "count")
+    if numbers["count"] is not None:
+        for key in ("min", "max"):
+            if numbers[key] is not None:
+                raise BadExpectation("give count, or min and/or max, not both", key, "count")
     low, high = numbers["min"], numbers["max"]
     if low is not None and high is not None and low > high:
         raise BadExpectation(f"min {low} is above max {high}", "min")
@@ -225,7 +229,12 @@ def load_file(path: Path) -> list[Expectation]:
         except BadExpectation as exc:
             # Point at the key's own line when it can be found.
             at = _key_line(lines, exc.key, begin, end) if exc.key and begin is not None else None
-            raise UsageError(f"{_at(path, at or line)}: {exc.reason}") from None
+            reason = exc.reason
+            if exc.also and begin is not None:
+                other = _key_line(lines, exc.also, begin, end)
+                if other is not None:
+                    reason = f"{exc.key} with {exc.also} (line {other}): {reason}"
+            raise UsageError(f"{_at(path, at or line)}: {reason}") from None
     return found
 
 

@@ -2,7 +2,8 @@
 
 Events arrive late in real pipelines, so with `within` the source is looked at again
 (every 0.1 s at first, then less often, at most every second) until all holds; a
-collector that cannot be reached yet (still starting) counts as not holding. The
+collector that cannot be reached yet (still starting), or a capture file not written
+yet, counts as not holding. The
 nearest messages are worked out only once, for what still fails at the end.
 """
 
@@ -28,7 +29,7 @@ from cmdai_cli.expect.check import (
     explain,
 )
 from cmdai_cli.expect.expectations import Expectation, gather
-from cmdai_cli.expect.sources import Source, open_source
+from cmdai_cli.expect.sources import NoCapture, Source, open_source
 
 if TYPE_CHECKING:
     from cmdai_cli.plans import Validator
@@ -157,7 +158,7 @@ def _poll(
                 report, looker = look(
                     source, expectations, no_flagged=no_flagged, validator=validator
                 )
-            except RemoteUnreachable:
+            except (RemoteUnreachable, NoCapture):
                 if time.monotonic() >= deadline:
                     raise
             else:

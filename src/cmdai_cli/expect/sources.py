@@ -4,7 +4,10 @@ A running collector is asked through its inspection API, filtered on its side (t
 event, user), so that checking against 100,000 kept messages moves only the few that
 could match. A capture file (`listen --out`, or the lines of `listen --json`) is read
 whole on each poll, since a live one keeps growing; messages from `--out` carry no
-flags, so they are worked out again as the receiver does.
+flags, so Segment's rules are applied again (`flags_for`, and a repeated messageId).
+Flags that need the request (a wrong write key, a size in the grey zone) cannot be
+worked out from the message: only the running collector and its `listen --json` lines
+have them.
 """
 
 from __future__ import annotations
@@ -24,6 +27,10 @@ if TYPE_CHECKING:
     import httpx
 
 SERVICE = "the collector"
+
+
+class NoCapture(DataError):
+    """The capture file is not there (yet: `--within` waits for it, as for a collector)."""
 
 
 class Item(NamedTuple):
@@ -53,12 +60,19 @@ class Item(NamedTuple):
 
 @dataclass
 class Counts:
-    """How many messages there are, how many flagged, and by flag and event name."""
+    """How many messages there are, how many flagged, and by flag and event name.
+
+    `kept` is how many can be looked at: a collector's `--keep` drops the oldest
+    beyond it (`dropped`), and then no count of messages is complete.
+    """
 
     received: int = 0
     flagged: int = 0
     by_flag: dict[str, int] = field(default_factory=dict)
     by_event: dict[str, int] = field(default_factory=dict)
+    kept: int = 0
+    dropped: int = 0
+    keep: int | None = None
 
 
 class Source(Protocol):
@@ -137,7 +151,13 @@ class Collector:
     def counts(self) -> Counts:
         summary = self._get("/cmdai/summary")
         return Counts(
-            summary["received"], summary["flagged"], summary["byFlag"], summary["byEvent"]
+            summary["received"],
+            summary["flagged"],
+            summary["byFlag"],
+            summary["byEvent"],
+            kept=summary.get("kept", summary["received"]),
+            dropped=summary.get("droppedByKeep", 0),
+            keep=summary.get("keep"),
         )
 
     def close(self) -> None:
@@ -158,7 +178,7 @@ class CaptureFile:
         try:
             data = self.path.read_bytes()
         except FileNotFoundError:
-            raise DataError("no such capture file", source=self.where) from None
+            raise NoCapture("no such capture file", source=self.where) from None
         except OSError as exc:
             raise DataError(f"cannot read: {exc.strerror}", source=self.where) from None
         self._items = list(read_capture(data, self.where))
@@ -167,7 +187,7 @@ class CaptureFile:
         return query.select(self._items)
 
     def counts(self) -> Counts:
-        counts = Counts(received=len(self._items))
+        counts = Counts(received=len(self._items), kept=len(self._items))
         for item in self._items:
             if item.flags:
                 counts.flagged += 1
