@@ -10,10 +10,10 @@ import typer
 
 from cmdai_cli import output
 from cmdai_cli.commands._common import STATE, command, complete_events
-from cmdai_cli.commands._options import TimeoutOpt
+from cmdai_cli.commands._options import PlanOpt, TimeoutOpt
 
 if TYPE_CHECKING:
-    from cmdai_cli.expect.check import Near
+    from cmdai_cli.expect.check import CatalogueOutcome, Near
     from cmdai_cli.expect.run import Report
     from cmdai_cli.expect.sources import Item
 
@@ -30,7 +30,8 @@ K=V, and --count N, --min N (default 1) or --max N); many come from --file, a TO
 file of [[expect]] tables with the keys type, event, user_id, properties (a table),
 count, min and max. --no-flagged also requires that no message was flagged (what
 Segment would drop); --catalogue that every Command AI event matches the catalogue's
-schema for it.
+schema for it; --plan FILE that no message breaks a tracking plan (unplanned event,
+required property missing, datatype mismatch, additional properties).
 
 In an --out capture file, Segment's rules are applied again to flag messages; flags
 that need the request (a wrong write key, a size in the grey zone) are known only to
@@ -121,6 +122,7 @@ def expect(
         ),
     ] = 0.0,
     timeout: TimeoutOpt = 10.0,
+    plan: PlanOpt = None,
 ) -> None:
     from cmdai_cli.errors import PartialFailure
     from cmdai_cli.expect.run import check
@@ -142,6 +144,7 @@ def expect(
         catalogue=catalogue,
         within=within,
         timeout=timeout,
+        plan=plan,
     )
     render(report)
     checks = len(report.checks)
@@ -198,10 +201,13 @@ def render(report: Report) -> None:
         for item in flagged.examples:
             output.out(f"{INDENT}{_named(item)}: " + ", ".join(item.flags))
     if report.catalogue is not None:
-        checked = report.catalogue
-        output.out(
-            f"{MARKS[checked.met]}  catalogue: {len(checked.broken)} of {checked.checked} "
-            "Command AI events break its schema"
-        )
-        for item, problems in checked.broken[:5]:
-            output.out(f"{INDENT}{_named(item)}: " + "; ".join(problems))
+        _broken(report.catalogue, "catalogue", "Command AI events break its schema")
+    if report.plan is not None:
+        _broken(report.plan, "plan", "messages break it")
+
+
+def _broken(outcome: CatalogueOutcome, label: str, what: str) -> None:
+    """A schema check (the catalogue's, a plan's): met or not, and up to 5 that break it."""
+    output.out(f"{MARKS[outcome.met]}  {label}: {len(outcome.broken)} of {outcome.checked} {what}")
+    for item, problems in outcome.broken[:5]:
+        output.out(f"{INDENT}{_named(item)}: " + "; ".join(problems))
