@@ -266,6 +266,7 @@ def test_send_test_reports_the_key_verified_or_not(
     # Segment takes the event (exit 0) and drops it later: the report says why.
     assert result.exit_code == 0
     assert "write key  NOT a Segment source's key" in result.stdout
+    assert "Debugger;" not in result.stdout and "will not show" in result.stdout
 
 
 def test_send_test_checks_the_cdn_host_flag(cli: Any, tracking: Receiver) -> None:

@@ -36,7 +36,8 @@ DEADLINE_FACTOR = 8
 
 HINTS = {
     401: "the Public API token is missing, wrong or expired "
-    "(give --token, $CMDAI_PUBLIC_API_TOKEN, or store public_api_token in the profile)",
+    "(set $CMDAI_PUBLIC_API_TOKEN or the profile's public_api_token, or give --token "
+    "where the command has it)",
     403: "the Public API token may not do this: check that it belongs to this workspace "
     "and has write access",
     404: "check the source (id, slug or name) and that the token's workspace holds it",

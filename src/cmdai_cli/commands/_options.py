@@ -95,3 +95,13 @@ ApiTimeoutOpt = Annotated[
         max=300,
     ),
 ]
+PlanOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--plan",
+        help="Tracking plan file (`cmdai plan pull --out`, `cmdai plan show --builtin --json`) "
+        "that every message is checked against.",
+        show_default=False,
+        dir_okay=False,
+    ),
+]

@@ -44,5 +44,7 @@ def render(sent: Sent) -> None:
         output.out(header_line())
         output.out(row_line(sent.received))
         output.out(json.dumps(sent.received.message, indent=2, ensure_ascii=False))
-    elif status == "accepted":
+    elif status == "accepted" and (check is None or check["status"] != "unknown"):
         output.out(f"Look for it in {DEBUGGER}; search for the messageId above.")
+    elif status == "accepted":
+        output.out("It will not show in any Source Debugger: give a source's write key.")

@@ -10,10 +10,10 @@ import typer
 
 from cmdai_cli import output
 from cmdai_cli.commands._common import STATE, command, complete_events
-from cmdai_cli.commands._options import TimeoutOpt
+from cmdai_cli.commands._options import PlanOpt, TimeoutOpt
 
 if TYPE_CHECKING:
-    from cmdai_cli.expect.check import Near
+    from cmdai_cli.expect.check import CatalogueOutcome, Near
     from cmdai_cli.expect.run import Report
 
 DEFAULT_FROM = "http://127.0.0.1:8765"
@@ -29,7 +29,8 @@ K=V, and --count N, --min N (default 1) or --max N); many come from --file, a TO
 file of [[expect]] tables with the keys type, event, user_id, properties (a table),
 count, min and max. --no-flagged also requires that no message was flagged (what
 Segment would drop); --catalogue that every Command AI event matches the catalogue's
-schema for it.
+schema for it; --plan FILE that no message breaks a tracking plan (unplanned event,
+required property missing, datatype mismatch, additional properties).
 
 Each check is printed met or not, with the count found; one not met is followed by
 the nearest messages and what differs in each. --within SECONDS looks again until all
@@ -113,6 +114,7 @@ def expect(
         ),
     ] = 0.0,
     timeout: TimeoutOpt = 10.0,
+    plan: PlanOpt = None,
 ) -> None:
     from cmdai_cli.errors import PartialFailure
     from cmdai_cli.expect.run import check
@@ -134,6 +136,7 @@ def expect(
         catalogue=catalogue,
         within=within,
         timeout=timeout,
+        plan=plan,
     )
     render(report)
     checks = len(report.checks)
@@ -186,12 +189,15 @@ def render(report: Report) -> None:
             message_id = item.message.get("messageId", "-")
             output.out(f"{INDENT}{item.received_at[11:23]} {message_id}: " + ", ".join(item.flags))
     if report.catalogue is not None:
-        checked = report.catalogue
-        output.out(
-            f"{MARKS[checked.met]}  catalogue: {len(checked.broken)} of {checked.checked} "
-            "Command AI events break its schema"
-        )
-        for item, problems in checked.broken[:5]:
-            name = item.message.get("event") or item.message.get("type")
-            message_id = item.message.get("messageId", "-")
-            output.out(f"{INDENT}{name} {message_id}: " + "; ".join(problems))
+        _broken(report.catalogue, "catalogue", "Command AI events break its schema")
+    if report.plan is not None:
+        _broken(report.plan, "plan", "messages break it")
+
+
+def _broken(outcome: CatalogueOutcome, label: str, what: str) -> None:
+    """A schema check (the catalogue's, a plan's): met or not, and up to 5 that break it."""
+    output.out(f"{MARKS[outcome.met]}  {label}: {len(outcome.broken)} of {outcome.checked} {what}")
+    for item, problems in outcome.broken[:5]:
+        name = item.message.get("event") or item.message.get("type")
+        message_id = item.message.get("messageId", "-")
+        output.out(f"{INDENT}{name} {message_id}: " + "; ".join(problems))

@@ -11,6 +11,7 @@ import typer
 
 from cmdai_cli import output
 from cmdai_cli.commands._common import STATE, command
+from cmdai_cli.commands._options import PlanOpt
 from cmdai_cli.commands._received import header_line, row_line
 
 if TYPE_CHECKING:
@@ -131,6 +132,7 @@ def listen(
             show_default=False,
         ),
     ] = None,
+    plan: PlanOpt = None,
 ) -> None:
     """Serve Segment's Tracking API locally and show each message as it arrives.
 
@@ -145,6 +147,9 @@ def listen(
     Beside it, an inspection API for tests and `cmdai expect`: GET /cmdai/summary
     (counts by type, event and flag), GET /cmdai/messages (filters type, event, userId,
     anonymousId, flagged=true|false, since, limit) and POST /cmdai/reset.
+
+    With --plan, every message is also checked against a tracking plan, live: each
+    violation is a flag ("plan: required property missing at /properties/trigger").
     """
     from cmdai_cli.errors import PartialFailure
     from cmdai_cli.receiver.listen import serve
@@ -167,6 +172,7 @@ def listen(
         exit_after=exit_after,
         max_duration=max_duration,
         on_batch_may_block=not _is_file(sys.stdout),
+        plan=plan,
     )
     stats = served.stats
     if STATE.json:

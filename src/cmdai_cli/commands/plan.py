@@ -30,7 +30,7 @@ def register(app: typer.Typer) -> None:
 def show(
     plan_file: Annotated[
         Path | None,
-        typer.Argument(metavar="[FILE]", help="Plan file to show.", show_default=False),
+        typer.Argument(metavar="FILE", help="Plan file to show.", show_default=False),
     ] = None,
     builtin: Annotated[
         bool,

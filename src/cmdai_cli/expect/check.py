@@ -340,5 +340,18 @@ def check_catalogue(looker: Looker, validator: Validator) -> CatalogueOutcome:
     return CatalogueOutcome(checked, broken)
 
 
+def check_plan(looker: Looker, validator: Validator) -> CatalogueOutcome:
+    """`--plan`: every message received, checked against a tracking plan."""
+    from cmdai_cli.plans.check import violation_flag
+
+    items = looker.messages(Query())
+    broken: list[tuple[Item, list[str]]] = []
+    for item in items:
+        found = validator.check(item.message)
+        if found:
+            broken.append((item, [f"{violation_flag(v)}: {v.message}" for v in found]))
+    return CatalogueOutcome(len(items), broken)
+
+
 def all_met(outcomes: Sequence[Outcome | FlaggedOutcome | CatalogueOutcome | None]) -> bool:
     return all(outcome is None or outcome.met for outcome in outcomes)

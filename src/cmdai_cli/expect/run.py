@@ -25,6 +25,7 @@ from cmdai_cli.expect.check import (
     check_catalogue,
     check_expectation,
     check_flagged,
+    check_plan,
     explain,
 )
 from cmdai_cli.expect.expectations import Expectation, gather
@@ -46,12 +47,13 @@ class Report:
     outcomes: list[Outcome] = field(default_factory=list)
     flagged: FlaggedOutcome | None = None
     catalogue: CatalogueOutcome | None = None
+    plan: CatalogueOutcome | None = None
     looks: int = 0
     elapsed: float = 0.0
 
     @property
     def checks(self) -> list[Outcome | FlaggedOutcome | CatalogueOutcome]:
-        extra = [check for check in (self.flagged, self.catalogue) if check is not None]
+        extra = [c for c in (self.flagged, self.catalogue, self.plan) if c is not None]
         return [*self.outcomes, *extra]
 
     @property
@@ -70,6 +72,7 @@ class Report:
             "expectations": [outcome.as_dict() for outcome in self.outcomes],
             "noFlagged": self.flagged.as_dict() if self.flagged is not None else None,
             "catalogue": self.catalogue.as_dict() if self.catalogue is not None else None,
+            "plan": self.plan.as_dict() if self.plan is not None else None,
             "looks": self.looks,
             "elapsed": round(self.elapsed, 3),
         }
@@ -81,6 +84,7 @@ def look(
     *,
     no_flagged: bool,
     validator: Validator | None,
+    plan: Validator | None = None,
 ) -> tuple[Report, Looker]:
     """Every check, once, against what the source holds now."""
     source.refresh()
@@ -91,6 +95,8 @@ def look(
         report.flagged = check_flagged(looker)
     if validator is not None:
         report.catalogue = check_catalogue(looker, validator)
+    if plan is not None:
+        report.plan = check_plan(looker, plan)
     report.received = looker.counts().received
     return report, looker
 
@@ -104,15 +110,25 @@ def check(
     catalogue: bool,
     within: float,
     timeout: float,
+    plan: Path | None = None,
 ) -> Report:
-    """`cmdai expect`: the expectations (file or flags, see `gather`), checked at `source`."""
-    expectations = gather(file, fields, no_flagged or catalogue)
+    """`cmdai expect`: the expectations (file or flags, see `gather`), checked at `source`.
+
+    With `plan` (a tracking plan file), no received message may break it.
+    """
+    expectations = gather(file, fields, no_flagged or catalogue or plan is not None)
+    plan_validator = None
+    if plan is not None:
+        from cmdai_cli.plans import Validator, load_plan
+
+        plan_validator = Validator(load_plan(plan))
     return run(
         open_source(source, timeout=timeout),
         expectations,
         no_flagged=no_flagged,
         catalogue=catalogue,
         within=within,
+        plan=plan_validator,
     )
 
 
@@ -123,6 +139,7 @@ def run(
     no_flagged: bool = False,
     catalogue: bool = False,
     within: float = 0.0,
+    plan: Validator | None = None,
 ) -> Report:
     """Check until all holds or `within` seconds passed; explain what still fails."""
     validator = None
@@ -135,7 +152,7 @@ def run(
     # A look decodes up to every kept message (100,000 dicts): with the collector on,
     # its passes over them took longer than the decoding (6.9 s against under 1 s).
     with _speed.paused_collector():
-        report, looks = _poll(source, expectations, no_flagged, validator, deadline)
+        report, looks = _poll(source, expectations, no_flagged, validator, plan, deadline)
     report.looks = looks
     report.elapsed = time.monotonic() - started
     return report
@@ -146,6 +163,7 @@ def _poll(
     expectations: list[Expectation],
     no_flagged: bool,
     validator: Validator | None,
+    plan: Validator | None,
     deadline: float,
 ) -> tuple[Report, int]:
     pause = FIRST_PAUSE
@@ -155,7 +173,7 @@ def _poll(
             looks += 1
             try:
                 report, looker = look(
-                    source, expectations, no_flagged=no_flagged, validator=validator
+                    source, expectations, no_flagged=no_flagged, validator=validator, plan=plan
                 )
             except RemoteUnreachable:
                 if time.monotonic() >= deadline:

@@ -11,7 +11,7 @@ Importing this package is cheap; the JSON Schema libraries load when a Validator
 from __future__ import annotations
 
 from cmdai_cli.plans.builtin import builtin_plan
-from cmdai_cli.plans.check import KINDS, Validator, Violation, event_label
+from cmdai_cli.plans.check import KINDS, Validator, Violation, event_label, plan_flags
 from cmdai_cli.plans.rules import Plan, Rule, load_plan, parse_plan, save_plan
 from cmdai_cli.plans.run import Summary, validate_stream
 
@@ -26,6 +26,7 @@ __all__ = [
     "event_label",
     "load_plan",
     "parse_plan",
+    "plan_flags",
     "save_plan",
     "validate_stream",
 ]

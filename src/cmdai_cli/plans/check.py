@@ -15,7 +15,7 @@ which lists every error with its path; each error becomes a `Violation` of one k
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any, NamedTuple
 
 from cmdai_cli.errors import ConfigError
@@ -259,3 +259,24 @@ def _unplanned(message: Mapping[str, Any]) -> Violation | None:
     if not isinstance(name, str) or not name:
         return Violation("unplanned_event", "/event", "the track event has no name", None)
     return Violation("unplanned_event", "/event", f"track event '{name}' is not in the plan", None)
+
+
+def violation_flag(violation: Violation) -> str:
+    """A violation as a receiver's flag: `plan: <kind>`, with the pointer when there is one.
+
+    Short and free of the values themselves, so that flags count alike (`listen --plan`'s
+    summary counts by flag).
+    """
+    label = f"plan: {KINDS[violation.kind]}"
+    return f"{label} at {violation.pointer}" if violation.pointer else label
+
+
+def plan_flags(validator: Validator) -> Callable[[Mapping[str, Any]], tuple[str, ...]]:
+    """A function giving the flags of one message: what `listen --plan` adds to each."""
+    check = validator.check
+
+    def flags(message: Mapping[str, Any]) -> tuple[str, ...]:
+        found = check(message)
+        return tuple(dict.fromkeys(violation_flag(v) for v in found)) if found else ()
+
+    return flags

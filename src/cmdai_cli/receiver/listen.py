@@ -84,9 +84,14 @@ def serve(
     exit_after: int | None = None,
     max_duration: float | None = None,
     on_batch_may_block: bool = True,
+    plan: Path | None = None,
 ) -> Served:
     """Serve on `bind`:`port` until SIGINT or SIGTERM, `exit_after` messages were
     accepted, or `max_duration` seconds passed; return the final counts.
+
+    With `plan` (a tracking plan file), every message that breaks it is flagged with each
+    violation (`plan: <kind> at <pointer>`); the plan is read before the port is bound,
+    so a bad plan file stops nothing that had started.
 
     `on_start` is called once the port is bound (the ready file is written after it);
     `on_batch` with what each request brought, after its answer. When it may block (it
@@ -107,6 +112,11 @@ def serve(
                 "or leave the option out to accept any key"
             )
         redact.register(write_key)
+    check = None
+    if plan is not None:
+        from cmdai_cli.plans import Validator, load_plan, plan_flags
+
+        check = plan_flags(Validator(load_plan(plan)))
     if ready_file is not None:
         # A file left by an earlier run must not announce this one before it serves.
         with contextlib.suppress(FileNotFoundError):
@@ -136,6 +146,7 @@ def serve(
         on_batch=batch,
         keep=keep,
         limits=Limits(workers=1 if on_batch_may_block else 0),
+        check=check,
     )
     receiver.start()
     _speed.settle_long_lived()

@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import IO, Any
@@ -106,8 +106,11 @@ class Receiver:
         max_connections: int | None = None,
         remember_ids: int = 100_000,
         limits: Limits | None = None,
+        check: Callable[[Mapping[str, Any]], tuple[str, ...]] | None = None,
     ) -> None:
         self.bind = bind
+        # More flags for each accepted message (`listen --plan`: a tracking plan's).
+        self.check = check
         self.port = port
         self.write_key = write_key
         self.reject_wrong_key = reject_wrong_key
@@ -310,6 +313,9 @@ class Receiver:
     ) -> None:
         accepted = []
         try:
+            check = self.check
+            if check is not None:
+                messages = [(m, raw, flags + check(m)) for m, raw, flags in messages]
             with self._lock:
                 all_flags = self.kept.add_batch(messages, now, path)
                 if self._wants_objects:
