@@ -288,3 +288,14 @@ def test_base_urls_lose_a_trailing_slash_but_the_webhook_url_keeps_it(config_pat
     )
     assert saved.segment_host == "https://seg.example"
     assert saved.webhook_url == "https://hooks.example/in/"
+
+
+def test_a_default_profile_with_no_table_is_warned_about(cli, tmp_path) -> None:
+    from cmdai_cli.profile import Store
+
+    path = Store().path
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text('default_profile = "prod"\n\n[profiles.default]\nregion = "us"\n')
+    result = cli("profile", "show")
+    assert "default_profile 'prod' names no [profiles.prod] table" in result.stderr
+    assert "names no" not in cli("profile", "show", "-p", "default").stderr

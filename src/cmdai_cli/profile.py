@@ -343,6 +343,9 @@ def resolve(
     config = store.load()
     name = active_name(profile_flag, config)
     stored = config.profiles.get(name)
+    if stored is None and name == config.default_profile and name != active_name(profile_flag):
+        # Chosen by the file alone: a name with no table is a typo or a deleted profile.
+        log.warning("%s: default_profile %r names no [profiles.%s] table", store.path, name, name)
     flags = flags or {}
     values: dict[str, Any] = {}
     sources: dict[str, str] = {}

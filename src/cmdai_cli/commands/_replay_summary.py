@@ -18,7 +18,13 @@ def undelivered_error(summary: Summary) -> CmdaiError:
     """
     where = []
     if summary.rejected:
-        where.append(f"{summary.rejected} rejected (in {summary.rejects})")
+        if summary.dry_run:
+            # A dry run writes no reject file: it says what the real run would reject.
+            where.append(f"{summary.rejected} would be rejected")
+        elif summary.rejects:
+            where.append(f"{summary.rejected} rejected (in {summary.rejects})")
+        else:
+            where.append(f"{summary.rejected} rejected")
     if summary.failed:
         where.append(f"{summary.failed} failed (in {summary.dead_letter})")
     if summary.pending:
@@ -28,7 +34,8 @@ def undelivered_error(summary: Summary) -> CmdaiError:
             f"{summary.failed_before + summary.rejected_before} in earlier runs of this checkpoint"
         )
     n = summary.undelivered
-    message = f"{n} event{'s' if n != 1 else ''} not delivered: {', '.join(where)}"
+    verb = "would not be delivered" if summary.dry_run else "not delivered"
+    message = f"{n} event{'s' if n != 1 else ''} {verb}: {', '.join(where)}"
     if summary.failed > summary.unreachable:
         return RemoteRefused(message)
     if summary.unreachable:
@@ -63,6 +70,8 @@ def summary_lines(summary: Summary) -> list[str]:
         out.append("  skipped: " + ", ".join(parts))
     if s.rejected:
         where = f", written to {s.rejects}" if s.rejects else ""
+        if s.dry_run:
+            where = " (a dry run writes no reject file)"
         out.append(f"  rejected: {s.rejected} that cannot be sent as they are{where}")
         out.extend(f"    {reason}: {n}" for reason, n in _top(s.rejected_reasons))
     if s.failed:

@@ -56,12 +56,19 @@ HMAC-SHA1) when the profile has a shared secret; --batch-size sends JSON arrays.
 {api_host}/api/{org_id}/bulk-identify/.
 
 Progress is checkpointed after every acknowledged batch: after a crash, kill or
-Ctrl-C, run the same command with --resume. Ctrl-C (or SIGTERM) stops within about a
-second, leaving what was in flight pending; a second Ctrl-C stops at once. Events that
-cannot be delivered go to the dead-letter file, unsendable ones to the reject file.
+Ctrl-C, run the same command with --resume. --resume needs files or objects: stdin
+cannot be checked against the checkpoint, so save it to a file to be able to resume.
+Without --resume a replay starts over, with a warning when its checkpoint shows it done
+before: Segment drops events whose messageId it has seen, the webhook and bulk-identify
+take them again. Ctrl-C (or SIGTERM) stops within about a second, leaving what was in
+flight pending; a second Ctrl-C stops at once. Events that cannot be delivered go to
+the dead-letter file, unsendable ones to the reject file (a line holds the event when
+it could be read, and replaying the file sends those again).
 When any event was not delivered the exit code is 5 if the service refused some (a
 4xx, or 429 until the retries ran out), else 6 if it could not be reached, timed out or
-kept answering 5xx, else 1.
+kept answering 5xx, else 1. A dry run exits 1 when some events would be rejected, else 0.
+In --json, retry_wait_s is the total time requests spent waiting for retries, summed
+over requests (so it can exceed elapsed).
 """
 
 
@@ -210,7 +217,11 @@ def replay(
     ] = None,
     resume: Annotated[
         bool,
-        typer.Option("--resume", help="Continue from the checkpoint instead of starting over."),
+        typer.Option(
+            "--resume",
+            help="Continue from the checkpoint instead of starting over (not with stdin: "
+            "save it to a file first).",
+        ),
     ] = False,
     dead_letter: Annotated[
         Path | None,
@@ -230,7 +241,11 @@ def replay(
     ] = None,
     dry_run: Annotated[
         bool,
-        typer.Option("--dry-run", help="Read, validate, map and count; send nothing."),
+        typer.Option(
+            "--dry-run",
+            help="Read, validate, map and count; send and write nothing. With --resume, "
+            "checks the checkpoint as the run would. Exits 1 when events would be rejected.",
+        ),
     ] = False,
 ) -> None:
     from cmdai_cli import profile
@@ -266,7 +281,7 @@ def replay(
     settings = profile.resolve(STATE.profile, {"org_id": org_id})
     show = output.is_terminal(sys.stderr) and not STATE.json
     with _terminate_as_interrupt(), replay_progress(show) as progress:
-        summary = run_replay(options, settings, progress=progress)
+        summary = run_replay(options, settings, progress=progress, warn=output.warn)
     _report(summary)
 
 

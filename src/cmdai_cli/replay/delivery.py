@@ -38,7 +38,7 @@ from cmdai_cli.commandai import Answer
 from cmdai_cli.replay.batching import Batch
 from cmdai_cli.replay.delivery_control import AdaptiveLimit, InFlight, LearntRate, RateLimiter
 from cmdai_cli.replay.delivery_record import Acked, Counters, Failed, Job, Recorder, Send
-from cmdai_cli.retry import RetryPolicy
+from cmdai_cli.retry import Decision, RetryPolicy
 
 __all__ = ["Counters", "Delivery", "RateLimiter"]
 
@@ -310,7 +310,7 @@ class Delivery:
         if not decision.retry:
             reason = answer.detail or f"HTTP {status}"
             if status is None or status in (408, 429) or status >= 500:
-                reason += f" ({decision.reason})"
+                reason += f" ({_reason_key(decision, self.policy)})"
             job.reason = reason
             self._record(job, answer=answer)
             return
@@ -380,3 +380,12 @@ class Delivery:
             self._room.release()
         if any(job.slot for job in jobs):
             self._call(self._recorded, jobs)
+
+
+def _reason_key(decision: Decision, policy: RetryPolicy) -> str:
+    """Why retrying stopped, without the drawn wait: the reason is a key that counts
+    events (`failed_reasons`), and a random number in it would split one cause in many."""
+    if decision.delay > 0:
+        # Only the wait limit gives up with a wait in hand (retry.RetryPolicy.decide).
+        return f"the next wait would pass the limit of {policy.max_total_wait:g} s of waiting"
+    return decision.reason

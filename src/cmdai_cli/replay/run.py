@@ -56,17 +56,20 @@ def replay(
     settings: Resolved,
     *,
     progress: Callable[[Progress], None] | None = None,
+    warn: Callable[[str], None] | None = None,
 ) -> Summary:
     """Run one replay; see the module docstring. Never raises for undelivered events:
     the summary counts them (the caller decides the exit). Raises CmdaiError for what
     stops a run before it starts (settings, unreadable checkpoint); a bad record under
-    `--on-error fail` ends reading and comes back as `summary.stopped_by`."""
+    `--on-error fail` ends reading and comes back as `summary.stopped_by`. `warn` is
+    told what the user should know before the run goes on (a replay already done, run
+    again without --resume)."""
     setup = Setup.make(options, settings)
     run: _Run | None = None
     try:
         with _speed.fewer_collections():
             run = _Run(setup, progress)
-            return run.run()
+            return run.run(warn)
     finally:
         # After a stop, what is still being sent is dropped (it stays pending).
         setup.target.close(abort=run is None or run.summary.interrupted)
@@ -138,10 +141,10 @@ class _Run:
 
     # ------------------------------------------------------------------ the run
 
-    def run(self) -> Summary:
+    def run(self, warn: Callable[[str], None] | None = None) -> Summary:
         options = self.options
         started = time.monotonic()
-        checkpoint, done = self.setup.resume_from(self.summary)
+        checkpoint, done = self.setup.resume_from(self.summary, warn)
         delivery = None if checkpoint is None else self._delivery(checkpoint)
         if delivery is not None:
             self.counters = delivery.counters

@@ -14,7 +14,7 @@ so that N shards together keep to it.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
@@ -26,6 +26,8 @@ from cmdai_cli.events.storage import is_url
 from cmdai_cli.replay.checkpoint import (
     Checkpoint,
     Ranges,
+    check_resume,
+    done_before,
     fingerprint,
     input_names,
     object_versions,
@@ -232,6 +234,13 @@ class Setup:
     def _for_target(
         cls, options: ReplayOptions, inputs: list[Input], target: Target, shard: Shard | None
     ) -> Setup:
+        if options.resume and any(item.is_stdin for item in inputs):
+            # Stdin leaves nothing to compare with the checkpoint: other events at the
+            # same positions would be taken as done, and never sent.
+            raise UsageError(
+                "--resume cannot be used with stdin: what was read before cannot be checked",
+                hint="save the input to a file and replay that file",
+            )
         identity: dict[str, Any] = {
             "target": target.name,
             "destination": target.destination,
@@ -266,23 +275,27 @@ class Setup:
             dead,
         )
 
-    def resume_from(self, summary: Summary) -> tuple[Checkpoint | None, Ranges]:
+    def resume_from(
+        self, summary: Summary, warn: Callable[[str], None] | None = None
+    ) -> tuple[Checkpoint | None, Ranges]:
         """The checkpoint to record into (None for a dry run) and the positions done.
 
         Counts what earlier runs of the checkpoint failed or rejected into `summary`,
-        and has it report this run's share and what reading costs (as it goes).
+        and has it report this run's share and what reading costs (as it goes). Without
+        --resume, `warn` is told when the checkpoint shows this replay already done:
+        re-sending may be meant, but it is then said.
         """
         if self.sharding is not None:
             summary.shard = str(self.sharding.shard)
             summary.shard_by = self.sharding.by
         summary.reading = self.stats
         options = self.options
+        if not options.resume:
+            self._warn_done_before(warn)
         if options.dry_run:
             if not (options.resume and self.checkpoint_path.exists()):
                 return None, Ranges()
-            from cmdai_cli.replay.checkpoint import read_journal
-
-            _, pairs, earlier = read_journal(self.checkpoint_path)
+            _, pairs, earlier = check_resume(self.checkpoint_path, self.header)
             summary.failed_before = earlier["failed"]
             summary.rejected_before = earlier["rejected"]
             return None, Ranges(pairs)
@@ -291,6 +304,18 @@ class Setup:
         summary.failed_before = checkpoint.undelivered["failed"]
         summary.rejected_before = checkpoint.undelivered["rejected"]
         return checkpoint, Ranges(checkpoint.done.pairs())
+
+    def _warn_done_before(self, warn: Callable[[str], None] | None) -> None:
+        if warn is None or any(item.is_stdin for item in self.inputs):
+            return  # stdin cannot be resumed, so pointing at --resume would mislead
+        done = done_before(self.checkpoint_path, self.header["key"])
+        if done:
+            what = "would be sent" if self.options.dry_run else "are sent"
+            warn(
+                f"an earlier run of this replay already did {done:,} "
+                f"record{'s' if done != 1 else ''} (checkpoint {self.checkpoint_path}); "
+                f"they {what} again: --resume skips them"
+            )
 
     def close_logs(self) -> None:
         self.rejects.close()
