@@ -103,7 +103,7 @@ def test_since_prunes_a_local_copy_of_the_archive_by_glob_too(tmp_path: Path) ->
 
 def test_missing_objects_and_empty_patterns_are_data_errors(s3: S3) -> None:
     archive = make_archive(s3, days=1, files_per_day=1)
-    with pytest.raises(DataError, match="no such object"):
+    with pytest.raises(DataError, match="no such bucket, object or prefix"):
         expand_inputs([f"s3://{archive.bucket}/nothing-here/"])
     with pytest.raises(DataError, match="no object matches"):
         expand_inputs([f"s3://{archive.bucket}/segment-logs/*/*/*.ndjson"])
@@ -222,6 +222,23 @@ def test_an_unreachable_endpoint_exits_6_in_one_line(
     result = cli("map-payload", "s3://archive/segment-logs/")
     assert result.exit_code == 6
     assert "Could not connect" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_an_endpoint_that_never_answers_exits_6_within_the_timeouts(
+    s3: S3, cli, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import socket
+
+    monkeypatch.setattr(storage, "S3_READ_TIMEOUT", 0.5)
+    monkeypatch.setattr(storage, "S3_ATTEMPTS", 1)
+    monkeypatch.delenv("AWS_MAX_ATTEMPTS", raising=False)
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(16)  # connections are taken, never answered
+        monkeypatch.setenv("AWS_ENDPOINT_URL_S3", f"http://127.0.0.1:{silent.getsockname()[1]}")
+        result = cli("map-payload", "s3://archive/segment-logs/")
+    assert result.exit_code == 6, result.stderr
+    assert "timeout" in result.stderr.lower() and "Traceback" not in result.stderr
 
 
 def test_backend_errors_become_ours() -> None:

@@ -36,6 +36,8 @@ else:  # pragma: no cover
     import tomli as tomllib
 
 log = logging.getLogger("cmdai")
+# Loose files already warned about in this process, as (path, mode).
+_WARNED: set[tuple[Path, int]] = set()
 
 FILE_NAME = "config.toml"
 DEFAULT_PROFILE = "default"
@@ -204,7 +206,9 @@ class Store:
         if os.name != "posix":
             return
         mode = stat.S_IMODE(path.stat().st_mode)
-        if mode & 0o077:
+        if mode & 0o077 and (path, mode) not in _WARNED:
+            # Once a run: a command may read the file more than once (doctor does).
+            _WARNED.add((path, mode))
             log.warning(
                 "%s has permissions %o; it holds secrets and will be tightened to 600 "
                 "on the next write",

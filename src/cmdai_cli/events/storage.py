@@ -42,6 +42,13 @@ _VERSION_KEYS = ("ETag", "etag", "generation", "version_id", "VersionId", "mtime
 
 _filesystems: dict[str, AbstractFileSystem] = {}
 
+# How long S3 may take to accept a connection and to answer, and how many tries a call
+# gets. botocore's own defaults (60 s each, and s3fs's 5 tries of botocore's 5) would let
+# an endpoint that accepts connections but never answers hold a run for many minutes.
+S3_CONNECT_TIMEOUT = 10.0
+S3_READ_TIMEOUT = 30.0
+S3_ATTEMPTS = 3
+
 
 @dataclass(frozen=True)
 class Entry:
@@ -93,10 +100,20 @@ def filesystem(protocol: str) -> AbstractFileSystem:
         endpoint = os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
         if endpoint:
             kwargs["client_kwargs"] = {"endpoint_url": endpoint}
+        config: dict[str, Any] = {
+            "connect_timeout": S3_CONNECT_TIMEOUT,
+            "read_timeout": S3_READ_TIMEOUT,
+        }
+        if not os.environ.get("AWS_MAX_ATTEMPTS"):
+            config["retries"] = {"max_attempts": S3_ATTEMPTS, "mode": "standard"}
+        kwargs["config_kwargs"] = config
     try:
         fs: AbstractFileSystem = cls(**kwargs)
     except Exception as exc:
         _fail(exc, f"{protocol}://")
+    if protocol in ("s3", "s3a"):
+        # botocore already retries each call; s3fs's own loop would repeat all of it.
+        fs.retries = 1
     _filesystems[protocol] = fs
     return fs
 
@@ -106,7 +123,7 @@ def _fail(exc: BaseException, source: str) -> NoReturn:
     if isinstance(exc, CmdaiError):
         raise exc
     if isinstance(exc, FileNotFoundError):
-        raise DataError("no such object or prefix", source=source) from None
+        raise DataError("no such bucket, object or prefix", source=source) from None
     if isinstance(exc, PermissionError):
         raise RemoteRefused(f"{source}: access denied ({exc})") from None
     if isinstance(exc, ImportError):
