@@ -383,23 +383,3 @@ def _from_env(field_name: str, var: str, raw: str) -> Any:
     except ValidationError as exc:
         raise ConfigError(f"${var}: {_validation_message(exc, '')}") from None
     return getattr(parsed, field_name)
-
-
-def connect(
-    store: Store,
-    name: str,
-    write_key: str,
-    region: str | None = None,
-    host: str | None = None,
-) -> Profile:
-    """Validate a write key (and region or host) and store them in profile `name`."""
-    check_write_key(write_key)
-    redact.register(write_key)
-    if region is not None and region not in REGION_HOSTS:
-        raise UsageError(f"region {region!r} is not one of: {', '.join(REGION_HOSTS)}")
-    updates: dict[str, Any] = {"write_key": write_key}
-    if region is not None:
-        updates["region"] = region
-    if host is not None:
-        updates["segment_host"] = check_url(host)
-    return save_profile(store, name, updates)

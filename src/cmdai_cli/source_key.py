@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import urlsplit
 
-from cmdai_cli.errors import RemoteRefused
+from cmdai_cli.errors import RemoteRefused, UsageError
 from cmdai_cli.segment.cdn import KeyCheck, check_write_key
 
 if TYPE_CHECKING:
@@ -78,6 +78,7 @@ def connect(
 ) -> Connected:
     """Check `write_key` on the CDN, then store it (with what was learned) in `name`."""
     from cmdai_cli import profile, redact
+    from cmdai_cli.values import check_url
     from cmdai_cli.values import check_write_key as valid_key
 
     valid_key(write_key)
@@ -94,7 +95,14 @@ def connect(
     learned = check.settings.region if check and check.settings else None
     if region is None and host is None and learned is not None:
         region, region_from = learned, "cdn"
-    stored = profile.connect(store, name, write_key, region=region, host=host)
+    if region is not None and region not in profile.REGION_HOSTS:
+        raise UsageError(f"region {region!r} is not one of: {', '.join(profile.REGION_HOSTS)}")
+    updates: dict[str, Any] = {"write_key": write_key}
+    if region is not None:
+        updates["region"] = region
+    if host is not None:
+        updates["segment_host"] = check_url(host)
+    stored = profile.save_profile(store, name, updates)
     if cdn_flag is not None:
         profile.save_profile(store, name, {"cdn_host": cdn_host})
     region_used = stored.region or profile.DEFAULTS["region"]
