@@ -7,7 +7,6 @@ error answers are written here once.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -58,19 +57,9 @@ def not_taken(host: str, status: int | None, detail: str, what: str = "") -> tup
 
 def parse_properties(pairs: list[str] | None) -> dict[str, Any]:
     """`K=V` pairs; V is read as JSON when it parses (3, true, {...}), else as text."""
-    from cmdai_cli.errors import UsageError
+    from cmdai_cli.values import parse_property
 
-    properties: dict[str, Any] = {}
-    for pair in pairs or []:
-        key, sep, raw = pair.partition("=")
-        if not sep or not key.strip():
-            raise UsageError(f"--property {pair!r} is not KEY=VALUE")
-        try:
-            value: Any = json.loads(raw)
-        except ValueError:
-            value = raw
-        properties[key.strip()] = value
-    return properties
+    return dict(parse_property(pair) for pair in pairs or [])
 
 
 def build(

@@ -6,7 +6,9 @@ Each check returns the value as it is to be used, or raises `UsageError` saying 
 from __future__ import annotations
 
 import ipaddress
+import json
 import re
+from typing import Any
 from urllib.parse import urlsplit
 
 from cmdai_cli.errors import UsageError
@@ -96,3 +98,16 @@ def check_profile_name(name: str) -> str:
             "starting with a letter or digit, at most 63 characters"
         )
     return name
+
+
+def parse_property(pair: str) -> tuple[str, Any]:
+    """`K=V` from a `--property` flag: V is read as JSON when it parses (3, true, {...}),
+    else as text."""
+    key, sep, raw = pair.partition("=")
+    if not sep or not key.strip():
+        raise UsageError(f"--property {pair!r} is not KEY=VALUE")
+    try:
+        value: Any = json.loads(raw)
+    except ValueError:
+        value = raw
+    return key.strip(), value

@@ -23,6 +23,7 @@ from typing import Any
 from cmdai_cli.errors import UsageError
 from cmdai_cli.event_names import ALL
 from cmdai_cli.segment.messages import MESSAGE_TYPES
+from cmdai_cli.values import parse_property
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -100,18 +101,6 @@ class Expectation:
             if number is not None:
                 data[key] = number
         return data
-
-
-def parse_property(pair: str) -> tuple[str, Any]:
-    """`K=V`: V is read as JSON when it parses (3, true, {...}), else as text."""
-    key, sep, raw = pair.partition("=")
-    if not sep or not key.strip():
-        raise UsageError(f"--property {pair!r} is not KEY=VALUE")
-    try:
-        value: Any = json.loads(raw)
-    except ValueError:
-        value = raw
-    return key.strip(), value
 
 
 class BadExpectation(UsageError):
