@@ -26,7 +26,6 @@ from __future__ import annotations
 import argparse
 import gzip
 import json
-import os
 import random
 import shutil
 import subprocess
@@ -40,15 +39,12 @@ from pathlib import Path
 import orjson
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _measure import ENV
 from map_payload import make_event  # this folder's corpus generator
 
 DAY0 = datetime(2025, 5, 1, tzinfo=timezone.utc)
 SOURCE = "Ab12Cd34"
 BUCKET = "bench-archive"
-
-# Byte-code caches, as an installed package has them (see map_payload.py).
-ENV = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
-ENV["PYTHONPYCACHEPREFIX"] = str(Path(tempfile.gettempdir()) / "cmdai-bench-pycache")
 
 
 def cmdai() -> str:

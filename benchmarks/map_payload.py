@@ -18,13 +18,14 @@ import argparse
 import os
 import random
 import shutil
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import orjson
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _measure import run_process, write_ndjson
 
 JQ_PROGRAM = r"""
 def record($i):
@@ -87,35 +88,10 @@ def make_event(rng: random.Random, n: int) -> dict[str, object]:
 
 def write_corpus(path: Path, count: int, seed: int = 7) -> int:
     rng = random.Random(seed)
-    size = 0
-    with path.open("wb") as handle:
-        parts: list[bytes] = []
-        for n in range(count):
-            line = orjson.dumps(make_event(rng, n)) + b"\n"
-            size += len(line)
-            parts.append(line)
-            if len(parts) >= 10_000:
-                handle.write(b"".join(parts))
-                parts = []
-        handle.write(b"".join(parts))
-    return size
+    return write_ndjson(path, (make_event(rng, n) for n in range(count)))
 
 
-# Byte-code caches, as an installed package has them: with PYTHONDONTWRITEBYTECODE set,
-# every cmdai run would compile its modules again. Best-of-N keeps a run with them warm.
-ENV = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
-ENV["PYTHONPYCACHEPREFIX"] = str(Path(tempfile.gettempdir()) / "cmdai-bench-pycache")
-
-
-def run(argv: list[str], stdin: Path, stdout: Path) -> tuple[float, int, int]:
-    """Wall seconds, peak RSS in MiB, and exit status of one process."""
-    with stdin.open("rb") as src, stdout.open("wb") as dst:
-        start = time.perf_counter()
-        proc = subprocess.Popen(argv, stdin=src, stdout=dst, stderr=subprocess.DEVNULL, env=ENV)
-        _, status, usage = os.wait4(proc.pid, 0)
-        elapsed = time.perf_counter() - start
-        proc.returncode = os.waitstatus_to_exitcode(status)
-    return elapsed, usage.ru_maxrss // 1024, proc.returncode
+run = run_process
 
 
 def best_of(times: int, argv: list[str], stdin: Path, stdout: Path) -> tuple[float, int]:

@@ -25,13 +25,14 @@ import argparse
 import os
 import random
 import shutil
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import orjson
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _measure import run_process, write_ndjson
 
 from cmdai_cli import catalogue, plans
 
@@ -102,37 +103,16 @@ def make_event(rng: random.Random, n: int, specs: list[catalogue.EventSpec]) -> 
 def write_corpus(path: Path, count: int, seed: int = 11) -> int:
     rng = random.Random(seed)
     specs = list(catalogue.events())
-    size = 0
-    with path.open("wb") as handle:
-        parts: list[bytes] = []
-        for n in range(count):
-            line = orjson.dumps(make_event(rng, n, specs)) + b"\n"
-            size += len(line)
-            parts.append(line)
-            if len(parts) >= 10_000:
-                handle.write(b"".join(parts))
-                parts = []
-        handle.write(b"".join(parts))
-    return size
-
-
-# Byte-code caches, as an installed package has them.
-ENV = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
-ENV["PYTHONPYCACHEPREFIX"] = str(Path(tempfile.gettempdir()) / "cmdai-bench-pycache")
+    return write_ndjson(path, (make_event(rng, n, specs) for n in range(count)))
 
 
 def run(argv: list[str], stdin: Path, stdout: Path) -> tuple[float, int]:
     """Wall seconds and peak RSS in MiB of one process; exits unless it ran to the end."""
-    with stdin.open("rb") as src, stdout.open("wb") as dst:
-        start = time.perf_counter()
-        proc = subprocess.Popen(argv, stdin=src, stdout=dst, stderr=subprocess.DEVNULL, env=ENV)
-        _, status, usage = os.wait4(proc.pid, 0)
-        elapsed = time.perf_counter() - start
-    code = os.waitstatus_to_exitcode(status)
+    elapsed, rss, code = run_process(argv, stdin, stdout)
     # Both exit 1 or write violations when the input breaks the plan, as it does here.
     if code not in (0, 1):
         sys.exit(f"{argv[0]} exited with {code}")
-    return elapsed, usage.ru_maxrss // 1024
+    return elapsed, rss
 
 
 def indexes(path: Path) -> set[int]:
