@@ -278,7 +278,7 @@ def test_report_is_ok_only_without_failures() -> None:
     report.checks.append(doctor.Check("c", "fail", "z", "do this"))
     assert not report.ok
     assert [c.name for c in report.failed] == ["c"]
-    assert report.as_dict()["ok"] is False
+    assert report.as_json()["ok"] is False
 
 
 def test_webhook_url_flag(cli, segment_env, httpserver: HTTPServer) -> None:

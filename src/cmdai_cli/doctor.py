@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from cmdai_cli import redact
-from cmdai_cli.errors import CmdaiError, UsageError
+from cmdai_cli.errors import CmdaiError, ExitCode, UsageError
 from cmdai_cli.test_event import NETWORK_HINT, SEGMENT_HOST_HINT, not_taken
 from cmdai_cli.values import check_url
 
@@ -74,12 +74,23 @@ class Report:
     def failed(self) -> list[Check]:
         return [check for check in self.checks if not check.ok]
 
-    def as_dict(self) -> dict[str, Any]:
+    def as_json(self) -> dict[str, Any]:
         return {
             "ok": self.ok,
             "profile": self.profile,
             "checks": [check.as_dict() for check in self.checks],
         }
+
+    @property
+    def exit_code(self) -> ExitCode:
+        return ExitCode.OK if self.ok else ExitCode.FAILURE
+
+    @property
+    def problem(self) -> str | None:
+        if self.ok:
+            return None
+        names = ", ".join(check.name for check in self.failed)
+        return f"{len(self.failed)} of {len(self.checks)} checks failed: {names}"
 
 
 def _check(name: str, status: Status, detail: str, hint: str | None = None) -> Check:

@@ -14,7 +14,7 @@ import sys
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Annotated, Any, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 
@@ -22,7 +22,11 @@ from cmdai_cli import __version__, output, redact
 from cmdai_cli._fast_typer import FastCommand, HelpGroup
 from cmdai_cli.errors import CmdaiError, ExitCode
 
+if TYPE_CHECKING:
+    from cmdai_cli.results import Result
+
 F = TypeVar("F", bound=Callable[..., Any])
+R = TypeVar("R", bound="Result")
 
 # The environment variable through which a shell asks `cmdai` for completions.
 COMPLETE_VAR = "_CMDAI_COMPLETE"
@@ -223,3 +227,20 @@ def command(app: typer.Typer, name: str | None = None, **kwargs: Any) -> Callabl
         return func
 
     return decorate
+
+
+def finish(result: R, render: Callable[[R], None]) -> None:
+    """End a command with its core's result: `--json` or `render`, then its exit code.
+
+    The result's `problem` (the one line saying why the exit is not 0) goes to stderr
+    after the data, so a script reading stdout gets the whole document either way.
+    """
+    if STATE.json:
+        output.emit_json(result.as_json())
+    else:
+        render(result)
+    code = result.exit_code
+    if code != ExitCode.OK:
+        if result.problem:
+            output.error(result.problem)
+        raise typer.Exit(int(code))

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from cmdai_cli import output
-from cmdai_cli.commands._common import STATE, command
+from cmdai_cli.commands._common import STATE, command, finish
 from cmdai_cli.commands._options import ApiHostOpt, CdnHostOpt, HostOpt, RegionOpt, TimeoutOpt
 
 if TYPE_CHECKING:
@@ -21,9 +21,6 @@ def register(app: typer.Typer) -> None:
 
 
 def render(report: Report) -> None:
-    if STATE.json:
-        output.emit_json(report.as_dict())
-        return
     width = max(len(check.name) for check in report.checks)
     for check in report.checks:
         output.out(f"{MARKS[check.status]}  {check.name:<{width}}  {check.detail}")
@@ -66,7 +63,6 @@ def doctor(
     check fails, else 1.
     """
     from cmdai_cli import doctor as checks
-    from cmdai_cli.errors import PartialFailure
 
     report = checks.run(
         STATE.profile,
@@ -80,8 +76,4 @@ def doctor(
         send_test=send_test,
         timeout=timeout,
     )
-    render(report)
-    failed = report.failed
-    if failed:
-        names = ", ".join(check.name for check in failed)
-        raise PartialFailure(f"{len(failed)} of {len(report.checks)} checks failed: {names}")
+    finish(report, render)

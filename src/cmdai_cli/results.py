@@ -1,0 +1,24 @@
+"""What a core function hands back to its command: the shape every run's result has.
+
+A command resolves its settings once, builds a typed request, calls one core function
+and gets back a result that follows `Result`: it knows its own `--json` document
+(`as_json()`), the run's exit code, and, when that code is not 0, the one line said on
+stderr (`problem`). `commands/_common.finish` is the only reader of the three, so no
+command decides an exit code of its own.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+from cmdai_cli.errors import ExitCode
+
+
+class Result(Protocol):
+    def as_json(self) -> dict[str, Any]: ...
+
+    @property
+    def exit_code(self) -> ExitCode: ...
+
+    @property
+    def problem(self) -> str | None: ...
