@@ -7,6 +7,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 from types import ModuleType
 
@@ -142,9 +143,13 @@ def test_profile_names_are_completed(profiles: list[str]) -> None:
 def test_event_names_are_completed_for_send_test() -> None:
     names = [spec.name for spec in catalogue.events()]
     assert "Nudge Shown" in names
-    assert bash("cmdai send-test --event ") == list(dict.fromkeys(names))
+    assert bash("cmdai send-test --event ") == [
+        name.replace(" ", "\\ ") for name in dict.fromkeys(names)
+    ]
     nudges = [name for name in names if name.startswith("Nudge")]
-    assert bash("cmdai send-test --event Nudge") == nudges
+    # bash inserts candidates as they are: names with spaces come back escaped.
+    escaped = [name.replace(" ", "\\ ") for name in nudges]
+    assert bash("cmdai send-test --event Nudge") == escaped
     # Lower case completes properties.type values, which hold no spaces.
     assert "nudge_shown" in bash("cmdai send-test --event nudge_")
     assert all(" " not in value for value in bash("cmdai send-test --event n"))
@@ -195,3 +200,102 @@ def test_bash_script_completes_in_bash(tmp_path: Path, profiles: list[str]) -> N
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.split() == ["staging", "doctor"]
+
+
+def shim_dir(tmp_path: Path) -> Path:
+    shim = tmp_path / "bin" / "cmdai"
+    shim.parent.mkdir(exist_ok=True)
+    shim.write_text(f'#!/bin/sh\nexec "{sys.executable}" -m cmdai_cli "$@"\n')
+    shim.chmod(0o755)
+    return shim.parent
+
+
+def need(program: str) -> None:
+    if shutil.which(program) is None:
+        if os.environ.get("CI"):
+            pytest.fail(f"{program} is not installed (.ci/run installs it)")
+        pytest.skip(f"{program} is not installed")
+
+
+def test_bash_inserts_names_with_spaces_as_one_word(tmp_path: Path) -> None:
+    need("bash")
+    script = ROOT / "completions" / "cmdai.bash"
+    # What bash does with the candidates: insert the only one (Survey), insert the
+    # common prefix of several and list them on the second Tab (Nudge); each must
+    # then read back as the one word it names.
+    program = (
+        f"source '{script}'\n"
+        "COMP_WORDS=(cmdai send-test --event Survey); COMP_CWORD=3\n"
+        "_cmdai_completion cmdai\n"
+        'eval "set -- cmdai send-test --event ${COMPREPLY[0]}"\n'
+        'echo "only:$#:$4"\n'
+        "COMP_WORDS=(cmdai send-test --event Nudge); COMP_CWORD=3\n"
+        "_cmdai_completion cmdai\n"
+        'echo "several:${#COMPREPLY[@]}"\n'
+        "COMP_WORDS=(cmdai send-test --event 'Nudge\\ '); COMP_CWORD=3\n"
+        "_cmdai_completion cmdai\n"
+        'echo "again:${#COMPREPLY[@]}"\n'
+        'eval "set -- ${COMPREPLY[1]}"\n'
+        'echo "second:$#:$1"\n'
+    )
+    done = subprocess.run(
+        ["bash", "--norc", "--noprofile", "-c", program],
+        env={**os.environ, "PATH": f"{shim_dir(tmp_path)}{os.pathsep}{os.environ['PATH']}"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == [
+        "only:4:Survey Response",
+        "several:5",
+        "again:5",
+        "second:1:Nudge Clicked",
+    ]
+
+
+def test_zsh_completes_on_the_first_tab(tmp_path: Path) -> None:
+    """Installed as the help says (a file in fpath, then compinit), in a real zsh."""
+    need("zsh")
+    need("tmux")
+    zfunc = tmp_path / "zfunc"
+    zfunc.mkdir()
+    (zfunc / "_cmdai").write_text((ROOT / "completions" / "_cmdai").read_text())
+    (tmp_path / ".zshrc").write_text(
+        f"fpath=({zfunc} $fpath)\nautoload -Uz compinit\ncompinit -u -d {tmp_path}/zcomp\n"
+        "PROMPT='READY> '\n"
+    )
+    socket = f"cmdai-{os.getpid()}"
+    env = {
+        **os.environ,
+        "ZDOTDIR": str(tmp_path),
+        "PATH": f"{shim_dir(tmp_path)}{os.pathsep}{os.environ['PATH']}",
+    }
+
+    def tmux(*args: str) -> str:
+        done = subprocess.run(
+            ["tmux", "-L", socket, *args],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
+        )
+        return done.stdout
+
+    def screen_shows(text: str) -> bool:
+        deadline = time.monotonic() + 8
+        while time.monotonic() < deadline:
+            if text in tmux("capture-pane", "-p", "-t", "t"):
+                return True
+            time.sleep(0.05)
+        return False
+
+    tmux("-f", "/dev/null", "new-session", "-d", "-s", "t", "-x", "100", "-y", "20", "zsh -i")
+    try:
+        assert screen_shows("READY>"), tmux("capture-pane", "-p", "-t", "t")
+        tmux("send-keys", "-t", "t", "cmdai complet", "Tab")
+        assert screen_shows("READY> cmdai completion"), tmux("capture-pane", "-p", "-t", "t")
+    finally:
+        subprocess.run(["tmux", "-L", socket, "kill-server"], env=env, check=False)

@@ -211,16 +211,59 @@ def init_completion() -> None:
     """Register the bash/zsh/fish completion classes (typer's public `completion` module).
 
     The app is built without typer's --install-completion options, which is what would
-    otherwise register them.
+    otherwise register them. Bash's class is replaced by one that escapes candidates:
+    bash inserts a candidate as it is, so `Survey Response` would become two words.
     """
     # typer.completion is public; it re-exports these without declaring them.
     from typer.completion import completion_init  # type: ignore[attr-defined]
 
     completion_init()
+    try:
+        from typer._completion_classes import BashComplete, add_completion_class
+    except ImportError:  # another Typer: its own bash class stays
+        return
+
+    class EscapingBashComplete(BashComplete):  # type: ignore[misc]
+        def format_completion(self, item: Any) -> str:
+            return bash_escape(str(item.value))
+
+    add_completion_class(EscapingBashComplete, "bash")
+
+
+# What bash reads as something else than a letter of the word (bash(1), QUOTING).
+_BASH_SPECIAL = frozenset(" \t\n'\"\\$`!&;|<>()*?[]{}#~")
+
+
+def bash_escape(value: str) -> str:
+    """`value` as one bash word, each special character escaped with a backslash.
+
+    Backslashes rather than quotes: candidates that share a prefix (`Nudge\\ Shown`,
+    `Nudge\\ Clicked`) then share an escaped prefix that bash can insert, and the next
+    Tab still parses as one word.
+    """
+    return "".join("\\" + char if char in _BASH_SPECIAL else char for char in value)
+
+
+# The zsh script is autoloaded from `fpath` by compinit: the first Tab runs the file
+# itself as the completion function, so it completes at once instead of only defining
+# the function and registering it for the next Tab (zshcompsys(1), "Autoloaded files";
+# $zsh_eval_context says how the file is being run, zshparam(1)).
+_ZSH_REGISTER = "compdef {func} {prog}"
+_ZSH_AUTOLOAD = """if [[ $zsh_eval_context[-1] == loadautofunc ]]; then
+  {func} "$@"
+else
+  compdef {func} {prog}
+fi"""
 
 
 def completion_script(*, prog_name: str, complete_var: str, shell: str) -> str:
-    """Typer's Tab-completion script for `shell` (bash, zsh or fish)."""
+    """The Tab-completion script for `shell` (bash, zsh or fish): Typer's, made to work."""
     from typer.completion import get_completion_script  # type: ignore[attr-defined]
 
-    return str(get_completion_script(prog_name=prog_name, complete_var=complete_var, shell=shell))
+    script = str(get_completion_script(prog_name=prog_name, complete_var=complete_var, shell=shell))
+    if shell == "zsh":
+        func = f"_{prog_name}_completion"
+        register = _ZSH_REGISTER.format(func=func, prog=prog_name)
+        if register in script:
+            script = script.replace(register, _ZSH_AUTOLOAD.format(func=func, prog=prog_name))
+    return script
