@@ -219,11 +219,14 @@ def init_completion() -> None:
 
     completion_init()
     try:
-        from typer._completion_classes import BashComplete, add_completion_class
+        from typer._completion_classes import (  # type: ignore[attr-defined]
+            BashComplete,
+            add_completion_class,
+        )
     except ImportError:  # another Typer: its own bash class stays
         return
 
-    class EscapingBashComplete(BashComplete):  # type: ignore[misc]
+    class EscapingBashComplete(BashComplete):
         def format_completion(self, item: Any) -> str:
             return bash_escape(str(item.value))
 
