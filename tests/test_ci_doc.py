@@ -1,9 +1,11 @@
 """docs/ci.md: its GitHub Actions workflows, run step by step on this machine.
 
 Each `run:` step goes through bash as Actions runs it (`-e -o pipefail`), in order, with
-the job's `env:` and what earlier steps appended to `$GITHUB_ENV`. `uses:` steps and
-"Install cmdai" are what the runner does before (cmdai is installed here already); "Run
-the app's tests" is played by a small app sending through segment-analytics-python.
+the job's `env:` and what earlier steps appended to `$GITHUB_ENV`. `uses:` steps are what
+the runner does before; "Install cmdai" installs the release's wheel (the one .ci/run
+built, `$CMDAI_WHEEL`) as the docs write it, into an environment of its own whose `cmdai`
+the later steps run; "Run the app's tests" is played by a small app sending through
+segment-analytics-python.
 """
 
 from __future__ import annotations
@@ -11,16 +13,21 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
+import sysconfig
 import textwrap
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-DOC = Path(__file__).resolve().parent.parent / "docs" / "ci.md"
+from cmdai_cli import __version__
+
+ROOT = Path(__file__).resolve().parent.parent
+DOC = ROOT / "docs" / "ci.md"
 
 APP = """
 import os, sys
@@ -97,12 +104,24 @@ def steps(workflow: str) -> list[Step]:
     return found
 
 
+@dataclass(frozen=True)
+class Release:
+    venv: Path
+    wheel: Path
+
+
 def run_workflow(
-    workflow: str, work: Path, app_args: list[str], edits: dict[str, str] | None = None
+    workflow: str,
+    work: Path,
+    app_args: list[str],
+    release: Release,
+    edits: dict[str, str] | None = None,
 ) -> list[tuple[str, int, str]]:
     """Every step in order; (name, exit code, output) for each that ran a script.
 
-    `edits` replaces text in the scripts (a failing check need not wait its full time).
+    The steps run with `release.venv` first on PATH, where the install step puts the
+    wheel. `edits` replaces text in the scripts (a failing check need not wait its
+    full time).
     """
     (work / "app.py").write_text(APP)
     github_env = work / "github.env"
@@ -110,8 +129,9 @@ def run_workflow(
     env = {
         **os.environ,
         **job_env(workflow),
-        "PATH": str(Path(sys.executable).parent) + os.pathsep + os.environ["PATH"],
+        "PATH": str(release.venv / "bin") + os.pathsep + os.environ["PATH"],
         "GITHUB_ENV": str(github_env),
+        "CMDAI_TEST_WHEEL": str(release.wheel),
     }
     results = []
     for step in steps(workflow):
@@ -119,7 +139,7 @@ def run_workflow(
             assert step.uses and step.uses.startswith("actions/"), step
             continue
         if step.name == "Install cmdai":
-            assert step.run.strip() == "pip install cmdai"
+            install_release(step.run, work, env)
             continue
         script = step.run
         for old, new in (edits or {}).items():
@@ -142,6 +162,65 @@ def run_workflow(
     return results
 
 
+@pytest.fixture(scope="session")
+def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The release's wheel: the one .ci/run built, else one built here."""
+    built = os.environ.get("CMDAI_WHEEL")
+    if built:
+        return Path(built)
+    out = tmp_path_factory.mktemp("dist")
+    subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--quiet", "-w", str(out), str(ROOT)],
+        check=True,
+        timeout=120,
+    )
+    [found] = out.glob("cmdai-*.whl")
+    return found
+
+
+@pytest.fixture(scope="session")
+def release(tmp_path_factory: pytest.TempPathFactory, wheel: Path) -> Release:
+    """A virtual environment that has cmdai's dependencies but not cmdai itself.
+
+    It sees this environment's packages (by path, so that this environment's own cmdai,
+    installed in development mode through a .pth file, stays out of it), so the docs'
+    `pip install` of the wheel needs no index here; what it installs is the wheel, and
+    its `cmdai` is what later steps run.
+    """
+    venv = tmp_path_factory.mktemp("release") / "venv"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=60)
+    [site_dir] = (venv / "lib").glob("python*/site-packages")
+    ours = dict.fromkeys([sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"]])
+    (site_dir / "cmdai-test-dependencies.pth").write_text("\n".join(ours) + "\n")
+    return Release(venv, wheel)
+
+
+def install_release(script: str, work: Path, env: dict[str, str]) -> None:
+    """Run the docs' install step as written, with the wheel where the docs keep it."""
+    found = re.fullmatch(r"pip install (\.github/(cmdai-[^/\s]+\.whl))", script.strip())
+    assert found, script
+    wheel_path = env["CMDAI_TEST_WHEEL"]
+    assert Path(wheel_path).name == found.group(2), "docs/ci.md names another release"
+    (work / ".github").mkdir(exist_ok=True)
+    shutil.copy(wheel_path, work / found.group(1))
+    # The environment already has the dependencies (.ci/run installs the wheel with
+    # them in an empty one); pip's own settings make it take the wheel alone here.
+    done = subprocess.run(
+        ["bash", "--noprofile", "--norc", "-e", "-c", script],
+        cwd=work,
+        env={**env, "PIP_NO_DEPS": "1", "PIP_FORCE_REINSTALL": "1", "PIP_QUIET": "1"},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    bin_dir = Path(env["PATH"].split(os.pathsep)[0])
+    version = subprocess.run(
+        [str(bin_dir / "cmdai"), "--version"], env=env, capture_output=True, text=True
+    )
+    assert version.stdout.strip() == f"cmdai {__version__}", version
+
+
 def stop_collector(work: Path) -> None:
     pid_file = work / "collector.pid"
     if pid_file.exists():
@@ -159,8 +238,10 @@ def app_workflow(tmp_path: Path):
     stop_collector(tmp_path)
 
 
-def test_the_workflow_with_an_app_passes(app_workflow: str, tmp_path: Path) -> None:
-    results = run_workflow(app_workflow, tmp_path, [])
+def test_the_workflow_with_an_app_passes(
+    app_workflow: str, tmp_path: Path, release: Release
+) -> None:
+    results = run_workflow(app_workflow, tmp_path, [], release)
     names = [name for name, _, _ in results]
     assert names == [
         "Start the collector",
@@ -175,10 +256,12 @@ def test_the_workflow_with_an_app_passes(app_workflow: str, tmp_path: Path) -> N
     assert len(stored) == 3
 
 
-def test_the_workflow_with_an_app_fails_loudly(app_workflow: str, tmp_path: Path) -> None:
+def test_the_workflow_with_an_app_fails_loudly(
+    app_workflow: str, tmp_path: Path, release: Release
+) -> None:
     assert "--within 30" in app_workflow
     edits = {"--within 30": "--within 0.5"}
-    results = run_workflow(app_workflow, tmp_path, ["--forget-a-trait"], edits)
+    results = run_workflow(app_workflow, tmp_path, ["--forget-a-trait"], release, edits)
     codes = {name: code for name, code, _ in results}
     assert codes["Check the events"] == 1 and codes["Stop the collector"] == 0
     check = dict((name, out) for name, _, out in results)["Check the events"]
@@ -186,10 +269,10 @@ def test_the_workflow_with_an_app_fails_loudly(app_workflow: str, tmp_path: Path
     assert 'traits.role missing (expected "admin")' in check
 
 
-def test_the_workflow_with_send_test_alone(tmp_path: Path) -> None:
+def test_the_workflow_with_send_test_alone(tmp_path: Path, release: Release) -> None:
     _, send_test_only = blocks("yaml")
     try:
-        results = run_workflow(send_test_only, tmp_path, [])
+        results = run_workflow(send_test_only, tmp_path, [], release)
     finally:
         stop_collector(tmp_path)
     assert [name for name, _, _ in results] == [
@@ -198,4 +281,70 @@ def test_the_workflow_with_send_test_alone(tmp_path: Path) -> None:
         "Check it arrived",
     ]
     assert all(code == 0 for _, code, _ in results), results
+    sent = results[1][2]
+    assert "NOT a Segment source's key" not in sent and "verified" in sent, sent
     assert "All 3 checks hold" in results[2][2]
+
+
+DOC_PAGES = [
+    ROOT / "README.md",
+    *sorted(p for p in (ROOT / "docs").glob("*.md") if p.name != "cli.md"),
+]
+INSTALL = re.compile(r"(?:python -m )?pip install [^`&#\n]+")
+
+
+def install_lines() -> list[tuple[str, str]]:
+    found = []
+    for page in DOC_PAGES:
+        for match in INSTALL.finditer(page.read_text(encoding="utf-8")):
+            found.append((page.name, match.group(0).strip()))
+    return found
+
+
+@pytest.fixture(scope="session")
+def workspace(tmp_path_factory: pytest.TempPathFactory, release: Release) -> Path:
+    """A copy of the repository, with the release's wheel where the docs keep it."""
+    work = tmp_path_factory.mktemp("workspace") / "cmdai"
+    shutil.copytree(
+        ROOT,
+        work,
+        ignore=shutil.ignore_patterns(".git", "node_modules", "__pycache__", ".*cache", "build"),
+    )
+    for place in (work, work / ".github"):
+        place.mkdir(exist_ok=True)
+        shutil.copy(release.wheel, place / release.wheel.name)
+    return work
+
+
+def test_the_docs_install_only_what_exists() -> None:
+    """Nothing names a package index entry for cmdai: no index serves one."""
+    lines = install_lines()
+    assert len(lines) >= 8, lines
+    for page, line in lines:
+        assert not re.search(r"install '?cmdai[\[\s']", line + " "), (page, line)
+
+
+@pytest.mark.parametrize("page,line", install_lines(), ids=lambda value: value)
+def test_every_install_line_in_the_docs_resolves(
+    page: str, line: str, workspace: Path, release: Release
+) -> None:
+    """Each `pip install` the docs write, run as written, with `--dry-run` added.
+
+    (pip's own PIP_DRY_RUN would reach the pip that fills a build's isolated
+    environment too, which then stays empty.)
+    """
+    command = line.replace("python -m pip", "pip") + " --dry-run"
+    env = {
+        **os.environ,
+        "PATH": str(release.venv / "bin") + os.pathsep + os.environ["PATH"],
+        "PIP_DISABLE_PIP_VERSION_CHECK": "1",
+    }
+    done = subprocess.run(
+        ["bash", "--noprofile", "--norc", "-e", "-c", command],
+        cwd=workspace,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, (page, line, done.stdout + done.stderr)
