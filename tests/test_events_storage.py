@@ -224,6 +224,16 @@ def test_an_unreachable_endpoint_exits_6_in_one_line(
     assert "Could not connect" in result.stderr and "Traceback" not in result.stderr
 
 
+def test_an_http_server_that_refuses_is_unreachable_and_a_404_is_missing(cli, httpserver) -> None:
+    refused = cli("map-payload", f"http://127.0.0.1:{closed_port()}/events.ndjson.gz")
+    assert refused.exit_code == 6, refused.stderr
+    assert "cannot be reached" in refused.stderr and "no such" not in refused.stderr
+    httpserver.expect_request("/missing.gz").respond_with_data("not here", status=404)
+    missing = cli("map-payload", httpserver.url_for("/missing.gz"))
+    assert missing.exit_code == 4, missing.stderr
+    assert "no such bucket, object or prefix" in missing.stderr
+
+
 def test_an_endpoint_that_never_answers_exits_6_within_the_timeouts(
     s3: S3, cli, monkeypatch: pytest.MonkeyPatch
 ) -> None:

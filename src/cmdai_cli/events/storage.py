@@ -123,12 +123,32 @@ def _fail(exc: BaseException, source: str) -> NoReturn:
     if isinstance(exc, CmdaiError):
         raise exc
     if isinstance(exc, FileNotFoundError):
+        cause = _connection_failure(exc)
+        if cause is not None:
+            raise RemoteUnreachable(f"{source}: cannot be reached ({cause})") from None
         raise DataError("no such bucket, object or prefix", source=source) from None
     if isinstance(exc, PermissionError):
         raise RemoteRefused(f"{source}: access denied ({exc})") from None
     if isinstance(exc, ImportError):
         raise ConfigError(f"{source}: a package is missing: {exc}") from None
     raise RemoteUnreachable(f"{source}: {type(exc).__name__}: {exc}") from None
+
+
+def _connection_failure(exc: FileNotFoundError) -> BaseException | None:
+    """The failure to connect behind a "not found", if that is what it was.
+
+    fsspec's HTTP file system answers every failed look-up with FileNotFoundError,
+    raised from what went wrong (fsspec/implementations/http.py, `_info`): a refused
+    or timed-out connection there is an unreachable server, not a missing object.
+    """
+    cause = exc.__cause__
+    while cause is not None:
+        if isinstance(cause, (ConnectionError, TimeoutError)) or (
+            isinstance(cause, OSError) and not isinstance(cause, FileNotFoundError)
+        ):
+            return cause
+        cause = cause.__cause__ or cause.__context__
+    return None
 
 
 # ---------------------------------------------------------------- listing
