@@ -125,6 +125,21 @@ def test_global_options_before_or_after_a_command(cli) -> None:
     assert cli("completion", "--version").stdout.startswith("cmdai ")
 
 
+def test_a_bare_group_prints_its_help_on_stdout_and_exits_0() -> None:
+    """`cmdai` alone, as a real process: a request for the list of commands."""
+    for args in ([], ["profile"]):
+        done = subprocess.run(
+            [sys.executable, "-m", "cmdai_cli", *args],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            stdin=subprocess.DEVNULL,
+        )
+        assert done.returncode == 0, done.stderr
+        assert done.stdout.startswith(f"Usage: cmdai {' '.join(args)}".rstrip() + " [OPTIONS]")
+        assert "Commands:" in done.stdout and done.stderr == ""
+
+
 def test_mistyped_command_suggests_the_right_one(cli) -> None:
     result = cli("doctr")
     assert result.exit_code == 2

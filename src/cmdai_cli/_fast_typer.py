@@ -104,9 +104,16 @@ class FastCommand(TyperCommand):
 
 
 class HelpGroup(TyperGroup):
-    """A group whose command list shows each command's first sentence, wrapped, not cut."""
+    """A group whose command list shows each command's first sentence, wrapped, not cut.
+
+    Named alone (`cmdai`, `cmdai profile`), it prints its help on stdout and exits 0, as
+    gh does: asking for the list of commands is not a mistake.
+    """
 
     def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
+        if not args and self.no_args_is_help and not ctx.resilient_parsing:
+            typer.echo(ctx.get_help())
+            ctx.exit(0)
         cheap_coercion(self.get_params(ctx), completing=ctx.resilient_parsing)
         return super().parse_args(ctx, args)
 
