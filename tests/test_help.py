@@ -255,3 +255,42 @@ def test_listing_imports_no_command_module() -> None:
         [sys.executable, "-c", probe], capture_output=True, text=True, timeout=60, check=False
     )
     assert done.stderr.rsplit("LOADED:", 1)[1] == "cmdai_cli.commands._common"
+
+
+@pytest.mark.parametrize(
+    "args,env,line",
+    [
+        (
+            ["map-payload", "x.ndjson", "--target", "nope"],
+            {},
+            "--target must be one of destination, webhook (got 'nope')",
+        ),
+        (
+            ["expect", "--from", "x.ndjson", "--event", "Opened", "--count", "-1"],
+            {},
+            "--count must be at least 0 (got '-1')",
+        ),
+        (
+            ["replay", "--to", "mail", "x"],
+            {},
+            "--to must be one of bulk-identify, segment, webhook",
+        ),
+        (["doctor", "--timeout", "soon"], {}, "--timeout must be a number (got 'soon')"),
+        (
+            ["send-test", "--event", "Opened"],
+            {"CMDAI_REGION": "mars"},
+            "$CMDAI_REGION must be one of eu, us (got 'mars')",
+        ),
+        (["completion"], {}, "missing argument 'SHELL'. Choose from: bash, zsh, fish"),
+    ],
+)
+def test_usage_errors_are_one_line_naming_the_flag_or_variable(
+    cli, monkeypatch: pytest.MonkeyPatch, args: list[str], env: dict[str, str], line: str
+) -> None:
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    result = cli(*args)
+    assert result.exit_code in (2, 3), result.stderr
+    [said] = result.stderr.splitlines()
+    assert said.startswith("cmdai: error: " + line), said
+    assert "Input should" not in said and "Value error" not in said and result.stdout == ""

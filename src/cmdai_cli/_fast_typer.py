@@ -19,12 +19,19 @@ Commands get these classes through the public `cls=` argument of `Typer.command`
 from __future__ import annotations
 
 import importlib
-from collections.abc import Callable, Mapping
+import re
+import sys
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from enum import Enum
 from typing import Any
 
 import typer
+from typer._click.exceptions import BadParameter, ClickException
 from typer.core import TyperCommand, TyperGroup
+
+from cmdai_cli import output
+from cmdai_cli.values import must_be
 
 try:
     from typer._click.shell_completion import CompletionItem
@@ -164,6 +171,33 @@ class LazyGroup(HelpGroup):
     package = "cmdai_cli.commands"
     table: Callable[[], Mapping[str, Entry]] = staticmethod(dict)
 
+    def main(
+        self,
+        args: Sequence[str] | None = None,
+        prog_name: str | None = None,
+        complete_var: str | None = None,
+        standalone_mode: bool = True,
+        windows_expand_args: bool = True,
+        **extra: Any,
+    ) -> Any:
+        """Run the app; a usage error is one line on stderr, as every other error is.
+
+        Typer's own ending (a usage block, then "Error: Invalid value for '--count':
+        Input should be ...") is kept for callers that handle errors themselves
+        (`standalone_mode=False`).
+        """
+        if not standalone_mode:
+            return super().main(args, prog_name, complete_var, False, windows_expand_args, **extra)
+        try:
+            code = super().main(args, prog_name, complete_var, False, windows_expand_args, **extra)
+        except ClickException as exc:
+            output.error(usage_problem(exc))
+            sys.exit(exc.exit_code)
+        except typer.Abort:
+            output.info("Aborted!")
+            sys.exit(1)
+        sys.exit(code if isinstance(code, int) else 0)
+
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._loaded: set[str] = set()
@@ -277,3 +311,43 @@ def completion_script(*, prog_name: str, complete_var: str, shell: str) -> str:
         if register in script:
             script = script.replace(register, _ZSH_AUTOLOAD.format(func=func, prog=prog_name))
     return script
+
+
+def usage_problem(exc: ClickException) -> str:
+    """A usage error in one line: the flag, what its value must be, what was given.
+
+    Typer converts values with pydantic and words the error as pydantic does; the
+    pydantic error it was raised from says what was expected and what was given.
+    """
+    if isinstance(exc, BadParameter) and exc.param is not None and exc.message:
+        name = _param_name(exc.param)
+        errors = getattr(exc.__cause__, "errors", None)
+        found = errors(include_url=False) if callable(errors) else []
+        choices = _choices(exc.param)
+        if found and (choices or found[0].get("type") != "value_error"):
+            return f"{name} {must_be(found[0], choices)}"
+        # A check of the project's own, whose message says it all.
+        message = re.sub(r"^Value error, ", "", exc.message).rstrip(".")
+        return f"{name}: {message}"
+    message = " ".join(exc.format_message().split()).rstrip(".")
+    message = message[:1].lower() + message[1:]
+    ctx = getattr(exc, "ctx", None)
+    if ctx is not None:
+        message += f" (see '{ctx.command_path} --help')"
+    return message
+
+
+def _param_name(param: Any) -> str:
+    opts = [opt for opt in getattr(param, "opts", []) if opt.startswith("--")]
+    if getattr(param, "param_type_name", "") == "option" and opts:
+        return str(max(opts, key=len))
+    return str(getattr(param, "human_readable_name", param.name)).upper()
+
+
+def _choices(param: Any) -> list[str] | None:
+    """The accepted values of an option typed by an Enum, as given on the command line."""
+    desc = getattr(param, "type_descriptor", None)
+    annotation = getattr(desc, "annotation", None)
+    if isinstance(annotation, type) and issubclass(annotation, Enum):
+        return [str(member.value) for member in annotation]
+    return None

@@ -28,7 +28,7 @@ from pydantic import (
 
 from cmdai_cli import private_file, redact, values
 from cmdai_cli.errors import ConfigError, UsageError
-from cmdai_cli.values import PROFILE_NAME_RE, check_profile_name
+from cmdai_cli.values import PROFILE_NAME_RE, check_profile_name, must_be
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -134,8 +134,10 @@ def _validation_message(exc: ValidationError, prefix: str) -> str:
     problems = []
     for err in exc.errors():
         loc = ".".join(str(p) for p in (prefix, *err["loc"]) if p != "")
-        msg = "unknown key" if err["type"] == "extra_forbidden" else err["msg"]
-        problems.append(f"{loc}: {msg}")
+        if err["type"] == "extra_forbidden":
+            problems.append(f"{loc}: unknown key")
+        else:
+            problems.append(f"{loc} {must_be(err)}")
     return "; ".join(problems)
 
 
@@ -381,5 +383,5 @@ def _from_env(field_name: str, var: str, raw: str) -> Any:
     try:
         parsed = Profile.model_validate({field_name: raw})
     except ValidationError as exc:
-        raise ConfigError(f"${var}: {_validation_message(exc, '')}") from None
+        raise ConfigError(f"${var} {must_be(exc.errors()[0])}") from None
     return getattr(parsed, field_name)

@@ -8,6 +8,7 @@ from __future__ import annotations
 import ipaddress
 import json
 import re
+from collections.abc import Mapping, Sequence
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -111,3 +112,52 @@ def parse_property(pair: str) -> tuple[str, Any]:
     except ValueError:
         value = raw
     return key.strip(), value
+
+
+# ---------------------------------------------------------------- saying why a value is wrong
+
+_QUOTED = re.compile(r"'((?:[^'\\]|\\.)*)'")
+
+
+def must_be(error: Mapping[str, Any], choices: Sequence[str] | None = None) -> str:
+    """What a value must be, from a pydantic error (`ValidationError.errors()` item).
+
+    In the words of a usage error ("must be one of eu, us (got 'mars')"), not pydantic's
+    ("Input should be 'us' or 'eu'"): the caller puts the flag or variable before it.
+    `choices`, when known, are the accepted values.
+    """
+    kind = error.get("type", "")
+    ctx = error.get("ctx") or {}
+    if choices is None and kind in ("enum", "literal_error"):
+        choices = _QUOTED.findall(str(ctx.get("expected", "")))
+    if choices:
+        text = "must be one of " + ", ".join(sorted(choices))
+    elif kind in _BOUNDS:
+        words, key = _BOUNDS[kind]
+        text = f"must be {words} {ctx.get(key)}"
+    elif kind in ("int_parsing", "int_type", "int_from_float"):
+        text = "must be a whole number"
+    elif kind in ("float_parsing", "float_type"):
+        text = "must be a number"
+    elif kind == "finite_number":
+        text = "must be a finite number"
+    elif kind in ("bool_parsing", "bool_type"):
+        text = "must be true or false"
+    elif kind == "extra_forbidden":
+        return "is not a known key"
+    elif kind == "value_error" and ctx.get("error") is not None:
+        text = str(ctx["error"])
+    else:
+        message = str(error.get("msg", "is not valid"))
+        text = re.sub(r"^Input should be\b", "must be", message)
+    if "input" in error and not isinstance(error["input"], (dict, list)):
+        text += f" (got {error['input']!r})"
+    return text
+
+
+_BOUNDS = {
+    "greater_than_equal": ("at least", "ge"),
+    "less_than_equal": ("at most", "le"),
+    "greater_than": ("more than", "gt"),
+    "less_than": ("less than", "lt"),
+}
