@@ -88,6 +88,48 @@ def test_send_test_sends_the_test_event(cli, segment_env: Receiver) -> None:
     assert "accepted test event" in checks(result)["segment host"]["detail"]
 
 
+def doctor_on_a_terminal(extra_env: dict[str, str]) -> str:
+    """`cmdai doctor` as a real process whose stdout is a terminal (a pty)."""
+    import pty
+    import subprocess
+    import sys
+
+    leader, follower = pty.openpty()
+    with subprocess.Popen(
+        [sys.executable, "-m", "cmdai_cli", "doctor"],
+        stdin=subprocess.DEVNULL,
+        stdout=follower,
+        stderr=subprocess.DEVNULL,
+        env={**os.environ, "TERM": "xterm-256color", "COLUMNS": "160", **extra_env},
+    ) as proc:
+        os.close(follower)
+        chunks = []
+        while True:
+            try:
+                chunk = os.read(leader, 65536)
+            except OSError:  # the pty closes with the process
+                break
+            if not chunk:
+                break
+            chunks.append(chunk)
+        proc.wait(timeout=30)
+    os.close(leader)
+    return b"".join(chunks).decode()
+
+
+def test_on_a_terminal_checks_read_at_a_glance(segment_env: Receiver) -> None:
+    screen = doctor_on_a_terminal({"NO_COLOR": ""})
+    assert "\x1b[" in screen  # coloured
+    lines = [line for line in screen.splitlines() if line.strip()]
+    assert lines[0].startswith("\x1b[32m✓") and "profile file" in lines[0]
+    assert any(line.startswith("\x1b[33m-") and "webhook" in line for line in lines)
+    assert "PASS" not in screen
+    assert "5 passed" in screen and "3 skipped" in screen
+    plain = doctor_on_a_terminal({"NO_COLOR": "1"})
+    assert "\x1b[" not in plain and "✓" not in plain
+    assert plain.splitlines()[0].startswith("PASS  profile file")
+
+
 def test_a_401_for_the_key_fails_with_a_hint(cli, monkeypatch) -> None:
     # Segment itself takes any key (the source check tells); a 401 still comes from
     # services in between, and from `listen --reject-wrong-key`.

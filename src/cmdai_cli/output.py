@@ -72,6 +72,15 @@ def is_terminal(stream: Any = None) -> bool:
         return False
 
 
+def styled() -> bool:
+    """Whether stdout is a terminal that takes colour and symbols (no NO_COLOR).
+
+    Piped, or under NO_COLOR (no-color.org), a command prints plain ASCII text that
+    scripts and logs can read.
+    """
+    return is_terminal() and not os.environ.get("NO_COLOR")
+
+
 def table(columns: list[str], rows: list[list[Any]], title: str | None = None) -> None:
     from rich.table import Table
 

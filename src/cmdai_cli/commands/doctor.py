@@ -14,6 +14,8 @@ if TYPE_CHECKING:
     from cmdai_cli.doctor import Report
 
 MARKS = {"pass": "PASS", "fail": "FAIL", "skip": "SKIP"}
+# On a terminal, as gh's and stripe's checks read: a symbol and a colour per outcome.
+SYMBOLS = {"pass": ("✓", "green"), "fail": ("✗", "bold red"), "skip": ("-", "yellow")}
 
 
 def register(app: typer.Typer) -> None:
@@ -21,11 +23,49 @@ def register(app: typer.Typer) -> None:
 
 
 def render(report: Report) -> None:
+    if output.styled():
+        render_styled(report)
+        return
     width = max(len(check.name) for check in report.checks)
     for check in report.checks:
         output.out(f"{MARKS[check.status]}  {check.name:<{width}}  {check.detail}")
         if check.hint and check.status == "fail":
             output.out(f"{'':<{width + 6}}  hint: {check.hint}")
+
+
+def render_styled(report: Report) -> None:
+    """Symbols and colours, a hint under each failure, and a count of each outcome."""
+    from rich.text import Text
+
+    console = output.console()
+    width = max(len(check.name) for check in report.checks)
+    for check in report.checks:
+        symbol, style = SYMBOLS[check.status]
+        detail_style = "dim" if check.status == "skip" else ""
+        # Text, not markup: details quote what services and files said.
+        console.print(
+            Text.assemble(
+                (symbol, style),
+                " ",
+                (f"{check.name:<{width}}", "bold"),
+                "  ",
+                (check.detail, detail_style),
+            )
+        )
+        if check.hint and check.status == "fail":
+            console.print(Text.assemble(" " * (width + 4), ("hint: ", "cyan"), check.hint))
+    counts = {status: 0 for status in SYMBOLS}
+    for check in report.checks:
+        counts[check.status] += 1
+    summary = Text.assemble(
+        "\n",
+        (f"{counts['pass']} passed", "green"),
+        ", ",
+        (f"{counts['fail']} failed", "bold red" if counts["fail"] else ""),
+        ", ",
+        (f"{counts['skip']} skipped", "yellow" if counts["skip"] else ""),
+    )
+    console.print(summary)
 
 
 def doctor(
