@@ -230,7 +230,8 @@ def test_an_anyof_of_types_is_a_datatype_mismatch() -> None:
 def test_the_builtin_plan_has_a_rule_per_catalogue_event() -> None:
     plan = plans.builtin_plan()
     track = {r.key for r in plan.rules if r.type == "TRACK"}
-    assert track == {s.name for s in catalogue.events() if s.segment_type == "track"}
+    named = {s.name for s in catalogue.events() if s.segment_type == "track"}
+    assert track == named | {catalogue.TEST_EVENT}
     assert [r.key for r in plan.rules if r.type == "IDENTIFY"] == [None]
     # Plain schemas: no titles, and type-only anyOf lists are type lists.
     text = json.dumps([r.schema for r in plan.rules])
@@ -245,6 +246,15 @@ def test_every_catalogue_sample_keeps_the_builtin_plan() -> None:
     check = plans.Validator(plans.builtin_plan()).check
     for spec in catalogue.events():
         assert check(catalogue.build_message(spec, user_id="u1")) == [], spec.name
+
+
+def test_the_test_event_keeps_the_builtin_plan(cli, tmp_path) -> None:
+    """What `send-test` sends by default is not flagged by the plan cmdai ships."""
+    check = plans.Validator(plans.builtin_plan()).check
+    assert check(catalogue.test_message(user_id="u1")) == []
+    assert check(catalogue.test_message(anonymous_id="a1")) == []
+    shown = cli("plan", "show", "--builtin", "--json")
+    assert catalogue.TEST_EVENT in shown.stdout
 
 
 def test_the_builtin_plan_finds_what_the_catalogue_models_refuse() -> None:

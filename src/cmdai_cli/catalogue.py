@@ -268,14 +268,8 @@ def build_message(
     return {"type": "track", "event": spec.name, **base, "properties": payload}
 
 
-def test_message(
-    *,
-    user_id: str | None = None,
-    anonymous_id: str | None = None,
-    properties: Mapping[str, Any] | None = None,
-    message_id: str | None = None,
-) -> dict[str, Any]:
-    """The distinctive test event `cmdai send-test` sends when no event is named."""
+def test_event_spec() -> EventSpec:
+    """cmdai's own test event: not Command AI's, so not among `events()`, but planned."""
     from cmdai_cli import __version__
 
     marked = {
@@ -284,9 +278,19 @@ def test_message(
         "sent_by": f"cmdai {__version__}",
         "note": "Test event from cmdai send-test; safe to ignore.",
     }
-    spec = EventSpec(TEST_EVENT, TEST_EVENT_TYPE, "track", CommonProperties, marked, False)
+    return EventSpec(TEST_EVENT, TEST_EVENT_TYPE, "track", CommonProperties, marked, False)
+
+
+def test_message(
+    *,
+    user_id: str | None = None,
+    anonymous_id: str | None = None,
+    properties: Mapping[str, Any] | None = None,
+    message_id: str | None = None,
+) -> dict[str, Any]:
+    """The distinctive test event `cmdai send-test` sends when no event is named."""
     return build_message(
-        spec,
+        test_event_spec(),
         user_id=user_id,
         anonymous_id=anonymous_id,
         properties=properties,

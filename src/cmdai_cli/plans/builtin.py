@@ -1,4 +1,4 @@
-"""The plan cmdai ships: one rule per event of Command AI's catalogue.
+"""The plan cmdai ships: one rule per event of Command AI's catalogue, and cmdai's test event.
 
 Each rule's schema is the JSON Schema of the event's model in `catalogue.py` (pydantic
 writes it), made plain: titles dropped, and `anyOf` lists that only name types become
@@ -58,7 +58,9 @@ def builtin_plan() -> Plan:
     from cmdai_cli import catalogue
 
     rules = []
-    for spec in catalogue.events():
+    # cmdai's own test event is planned too, so that `send-test` keeps a source clean
+    # under the plan it ships (`listen --plan`, `validate`).
+    for spec in (*catalogue.events(), catalogue.test_event_spec()):
         payload = plain(spec.model.model_json_schema())
         if spec.segment_type == "identify":
             rules.append(Rule("IDENTIFY", None, event_schema(PAYLOAD_FIELD["identify"], payload)))
