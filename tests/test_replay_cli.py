@@ -481,3 +481,19 @@ def test_webhook_url_is_used_exactly_as_given(cli, tmp_path) -> None:
         )
         assert code == 0 and summary["sent"] == 2
         assert {seen.path for seen in server.requests} == {"/api/hook/"}
+
+
+def test_a_dry_run_exits_as_its_help_says(cli, tmp_path, monkeypatch) -> None:
+    monkeypatch.setenv("CMDAI_WEBHOOK_URL", "http://127.0.0.1:9/hook")
+    events = tmp_path / "events.ndjson"
+    events.write_text('{"type":"identify","userId":"u1","traits":{}}\n{"type":\n')
+    help_text = " ".join(cli("replay", "--help").stdout.split())
+    assert "with --on-error fail (the default) a bad record stops it with exit 4" in help_text
+    assert "with --on-error skip it exits 1 when some events would be rejected" in help_text
+    stopped = cli("replay", "--to", "webhook", "--dry-run", str(events))
+    assert stopped.exit_code == 4, stopped.stderr
+    skipped = cli("replay", "--to", "webhook", "--dry-run", "--on-error", "skip", str(events))
+    assert skipped.exit_code == 1, skipped.stderr
+    events.write_text('{"type":"identify","userId":"u1","traits":{}}\n')
+    clean = cli("replay", "--to", "webhook", "--dry-run", str(events))
+    assert clean.exit_code == 0, clean.stderr

@@ -66,7 +66,9 @@ the dead-letter file, unsendable ones to the reject file (a line holds the event
 it could be read, and replaying the file sends those again).
 When any event was not delivered the exit code is 5 if the service refused some (a
 4xx, or 429 until the retries ran out), else 6 if it could not be reached, timed out or
-kept answering 5xx, else 1. A dry run exits 1 when some events would be rejected, else 0.
+kept answering 5xx, else 1. A dry run reads and checks as the run would: with
+--on-error fail (the default) a bad record stops it with exit 4, with --on-error skip
+it exits 1 when some events would be rejected; else 0.
 In --json, retry_wait_s is the total time requests spent waiting for retries, summed
 over requests (so it can exceed elapsed).
 """
