@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from cmdai_cli import output
+from cmdai_cli._fast_typer import FastCommand
 from cmdai_cli.commands._common import STATE, command, finish
 from cmdai_cli.commands._options import ApiHostOpt, ApiTimeoutOpt, RegionOpt, TokenOpt
 
@@ -15,17 +16,36 @@ if TYPE_CHECKING:
     from cmdai_cli.workspace.status import StatusRequest, StatusResult
 
 DEFAULT_WATCH = 60.0
+# How a watch waits between refreshes (tests replace it).
+pause = time.sleep
+
+
+class StatusCommand(FastCommand):
+    """`--watch` alone means every minute. Typer's parser has no option whose value may
+    be left out, so a bare `--watch` (last, or followed by another option) gets the
+    default written in before parsing."""
+
+    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
+        given = list(args)
+        for i, arg in enumerate(given):
+            if arg == "--":
+                break
+            if arg == "--watch" and (i + 1 == len(given) or given[i + 1].startswith("-")):
+                given.insert(i + 1, f"{DEFAULT_WATCH:g}")
+                break
+        return super().parse_args(ctx, given)
 
 
 def register(app: typer.Typer) -> None:
-    command(app, "status")(status)
+    command(app, "status", cls=StatusCommand)(status)
 
 
 def render(result: StatusResult) -> None:
     from cmdai_cli.commands._status_view import view
 
     console = output.console()
-    console.print(view(result, console.width))
+    # Wrapped to the width (the shared console soft-wraps by default), so 80 columns hold.
+    console.print(view(result, console.width), soft_wrap=False)
 
 
 def status(
@@ -62,8 +82,6 @@ def status(
             help="Redraw every SECONDS (default 60) until Ctrl-C, which ends with exit 0; "
             "refreshes are spaced to stay within Segment's rate limit.",
             metavar="[SECONDS]",
-            is_flag=False,
-            flag_value=DEFAULT_WATCH,
             min=1,
             show_default=False,
         ),
@@ -163,15 +181,15 @@ def watch_until_stopped(request: StatusRequest, every: float) -> None:
         if live is not None:
             live.start()
         while True:
-            pause = every
+            wait = every
             try:
                 result = core.run(request, on_wait=output.warn)
             except RemoteUnreachable as exc:
                 output.warn(f"{exc.message}; trying again in {every:g} s")
             else:
-                pause = result.watch_interval(every)
-                if pause > every and not said_pace:
-                    output.warn(f"refreshing every {pause:g} s to stay within the rate limit")
+                wait = result.watch_interval(every)
+                if wait > every and not said_pace:
+                    output.warn(f"refreshing every {wait:g} s to stay within the rate limit")
                     said_pace = True
                 if STATE.json:
                     output.emit_json(result.as_json())
@@ -179,7 +197,7 @@ def watch_until_stopped(request: StatusRequest, every: float) -> None:
                     live.update(view(result, console.width), refresh=True)
                 else:
                     render(result)
-            time.sleep(pause)
+            pause(wait)
     except KeyboardInterrupt:
         pass
     finally:
