@@ -176,12 +176,18 @@ class FakePublicApi:
 
         source = self.add_source("command-ai", "Command AI", write_keys=[write_key])
         volume = self.volume.setdefault(source["id"], {})
-        volume[(None, "identify")] = [(i * 7) % 5 + 1 for i in range(buckets)]
+        # A working day's shape, newest bucket last, so that charts have something to show.
+        day = [1, 1, 1, 1, 2, 3, 5, 8, 10, 12, 12, 11, 10, 11, 12, 12, 10, 8, 6, 4, 3, 2, 1, 1]
+        volume[(None, "identify")] = [day[i % 24] for i in range(buckets)]
         extra = [f"Custom Event {n}" for n in range(max(0, names - len(ALL) + 1))]
         for n, name in enumerate([name for name, _ in ALL[1:]] + extra):
             if len(volume) >= names:
                 break
-            volume[(name, "track")] = [(i * (n + 3)) % 11 for i in range(buckets)]
+            # Shortcuts are rarely changed: none in the window.
+            weight = 0 if name == "User Changed Shortcut" else 4 - n % 4
+            volume[(name, "track")] = [
+                day[i % 24] * weight + (i * n) % 3 * bool(weight) for i in range(buckets)
+            ]
         self.add_destination(source["id"], COMMANDAI, orgId=org_id)
         hook = self.add_destination(source["id"], WEBHOOKS, sharedSecret="s")
         self.add_webhook_subscription(hook, webhook_url)

@@ -67,6 +67,8 @@ def chart(
 ) -> list[str]:
     """Bar chart rows, top first, each `width` characters or fewer (no axis)."""
     values = bins(counts, width)
+    # Few buckets are drawn wider, so that a day of hours still fills the line.
+    values = [v for v in values for _ in range(max(1, width // max(1, len(values))))]
     top = max(values, default=0)
     rows = []
     for row in range(height, 0, -1):
@@ -110,13 +112,14 @@ def _table(ascii_only: bool, *columns: str) -> Table:
     return table
 
 
-def view(result: StatusResult, width: int) -> RenderableType:
-    ascii_only = plain()
+def view(result: StatusResult, width: int, ascii_only: bool | None = None) -> RenderableType:
+    """The whole picture; `ascii_only` defaults to `plain()`."""
+    ascii_only = plain() if ascii_only is None else ascii_only
     parts: list[RenderableType] = []
     source = result.source
     window = result.window
     head = (
-        f"cmdai status: source {source.get('slug') or source.get('id')} "
+        f"source {source.get('slug') or source.get('id')} "
         f"({source.get('name')}), {short_time(window.as_json()['start'])} to "
         f"{short_time(window.as_json()['end'])} UTC, by {window.granularity}"
     )
@@ -160,7 +163,7 @@ def _volume(result: StatusResult, width: int, ascii_only: bool) -> list[Renderab
         text = "not Command AI's (a typo or a custom event): " + names
         parts.append(Text(textwrap.fill(text, width)))
     label = max(len(str(max(counts, default=0))), 1)
-    chart_width = max(10, min(len(counts), width - label - 3))
+    chart_width = max(10, width - label - 3)
     rows = chart(counts, chart_width, ascii_only=ascii_only)
     lines = []
     for i, row in enumerate(rows):
