@@ -435,3 +435,12 @@ def test_as_a_real_process(api: FakePublicApi, source, tmp_path) -> None:
     assert completed.returncode == 0, completed.stderr
     assert "HEALTHY" in completed.stdout
     assert max(len(line) for line in completed.stdout.splitlines()) <= 80
+
+
+def test_names_from_outside_are_shown_as_plain_text(cli, api, source) -> None:
+    api.volume[source["id"]][("[bold]Odd\x1b[2J", "track")] = [4]
+    result = cli("status")
+    assert "[bold]Odd?[2J" in result.stdout
+    assert "\x1b" not in result.stdout
+    _, data = run_json(cli)
+    assert "[bold]Odd\x1b[2J" in data["volume"]["unknown"]

@@ -89,6 +89,12 @@ def chart(
     return rows
 
 
+def cell(value: object) -> Text:
+    """A value from outside as plain text: no markup, control characters shown as `?`."""
+    text = redact.scrub(str(value))
+    return Text("".join(ch if ch.isprintable() else "?" for ch in text))
+
+
 def short_time(text: str | None) -> str:
     if not text:
         return "-"
@@ -118,12 +124,14 @@ def view(result: StatusResult, width: int, ascii_only: bool | None = None) -> Re
     parts: list[RenderableType] = []
     source = result.source
     window = result.window
-    head = (
+    head = cell(
         f"source {source.get('slug') or source.get('id')} "
         f"({source.get('name')}), {short_time(window.as_json()['start'])} to "
         f"{short_time(window.as_json()['end'])} UTC, by {window.granularity}"
     )
-    parts.append(Text(head, style="" if ascii_only else "bold"))
+    if not ascii_only:
+        head.stylize("bold")
+    parts.append(head)
     parts += _volume(result, width, ascii_only)
     parts += _destinations(result, ascii_only)
     parts += _delivery(result, width, ascii_only)
@@ -148,7 +156,7 @@ def _volume(result: StatusResult, width: int, ascii_only: bool) -> list[Renderab
             by_time = {p.time: p.count for p in event.series}
             line = [by_time.get(time, 0) for time, _ in series]
             table.add_row(
-                redact.scrub(event.name)[:28],
+                cell(event.name[:28]),
                 str(event.total),
                 sparkline(line, ascii_only=ascii_only),
                 short_time(event.last_seen),
@@ -159,7 +167,7 @@ def _volume(result: StatusResult, width: int, ascii_only: bool) -> list[Renderab
     if result.missing:
         parts.append(Text(textwrap.fill("not seen: " + ", ".join(result.missing), width)))
     if result.unknown:
-        names = ", ".join(redact.scrub(name) for name in result.unknown)
+        names = cell(", ".join(result.unknown)).plain
         text = "not Command AI's (a typo or a custom event): " + names
         parts.append(Text(textwrap.fill(text, width)))
     label = max(len(str(max(counts, default=0))), 1)
@@ -188,10 +196,10 @@ def _destinations(result: StatusResult, ascii_only: bool) -> list[RenderableType
     for state in result.destinations:
         d = state.destination
         table.add_row(
-            f"{d.name} ({d.id})",
+            cell(f"{d.name} ({d.id})"),
             d.kind,
             "yes" if d.enabled else "no",
-            redact.scrub("; ".join(state.problems)) or "-",
+            cell("; ".join(state.problems) or "-"),
         )
     parts.append(table)
     return parts
@@ -214,7 +222,7 @@ def _delivery(result: StatusResult, width: int, ascii_only: bool) -> list[Render
         parts.append(table)
         if delivery.failures:
             reasons = ", ".join(f"{reason} {count}" for reason, count in delivery.failures.items())
-            parts.append(Text(f"failures by reason: {reasons}"))
+            parts.append(cell(f"failures by reason: {reasons}"))
         parts.append(
             Text(
                 f"failure rate {delivery.failure_rate:.1%}; "
@@ -235,8 +243,8 @@ def _filters(result: StatusResult, ascii_only: bool) -> list[RenderableType]:
     for state in result.filters:
         rule = state.filter
         table.add_row(
-            rule.title or rule.id,
-            rule.destination_id,
+            cell(rule.title or rule.id),
+            cell(rule.destination_id),
             "yes" if rule.enabled else "no",
             "DROPPED" if state.drops_identify else "passes",
         )
@@ -250,7 +258,8 @@ def _checks(result: StatusResult, ascii_only: bool) -> list[RenderableType]:
     colours = {"pass": "green", "fail": "red", "skip": "yellow"}
     for check in result.checks:
         line = Text(f"{MARKS[check.status]}  ", style="" if ascii_only else colours[check.status])
-        line.append(f"{check.name:<{width}}  {redact.scrub(check.detail)}")
+        line.append(f"{check.name:<{width}}  ")
+        line.append_text(cell(check.detail))
         parts.append(line)
     failed = [check for check in result.checks if check.status == "fail"]
     if failed:

@@ -80,7 +80,8 @@ def status(
         typer.Option(
             "--watch",
             help="Redraw every SECONDS (default 60) until Ctrl-C, which ends with exit 0; "
-            "refreshes are spaced to stay within Segment's rate limit.",
+            "refreshes are spaced to stay within Segment's rate limit. With --json, one "
+            "document a line per refresh.",
             metavar="[SECONDS]",
             min=1,
             show_default=False,

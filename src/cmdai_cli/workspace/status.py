@@ -148,14 +148,15 @@ class StatusResult:
         return all(check.status != "fail" for check in self.checks)
 
     def series(self) -> list[tuple[str, int]]:
-        """The whole volume per bucket, every bucket of the window included."""
+        """The whole volume per bucket, oldest first: the buckets Segment answered with,
+        or the window's own when it answered none."""
         counts: dict[str, int] = {}
         for event in self.events:
             for point in event.series:
                 counts[point.time] = counts.get(point.time, 0) + point.count
-        times = [iso(moment) for moment in self.window.buckets()]
-        extra = sorted(set(counts) - set(times))
-        return [(time, counts.get(time, 0)) for time in times + extra]
+        # ISO-8601 times in one format sort as time does.
+        times = sorted(counts) or [iso(moment) for moment in self.window.buckets()]
+        return [(time, counts.get(time, 0)) for time in times]
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -165,7 +166,7 @@ class StatusResult:
                 "total": self.total,
                 "events": [
                     {
-                        "eventName": event.name,
+                        "eventName": event.event_name,
                         "eventType": event.event_type,
                         "total": event.total,
                         "lastSeen": event.last_seen,
@@ -271,14 +272,18 @@ def _run(api: PublicApi, request: StatusRequest, window: Window) -> StatusResult
     volume, volume_requests = readings.event_volume(api, source_id, window)
     events = tuple(sorted(volume, key=lambda e: (-e.total, e.name)))
     missing, unknown = catalogue_gaps(events)
-    found = readings.connected_destinations(api, source_id)
+    # Only the two destinations of the integration; others are not this command's business.
+    found = [
+        d
+        for d in readings.connected_destinations(api, source_id)
+        if d.kind in ("commandai", "webhook")
+    ]
     states = tuple(_judge_destination(api, d, request) for d in found)
     webhook = next((d for d in found if d.kind == "webhook"), None)
     delivery = _delivery(api, source_id, webhook.id, window) if webhook else None
     rules = tuple(
         FilterState(rule, rule.enabled and readings.drops(api, rule, identify_payload()))
         for d in found
-        if d.kind in ("commandai", "webhook")
         for rule in readings.filters(api, d.id)
     )
     checks = (
