@@ -33,9 +33,12 @@ DEFAULT_MAX_FAILURE_RATE = 0.05
 # docs/EventsApi.md); a watch spends at most half of that, leaving room for other tools.
 VOLUME_REQUESTS_PER_MINUTE = 60
 WATCH_SHARE = 0.5
+# "Segment's Public API is available for Team and Business tier customers" (segment-docs
+# api/config-api/authentication); tokens are per workspace, made under Settings >
+# Access Management > Tokens (docs.segmentapis.com, Authentication).
 PLAN_HINT = (
-    "the Public API needs a Team or Business plan, and a token of this workspace "
-    "(Segment > Settings > Workspace settings > Access Management > Tokens)"
+    "the Public API needs a Team or Business plan, and a Public API token of this "
+    "workspace (Settings > Access Management > Tokens)"
 )
 DEVICE_MODE_NOTE = (
     "The Command AI (CommandBar) destination runs in the browser (device mode), which "
@@ -215,11 +218,7 @@ def open_api(request: StatusRequest, on_wait: Callable[[str], None] | None) -> P
 
 def _refused_for_plan(exc: RemoteRefused) -> RemoteRefused:
     if exc.status == 403:
-        return RemoteRefused(
-            f"Segment Public API answered 403: {exc.message.split(': ')[-1]}",
-            status=403,
-            hint=PLAN_HINT,
-        )
+        return RemoteRefused(exc.message, status=403, hint=PLAN_HINT)
     return exc
 
 
@@ -248,22 +247,17 @@ def run(
     *,
     now: datetime | None = None,
     on_wait: Callable[[str], None] | None = None,
-    api: PublicApi | None = None,
 ) -> StatusResult:
     """Ask the Public API how the source's data flows, and judge it."""
     now = now or datetime.now(timezone.utc)
     # Before any request: a window Segment cannot cover is the user's to fix.
     window = window_for(request.since, request.granularity, now)
     redact.register(request.token)
-    own = api is None
-    client = api or open_api(request, on_wait)
-    try:
-        return _run(client, request, window)
-    except RemoteRefused as exc:
-        raise _refused_for_plan(exc) from None
-    finally:
-        if own:
-            client.close()
+    with open_api(request, on_wait) as api:
+        try:
+            return _run(api, request, window)
+        except RemoteRefused as exc:
+            raise _refused_for_plan(exc) from None
 
 
 def _run(api: PublicApi, request: StatusRequest, window: Window) -> StatusResult:
