@@ -118,10 +118,15 @@ def _table(ascii_only: bool, *columns: str) -> Table:
     return table
 
 
-def view(result: StatusResult, width: int, ascii_only: bool | None = None) -> RenderableType:
-    """The whole picture; `ascii_only` defaults to `plain()`."""
+def view(
+    result: StatusResult, width: int, ascii_only: bool | None = None, *, verdict_first: bool = False
+) -> RenderableType:
+    """The whole picture; `ascii_only` defaults to `plain()`. `verdict_first` puts the
+    checks on top, for a redraw that the terminal's height may cut at the bottom."""
     ascii_only = plain() if ascii_only is None else ascii_only
     parts: list[RenderableType] = []
+    if verdict_first:
+        parts += [*_checks(result, ascii_only)[1:], Text("")]
     source = result.source
     window = result.window
     head = cell(
@@ -136,7 +141,8 @@ def view(result: StatusResult, width: int, ascii_only: bool | None = None) -> Re
     parts += _destinations(result, ascii_only)
     parts += _delivery(result, width, ascii_only)
     parts += _filters(result, ascii_only)
-    parts += _checks(result, ascii_only)
+    if not verdict_first:
+        parts += _checks(result, ascii_only)
     return Group(*parts)
 
 

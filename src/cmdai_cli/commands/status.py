@@ -176,7 +176,13 @@ def watch_until_stopped(request: StatusRequest, every: float) -> None:
     from cmdai_cli.workspace import status as core
 
     console = output.console()
-    live = None if STATE.json or not console.is_terminal else Live(console=console)
+    # Redrawn in place; a view taller than the terminal loses its bottom, so the
+    # verdict is drawn first there.
+    live = (
+        None
+        if STATE.json or not console.is_terminal
+        else Live(console=console, auto_refresh=False, transient=False)
+    )
     said_pace = False
     try:
         if live is not None:
@@ -195,7 +201,7 @@ def watch_until_stopped(request: StatusRequest, every: float) -> None:
                 if STATE.json:
                     output.emit_json(result.as_json())
                 elif live is not None:
-                    live.update(view(result, console.width), refresh=True)
+                    live.update(view(result, console.width, verdict_first=True), refresh=True)
                 else:
                     render(result)
             pause(wait)
