@@ -14,7 +14,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from cmdai_cli import public_api
+from cmdai_cli import output, public_api
 from cmdai_cli.commands import status as status_command
 from cmdai_cli.errors import UsageError
 from cmdai_cli.retry import RetryPolicy
@@ -444,3 +444,36 @@ def test_names_from_outside_are_shown_as_plain_text(cli, api, source) -> None:
     assert "\x1b" not in result.stdout
     _, data = run_json(cli)
     assert "[bold]Odd\x1b[2J" in data["volume"]["unknown"]
+
+
+def test_watch_goes_on_after_a_refresh_that_cannot_reach_segment(cli, api, source, monkeypatch):
+    api.fail("GET", "/sources", 0, times=3)  # the first refresh's tries all dropped
+    pauses: list[float] = []
+
+    def sleep(seconds: float) -> None:
+        pauses.append(seconds)
+        if len(pauses) == 2:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(status_command, "pause", sleep)
+    result = cli("status", "--json", "--watch", "5")
+    assert result.exit_code == 0, result.stderr
+    assert "trying again in 5 s" in result.stderr
+    assert len(result.stdout.splitlines()) == 1
+
+
+def test_watch_in_a_terminal_redraws_with_the_verdict_on_top(cli, api, source, monkeypatch):
+    monkeypatch.setenv("FORCE_COLOR", "1")
+    monkeypatch.delenv("NO_COLOR")
+    monkeypatch.setattr(output, "is_terminal", lambda stream=None: True)
+
+    def sleep(seconds: float) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(status_command, "pause", sleep)
+    result = cli("status", "--watch", "5")
+    assert result.exit_code == 0, result.stderr
+    assert "\x1b[" in result.stdout  # drawn for a terminal: colour, cursor moves
+    text = result.stdout
+    assert text.index("HEALTHY") < text.index("Source in")
+    assert "█" in text or "▇" in text  # block characters, not ASCII
