@@ -25,6 +25,7 @@ from cmdai_cli import redact
 from cmdai_cli.errors import CmdaiError, ConfigError, ExitCode, UsageError
 from cmdai_cli.test_event import NETWORK_HINT, SEGMENT_HOST_HINT, not_taken
 from cmdai_cli.values import check_url
+from cmdai_cli.workspace.status import events_last_hour
 
 if TYPE_CHECKING:
     from cmdai_cli.profile import Resolved, Store
@@ -314,8 +315,6 @@ def check_public_api(resolved: Resolved, *, timeout: float) -> Check:
 
 def check_source_events(resolved: Resolved, *, timeout: float, api_ok: bool) -> Check:
     """Events reached the source in the last hour (the Public API's event volume)."""
-    from cmdai_cli.workspace.status import events_last_hour
-
     name = "source events"
     token = resolved.get("public_api_token")
     if not token:
