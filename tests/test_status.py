@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
+import httpx
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -236,19 +237,31 @@ def test_msbeforenext_in_errors_sets_the_wait() -> None:
     assert public_api.server_wait(response, now=0.0) == 2.5
 
 
-def test_eu_workspaces_use_the_eu_host(cli, monkeypatch) -> None:
-    seen: list[core.StatusRequest] = []
+class ToStandIn(httpx.HTTPTransport):
+    """Sends every request to the stand-in, leaving its Host header as the client set it."""
 
-    def fake_run(request: core.StatusRequest, **_: Any) -> core.StatusResult:
-        seen.append(request)
-        raise UsageError("stop here")
+    def __init__(self, url: str) -> None:
+        super().__init__()
+        self.target = httpx.URL(url)
 
-    monkeypatch.setattr(core, "run", fake_run)
-    monkeypatch.setenv("CMDAI_PUBLIC_API_TOKEN", TOKEN)
-    result = cli("status", "--region", "eu")
-    assert result.exit_code == 2
-    assert seen[0].api_host == "https://eu1.api.segmentapis.com"
-    assert TOKEN not in repr(seen[0])
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        request.url = request.url.copy_with(
+            scheme=self.target.scheme, host=self.target.host, port=self.target.port
+        )
+        return super().handle_request(request)
+
+
+def test_eu_workspaces_use_the_eu_host(cli, api: FakePublicApi, source, monkeypatch) -> None:
+    real = httpx.Client
+
+    def client(*args: Any, **kwargs: Any) -> httpx.Client:
+        return real(*args, transport=ToStandIn(api.url), **kwargs)
+
+    monkeypatch.setattr(httpx, "Client", client)
+    monkeypatch.delenv("CMDAI_API_HOST")
+    result = cli("status", "--region", "eu", "--json")
+    assert result.exit_code == 0, result.stderr
+    assert {r.headers["host"] for r in api.requests} == {"eu1.api.segmentapis.com"}
 
 
 def test_pages_are_followed(cli, api: FakePublicApi, source) -> None:
@@ -477,3 +490,10 @@ def test_watch_in_a_terminal_redraws_with_the_verdict_on_top(cli, api, source, m
     text = result.stdout
     assert text.index("HEALTHY") < text.index("Source in")
     assert "█" in text or "▇" in text  # block characters, not ASCII
+
+
+def test_the_request_does_not_show_its_secrets() -> None:
+    request = core.StatusRequest(
+        api_host="https://api.segmentapis.com", token=TOKEN, write_key=WRITE_KEY
+    )
+    assert TOKEN not in repr(request) and WRITE_KEY not in repr(request)
