@@ -497,3 +497,13 @@ def test_the_request_does_not_show_its_secrets() -> None:
         api_host="https://api.segmentapis.com", token=TOKEN, write_key=WRITE_KEY
     )
     assert TOKEN not in repr(request) and WRITE_KEY not in repr(request)
+
+
+def test_a_workspace_without_delivery_overview_still_gets_the_rest(cli, api, source) -> None:
+    api.fail("GET", "/delivery-overview/.*", 403, times=2, body={"errors": [{"message": "beta"}]})
+    result, data = run_json(cli)
+    assert result.exit_code == 0, result.stderr
+    assert data["delivery"] is None
+    assert check(data, "delivery")["status"] == "skip"
+    assert "Delivery Overview did not answer" in check(data, "delivery")["detail"]
+    assert "Delivery Overview did not answer" in cli("status").stdout

@@ -217,7 +217,8 @@ def _delivery(result: StatusResult, width: int, ascii_only: bool) -> list[Render
     parts: list[RenderableType] = [_section("Delivery (Segment -> Command AI webhook)", ascii_only)]
     delivery = result.delivery
     if delivery is None:
-        parts.append(Text("no Webhooks destination on the source: nothing to measure"))
+        skipped = next(c for c in result.checks if c.name == "delivery")
+        parts.append(cell(skipped.detail))
     else:
         top = max((step.total for step in delivery.steps.values()), default=0)
         bar_width = max(10, min(30, width - 40))

@@ -274,7 +274,16 @@ def _run(api: PublicApi, request: StatusRequest, window: Window) -> StatusResult
     ]
     states = tuple(_judge_destination(api, d, request) for d in found)
     webhook = next((d for d in found if d.kind == "webhook"), None)
-    delivery = _delivery(api, source_id, webhook.id, window) if webhook else None
+    delivery: Delivery | None = None
+    unmeasured = "no Webhooks destination: nothing to measure"
+    if webhook is not None:
+        try:
+            delivery = _delivery(api, source_id, webhook.id, window)
+        except RemoteRefused as exc:
+            # Delivery Overview is a beta a workspace may lack: the rest still stands.
+            if exc.status not in (403, 404):
+                raise
+            unmeasured = f"Delivery Overview did not answer: {exc.message}"
     rules = tuple(
         FilterState(rule, rule.enabled and readings.drops(api, rule, identify_payload()))
         for d in found
@@ -283,7 +292,7 @@ def _run(api: PublicApi, request: StatusRequest, window: Window) -> StatusResult
     checks = (
         _events_check(events, window),
         *_destination_checks(states, request),
-        _delivery_check(delivery, request.max_failure_rate),
+        _delivery_check(delivery, request.max_failure_rate, unmeasured),
         _filters_check(rules),
     )
     return StatusResult(
@@ -391,9 +400,9 @@ def _destination_checks(
     return checks
 
 
-def _delivery_check(delivery: Delivery | None, allowed: float) -> Check:
+def _delivery_check(delivery: Delivery | None, allowed: float, unmeasured: str) -> Check:
     if delivery is None:
-        return Check("delivery", "skip", "no Webhooks destination: nothing to measure")
+        return Check("delivery", "skip", unmeasured)
     rate = delivery.failure_rate
     failed = delivery.steps["failed-delivery"].total
     detail = f"{failed} failed ({rate:.1%}, allowed {allowed:.1%})"
