@@ -13,6 +13,8 @@ segmentio/public-api-sdk-python: docs/EventsApi.md, docs/DeliveryOverviewApi.md,
 docs/DestinationFiltersApi.md): `GET /events/volume` (series laid on the buckets of the
 asked window, paged under `data.result`), the six Delivery Overview steps (only with the
 Beta media type, with their window limits), destination filters and their preview.
+Every request's headers are kept, `Host` included, so a test can route a client's EU
+host (https://eu1.api.segmentapis.com) here and see where it meant to go.
 """
 
 from __future__ import annotations
