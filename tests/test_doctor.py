@@ -63,6 +63,7 @@ def test_all_pass_sends_no_event(cli, segment_env: Receiver) -> None:
         "region": "pass",
         "webhook": "skip",
         "public api": "skip",
+        "source events": "skip",
     }
     # One real request reached the Tracking API, carrying no message (the settings
     # document is a GET, not counted as a Tracking API request).
@@ -142,7 +143,7 @@ def test_a_401_for_the_key_fails_with_a_hint(cli, monkeypatch) -> None:
     assert segment["status"] == "fail"
     assert "401" in segment["detail"]
     assert "write key" in segment["hint"]
-    assert "2 of 8 checks failed: segment host, source" in result.stderr
+    assert "2 of 9 checks failed: segment host, source" in result.stderr
     assert "another-key-0123456789" not in result.stdout + result.stderr
 
 

@@ -53,6 +53,10 @@ COMMANDS: dict[str, Entry] = {
     "replay": Entry(
         "replay", "Resend recorded events to Segment, the Command AI webhook, or bulk-identify."
     ),
+    "status": Entry(
+        "status",
+        "Show whether events flow: into the source, to its destinations, through filters.",
+    ),
     "doctor": Entry(
         "doctor",
         "Check the profile, the write key, and that Segment, the webhook and the Public API "

@@ -22,9 +22,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from cmdai_cli import redact
-from cmdai_cli.errors import CmdaiError, ExitCode, UsageError
+from cmdai_cli.errors import CmdaiError, ConfigError, ExitCode, UsageError
 from cmdai_cli.test_event import NETWORK_HINT, SEGMENT_HOST_HINT, not_taken
 from cmdai_cli.values import check_url
+from cmdai_cli.workspace.status import events_last_hour
 
 if TYPE_CHECKING:
     from cmdai_cli.profile import Resolved, Store
@@ -312,6 +313,38 @@ def check_public_api(resolved: Resolved, *, timeout: float) -> Check:
     return _check(name, "pass", f"{host} accepted the token ({redact.mask(token)})")
 
 
+def check_source_events(resolved: Resolved, *, timeout: float, api_ok: bool) -> Check:
+    """Events reached the source in the last hour (the Public API's event volume)."""
+    name = "source events"
+    token = resolved.get("public_api_token")
+    if not token:
+        return _check(name, "skip", "no Public API token configured (public_api_token)")
+    if not api_ok:
+        return _check(name, "skip", "not checked: the Public API check failed")
+    try:
+        source, count = events_last_hour(
+            str(resolved.get("api_host")),
+            token,
+            source=resolved.get("source"),
+            write_key=resolved.get("write_key"),
+            timeout=timeout,
+        )
+    except ConfigError as exc:
+        return _check(name, "skip", f"not checked: {exc.message}")
+    except CmdaiError as exc:
+        return _check(name, "fail", exc.message, exc.hint)
+    slug = source.get("slug") or source.get("id")
+    if count == 0:
+        return _check(
+            name,
+            "fail",
+            f"no event reached source {slug} in the last hour",
+            "check that Command AI is connected with this source's write key; "
+            "`cmdai send-test` sends one, `cmdai status` shows the last 24 hours",
+        )
+    return _check(name, "pass", f"{count} events reached source {slug} in the last hour")
+
+
 # ---------------------------------------------------------------------- all
 
 
@@ -346,7 +379,14 @@ def run(
             report.checks.append(_check("settings", "fail", exc.message, exc.hint))
         else:
             why = "the profile file does not parse"
-        for name in ("write key", "segment host", *SOURCE_CHECKS, "webhook", "public api"):
+        for name in (
+            "write key",
+            "segment host",
+            *SOURCE_CHECKS,
+            "webhook",
+            "public api",
+            "source events",
+        ):
             report.checks.append(_check(name, "skip", f"not checked: {why}"))
         return report
     report.profile = resolved.profile
@@ -357,5 +397,9 @@ def run(
     for name, status, detail, hint in doctor_findings(resolved, timeout=timeout):
         report.checks.append(_check(name, status, detail, hint))
     report.checks.append(check_webhook(resolved, timeout=timeout))
-    report.checks.append(check_public_api(resolved, timeout=timeout))
+    api_check = check_public_api(resolved, timeout=timeout)
+    report.checks.append(api_check)
+    report.checks.append(
+        check_source_events(resolved, timeout=timeout, api_ok=api_check.status == "pass")
+    )
     return report

@@ -25,6 +25,9 @@ SERVICE = "Segment Public API"
 STABLE_MEDIA_TYPE = "application/vnd.segment.v1+json"
 # Actions subscriptions exist only in the Alpha version of the API.
 ALPHA_MEDIA_TYPE = "application/vnd.segment.v1alpha+json"
+# Delivery Overview exists only in the Beta version (public-api-sdk-python,
+# docs/DeliveryOverviewApi.md: "Accept: application/vnd.segment.v1beta+json").
+BETA_MEDIA_TYPE = "application/vnd.segment.v1beta+json"
 PAGE_SIZE = 200
 MAX_PAGES = 1000
 # Up to 5 retries and 2 minutes of waiting: enough for Segment's per-minute write limit.
@@ -50,16 +53,29 @@ HINTS = {
 
 
 def _data_wait(response: httpx.Response) -> float | None:
-    """Segment's own answer to how long to wait: `data.msBeforeNext` in a 429 body."""
+    """Segment's own answer to how long to wait: `msBeforeNext` in a 429 body.
+
+    It sits in `data` or, as docs.segmentapis.com's rate-limit section shows, in each
+    entry of `errors[]` (`errors[].data.msBeforeNext`); the longest wait wins.
+    """
     try:
         body = json.loads(response.content)
     except (ValueError, UnicodeDecodeError):
         return None
-    data = body.get("data") if isinstance(body, dict) else None
-    value = data.get("msBeforeNext") if isinstance(data, dict) else None
-    if isinstance(value, (int, float)) and not isinstance(value, bool) and value >= 0:
-        return float(value) / 1000.0
-    return None
+    if not isinstance(body, dict):
+        return None
+    holders = [body.get("data")]
+    errors = body.get("errors")
+    if isinstance(errors, list):
+        holders += [e.get("data") for e in errors if isinstance(e, dict)]
+    waits = [
+        float(value) / 1000.0
+        for data in holders
+        if isinstance(data, dict)
+        for value in [data.get("msBeforeNext")]
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and value >= 0
+    ]
+    return max(waits) if waits else None
 
 
 def server_wait(response: httpx.Response, *, now: float) -> float | None:
@@ -133,11 +149,16 @@ class PublicApi:
         path: str,
         *,
         body: Any = None,
-        params: dict[str, Any] | None = None,
+        params: Mapping[str, Any] | None = None,
         alpha: bool = False,
+        media: str | None = None,
     ) -> dict[str, Any]:
-        """Send one request (retrying as the policy allows) and return its `data` object."""
-        media = ALPHA_MEDIA_TYPE if alpha else STABLE_MEDIA_TYPE
+        """Send one request (retrying as the policy allows) and return its `data` object.
+
+        `media` names another version's media type (`BETA_MEDIA_TYPE`); `alpha` is short
+        for the Alpha one.
+        """
+        media = media or (ALPHA_MEDIA_TYPE if alpha else STABLE_MEDIA_TYPE)
         headers = {"Accept": media}
         content: bytes | None = None
         if body is not None:
@@ -237,15 +258,17 @@ class PublicApi:
             )
         return data
 
-    def pages(self, path: str, key: str, *, alpha: bool = False) -> Iterator[dict[str, Any]]:
+    def pages(
+        self,
+        path: str,
+        key: str,
+        *,
+        alpha: bool = False,
+        params: Mapping[str, Any] | None = None,
+        media: str | None = None,
+    ) -> Iterator[dict[str, Any]]:
         """Every item of list `data.<key>` across all pages of `path`."""
-        cursor: str | None = None
-        seen: set[str] = set()
-        for _ in range(MAX_PAGES):
-            params: dict[str, Any] = {"pagination.count": self.page_size}
-            if cursor:
-                params["pagination.cursor"] = cursor
-            data = self.call("GET", path, params=params, alpha=alpha)
+        for data in self.page_data(path, params=params, alpha=alpha, media=media):
             items = data.get(key)
             if items is None:
                 items = []
@@ -254,6 +277,24 @@ class PublicApi:
             for item in items:
                 if isinstance(item, dict):
                     yield item
+
+    def page_data(
+        self,
+        path: str,
+        *,
+        params: Mapping[str, Any] | None = None,
+        alpha: bool = False,
+        media: str | None = None,
+    ) -> Iterator[dict[str, Any]]:
+        """The `data` object of each page of `path`, following `pagination.next`."""
+        cursor: str | None = None
+        seen: set[str] = set()
+        for _ in range(MAX_PAGES):
+            query: dict[str, Any] = {**(params or {}), "pagination.count": self.page_size}
+            if cursor:
+                query["pagination.cursor"] = cursor
+            data = self.call("GET", path, params=query, alpha=alpha, media=media)
+            yield data
             pagination = data.get("pagination")
             following = pagination.get("next") if isinstance(pagination, dict) else None
             if not following:

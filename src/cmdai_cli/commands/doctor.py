@@ -97,7 +97,8 @@ def doctor(
     check sends an empty batch (no event) unless --send-test is given. Segment takes
     any write key, so the key is checked on Segment's CDN: that a source has it, that
     the Command AI destination enabled on it has the profile's org_id, and that the
-    source's region is the one in use. Nothing is
+    source's region is the one in use. With a Public API token it also asks Segment
+    whether any event reached the source in the last hour. Nothing is
     prompted for: give secrets as environment variables (CMDAI_WRITE_KEY,
     CMDAI_PUBLIC_API_TOKEN, CMDAI_WEBHOOK_SHARED_SECRET) in CI. Exit 0 only when no
     check fails, else 1.
