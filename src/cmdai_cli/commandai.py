@@ -4,7 +4,8 @@
 asynchronous httpx client, for replay, whose delivery loop keeps up to a hundred or so
 requests in flight on one thread: a request waiting for its answer costs a suspended
 coroutine rather than a thread. Both are made on first use. Each post is made once and
-comes back as an `Answer`; retrying is the caller's business.
+comes back as delivery's `Answer` (`cmdai_cli.replay.delivery_record`); retrying is the
+caller's business.
 
 Facts (shared/reference/integration-facts.md, sections 5 and 6): the webhook takes the
 body Segment's Webhooks (Actions) destination sends, signed in `X-Signature` as the hex
@@ -18,9 +19,10 @@ from __future__ import annotations
 import hashlib
 import hmac
 import threading
-from typing import TYPE_CHECKING, NamedTuple
+from typing import TYPE_CHECKING
 
 from cmdai_cli import __version__
+from cmdai_cli.replay.delivery_record import Answer
 
 if TYPE_CHECKING:
     import httpx
@@ -28,17 +30,6 @@ if TYPE_CHECKING:
     from cmdai_cli import http11
 
 USER_AGENT = f"cmdai-replay/{__version__}"
-
-
-class Answer(NamedTuple):
-    """The answer to one request: `status` None when none came (`timed_out` if none came
-    in time)."""
-
-    ok: bool
-    status: int | None
-    detail: str | None = None
-    retry_after: float | None = None
-    timed_out: bool = False
 
 
 def signature(secret: str, data: bytes) -> str:

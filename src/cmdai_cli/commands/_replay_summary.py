@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 from cmdai_cli.errors import CmdaiError, PartialFailure, RemoteRefused, RemoteUnreachable
 
 if TYPE_CHECKING:
-    from cmdai_cli.replay import Summary
+    from cmdai_cli.replay.summary import Summary
 
 
 def undelivered_error(summary: Summary) -> CmdaiError:

@@ -23,7 +23,7 @@ from cmdai_cli.commands._replay_summary import summary_lines, undelivered_error
 from cmdai_cli.errors import ExitCode
 
 if TYPE_CHECKING:
-    from cmdai_cli.replay import Summary
+    from cmdai_cli.replay.summary import Summary
 
 
 class To(str, Enum):
@@ -249,8 +249,8 @@ def replay(
     ] = False,
 ) -> None:
     from cmdai_cli import profile
-    from cmdai_cli.replay import ReplayOptions
-    from cmdai_cli.replay import replay as run_replay
+    from cmdai_cli.replay.options import ReplayOptions
+    from cmdai_cli.replay.run import replay as run_replay
     from cmdai_cli.replay.select import Filters, parse_shard
 
     options = ReplayOptions(

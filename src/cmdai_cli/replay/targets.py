@@ -5,7 +5,8 @@ Each target turns an event into what it sends (`prepare`), groups those into req
 reporting the answer; retrying is the caller's business. Segment goes through
 segment-analytics-python's transport, from a forked worker process (or, where that is
 not possible, a thread per request); the two Command AI endpoints through
-`cmdai_cli.commandai`'s asynchronous client, whose `Answer` every target reports.
+`cmdai_cli.commandai`'s asynchronous client. Every target reports an `Answer`
+(`delivery_record`), the one the delivery's retry policy reads.
 """
 
 from __future__ import annotations
@@ -21,9 +22,9 @@ from urllib.parse import urlsplit
 import orjson
 
 from cmdai_cli import redact
-from cmdai_cli.commandai import Answer, AsyncClient, auth_headers, bulk_identify_url
-from cmdai_cli.replay import batching
-from cmdai_cli.replay.batching import Batch, Builder, UserBuilder
+from cmdai_cli.commandai import AsyncClient, auth_headers, bulk_identify_url
+from cmdai_cli.replay.batching import Batch, Builder, UserBuilder, segment_builder, segment_encoding
+from cmdai_cli.replay.delivery_record import Answer
 from cmdai_cli.replay.options import TargetName
 from cmdai_cli.segment.messages import MAX_MESSAGE_BYTES, message_problem
 
@@ -100,10 +101,10 @@ class SegmentTarget:
         self.destination = f"{shown_url(self.host)}/v1/batch"
         self._pool: Any = None
         if self.workers:
-            from cmdai_cli.replay import posting
+            from cmdai_cli.replay.posting import Pool, available
 
-            if posting.available():
-                self._pool = posting.Pool(
+            if available():
+                self._pool = Pool(
                     self.workers,
                     write_key=self.write_key,
                     host=self.host,
@@ -115,7 +116,7 @@ class SegmentTarget:
         problem = message_problem(event)
         if problem is not None:
             return Prepared("invalid", reason=problem)
-        size, encoded = batching.segment_encoding(event)
+        size, encoded = segment_encoding(event)
         if size > MAX_MESSAGE_BYTES:
             return Prepared(
                 "reject",
@@ -125,7 +126,7 @@ class SegmentTarget:
         return _new_prepared(Prepared, ("send", encoded, size, None))
 
     def builder(self, start: int) -> Builder:
-        return batching.segment_builder(start, self.batch_size)
+        return segment_builder(start, self.batch_size)
 
     async def send(self, batch: Batch) -> Answer:
         from cmdai_cli.segment.sender import post_batch
