@@ -190,7 +190,14 @@ class PublicApi:
             if not decision.retry:
                 context = decision.reason if status in (429,) or status >= 500 else None
                 raise http_errors.error_for_response(
-                    response, service=SERVICE, hints=HINTS, context=context
+                    status,
+                    response.headers,
+                    response.content,
+                    service=SERVICE,
+                    method=method,
+                    url=str(response.request.url),
+                    hints=HINTS,
+                    context=context,
                 )
             what = "rate limited" if status == 429 else f"answered {status}"
             self._wait(decision.delay, f"{SERVICE} {what} ({method} {path})", method, path)
