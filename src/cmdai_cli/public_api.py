@@ -194,7 +194,7 @@ class PublicApi:
                     response.headers,
                     response.content,
                     service=SERVICE,
-                    method=method,
+                    method=response.request.method,
                     url=str(response.request.url),
                     hints=HINTS,
                     context=context,
