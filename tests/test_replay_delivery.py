@@ -312,8 +312,8 @@ def test_progress_follows_what_was_acknowledged_while_the_reader_waits(tmp_path,
     snapshots: list[Any] = []
     with FaultServer(kind="webhook", secret=SHARED_SECRET, delay=0.01) as server:
         options = ReplayOptions(inputs=[str(source)], to="webhook", url=server.url, concurrency=2)
-        summary = replay(options, profile.resolve(None, {}), progress=snapshots.append)
-    assert summary.sent == 300 and summary.max_in_flight <= 2
+        result = replay(options, profile.resolve(None, {}), on_progress=snapshots.append)
+    assert result.sent == 300 and result.max_in_flight <= 2
     # The reader spent the run waiting for room; the bar moved with the answers.
     assert len({s.sent for s in snapshots if 0 < s.sent < 300}) > 3
     assert all(s.done <= s.read and s.sent <= s.done for s in snapshots)

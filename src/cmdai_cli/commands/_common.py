@@ -134,8 +134,7 @@ def fail(exc: BaseException) -> typer.Exit:
     if STATE.debug:
         sys.stderr.write(redact.scrub("".join(traceback.format_exception(exc))))
     if isinstance(exc, CmdaiError):
-        message = exc.message + (f" (hint: {exc.hint})" if exc.hint else "")
-        output.error(message)
+        output.error(exc.describe())
         return typer.Exit(int(exc.exit_code))
     if isinstance(exc, KeyboardInterrupt):
         output.error("interrupted")

@@ -35,8 +35,8 @@ from cmdai_cli.replay.checkpoint import (
 )
 from cmdai_cli.replay.errorlog import ErrorLog
 from cmdai_cli.replay.options import ReplayOptions
+from cmdai_cli.replay.result import ReplayResult
 from cmdai_cli.replay.select import Shard
-from cmdai_cli.replay.summary import Summary
 from cmdai_cli.replay.targets import (
     DEFAULT_BULK_BATCH,
     BulkIdentifyTarget,
@@ -276,19 +276,19 @@ class Setup:
         )
 
     def resume_from(
-        self, summary: Summary, warn: Callable[[str], None] | None = None
+        self, result: ReplayResult, warn: Callable[[str], None] | None = None
     ) -> tuple[Checkpoint | None, Ranges]:
         """The checkpoint to record into (None for a dry run) and the positions done.
 
-        Counts what earlier runs of the checkpoint failed or rejected into `summary`,
+        Counts what earlier runs of the checkpoint failed or rejected into `result`,
         and has it report this run's share and what reading costs (as it goes). Without
         --resume, `warn` is told when the checkpoint shows this replay already done:
         re-sending may be meant, but it is then said.
         """
         if self.sharding is not None:
-            summary.shard = str(self.sharding.shard)
-            summary.shard_by = self.sharding.by
-        summary.reading = self.stats
+            result.shard = str(self.sharding.shard)
+            result.shard_by = self.sharding.by
+        result.reading = self.stats
         options = self.options
         if not options.resume:
             self._warn_done_before(warn)
@@ -296,13 +296,13 @@ class Setup:
             if not (options.resume and self.checkpoint_path.exists()):
                 return None, Ranges()
             _, pairs, earlier = check_resume(self.checkpoint_path, self.header)
-            summary.failed_before = earlier["failed"]
-            summary.rejected_before = earlier["rejected"]
+            result.failed_before = earlier["failed"]
+            result.rejected_before = earlier["rejected"]
             return None, Ranges(pairs)
         checkpoint = Checkpoint.open(self.checkpoint_path, self.header, resume=options.resume)
         checkpoint.before_write = [self.rejects.sync, self.dead.sync]
-        summary.failed_before = checkpoint.undelivered["failed"]
-        summary.rejected_before = checkpoint.undelivered["rejected"]
+        result.failed_before = checkpoint.undelivered["failed"]
+        result.rejected_before = checkpoint.undelivered["rejected"]
         return checkpoint, Ranges(checkpoint.done.pairs())
 
     def _warn_done_before(self, warn: Callable[[str], None] | None) -> None:
