@@ -31,7 +31,7 @@ from cmdai_cli.segment.sender import (
     not_taken,
     post_batch,
 )
-from cmdai_cli.values import check_url
+from cmdai_cli.values import check_url, plural
 
 if TYPE_CHECKING:
     from cmdai_cli.profile import Resolved, Store
@@ -139,7 +139,7 @@ def check_profile_file(store: Store) -> Check:
     return _check(
         name,
         "pass",
-        f"{path} parses ({count} profile{'s' if count != 1 else ''}); permissions {mode}",
+        f"{path} parses ({count} {plural(count, 'profile')}); permissions {mode}",
     )
 
 

@@ -156,7 +156,9 @@ def os_problem(exc: OSError) -> str:
 
 
 def quiet_stdout() -> None:
-    """Point stdout at /dev/null, so that its last flush cannot fail on the way out."""
+    """Point stdout at /dev/null when it cannot take more (the reader went away, as
+    `| head` does, or the device failed), so that its last flush cannot fail on the way
+    out; a stdout that still works is only flushed."""
     try:
         sys.stdout.flush()
     except (OSError, ValueError):

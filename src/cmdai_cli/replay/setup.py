@@ -45,6 +45,7 @@ from cmdai_cli.replay.targets import (
     WebhookTarget,
 )
 from cmdai_cli.segment.messages import MAX_BATCH_MESSAGES
+from cmdai_cli.values import plural
 
 if TYPE_CHECKING:
     from cmdai_cli.mapping.webhook import WebhookMapping
@@ -313,7 +314,7 @@ class Setup:
             what = "would be sent" if self.options.dry_run else "are sent"
             warn(
                 f"an earlier run of this replay already did {done:,} "
-                f"record{'s' if done != 1 else ''} (checkpoint {self.checkpoint_path}); "
+                f"{plural(done, 'record')} (checkpoint {self.checkpoint_path}); "
                 f"they {what} again: --resume skips them"
             )
 
