@@ -25,16 +25,20 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
-from cmdai_cli import __version__, http11, retry
+from cmdai_cli import __version__, retry
 from cmdai_cli.http_errors import error_for_exception, error_for_failure, error_for_response
 from cmdai_cli.replay.delivery_record import Answer
 
 if TYPE_CHECKING:
     import httpx
 
-# httpx is imported where a client is made, not here: replay sends through `http11`
-# unless a proxy is set, and at the top httpx would add 50-60 ms (python -X importtime)
-# to every replay, and to any command that loads this module for nothing more.
+    from cmdai_cli import http11
+
+# The two HTTP clients are imported where one is first needed, not here, because every
+# replay loads this module (its targets) and most use neither: httpx (only behind a
+# proxy, and for doctor's probe) would add 50-60 ms to each, and `http11` with h11 (only
+# for the Command AI targets) 6 ms to a replay to Segment (python -X importtime, with
+# the rest of replay loaded).
 
 USER_AGENT = f"cmdai-replay/{__version__}"
 
@@ -168,6 +172,8 @@ class AsyncClient:
             proxied = self._proxied[url] = _behind_proxy(url)
         if proxied:
             return await self._post_httpx(url, body, headers, service)
+        from cmdai_cli import http11  # see the note at the top
+
         if self._pool is None:
             self._pool = http11.Pool(
                 self.timeout,

@@ -15,12 +15,13 @@ import contextlib
 import threading
 import time
 from collections.abc import Callable, Iterator
-from typing import TYPE_CHECKING, Any, cast
+from typing import Any, cast
 
 from cmdai_cli import _speed
 from cmdai_cli.errors import CmdaiError, DataError
 from cmdai_cli.events.reader import read_batches
 from cmdai_cli.events.records import BadRecord, ErrorPolicy
+from cmdai_cli.profile import Resolved
 from cmdai_cli.replay.batching import Batch, Pending
 from cmdai_cli.replay.checkpoint import Checkpoint, Ranges
 from cmdai_cli.replay.delivery import Counters, Delivery
@@ -31,10 +32,6 @@ from cmdai_cli.replay.result import Progress, ReplayResult
 from cmdai_cli.replay.select import ensure_message_id, strip_transport
 from cmdai_cli.replay.setup import Setup, estimate_total
 from cmdai_cli.retry import RetryPolicy
-
-if TYPE_CHECKING:
-    from cmdai_cli.profile import Resolved
-
 
 # ---------------------------------------------------------------- the run
 

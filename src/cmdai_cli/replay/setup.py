@@ -18,11 +18,14 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from cmdai_cli.errors import ConfigError, UsageError
 from cmdai_cli.events.inputs import Input, ReadStats, expand_inputs, read_ahead
 from cmdai_cli.events.storage import is_url
+from cmdai_cli.mapping.file import resolve_mapping
+from cmdai_cli.mapping.webhook import WebhookMapping
+from cmdai_cli.profile import Resolved, state_dir
 from cmdai_cli.replay.checkpoint import (
     Checkpoint,
     Ranges,
@@ -45,27 +48,18 @@ from cmdai_cli.replay.targets import (
     WebhookTarget,
 )
 from cmdai_cli.segment.messages import MAX_BATCH_MESSAGES
-from cmdai_cli.values import plural
-
-if TYPE_CHECKING:
-    from cmdai_cli.mapping.webhook import WebhookMapping
-    from cmdai_cli.profile import Resolved
-
+from cmdai_cli.values import check_url, plural
 
 # ---------------------------------------------------------------- the target
 
 
 def _mapping(options: ReplayOptions, settings: Resolved) -> WebhookMapping:
     """The webhook mapping, resolved as every command resolves it."""
-    from cmdai_cli.mapping.file import resolve_mapping
-
     return resolve_mapping(options.mapping_file, settings)
 
 
 def make_target(options: ReplayOptions, settings: Resolved) -> Target:
     """The target named by `--to`, from flags and the profile. A dry run needs no secrets."""
-    from cmdai_cli.profile import check_url
-
     dry = options.dry_run
     size = _batch_size(options)
     if options.to == "segment":
@@ -127,8 +121,6 @@ def _batch_size(options: ReplayOptions) -> int | None:
 
 
 def default_paths(key: str) -> dict[str, Path]:
-    from cmdai_cli.profile import state_dir
-
     base = state_dir() / "replay"
     return {
         "checkpoint": base / f"{key}.checkpoint",

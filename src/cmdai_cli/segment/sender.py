@@ -32,6 +32,11 @@ from cmdai_cli import redact
 from cmdai_cli.segment.messages import REGION_HOSTS, check_message, parse_timestamp
 from cmdai_cli.values import check_url
 
+# segment-analytics-python (with requests under it) takes 70 ms and more to import
+# (python -X importtime): it is imported where a message is sent, so that the modules
+# that only read this one's rules and hints (doctor, send-test's output, replay's
+# parent process, whose worker sends) never pay for it.
+
 DEFAULT_TIMEOUT = 15.0
 # Retries after a failed request. The library's default is 10 with a backoff of 0, 0.5,
 # 1, 2 s ... (segment-analytics-python 2.4, consumer.py); three keep a failing send
@@ -194,7 +199,7 @@ class Sender:
         upload_interval: float = 0.05,
         max_queue_size: int = 10_000,
     ) -> None:
-        from segment.analytics import Client
+        from segment.analytics import Client  # see the note at the top
 
         _quiet_library_log()
         redact.register(write_key)
@@ -413,7 +418,7 @@ def post_batch(
     The answer decides nothing here: `retry_after` (seconds, from Retry-After) and the
     status are returned for the caller's retry policy.
     """
-    from segment.analytics.request import APIError, parse_retry_after, post
+    from segment.analytics.request import APIError, parse_retry_after, post  # see the top
 
     _quiet_library_log()
     redact.register(write_key)
