@@ -16,7 +16,8 @@ from typing import Any, ClassVar
 
 import pytest
 
-from cmdai_cli.commandai import Answer, AsyncClient, _behind_proxy, signature
+from cmdai_cli.commandai import AsyncClient, _behind_proxy, signature
+from cmdai_cli.replay.delivery_record import Answer
 
 
 class Handler(BaseHTTPRequestHandler):

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import gzip
 import json
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -234,3 +236,18 @@ def test_help_documents_the_precedence(cli: Any) -> None:
     assert "more specific one wins" in text
     for flag in ("--target", "--mapping", "--deploy", "--on-error", "--format", "--explain"):
         assert flag in text
+
+
+def test_a_reader_that_goes_away_ends_the_run_quietly(tmp_path: Path) -> None:
+    """`| head`: stdout is let go of, with no traceback and no complaint on the way out."""
+    events = ({**IDENTIFY, "userId": f"u{n}"} for n in range(20_000))
+    source = events_file(tmp_path, *events)
+    command = [sys.executable, "-m", "cmdai_cli", "map-payload", source, "--format", "ndjson"]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert process.stdout is not None
+    assert process.stdout.readline().startswith(b"{")
+    process.stdout.close()
+    _, err = process.communicate(timeout=30)
+    assert process.returncode == 0, err
+    assert b"Traceback" not in err and b"Exception ignored" not in err
+    assert b"map-payload: " in err  # the summary still says what was done

@@ -14,11 +14,11 @@ from typing import Any
 
 import pytest
 
-from cmdai_cli.commandai import Answer
 from cmdai_cli.replay.batching import Batch, Pending
 from cmdai_cli.replay.checkpoint import Checkpoint, read_journal
 from cmdai_cli.replay.delivery import Delivery
 from cmdai_cli.replay.delivery_control import AdaptiveLimit, InFlight, LearntRate, RateLimiter
+from cmdai_cli.replay.delivery_record import Answer
 from cmdai_cli.retry import RetryPolicy
 
 QUICK = RetryPolicy(max_retries=3, base_delay=0.001, max_delay=0.001)
@@ -301,7 +301,8 @@ def test_a_hung_request_does_not_stall_the_others() -> None:
 
 def test_progress_follows_what_was_acknowledged_while_the_reader_waits(tmp_path, monkeypatch):
     from cmdai_cli import profile
-    from cmdai_cli.replay import ReplayOptions, replay
+    from cmdai_cli.replay.options import ReplayOptions
+    from cmdai_cli.replay.run import replay
     from tests.conftest import SHARED_SECRET
     from tests.fault_server import FaultServer
     from tests.test_replay_cli import make_events, write_ndjson
@@ -311,8 +312,8 @@ def test_progress_follows_what_was_acknowledged_while_the_reader_waits(tmp_path,
     snapshots: list[Any] = []
     with FaultServer(kind="webhook", secret=SHARED_SECRET, delay=0.01) as server:
         options = ReplayOptions(inputs=[str(source)], to="webhook", url=server.url, concurrency=2)
-        summary = replay(options, profile.resolve(None, {}), progress=snapshots.append)
-    assert summary.sent == 300 and summary.max_in_flight <= 2
+        result = replay(options, profile.resolve(None, {}), on_progress=snapshots.append)
+    assert result.sent == 300 and result.max_in_flight <= 2
     # The reader spent the run waiting for room; the bar moved with the answers.
     assert len({s.sent for s in snapshots if 0 < s.sent < 300}) > 3
     assert all(s.done <= s.read and s.sent <= s.done for s in snapshots)

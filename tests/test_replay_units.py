@@ -13,7 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from cmdai_cli.commandai import auth_headers, signature
-from cmdai_cli.errors import UsageError
+from cmdai_cli.errors import DataError, ExitCode, UsageError
 from cmdai_cli.replay.batching import (
     MAX_BATCH_BYTES,
     Pending,
@@ -21,10 +21,10 @@ from cmdai_cli.replay.batching import (
     exact_size,
     segment_builder,
     segment_encoding,
-    wire_size,
 )
 from cmdai_cli.replay.checkpoint import Checkpoint, Ranges, read_journal
 from cmdai_cli.replay.errorlog import ErrorLog, unwrap
+from cmdai_cli.replay.result import ReplayResult
 from cmdai_cli.replay.select import (
     Filters,
     derive_message_id,
@@ -102,17 +102,19 @@ def test_filters() -> None:
 
 @settings(max_examples=300)
 @given(json_values)
-def test_wire_size_is_never_below_what_the_library_sends(value: Any) -> None:
+def test_a_messages_size_is_never_below_what_the_library_sends(value: Any) -> None:
     try:
-        size = wire_size(value)
+        size, encoded = segment_encoding(value)
     except TypeError:  # integers orjson cannot write never come out of the reader
         return
     assert size >= exact_size(value) == len(json.dumps(value).encode())
+    assert orjson.loads(encoded) == value
 
 
-def test_wire_size_is_close_for_ordinary_events() -> None:
+def test_a_messages_size_is_close_for_ordinary_events() -> None:
     event = {"type": "track", "event": "Opened", "userId": "u", "properties": {"a": 1.5e-7}}
-    assert exact_size(event) <= wire_size(event) <= exact_size(event) + 8
+    size, _ = segment_encoding(event)
+    assert exact_size(event) <= size <= exact_size(event) + 8
 
 
 def test_segment_encoding_is_the_message_and_its_size_near_the_limit_is_exact() -> None:
@@ -122,7 +124,7 @@ def test_segment_encoding_is_the_message_and_its_size_near_the_limit_is_exact() 
     assert size == exact_size(event)  # not ASCII: measured exactly
     near = {"type": "track", "event": "E", "userId": "u", "properties": {"s": "a-b," * 8180}}
     size, encoded = segment_encoding(near)
-    assert wire_size(near) > size == exact_size(near) and orjson.loads(encoded) == near
+    assert size == exact_size(near) and orjson.loads(encoded) == near
 
 
 def _pending(n: int) -> Pending:
@@ -312,3 +314,37 @@ def test_error_log_lines_unwrap_to_the_event(tmp_path: Path) -> None:
     nothing.write("x")
     nothing.close()
     assert nothing.count == 1
+
+
+# ------------------------------------------------------------------ the result
+
+
+def test_a_replay_result_says_its_exit_and_why() -> None:
+    def result(**counts: Any) -> ReplayResult:
+        return ReplayResult("webhook", "https://h/hook", dead_letter="dead.ndjson", **counts)
+
+    done = result(read=3, sent=3)
+    assert (done.exit_code, done.problem) == (ExitCode.OK, None)
+    refused = result(read=4, sent=1, failed=3, unreachable=2)
+    assert refused.exit_code == ExitCode.REFUSED
+    assert refused.problem == "3 events not delivered: 3 failed (in dead.ndjson)"
+    unanswered = result(read=2, sent=1, failed=1, unreachable=1)
+    assert unanswered.exit_code == ExitCode.UNREACHABLE
+    assert unanswered.problem == "1 event not delivered: 1 failed (in dead.ndjson)"
+    pending = result(read=2, sent=1, pending=1, failed_before=2)
+    assert pending.exit_code == ExitCode.FAILURE
+    assert pending.problem == (
+        "3 events not delivered: 1 pending, 2 in earlier runs of this checkpoint"
+    )
+    dry = ReplayResult("segment", "https://h/v1/batch", dry_run=True, read=2, rejected=2)
+    assert dry.exit_code == ExitCode.FAILURE
+    assert dry.problem == "2 events would not be delivered: 2 would be rejected"
+    # An interruption outranks what it left undelivered; a bad record outranks both.
+    stopped = result(read=2, pending=2, interrupted=True)
+    assert stopped.exit_code == ExitCode.INTERRUPTED
+    assert stopped.problem == "interrupted; run the same command with --resume to continue"
+    bad = DataError("bad JSON", source="in.ndjson", line=7, hint="fix it")
+    ended = result(read=2, pending=2, interrupted=True, stopped_by=bad)
+    assert ended.exit_code == ExitCode.DATA
+    assert ended.problem == "in.ndjson:7: bad JSON (hint: fix it)"
+    assert ended.as_json()["error"] == "in.ndjson:7: bad JSON"

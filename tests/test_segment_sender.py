@@ -16,9 +16,9 @@ import pytest
 from pytest_httpserver import HTTPServer
 from werkzeug import Request, Response
 
-from cmdai_cli.profile import REGION_HOSTS
 from cmdai_cli.receiver import Receiver
-from cmdai_cli.segment.messages import MESSAGE_TYPES
+from cmdai_cli.segment import sender
+from cmdai_cli.segment.messages import MESSAGE_TYPES, REGION_HOSTS
 from cmdai_cli.segment.sender import Sender, host_for, post_batch, send
 
 KEY = "wk_TESTSECRET_0123456789abcdef"
@@ -298,6 +298,29 @@ def test_region_picks_the_host_and_an_explicit_host_wins() -> None:
 
     with pytest.raises(UsageError):
         host_for("us", "http://segment.example.com")
+
+
+def test_an_answer_that_is_not_a_success_is_a_failure_or_a_refusal_with_its_hint() -> None:
+    detail, hint = sender.not_taken("h", 503, "down")
+    assert detail == "h failed: HTTP 503: down" and hint == sender.SERVER_FAILED_HINT
+    detail, hint = sender.not_taken("h", 401, "no key", "the test event")
+    assert detail == "h refused the test event: HTTP 401: no key"
+    assert hint == sender.SEGMENT_HINTS[401] == sender.segment_hint(401)
+    detail, hint = sender.not_taken("h", 418, "tea")
+    assert hint == sender.SEGMENT_HOST_HINT
+
+
+def test_the_segment_layer_needs_no_profile() -> None:
+    """Replay's worker process loads the sender: pydantic and the profile stay out of it."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, cmdai_cli.segment.sender, cmdai_cli.replay.posting; "
+        "print(sorted(m for m in sys.modules if m == 'pydantic' or m == 'cmdai_cli.profile'))"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "[]"
 
 
 # ------------------------------------------------------------------ post_batch

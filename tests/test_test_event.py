@@ -6,9 +6,11 @@ from typing import Any
 
 import pytest
 
-from cmdai_cli import profile, test_event
+from cmdai_cli import test_event
 from cmdai_cli.commands._options import REGIONS
 from cmdai_cli.errors import ExitCode, UsageError
+from cmdai_cli.segment import sender
+from cmdai_cli.segment.messages import REGION_HOSTS
 
 
 def summary(status: str, code: int | None, *, local: bool = False) -> dict[str, Any]:
@@ -47,13 +49,11 @@ def test_an_accepted_event_is_no_failure_unless_it_never_arrived_locally() -> No
     assert lost is not None and lost.exit_code == ExitCode.FAILURE
 
 
-def test_hints_for_refusals_and_failures() -> None:
-    assert test_event.failure(summary("refused", 401)).hint == test_event.SEGMENT_HINTS[401]  # type: ignore[union-attr]
-    detail, hint = test_event.not_taken("h", 503, "down")
-    assert detail == "h failed: HTTP 503: down" and hint == test_event.SERVER_FAILED_HINT
-    detail, hint = test_event.not_taken("h", 418, "tea", "the test event")
-    assert detail == "h refused the test event: HTTP 418: tea"
-    assert hint == test_event.SEGMENT_HOST_HINT
+def test_hints_for_refusals_and_failures_are_the_segment_layers() -> None:
+    refused = test_event.failure(summary("refused", 401))
+    assert refused is not None and refused.hint == sender.SEGMENT_HINTS[401]
+    failed = test_event.failure(summary("refused", 503))
+    assert failed is not None and failed.hint == sender.SERVER_FAILED_HINT
 
 
 def test_build_and_properties() -> None:
@@ -67,4 +67,4 @@ def test_build_and_properties() -> None:
 
 
 def test_the_region_choice_is_the_profiles() -> None:
-    assert tuple(profile.REGION_HOSTS) == REGIONS
+    assert tuple(REGION_HOSTS) == REGIONS

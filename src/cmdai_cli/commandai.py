@@ -4,7 +4,8 @@
 asynchronous httpx client, for replay, whose delivery loop keeps up to a hundred or so
 requests in flight on one thread: a request waiting for its answer costs a suspended
 coroutine rather than a thread. Both are made on first use. Each post is made once and
-comes back as an `Answer`; retrying is the caller's business.
+comes back as delivery's `Answer` (`cmdai_cli.replay.delivery_record`); retrying is the
+caller's business.
 
 Facts (shared/reference/integration-facts.md, sections 5 and 6): the webhook takes the
 body Segment's Webhooks (Actions) destination sends, signed in `X-Signature` as the hex
@@ -18,27 +19,28 @@ from __future__ import annotations
 import hashlib
 import hmac
 import threading
-from typing import TYPE_CHECKING, NamedTuple
+import time
+import urllib.request
+from collections.abc import Mapping
+from typing import TYPE_CHECKING
+from urllib.parse import urlsplit
 
-from cmdai_cli import __version__
+from cmdai_cli import __version__, retry
+from cmdai_cli.http_errors import error_for_exception, error_for_failure, error_for_response
+from cmdai_cli.replay.delivery_record import Answer
 
 if TYPE_CHECKING:
     import httpx
 
     from cmdai_cli import http11
 
+# The two HTTP clients are imported where one is first needed, not here, because every
+# replay loads this module (its targets) and most use neither: httpx (only behind a
+# proxy, and for doctor's probe) would add 50-60 ms to each, and `http11` with h11 (only
+# for the Command AI targets) 6 ms to a replay to Segment (python -X importtime, with
+# the rest of replay loaded).
+
 USER_AGENT = f"cmdai-replay/{__version__}"
-
-
-class Answer(NamedTuple):
-    """The answer to one request: `status` None when none came (`timed_out` if none came
-    in time)."""
-
-    ok: bool
-    status: int | None
-    detail: str | None = None
-    retry_after: float | None = None
-    timed_out: bool = False
 
 
 def signature(secret: str, data: bytes) -> str:
@@ -81,7 +83,7 @@ class Client:
     def _http(self) -> httpx.Client:
         with self._lock:
             if self._client is None:
-                import httpx
+                import httpx  # see the note at the top
 
                 n = self.concurrency
                 self._client = httpx.Client(
@@ -119,13 +121,13 @@ class Client:
 
     def _post(self, url: str, body: bytes, headers: dict[str, str], service: str) -> Answer:
         """POST once; the answer, with the wait a 429 or 503 asked for."""
-        import httpx
+        import httpx  # see the note at the top
 
         try:
             response = self._http().post(url, content=body, headers=headers)
         except httpx.HTTPError as exc:
             return _no_answer(exc, service)
-        return _answer(response, service)
+        return _answer(response.status_code, response.headers, response.content, url, service)
 
 
 class AsyncClient:
@@ -170,7 +172,7 @@ class AsyncClient:
             proxied = self._proxied[url] = _behind_proxy(url)
         if proxied:
             return await self._post_httpx(url, body, headers, service)
-        from cmdai_cli import http11
+        from cmdai_cli import http11  # see the note at the top
 
         if self._pool is None:
             self._pool = http11.Pool(
@@ -181,23 +183,20 @@ class AsyncClient:
         try:
             reply = await self._pool.post(url, body, headers)
         except http11.TransportError as exc:
-            return _no_answer(_as_httpx_error(exc, url), service)
+            error = error_for_failure(exc.kind, str(exc), service=service, method="POST", url=url)
+            return Answer(False, None, error.message, timed_out=exc.kind == "timeout")
         if 200 <= reply.status < 300:
             return Answer(True, reply.status)
-        import httpx
-
-        response = httpx.Response(
-            reply.status,
-            headers=reply.headers,
-            content=reply.body,
-            request=httpx.Request("POST", url),
-        )
-        return _answer(response, service)
+        # h11 gives header names in lower case.
+        answered = {
+            name.decode("latin-1"): value.decode("latin-1") for name, value in reply.headers
+        }
+        return _answer(reply.status, answered, reply.body, url, service)
 
     async def _post_httpx(
         self, url: str, body: bytes, headers: dict[str, str], service: str
     ) -> Answer:
-        import httpx
+        import httpx  # see the note at the top
 
         if self._httpx is None:
             # httpx's pool scans every connection for each request: kept small.
@@ -212,13 +211,10 @@ class AsyncClient:
             response = await self._httpx.post(url, content=body, headers=headers)
         except httpx.HTTPError as exc:
             return _no_answer(exc, service)
-        return _answer(response, service)
+        return _answer(response.status_code, response.headers, response.content, url, service)
 
 
 def _behind_proxy(url: str) -> bool:
-    import urllib.request
-    from urllib.parse import urlsplit
-
     proxies = urllib.request.getproxies_environment()
     parts = urlsplit(url)
     if not (proxies.get(parts.scheme) or proxies.get("all")):
@@ -226,38 +222,21 @@ def _behind_proxy(url: str) -> bool:
     return not urllib.request.proxy_bypass(parts.hostname or "")
 
 
-def _as_httpx_error(exc: http11.TransportError, url: str) -> httpx.HTTPError:
-    """The httpx error that says the same, so that one mapper words every failure."""
-    import httpx
-
-    kind: type[httpx.TransportError] = {
-        "connect": httpx.ConnectError,
-        "timeout": httpx.ReadTimeout,
-        "protocol": httpx.RemoteProtocolError,
-    }[exc.kind]
-    return kind(str(exc), request=httpx.Request("POST", url))
-
-
 def _no_answer(exc: httpx.HTTPError, service: str) -> Answer:
-    import httpx
+    """An httpx failure as an `Answer`, worded by the one mapper."""
+    import httpx  # loaded already: its exception is in hand
 
-    from cmdai_cli import http_errors
-
-    error = http_errors.error_for_exception(exc, service=service)
+    error = error_for_exception(exc, service=service)
     return Answer(False, None, error.message, timed_out=isinstance(exc, httpx.TimeoutException))
 
 
-def _answer(response: httpx.Response, service: str) -> Answer:
-    """A response as an `Answer`, with the wait a 429 or 503 asked for."""
-    status = response.status_code
+def _answer(status: int, headers: Mapping[str, str], body: bytes, url: str, service: str) -> Answer:
+    """An answer as an `Answer`, with the wait a 429 or 503 asked for. `headers` must
+    find lower-case names (httpx's do, whatever the case)."""
     if 200 <= status < 300:
         return Answer(True, status)
-    from cmdai_cli import http_errors, retry
-
-    wait = retry.parse_retry_after(response.headers.get("Retry-After"))
+    wait = retry.parse_retry_after(headers.get("retry-after"))
     if wait is None and status == 429:
-        import time
-
-        wait = retry.parse_reset(response.headers.get("X-RateLimit-Reset"), now=time.time())
-    error = http_errors.error_for_response(response, service=service)
+        wait = retry.parse_reset(headers.get("x-ratelimit-reset"), now=time.time())
+    error = error_for_response(status, headers, body, service=service, method="POST", url=url)
     return Answer(False, status, error.message, wait)

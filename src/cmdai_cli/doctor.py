@@ -23,8 +23,15 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from cmdai_cli import redact
 from cmdai_cli.errors import CmdaiError, ConfigError, ExitCode, UsageError
-from cmdai_cli.test_event import NETWORK_HINT, SEGMENT_HOST_HINT, not_taken
-from cmdai_cli.values import check_url
+from cmdai_cli.segment.messages import REGION_HOSTS
+from cmdai_cli.segment.sender import (
+    NETWORK_HINT,
+    SEGMENT_HOST_HINT,
+    host_for,
+    not_taken,
+    post_batch,
+)
+from cmdai_cli.values import check_url, plural
 from cmdai_cli.workspace.status import events_last_hour
 
 if TYPE_CHECKING:
@@ -133,7 +140,7 @@ def check_profile_file(store: Store) -> Check:
     return _check(
         name,
         "pass",
-        f"{path} parses ({count} profile{'s' if count != 1 else ''}); permissions {mode}",
+        f"{path} parses ({count} {plural(count, 'profile')}); permissions {mode}",
     )
 
 
@@ -191,8 +198,6 @@ def _looks_like_segment(body: str | None) -> bool:
 
 def check_segment(resolved: Resolved, *, send_test: bool, timeout: float) -> Check:
     """A real request to the Tracking API: an empty batch, or the test event."""
-    from cmdai_cli.segment.sender import host_for
-
     name = "segment host"
     key = resolved.get("write_key")
     try:
@@ -203,8 +208,6 @@ def check_segment(resolved: Resolved, *, send_test: bool, timeout: float) -> Che
         return _check(name, "skip", f"{host}: not checked without a write key")
     if send_test:
         return _send_test_event(name, key, host, timeout)
-    from cmdai_cli.segment.sender import post_batch
-
     result = post_batch([], write_key=key, host=host, timeout=timeout)
     if result.status == "accepted":
         if _looks_like_segment(result.message):
@@ -361,8 +364,8 @@ def run(
 
     given = dict(flags or {})
     region = given.get("region")
-    if region is not None and region not in profile.REGION_HOSTS:
-        raise UsageError(f"region {region!r} is not one of: {', '.join(profile.REGION_HOSTS)}")
+    if region is not None and region not in REGION_HOSTS:
+        raise UsageError(f"region {region!r} is not one of: {', '.join(REGION_HOSTS)}")
     for key, flag in URL_FLAGS.items():
         if given.get(key) is not None:
             given[key] = check_url(given[key], what=flag)

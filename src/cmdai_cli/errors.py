@@ -33,6 +33,10 @@ class CmdaiError(Exception):
     def __str__(self) -> str:
         return self.message
 
+    def describe(self) -> str:
+        """The one line said on stderr: the message, and the hint when there is one."""
+        return self.message + (f" (hint: {self.hint})" if self.hint else "")
+
 
 class UsageError(CmdaiError):
     """A flag or argument value that cannot be used."""

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING, Any, Literal, NamedTuple
 from urllib.parse import urlsplit
 
 import h11
@@ -38,7 +38,7 @@ class Reply(NamedTuple):
 class TransportError(Exception):
     """No answer: `kind` is `connect`, `timeout` or `protocol` (the connection broke)."""
 
-    def __init__(self, kind: str, message: str) -> None:
+    def __init__(self, kind: Literal["connect", "timeout", "protocol"], message: str) -> None:
         super().__init__(message)
         self.kind = kind
 

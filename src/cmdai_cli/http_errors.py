@@ -1,24 +1,33 @@
-"""The one HTTP error mapper: an httpx answer or exception -> a `cmdai_cli.errors` member.
+"""The one HTTP error mapper: an answer or a failure to get one -> a `cmdai_cli.errors` member.
 
 Every HTTP client of cmdai reports failures through here, so that a 401 reads the same
-whichever service said it. Messages name the service and the request (method and path,
+whichever service said it. It takes plain values, whatever client made the request: an
+answer as (status, headers, body) (`error_for_response`), no answer as what kind of
+failure it was and its cause (`error_for_failure`; `error_for_exception` reads those
+from an httpx exception). Messages name the service and the request (method and path,
 never the query string, which may carry credentials) and pass through `redact.scrub`.
 """
 
 from __future__ import annotations
 
+import codecs
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass
 from http import HTTPStatus
-from typing import Any
+from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import urlsplit
-
-import httpx
 
 from cmdai_cli import redact
 from cmdai_cli.errors import CmdaiError, RemoteRefused, RemoteUnreachable
 
+if TYPE_CHECKING:
+    import httpx
+
 _MAX_DETAIL = 300
+# Why no answer came: the connection could not be made, the answer did not come in time,
+# or what came was not HTTP.
+Failure = Literal["connect", "timeout", "protocol"]
 
 
 @dataclass(frozen=True)
@@ -71,16 +80,32 @@ def problems(body: Any) -> list[Problem]:
     return found
 
 
-def response_problems(response: httpx.Response) -> list[Problem]:
+def body_problems(headers: Mapping[str, str], body: bytes) -> list[Problem]:
+    """The complaints in an answer's body: JSON in the shapes of `problems`, else text."""
     try:
-        body = json.loads(response.content) if response.content else None
+        decoded = json.loads(body) if body else None
     except (ValueError, UnicodeDecodeError):
-        text = response.text.strip() if response.content else ""
+        text = body.decode(_charset(headers), errors="replace").strip() if body else ""
         # An HTML error page says nothing useful in one line.
         if text and not text.lstrip().startswith("<"):
             return [Problem(_clip(text))]
         return []
-    return problems(body)
+    return problems(decoded)
+
+
+def _charset(headers: Mapping[str, str]) -> str:
+    """The body's character set as its Content-Type names it; UTF-8 when it names none
+    that Python knows (as httpx reads a body's text)."""
+    content_type = headers.get("content-type") or headers.get("Content-Type") or ""
+    for part in content_type.split(";")[1:]:
+        name, _, value = part.partition("=")
+        if name.strip().lower() == "charset":
+            charset = value.strip().strip('"')
+            try:
+                return codecs.lookup(charset).name
+            except LookupError:
+                break
+    return "utf-8"
 
 
 def describe(problems_: list[Problem]) -> str:
@@ -90,10 +115,30 @@ def describe(problems_: list[Problem]) -> str:
     return "; ".join(parts)
 
 
-def _where(request: httpx.Request | None) -> str:
-    if request is None:
+def _where(method: str | None, url: str | None) -> str:
+    if not method or not url:
         return ""
-    return f"{request.method} {urlsplit(str(request.url)).path}"
+    return f"{method} {urlsplit(url).path}"
+
+
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+def _host(url: str | None) -> str:
+    """`host[:port]` of `url`, without credentials, and without the scheme's default port."""
+    if not url:
+        return ""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    if ":" in host:
+        host = f"[{host}]"
+    try:
+        port = parts.port
+    except ValueError:
+        port = None
+    if port is not None and port != _DEFAULT_PORTS.get(parts.scheme):
+        host += f":{port}"
+    return host
 
 
 _HINTS = {
@@ -108,26 +153,27 @@ _HINTS = {
 
 
 def error_for_response(
-    response: httpx.Response,
+    status: int,
+    headers: Mapping[str, str],
+    body: bytes,
     *,
     service: str,
+    method: str | None = None,
+    url: str | None = None,
     hints: dict[int, str] | None = None,
     context: str | None = None,
 ) -> CmdaiError:
-    """The error for a non-success answer. `hints` overrides the default hint per status.
+    """The error for a non-success answer: its status, headers (a mapping that finds
+    lower-case names) and body, and the request's `method` and `url` when known. `hints`
+    overrides the default hint per status.
 
     The one rule of cmdai's exit codes: the service answered and refused, any 4xx (429
     included: a caller gives up on it only once its retries are spent) -> RemoteRefused
     (exit 5), carrying the status; 5xx -> RemoteUnreachable (exit 6), since the service
     is not available to do the work, just as when it cannot be reached.
     """
-    status = response.status_code
-    try:
-        request: httpx.Request | None = response.request
-    except RuntimeError:
-        request = None
-    where = _where(request)
-    found = response_problems(response)
+    where = _where(method, url)
+    found = body_problems(headers, body)
     detail = describe(found)
     try:
         # The standard phrase: servers spell their own in any case, or not at all.
@@ -153,38 +199,68 @@ def error_for_response(
     return RemoteRefused(message, status=status, hint=hint)
 
 
-def error_for_exception(
-    exc: httpx.HTTPError | OSError, *, service: str, context: str | None = None
+_FAILED = {
+    "timeout": "did not answer in time",
+    "connect": "could not be reached",
+    "protocol": "closed the connection without a valid answer",
+}
+
+
+def error_for_failure(
+    failure: Failure | None,
+    cause: str,
+    *,
+    service: str,
+    method: str | None = None,
+    url: str | None = None,
+    context: str | None = None,
 ) -> CmdaiError:
-    """The error for a request that got no answer (connection, TLS, time-out, protocol).
+    """The error for a request that got no answer (connection, TLS, time-out, protocol):
+    `failure` says which (None: some other transport failure), `cause` what was seen.
 
     Always a RemoteUnreachable (exit 6); typed as CmdaiError like `error_for_response` so
     that callers can hold either answer in one variable.
     """
-    request: httpx.Request | None = None
-    if isinstance(exc, httpx.RequestError):
-        try:
-            request = exc.request
-        except RuntimeError:
-            request = None
-    where = _where(request)
-    if isinstance(exc, httpx.TimeoutException):
-        what = "did not answer in time"
-    elif isinstance(exc, httpx.ConnectError):
-        what = "could not be reached"
-    elif isinstance(exc, httpx.RemoteProtocolError):
-        what = "closed the connection without a valid answer"
-    else:
-        what = "could not be reached"
-    host = urlsplit(str(request.url)).netloc if request is not None else ""
+    what = _FAILED[failure or "connect"]
+    host = _host(url)
+    where = _where(method, url)
     message = f"{service}{' at ' + host if host else ''} {what}"
     if where:
         message += f" ({where})"
     if context:
         message += f"; {context}"
-    cause = str(exc).strip()
+    cause = cause.strip()
     if cause:
         message += f": {_clip(cause)}"
     return RemoteUnreachable(
         redact.scrub(message), hint="check the host and your network, then try again"
+    )
+
+
+def error_for_exception(
+    exc: httpx.HTTPError | OSError, *, service: str, context: str | None = None
+) -> CmdaiError:
+    """`error_for_failure` for an httpx exception (or an OSError), read from it."""
+    # Whoever holds an httpx exception has loaded httpx; importing it at the top would
+    # make every importer of this module pay for it: 60-100 ms (python -X importtime),
+    # which a replay to Command AI, sending through `http11`, never needs.
+    import httpx
+
+    method = url = None
+    if isinstance(exc, httpx.RequestError):
+        try:
+            request = exc.request
+        except RuntimeError:
+            pass
+        else:
+            method, url = request.method, str(request.url)
+    failure: Failure | None = None
+    if isinstance(exc, httpx.TimeoutException):
+        failure = "timeout"
+    elif isinstance(exc, httpx.ConnectError):
+        failure = "connect"
+    elif isinstance(exc, httpx.RemoteProtocolError):
+        failure = "protocol"
+    return error_for_failure(
+        failure, str(exc), service=service, method=method, url=url, context=context
     )

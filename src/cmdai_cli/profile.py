@@ -28,6 +28,7 @@ from pydantic import (
 
 from cmdai_cli import private_file, redact, values
 from cmdai_cli.errors import ConfigError, UsageError
+from cmdai_cli.segment.messages import REGION_HOSTS
 from cmdai_cli.values import PROFILE_NAME_RE, check_profile_name, must_be
 
 if sys.version_info >= (3, 11):
@@ -42,7 +43,6 @@ _WARNED: set[tuple[Path, int]] = set()
 FILE_NAME = "config.toml"
 DEFAULT_PROFILE = "default"
 ENV_PREFIX = "CMDAI_"
-REGION_HOSTS = {"us": "https://api.segment.io", "eu": "https://events.eu1.segmentapis.com"}
 PUBLIC_API_HOSTS = {"us": "https://api.segmentapis.com", "eu": "https://eu1.api.segmentapis.com"}
 
 # The rules for values live in `values` (no pydantic there); modules that know them as

@@ -18,8 +18,9 @@ from urllib.parse import quote
 import httpx
 
 from cmdai_cli import http_errors, redact
-from cmdai_cli.errors import RemoteRefused, RemoteUnreachable
-from cmdai_cli.retry import RetryPolicy
+from cmdai_cli.errors import ConfigError, RemoteRefused, RemoteUnreachable
+from cmdai_cli.retry import RetryPolicy, parse_reset, parse_retry_after
+from cmdai_cli.values import check_url
 
 SERVICE = "Segment Public API"
 STABLE_MEDIA_TYPE = "application/vnd.segment.v1+json"
@@ -80,8 +81,6 @@ def _data_wait(response: httpx.Response) -> float | None:
 
 def server_wait(response: httpx.Response, *, now: float) -> float | None:
     """How long a 429 asks to wait: body first, then `Retry-After`, then the reset header."""
-    from cmdai_cli.retry import parse_reset, parse_retry_after
-
     wait = _data_wait(response)
     if wait is None:
         wait = parse_retry_after(response.headers.get("Retry-After"))
@@ -211,7 +210,14 @@ class PublicApi:
             if not decision.retry:
                 context = decision.reason if status in (429,) or status >= 500 else None
                 raise http_errors.error_for_response(
-                    response, service=SERVICE, hints=HINTS, context=context
+                    status,
+                    response.headers,
+                    response.content,
+                    service=SERVICE,
+                    method=response.request.method,
+                    url=str(response.request.url),
+                    hints=HINTS,
+                    context=context,
                 )
             what = "rate limited" if status == 429 else f"answered {status}"
             self._wait(decision.delay, f"{SERVICE} {what} ({method} {path})", method, path)
@@ -335,8 +341,6 @@ def connection_flags(token: str | None, api_host: str | None) -> dict[str, Any]:
 
     Commands use them for the run and never store them.
     """
-    from cmdai_cli.values import check_url
-
     flags: dict[str, Any] = {}
     if token is not None:
         redact.register(token)
@@ -356,8 +360,6 @@ def open_client(
 
     Each answer may take `timeout` seconds; everything together `DEADLINE_FACTOR` times that.
     """
-    from cmdai_cli.errors import ConfigError
-
     token = values.get("public_api_token")
     if not token:
         raise ConfigError(

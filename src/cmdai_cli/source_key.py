@@ -16,6 +16,7 @@ from urllib.parse import urlsplit
 
 from cmdai_cli.errors import RemoteRefused, UsageError
 from cmdai_cli.segment.cdn import KeyCheck, check_write_key
+from cmdai_cli.segment.messages import REGION_HOSTS
 
 if TYPE_CHECKING:
     from cmdai_cli.profile import Resolved, Store
@@ -95,8 +96,8 @@ def connect(
     learned = check.settings.region if check and check.settings else None
     if region is None and host is None and learned is not None:
         region, region_from = learned, "cdn"
-    if region is not None and region not in profile.REGION_HOSTS:
-        raise UsageError(f"region {region!r} is not one of: {', '.join(profile.REGION_HOSTS)}")
+    if region is not None and region not in REGION_HOSTS:
+        raise UsageError(f"region {region!r} is not one of: {', '.join(REGION_HOSTS)}")
     updates: dict[str, Any] = {"write_key": write_key}
     if region is not None:
         updates["region"] = region
@@ -112,7 +113,7 @@ def connect(
         write_key=str(redact.mask(write_key)),
         region=region_used,
         region_from=region_from if stored.region else "default",
-        segment_host=stored.segment_host or profile.REGION_HOSTS[region_used],
+        segment_host=stored.segment_host or REGION_HOSTS[region_used],
         cdn_host=cdn_host,
         check=check,
     )

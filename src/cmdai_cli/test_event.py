@@ -1,8 +1,8 @@
 """The test event: build it, send it (to Segment or to an in-process receiver), judge it.
 
 Used by `send-test`, `connect --send-test` and `doctor --send-test`, so that all three
-send the same event and read Segment's answer the same way. The hints for Segment's
-error answers are written here once.
+send the same event and read Segment's answer the same way (its hints are the Segment
+layer's, `cmdai_cli.segment.sender`).
 """
 
 from __future__ import annotations
@@ -11,48 +11,17 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from cmdai_cli.errors import CmdaiError
+from cmdai_cli.segment.sender import (
+    NETWORK_HINT,
+    SERVER_FAILED_HINT,
+    host_for,
+    not_taken,
+    segment_hint,
+    send,
+)
 
 if TYPE_CHECKING:
     from cmdai_cli.receiver import Received
-
-DEBUGGER = "Segment's Source Debugger (Connections > Sources > your source > Debugger)"
-SEGMENT_HOST_HINT = (
-    "the host should be Segment's Tracking API: https://api.segment.io (us) or "
-    "https://events.eu1.segmentapis.com (eu); set --host or $CMDAI_SEGMENT_HOST"
-)
-NETWORK_HINT = "check the host and the network (proxy, firewall)"
-# What to do about each refusal of Segment's Tracking API. Its HTTP API docs: 400 for a
-# body over the size limits or not JSON, 429 when rate limited; the write key is the
-# request's only credential, so 401/403 point at it (or at a workspace of the other region).
-SEGMENT_HINTS = {
-    400: "Segment refused the request body",
-    401: "check the write key (`cmdai connect`)",
-    403: "check the write key and the region (`--region eu` for EU workspaces)",
-    404: SEGMENT_HOST_HINT,
-    429: "rate limited: wait and try again",
-}
-
-
-SERVER_FAILED_HINT = "Segment's side failed; try again later"
-
-
-def segment_hint(status: int | None) -> str | None:
-    """What to do about Segment's answer `status`, when there is something to say."""
-    return SEGMENT_HINTS.get(status or 0)
-
-
-def not_taken(host: str, status: int | None, detail: str, what: str = "") -> tuple[str, str]:
-    """(what was seen, hint) for an answer that is not a success; `what` names the request.
-
-    A 5xx is a failure on Segment's side, not a refusal (the same rule as the exit codes).
-    """
-    about = f" {what}" if what else ""
-    if status is not None and status >= 500:
-        return f"{host} failed{about}: HTTP {status}: {detail}", SERVER_FAILED_HINT
-    return (
-        f"{host} refused{about}: HTTP {status}: {detail}",
-        segment_hint(status) or SEGMENT_HOST_HINT,
-    )
 
 
 def parse_properties(pairs: list[str] | None) -> dict[str, Any]:
@@ -134,8 +103,6 @@ def send_to(
     message: dict[str, Any], event: str, *, write_key: str, host: str, timeout: float
 ) -> Sent:
     """Send `message` to Segment's Tracking API at `host`."""
-    from cmdai_cli.segment.sender import send
-
     outcome = send([message], write_key=write_key, host=host, timeout=timeout)[0]
     return _sent(message, event, outcome, host, local=False)
 
@@ -168,7 +135,6 @@ def send_with_profile(
     summary): Segment's "accepted" says nothing about the key, the CDN does.
     """
     from cmdai_cli import profile
-    from cmdai_cli.segment.sender import host_for
 
     if cdn is not None:
         from cmdai_cli.values import check_url

@@ -1,4 +1,5 @@
-"""Rules for the values of settings: URLs, write keys and profile names.
+"""Rules for the values of settings: URLs, write keys and profile names; and how a
+counted noun reads (`plural`), for every message that counts.
 
 Each check returns the value as it is to be used, or raises `UsageError` saying why not.
 """
@@ -161,3 +162,8 @@ _BOUNDS = {
     "greater_than": ("more than", "gt"),
     "less_than": ("less than", "lt"),
 }
+
+
+def plural(count: int, noun: str) -> str:
+    """`noun` as it goes after `count`: "1 event", "2 events" (a regular plural only)."""
+    return noun if count == 1 else noun + "s"

@@ -134,8 +134,7 @@ def fail(exc: BaseException) -> typer.Exit:
     if STATE.debug:
         sys.stderr.write(redact.scrub("".join(traceback.format_exception(exc))))
     if isinstance(exc, CmdaiError):
-        message = exc.message + (f" (hint: {exc.hint})" if exc.hint else "")
-        output.error(message)
+        output.error(exc.describe())
         return typer.Exit(int(exc.exit_code))
     if isinstance(exc, KeyboardInterrupt):
         output.error("interrupted")
@@ -157,7 +156,9 @@ def os_problem(exc: OSError) -> str:
 
 
 def quiet_stdout() -> None:
-    """Point stdout at /dev/null, so that its last flush cannot fail on the way out."""
+    """Point stdout at /dev/null when it cannot take more (the reader went away, as
+    `| head` does, or the device failed), so that its last flush cannot fail on the way
+    out; a stdout that still works is only flushed."""
     try:
         sys.stdout.flush()
     except (OSError, ValueError):

@@ -1,4 +1,5 @@
-"""What the commands that read events (map-payload, validate, replay) share on the command line."""
+"""What the commands that read events (map-payload, validate, replay) share: options, and
+how a skipped record is reported."""
 
 from __future__ import annotations
 
@@ -7,9 +8,10 @@ from typing import Annotated
 
 import typer
 
-from cmdai_cli.events.records import DEFAULT_MAX_RECORD_BYTES
+from cmdai_cli import output
+from cmdai_cli.events.records import DEFAULT_MAX_RECORD_BYTES, BadRecord
 
-__all__ = ["RECORD_BYTES", "FilesArg", "MaxRecordBytesOpt", "OnErrorName"]
+__all__ = ["RECORD_BYTES", "FilesArg", "MaxRecordBytesOpt", "OnErrorName", "report_bad_record"]
 
 RECORD_BYTES = DEFAULT_MAX_RECORD_BYTES  # --max-record-bytes's default
 
@@ -37,3 +39,9 @@ MaxRecordBytesOpt = Annotated[
         min=1024,
     ),
 ]
+
+
+def report_bad_record(bad: BadRecord) -> None:
+    """Say on stderr which record `--on-error skip` skipped, where, and why."""
+    where = bad.source + (f":{bad.line}" if bad.line is not None else "")
+    output.warn(f"{where}: skipped record {bad.position}: {bad.reason}")

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 from cmdai_cli import output
 
 if TYPE_CHECKING:
-    from cmdai_cli.replay import Progress
+    from cmdai_cli.replay.result import Progress
 
 
 @contextlib.contextmanager

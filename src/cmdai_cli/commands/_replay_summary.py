@@ -1,51 +1,23 @@
-"""Replay's summary for people: its lines on stderr, and the error its losses end in."""
+"""Replay's result for people: its summary lines, on stderr (stdout stays for data)."""
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from cmdai_cli.errors import CmdaiError, PartialFailure, RemoteRefused, RemoteUnreachable
+from cmdai_cli import output
 
 if TYPE_CHECKING:
-    from cmdai_cli.replay import Summary
+    from cmdai_cli.replay.result import ReplayResult
 
 
-def undelivered_error(summary: Summary) -> CmdaiError:
-    """One error for what was not delivered; its class gives the exit code.
-
-    Refusals (5) come first: sending again later does not help them, while for events
-    that found no answer (6) it may.
-    """
-    where = []
-    if summary.rejected:
-        if summary.dry_run:
-            # A dry run writes no reject file: it says what the real run would reject.
-            where.append(f"{summary.rejected} would be rejected")
-        elif summary.rejects:
-            where.append(f"{summary.rejected} rejected (in {summary.rejects})")
-        else:
-            where.append(f"{summary.rejected} rejected")
-    if summary.failed:
-        where.append(f"{summary.failed} failed (in {summary.dead_letter})")
-    if summary.pending:
-        where.append(f"{summary.pending} pending")
-    if summary.failed_before or summary.rejected_before:
-        where.append(
-            f"{summary.failed_before + summary.rejected_before} in earlier runs of this checkpoint"
-        )
-    n = summary.undelivered
-    verb = "would not be delivered" if summary.dry_run else "not delivered"
-    message = f"{n} event{'s' if n != 1 else ''} {verb}: {', '.join(where)}"
-    if summary.failed > summary.unreachable:
-        return RemoteRefused(message)
-    if summary.unreachable:
-        return RemoteUnreachable(message)
-    return PartialFailure(message)
+def render(result: ReplayResult) -> None:
+    for line in summary_lines(result):
+        output.info(line)
 
 
-def summary_lines(summary: Summary) -> list[str]:
+def summary_lines(result: ReplayResult) -> list[str]:
     """The human summary."""
-    s = summary
+    s = result
     rate = s.sent / s.elapsed if s.elapsed > 0 else 0.0
     verb = "would be sent" if s.dry_run else "sent"
     count = s.would_send if s.dry_run else s.sent

@@ -6,6 +6,7 @@ import json
 from typing import TYPE_CHECKING
 
 from cmdai_cli import output
+from cmdai_cli.segment.sender import DEBUGGER
 
 if TYPE_CHECKING:
     from cmdai_cli.test_event import Sent
@@ -13,8 +14,6 @@ if TYPE_CHECKING:
 
 def render(sent: Sent) -> None:
     """The human text for a sent test event (the JSON shape is `sent.summary`)."""
-    from cmdai_cli.test_event import DEBUGGER
-
     summary = sent.summary
     status = summary["status"]
     answer = {

@@ -11,6 +11,7 @@ import typer
 from cmdai_cli import output
 from cmdai_cli.commands._common import STATE, command, complete_events
 from cmdai_cli.commands._options import PlanOpt, TimeoutOpt
+from cmdai_cli.values import plural
 
 if TYPE_CHECKING:
     from cmdai_cli.expect.check import CatalogueOutcome, Near
@@ -155,9 +156,8 @@ def expect(
 
 
 def _seen(report: Report) -> str:
-    looks = f"{report.looks} looks" if report.looks != 1 else "1 look"
-    messages = f"{report.received} messages" if report.received != 1 else "1 message"
-    return f"{messages} at {report.source}, {looks}"
+    messages = f"{report.received} {plural(report.received, 'message')}"
+    return f"{messages} at {report.source}, {report.looks} {plural(report.looks, 'look')}"
 
 
 def _named(item: Item) -> str:

@@ -13,6 +13,7 @@ from cmdai_cli import output
 from cmdai_cli.commands._common import STATE, command
 from cmdai_cli.commands._options import PlanOpt
 from cmdai_cli.commands._received import header_line, row_line
+from cmdai_cli.values import plural
 
 if TYPE_CHECKING:
     from cmdai_cli.receiver import Received, Stats
@@ -27,14 +28,10 @@ def summary_text(stats: Stats) -> str:
     rejected = sum(stats.rejected.values())
     detail = ", ".join(f"{status}: {n}" for status, n in sorted(stats.rejected.items()))
     return (
-        f"Stopped: {_many(stats.requests, 'request')}; "
-        f"{_many(stats.accepted, 'message')} accepted ({stats.flagged} flagged); "
-        f"{_many(rejected, 'request')} rejected" + (f" ({detail})" if detail else "")
+        f"Stopped: {stats.requests} {plural(stats.requests, 'request')}; "
+        f"{stats.accepted} {plural(stats.accepted, 'message')} accepted ({stats.flagged} flagged); "
+        f"{rejected} {plural(rejected, 'request')} rejected" + (f" ({detail})" if detail else "")
     )
-
-
-def _many(number: int, noun: str) -> str:
-    return f"{number} {noun}" if number == 1 else f"{number} {noun}s"
 
 
 class _Printer:

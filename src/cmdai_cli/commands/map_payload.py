@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import sys
 from enum import Enum
 from typing import TYPE_CHECKING, Annotated, Any, Protocol
@@ -10,12 +9,18 @@ from typing import TYPE_CHECKING, Annotated, Any, Protocol
 import typer
 
 from cmdai_cli import output
-from cmdai_cli.commands._common import STATE, command
-from cmdai_cli.commands._inputs import RECORD_BYTES, FilesArg, MaxRecordBytesOpt, OnErrorName
+from cmdai_cli.commands._common import STATE, command, quiet_stdout
+from cmdai_cli.commands._inputs import (
+    RECORD_BYTES,
+    FilesArg,
+    MaxRecordBytesOpt,
+    OnErrorName,
+    report_bad_record,
+)
 from cmdai_cli.commands._options import MappingOpt
+from cmdai_cli.values import plural
 
 if TYPE_CHECKING:
-    from cmdai_cli.events.records import BadRecord
     from cmdai_cli.mapping.pipeline import Tally, Write
 
 
@@ -123,11 +128,11 @@ def map_payload(
             explain=explain,
             on_error=on_error.value,
             max_record_bytes=max_record_bytes,
-            report=_report,
+            report=report_bad_record,
             tally=tally,
         )
     except BrokenPipeError:
-        _quiet_stdout()
+        quiet_stdout()
         return
     finally:
         # Nothing was written, nor is there a run to sum up, when the arguments failed.
@@ -135,13 +140,8 @@ def map_payload(
             try:
                 sink.close()
             except BrokenPipeError:
-                _quiet_stdout()
+                quiet_stdout()
             _summary(tally)
-
-
-def _report(bad: BadRecord) -> None:
-    where = bad.source + (f":{bad.line}" if bad.line is not None else "")
-    output.warn(f"{where}: skipped record {bad.position}: {bad.reason}")
 
 
 def _default_format() -> str:
@@ -203,23 +203,14 @@ def _sink(chosen: str, target: TargetName, explain: bool) -> _Sink:
     return NdjsonWriter(stream)
 
 
-def _quiet_stdout() -> None:
-    # The reader went away (`| head`): say nothing more on stdout, and let exit be clean.
-    try:
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
-    except (OSError, ValueError):
-        pass
-
-
 def _summary(tally: Tally) -> None:
     errors = tally.errors_total
     total = tally.events
     parts = [
-        f"{total} event{'s' if total != 1 else ''}",
+        f"{total} {plural(total, 'event')}",
         f"{tally.recorded} recorded",
         f"{tally.ignored_total} ignored",
-        f"{errors} error{'s' if errors != 1 else ''}",
+        f"{errors} {plural(errors, 'error')}",
     ]
     output.info(f"map-payload: {parts[0]}: " + ", ".join(parts[1:]))
     for reason, count in sorted(tally.ignored.items(), key=lambda kv: (-kv[1], kv[0])):

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -11,10 +10,11 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from cmdai_cli import output
-from cmdai_cli.commands._common import STATE, command
+from cmdai_cli.commands._common import STATE, command, quiet_stdout
 from cmdai_cli.commands._common import group as new_group
 from cmdai_cli.commands._options import ApiHostOpt, ApiTimeoutOpt, TokenOpt
 from cmdai_cli.errors import UsageError
+from cmdai_cli.values import plural
 
 if TYPE_CHECKING:
     from cmdai_cli.plans import Rule
@@ -50,16 +50,14 @@ def show(
     if STATE.json:
         output.emit_json(plan.as_file())
         return
-    lines = [f"{plan.name}: {len(plan.rules)} rule{'s' if len(plan.rules) != 1 else ''}"]
+    lines = [f"{plan.name}: {len(plan.rules)} {plural(len(plan.rules), 'rule')}"]
     for rule in plan.rules:
         lines.extend(_rule_lines(rule))
     try:
         output.out("\n".join(lines))
         sys.stdout.flush()
     except BrokenPipeError:
-        # The reader went away (`| head`): nothing more to say, and a clean exit.
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
+        quiet_stdout()
 
 
 def _rule_lines(rule: Rule) -> list[str]:

@@ -10,20 +10,17 @@ import threading
 from collections.abc import Iterator
 from enum import Enum
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import Annotated, Any
 
 import typer
 
 from cmdai_cli import output
-from cmdai_cli.commands._common import STATE, command
+from cmdai_cli.commands._common import STATE, command, finish
 from cmdai_cli.commands._inputs import RECORD_BYTES, FilesArg, MaxRecordBytesOpt, OnErrorName
 from cmdai_cli.commands._options import MappingOpt, TimeoutOpt
 from cmdai_cli.commands._replay_progress import replay_progress
-from cmdai_cli.commands._replay_summary import summary_lines, undelivered_error
+from cmdai_cli.commands._replay_summary import render
 from cmdai_cli.errors import ExitCode
-
-if TYPE_CHECKING:
-    from cmdai_cli.replay import Summary
 
 
 class To(str, Enum):
@@ -251,8 +248,8 @@ def replay(
     ] = False,
 ) -> None:
     from cmdai_cli import profile
-    from cmdai_cli.replay import ReplayOptions
-    from cmdai_cli.replay import replay as run_replay
+    from cmdai_cli.replay.options import ReplayOptions
+    from cmdai_cli.replay.run import replay as run_replay
     from cmdai_cli.replay.select import Filters, parse_shard
 
     options = ReplayOptions(
@@ -282,9 +279,9 @@ def replay(
     )
     settings = profile.resolve(STATE.profile, {"org_id": org_id})
     show = output.is_terminal(sys.stderr) and not STATE.json
-    with _terminate_as_interrupt(), replay_progress(show) as progress:
-        summary = run_replay(options, settings, progress=progress, warn=output.warn)
-    _report(summary)
+    with _terminate_as_interrupt(), replay_progress(show) as on_progress:
+        result = run_replay(options, settings, on_progress=on_progress, warn=output.warn)
+    finish(result, render)
 
 
 _STOPPING = b"cmdai: warning: stopping; press Ctrl-C again to stop at once\n"
@@ -320,18 +317,3 @@ def _terminate_as_interrupt() -> Iterator[None]:
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
-
-
-def _report(summary: Summary) -> None:
-    if STATE.json:
-        output.emit_json(summary.as_dict())
-    else:
-        for line in summary_lines(summary):
-            output.info(line)
-    if summary.stopped_by is not None:
-        raise summary.stopped_by
-    if summary.interrupted:
-        output.error("interrupted; run the same command with --resume to continue")
-        raise typer.Exit(int(ExitCode.INTERRUPTED))
-    if summary.undelivered:
-        raise undelivered_error(summary)

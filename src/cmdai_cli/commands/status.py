@@ -136,11 +136,12 @@ def build_request(
     from cmdai_cli import profile
     from cmdai_cli.errors import ConfigError, UsageError
     from cmdai_cli.public_api import connection_flags
+    from cmdai_cli.segment.messages import REGION_HOSTS
     from cmdai_cli.workspace.status import StatusRequest
     from cmdai_cli.workspace.window import parse_duration
 
-    if region is not None and region not in profile.REGION_HOSTS:
-        raise UsageError(f"region {region!r} is not one of: {', '.join(profile.REGION_HOSTS)}")
+    if region is not None and region not in REGION_HOSTS:
+        raise UsageError(f"region {region!r} is not one of: {', '.join(REGION_HOSTS)}")
     flags = {**connection_flags(token, api_host), "region": region, "source": source}
     resolved = profile.resolve(STATE.profile, flags)
     api_token = resolved.get("public_api_token")

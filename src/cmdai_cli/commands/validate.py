@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -10,8 +9,15 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from cmdai_cli import output
-from cmdai_cli.commands._common import STATE, command
-from cmdai_cli.commands._inputs import RECORD_BYTES, FilesArg, MaxRecordBytesOpt, OnErrorName
+from cmdai_cli.commands._common import STATE, command, quiet_stdout
+from cmdai_cli.commands._inputs import (
+    RECORD_BYTES,
+    FilesArg,
+    MaxRecordBytesOpt,
+    OnErrorName,
+    report_bad_record,
+)
+from cmdai_cli.values import plural
 
 if TYPE_CHECKING:
     from cmdai_cli.events.records import ErrorPolicy
@@ -63,17 +69,13 @@ def validate(
     from cmdai_cli._speed import paused_collector
     from cmdai_cli.events.inputs import expand_inputs
     from cmdai_cli.events.reader import read_batches
-    from cmdai_cli.events.records import BadRecord, ErrorPolicy
+    from cmdai_cli.events.records import ErrorPolicy
 
     plan = plans.load_plan(plan_file) if plan_file is not None else plans.builtin_plan()
     validator = plans.Validator(plan)
     inputs = expand_inputs(files or [])
 
-    def report(bad: BadRecord) -> None:
-        where = bad.source + (f":{bad.line}" if bad.line is not None else "")
-        output.warn(f"{where}: skipped record {bad.position}: {bad.reason}")
-
-    policy = ErrorPolicy(on_error.value, report=report)
+    policy = ErrorPolicy(on_error.value, report=report_bad_record)
     summary = plans.Summary()
     sys.stdout.flush()
     sink = _JsonSink() if STATE.json else _TextSink()
@@ -83,13 +85,13 @@ def validate(
             plans.validate_stream(batches, validator, sink.write, summary)
         sink.finish(summary)
     except BrokenPipeError:
-        _quiet_stdout()
+        quiet_stdout()
         return
     finally:
         try:
             sink.close()
         except BrokenPipeError:
-            _quiet_stdout()
+            quiet_stdout()
         _summary(summary, policy, plan)
     if summary.violations:
         raise typer.Exit(1)
@@ -143,24 +145,15 @@ class _JsonSink:
         self.writer.close()
 
 
-def _quiet_stdout() -> None:
-    # The reader went away (`| head`): say nothing more on stdout, and let exit be clean.
-    try:
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
-    except (OSError, ValueError):
-        pass
-
-
 def _summary(summary: Summary, policy: ErrorPolicy, plan: Plan) -> None:
     from cmdai_cli.plans import KINDS
 
     errors = sum(policy.reasons.values())
     output.info(
-        f"validate: {summary.events} event{'s' if summary.events != 1 else ''} against "
+        f"validate: {summary.events} {plural(summary.events, 'event')} against "
         f"'{plan.name}' ({len(plan.rules)} rules): {summary.failed} with violations, "
-        f"{summary.violations} violation{'s' if summary.violations != 1 else ''}, "
-        f"{errors} error{'s' if errors != 1 else ''}"
+        f"{summary.violations} {plural(summary.violations, 'violation')}, "
+        f"{errors} {plural(errors, 'error')}"
     )
     for event, kind, count in summary.rows():
         output.info(f"  {event}: {KINDS[kind]}: {count}")

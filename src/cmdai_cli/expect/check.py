@@ -20,6 +20,7 @@ from cmdai_cli.event_names import ALL
 from cmdai_cli.expect.expectations import Expectation
 from cmdai_cli.expect.sources import Counts, Item, Source
 from cmdai_cli.receiver.kept import Query
+from cmdai_cli.values import plural
 
 if TYPE_CHECKING:
     from cmdai_cli.plans import Validator
@@ -308,7 +309,7 @@ def _among(counts: Counts) -> str:
     """The messages looked at: all received, or those kept of them."""
     if counts.kept < counts.received:
         return f"the {counts.kept} kept of {counts.received} messages received"
-    return f"{counts.received} messages" if counts.received != 1 else "1 message"
+    return f"{counts.received} {plural(counts.received, 'message')}"
 
 
 def check_flagged(looker: Looker) -> FlaggedOutcome:

@@ -12,6 +12,7 @@ have them.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -134,12 +135,18 @@ class Collector:
         except httpx.HTTPError as exc:
             context = "is `cmdai listen` running?"
             raise error_for_exception(exc, service=SERVICE, context=context) from None
-        if response.status_code != 200:
-            raise error_for_response(response, service=SERVICE, hints=hints)
-        try:
-            return orjson.loads(response.content)
-        except orjson.JSONDecodeError:
-            raise error_for_response(response, service=SERVICE, hints=hints) from None
+        if response.status_code == 200:
+            with contextlib.suppress(orjson.JSONDecodeError):
+                return orjson.loads(response.content)
+        raise error_for_response(
+            response.status_code,
+            response.headers,
+            response.content,
+            service=SERVICE,
+            method="GET",
+            url=str(response.request.url),
+            hints=hints,
+        )
 
     def refresh(self) -> None:
         pass

@@ -28,6 +28,7 @@ from typing import IO, Any
 
 import orjson
 
+from cmdai_cli import private_file
 from cmdai_cli.errors import UsageError
 from cmdai_cli.events.inputs import Input
 
@@ -381,8 +382,6 @@ def read_journal(
 
 
 def _write_atomically(path: Path, data: bytes) -> None:
-    from cmdai_cli import private_file
-
     try:
         path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         private_file.replace(path, data)

@@ -34,10 +34,9 @@ import time
 from collections import deque
 from collections.abc import Awaitable, Callable
 
-from cmdai_cli.commandai import Answer
 from cmdai_cli.replay.batching import Batch
 from cmdai_cli.replay.delivery_control import AdaptiveLimit, InFlight, LearntRate, RateLimiter
-from cmdai_cli.replay.delivery_record import Acked, Counters, Failed, Job, Recorder, Send
+from cmdai_cli.replay.delivery_record import Acked, Answer, Counters, Failed, Job, Recorder, Send
 from cmdai_cli.retry import Decision, RetryPolicy
 
 __all__ = ["Counters", "Delivery", "RateLimiter"]

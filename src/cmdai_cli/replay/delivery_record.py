@@ -1,4 +1,8 @@
-"""What the delivery keeps: its counters, its jobs, and the thread that records answers.
+"""What the delivery deals in: answers, its counters, its jobs, and the thread that
+records answers.
+
+Every target's `send` reports an `Answer`: the Command AI clients (`cmdai_cli.commandai`)
+and the Segment target alike, so that one retry policy reads them all.
 
 Recording an answer means writing dead letters and the checkpoint, and making them
 durable, which takes an fsync. The delivery loop must not wait for that, so answered
@@ -12,10 +16,20 @@ import queue
 import threading
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Generic, TypeVar
+from typing import Generic, NamedTuple, TypeVar
 
-from cmdai_cli.commandai import Answer
 from cmdai_cli.replay.batching import Batch
+
+
+class Answer(NamedTuple):
+    """The answer to one request: `status` None when none came (`timed_out` if none came
+    in time)."""
+
+    ok: bool
+    status: int | None
+    detail: str | None = None
+    retry_after: float | None = None
+    timed_out: bool = False
 
 
 @dataclass

@@ -1,7 +1,7 @@
 """One replay, start to finish: read, select, prepare, batch, send, record, count.
 
 The reading thread does everything up to cutting batches; `Delivery` sends them and
-records each answered batch in the checkpoint; a ticker thread reports progress several
+records each answered batch in the checkpoint; a thread of its own reports progress several
 times a second, whatever the reader is waiting for. Every record read ends up counted
 once: sent, skipped (filtered out, another shard's, done in an earlier run, or nothing
 to record), rejected (unreadable, invalid or over the size limit: the reject file),
@@ -15,26 +15,23 @@ import contextlib
 import threading
 import time
 from collections.abc import Callable, Iterator
-from typing import TYPE_CHECKING, Any, cast
+from typing import Any, cast
 
 from cmdai_cli import _speed
 from cmdai_cli.errors import CmdaiError, DataError
 from cmdai_cli.events.reader import read_batches
 from cmdai_cli.events.records import BadRecord, ErrorPolicy
+from cmdai_cli.profile import Resolved
 from cmdai_cli.replay.batching import Batch, Pending
 from cmdai_cli.replay.checkpoint import Checkpoint, Ranges
 from cmdai_cli.replay.delivery import Counters, Delivery
 from cmdai_cli.replay.delivery_control import RateLimiter
 from cmdai_cli.replay.errorlog import unwrap
 from cmdai_cli.replay.options import ReplayOptions
+from cmdai_cli.replay.result import Progress, ReplayResult
 from cmdai_cli.replay.select import ensure_message_id, strip_transport
 from cmdai_cli.replay.setup import Setup, estimate_total
-from cmdai_cli.replay.summary import Progress, Summary
 from cmdai_cli.retry import RetryPolicy
-
-if TYPE_CHECKING:
-    from cmdai_cli.profile import Resolved
-
 
 # ---------------------------------------------------------------- the run
 
@@ -55,36 +52,36 @@ def replay(
     options: ReplayOptions,
     settings: Resolved,
     *,
-    progress: Callable[[Progress], None] | None = None,
+    on_progress: Callable[[Progress], None] | None = None,
     warn: Callable[[str], None] | None = None,
-) -> Summary:
+) -> ReplayResult:
     """Run one replay; see the module docstring. Never raises for undelivered events:
-    the summary counts them (the caller decides the exit). Raises CmdaiError for what
+    the result counts them, and says the exit. Raises CmdaiError for what
     stops a run before it starts (settings, unreadable checkpoint); a bad record under
-    `--on-error fail` ends reading and comes back as `summary.stopped_by`. `warn` is
+    `--on-error fail` ends reading and comes back as `result.stopped_by`. `warn` is
     told what the user should know before the run goes on (a replay already done, run
-    again without --resume)."""
+    again without --resume); `on_progress` gets a snapshot several times a second."""
     setup = Setup.make(options, settings)
     run: _Run | None = None
     try:
         with _speed.fewer_collections():
-            run = _Run(setup, progress)
+            run = _Run(setup, on_progress)
             return run.run(warn)
     finally:
         # After a stop, what is still being sent is dropped (it stays pending).
-        setup.target.close(abort=run is None or run.summary.interrupted)
+        setup.target.close(abort=run is None or run.result.interrupted)
 
 
 class _Run:
-    def __init__(self, setup: Setup, progress: Callable[[Progress], None] | None) -> None:
+    def __init__(self, setup: Setup, on_progress: Callable[[Progress], None] | None) -> None:
         self.setup = setup
         self.options = setup.options
         self.target = setup.target
         self.rejects = setup.rejects
         self.dead = setup.dead
-        self.progress_cb = progress
-        self.total = estimate_total(setup.inputs) if progress is not None else None
-        self.summary = Summary(
+        self.on_progress = on_progress
+        self.total = estimate_total(setup.inputs) if on_progress is not None else None
+        self.result = ReplayResult(
             setup.target.name, setup.target.destination, dry_run=self.options.dry_run
         )
         self.counters = Counters()
@@ -94,19 +91,19 @@ class _Run:
 
     # ------------------------------------------------------------------ progress
 
-    TICK = 0.2
+    PROGRESS_EVERY = 0.2  # seconds
 
-    def tick(self) -> None:
-        if self.progress_cb is None:
+    def report_progress(self) -> None:
+        if self.on_progress is None:
             return
-        s, c = self.summary, self.counters
+        s, c = self.result, self.counters
         sent = s.would_send if s.dry_run else c.sent
         # Records accounted for: read, less the events not yet answered for. Read from
         # another thread while the reader moves events along, it can be off by a batch
         # for a moment: it is shown never going back.
         outstanding = 0 if s.dry_run else self.handed + len(self.building) - c.sent - c.failed
         self.done = max(self.done, s.read - outstanding)
-        self.progress_cb(
+        self.on_progress(
             Progress(
                 s.read,
                 sent,
@@ -122,17 +119,17 @@ class _Run:
         )
 
     @contextlib.contextmanager
-    def _ticking(self) -> Iterator[None]:
-        if self.progress_cb is None:
+    def _reporting_progress(self) -> Iterator[None]:
+        if self.on_progress is None:
             yield
             return
         ended = threading.Event()
 
-        def ticker() -> None:
-            while not ended.wait(self.TICK):
-                self.tick()
+        def reporter() -> None:
+            while not ended.wait(self.PROGRESS_EVERY):
+                self.report_progress()
 
-        thread = threading.Thread(target=ticker, name="cmdai-replay-progress", daemon=True)
+        thread = threading.Thread(target=reporter, name="cmdai-replay-progress", daemon=True)
         thread.start()
         try:
             yield
@@ -141,27 +138,27 @@ class _Run:
 
     # ------------------------------------------------------------------ the run
 
-    def run(self, warn: Callable[[str], None] | None = None) -> Summary:
+    def run(self, warn: Callable[[str], None] | None = None) -> ReplayResult:
         options = self.options
         started = time.monotonic()
-        checkpoint, done = self.setup.resume_from(self.summary, warn)
+        checkpoint, done = self.setup.resume_from(self.result, warn)
         delivery = None if checkpoint is None else self._delivery(checkpoint)
         if delivery is not None:
             self.counters = delivery.counters
-        summary = self.summary
+        result = self.result
         try:
-            with self._ticking():
+            with self._reporting_progress():
                 try:
                     self._feed(done, delivery)
                 except KeyboardInterrupt:
-                    summary.interrupted = True
+                    result.interrupted = True
                     if delivery is not None:
                         delivery.stop()
                 if delivery is not None:
                     try:
                         delivery.finish()
                     except KeyboardInterrupt:
-                        summary.interrupted = True
+                        result.interrupted = True
                         delivery.stop()
                         delivery.finish()
         finally:
@@ -174,26 +171,26 @@ class _Run:
                 raise error
             raise CmdaiError(f"replay stopped: {error}") from error
         c = self.counters
-        summary.sent = c.sent
-        summary.failed = c.failed
-        summary.unreachable = c.unreachable
-        summary.retries = c.retries
-        summary.requests = c.requests
-        summary.max_in_flight = c.max_in_flight
-        summary.retry_wait = c.retry_wait
-        summary.pending = c.abandoned + self.unsent
-        summary.rejected = self.rejects.count
-        summary.rejected_reasons = dict(self.rejects.reasons)
-        summary.failed_reasons = dict(self.dead.reasons)
-        summary.skipped = summary.filtered + summary.already_done + summary.ignored
-        summary.elapsed = time.monotonic() - started
+        result.sent = c.sent
+        result.failed = c.failed
+        result.unreachable = c.unreachable
+        result.retries = c.retries
+        result.requests = c.requests
+        result.max_in_flight = c.max_in_flight
+        result.retry_wait = c.retry_wait
+        result.pending = c.abandoned + self.unsent
+        result.rejected = self.rejects.count
+        result.rejected_reasons = dict(self.rejects.reasons)
+        result.failed_reasons = dict(self.dead.reasons)
+        result.skipped = result.filtered + result.already_done + result.ignored
+        result.elapsed = time.monotonic() - started
         if not options.dry_run:
-            summary.checkpoint = str(self.setup.checkpoint_path)
+            result.checkpoint = str(self.setup.checkpoint_path)
             if self.rejects.count:
-                summary.rejects = str(self.rejects.path)
+                result.rejects = str(self.rejects.path)
             if self.dead.count:
-                summary.dead_letter = str(self.dead.path)
-        return summary
+                result.dead_letter = str(self.dead.path)
+        return result
 
     def _delivery(self, checkpoint: Checkpoint) -> Delivery:
         options = self.options
@@ -252,7 +249,7 @@ class _Run:
     def _feed(self, done: Ranges, delivery: Delivery | None) -> None:
         options = self.options
         target = self.target
-        summary = self.summary
+        result = self.result
         rejects = self.rejects
         filters = options.filters if options.filters.active else None
         shard = options.shard
@@ -268,7 +265,7 @@ class _Run:
             batch.rejected = rejects.count - rejected_before_cut[0]
             rejected_before_cut[0] = rejects.count
             if delivery is None:
-                summary.would_send += len(batch)
+                result.would_send += len(batch)
                 return
             self.handed += len(batch)
             self.building = builder.events
@@ -280,15 +277,15 @@ class _Run:
 
         def on_bad(bad: BadRecord) -> None:
             nonlocal last
-            summary.read += 1
+            result.read += 1
             position = bad.position
             if position is not None:
                 last = max(last, position + 1)
                 if shard is not None and not shard.owns_position(position):
-                    summary.filtered += 1
+                    result.filtered += 1
                     return
                 if position in done:
-                    summary.already_done += 1
+                    result.already_done += 1
                     return
             rejects.write(bad.reason, source=bad.source, line=bad.line, index=position)
 
@@ -311,31 +308,31 @@ class _Run:
             for events in reader:
                 for ev in events:
                     position = ev.position
-                    summary.read += 1
+                    result.read += 1
                     value = ev.value
                     if "error" in value:
                         unwrapped = unwrap(value)
                         if unwrapped is None:
-                            summary.ignored += 1
+                            result.ignored += 1
                             last = position + 1
                             continue
                         value = unwrapped
                     if "sentAt" in value or "receivedAt" in value or "writeKey" in value:
                         strip_transport(value)
                     if filters is not None and not filters.matches(value):
-                        summary.filtered += 1
+                        result.filtered += 1
                         last = position + 1
                         continue
                     message_id = value.get("messageId")
                     if type(message_id) is not str or not message_id:
                         message_id = ensure_message_id(value)
                     if shard is not None and not shard.owns(message_id):
-                        summary.filtered += 1
+                        result.filtered += 1
                         last = position + 1
                         continue
                     selected += 1
                     if any_done and position in done:
-                        summary.already_done += 1
+                        result.already_done += 1
                     else:
                         prepared = prepare(value)
                         kind = prepared[0]
@@ -347,7 +344,7 @@ class _Run:
                             if add(pending, prepared[1], size):
                                 dispatch(builder.take(position + 1))
                         elif kind == "skip":
-                            summary.ignored += 1
+                            result.ignored += 1
                         else:
                             reason = prepared.reason or "invalid event"
                             if kind == "invalid" and fail:
@@ -365,10 +362,10 @@ class _Run:
         except _Stop:
             pass
         except _Invalid as exc:
-            summary.stopped_by = exc
+            result.stopped_by = exc
         except DataError as exc:
-            summary.read += 1  # the bad record the reader stopped at
-            summary.stopped_by = exc
+            result.read += 1  # the bad record the reader stopped at
+            result.stopped_by = exc
         except KeyboardInterrupt:
             self.unsent += len(builder.events)
             raise

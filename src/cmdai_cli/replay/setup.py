@@ -18,11 +18,14 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from cmdai_cli.errors import ConfigError, UsageError
 from cmdai_cli.events.inputs import Input, ReadStats, expand_inputs, read_ahead
 from cmdai_cli.events.storage import is_url
+from cmdai_cli.mapping.file import resolve_mapping
+from cmdai_cli.mapping.webhook import WebhookMapping
+from cmdai_cli.profile import Resolved, state_dir
 from cmdai_cli.replay.checkpoint import (
     Checkpoint,
     Ranges,
@@ -35,8 +38,8 @@ from cmdai_cli.replay.checkpoint import (
 )
 from cmdai_cli.replay.errorlog import ErrorLog
 from cmdai_cli.replay.options import ReplayOptions
+from cmdai_cli.replay.result import ReplayResult
 from cmdai_cli.replay.select import Shard
-from cmdai_cli.replay.summary import Summary
 from cmdai_cli.replay.targets import (
     DEFAULT_BULK_BATCH,
     BulkIdentifyTarget,
@@ -45,26 +48,18 @@ from cmdai_cli.replay.targets import (
     WebhookTarget,
 )
 from cmdai_cli.segment.messages import MAX_BATCH_MESSAGES
-
-if TYPE_CHECKING:
-    from cmdai_cli.mapping.webhook import WebhookMapping
-    from cmdai_cli.profile import Resolved
-
+from cmdai_cli.values import check_url, plural
 
 # ---------------------------------------------------------------- the target
 
 
 def _mapping(options: ReplayOptions, settings: Resolved) -> WebhookMapping:
     """The webhook mapping, resolved as every command resolves it."""
-    from cmdai_cli.mapping.file import resolve_mapping
-
     return resolve_mapping(options.mapping_file, settings)
 
 
 def make_target(options: ReplayOptions, settings: Resolved) -> Target:
     """The target named by `--to`, from flags and the profile. A dry run needs no secrets."""
-    from cmdai_cli.profile import check_url
-
     dry = options.dry_run
     size = _batch_size(options)
     if options.to == "segment":
@@ -126,8 +121,6 @@ def _batch_size(options: ReplayOptions) -> int | None:
 
 
 def default_paths(key: str) -> dict[str, Path]:
-    from cmdai_cli.profile import state_dir
-
     base = state_dir() / "replay"
     return {
         "checkpoint": base / f"{key}.checkpoint",
@@ -276,19 +269,19 @@ class Setup:
         )
 
     def resume_from(
-        self, summary: Summary, warn: Callable[[str], None] | None = None
+        self, result: ReplayResult, warn: Callable[[str], None] | None = None
     ) -> tuple[Checkpoint | None, Ranges]:
         """The checkpoint to record into (None for a dry run) and the positions done.
 
-        Counts what earlier runs of the checkpoint failed or rejected into `summary`,
+        Counts what earlier runs of the checkpoint failed or rejected into `result`,
         and has it report this run's share and what reading costs (as it goes). Without
         --resume, `warn` is told when the checkpoint shows this replay already done:
         re-sending may be meant, but it is then said.
         """
         if self.sharding is not None:
-            summary.shard = str(self.sharding.shard)
-            summary.shard_by = self.sharding.by
-        summary.reading = self.stats
+            result.shard = str(self.sharding.shard)
+            result.shard_by = self.sharding.by
+        result.reading = self.stats
         options = self.options
         if not options.resume:
             self._warn_done_before(warn)
@@ -296,13 +289,13 @@ class Setup:
             if not (options.resume and self.checkpoint_path.exists()):
                 return None, Ranges()
             _, pairs, earlier = check_resume(self.checkpoint_path, self.header)
-            summary.failed_before = earlier["failed"]
-            summary.rejected_before = earlier["rejected"]
+            result.failed_before = earlier["failed"]
+            result.rejected_before = earlier["rejected"]
             return None, Ranges(pairs)
         checkpoint = Checkpoint.open(self.checkpoint_path, self.header, resume=options.resume)
         checkpoint.before_write = [self.rejects.sync, self.dead.sync]
-        summary.failed_before = checkpoint.undelivered["failed"]
-        summary.rejected_before = checkpoint.undelivered["rejected"]
+        result.failed_before = checkpoint.undelivered["failed"]
+        result.rejected_before = checkpoint.undelivered["rejected"]
         return checkpoint, Ranges(checkpoint.done.pairs())
 
     def _warn_done_before(self, warn: Callable[[str], None] | None) -> None:
@@ -313,7 +306,7 @@ class Setup:
             what = "would be sent" if self.options.dry_run else "are sent"
             warn(
                 f"an earlier run of this replay already did {done:,} "
-                f"record{'s' if done != 1 else ''} (checkpoint {self.checkpoint_path}); "
+                f"{plural(done, 'record')} (checkpoint {self.checkpoint_path}); "
                 f"they {what} again: --resume skips them"
             )
 

@@ -5,7 +5,8 @@ Each target turns an event into what it sends (`prepare`), groups those into req
 reporting the answer; retrying is the caller's business. Segment goes through
 segment-analytics-python's transport, from a forked worker process (or, where that is
 not possible, a thread per request); the two Command AI endpoints through
-`cmdai_cli.commandai`'s asynchronous client, whose `Answer` every target reports.
+`cmdai_cli.commandai`'s asynchronous client. Every target reports an `Answer`
+(`delivery_record`), the one the delivery's retry policy reads.
 """
 
 from __future__ import annotations
@@ -15,21 +16,22 @@ import contextlib
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal, NamedTuple, Protocol, TypeVar, cast
+from typing import Any, Literal, NamedTuple, Protocol, TypeVar, cast
 from urllib.parse import urlsplit
 
 import orjson
 
 from cmdai_cli import redact
-from cmdai_cli.commandai import Answer, AsyncClient, auth_headers, bulk_identify_url
-from cmdai_cli.replay import batching
-from cmdai_cli.replay.batching import Batch, Builder, UserBuilder
+from cmdai_cli.commandai import AsyncClient, auth_headers, bulk_identify_url
+from cmdai_cli.js_json import dumps
+from cmdai_cli.mapping.pipeline import Mapper, make_mapper
+from cmdai_cli.mapping.webhook import WebhookMapping, apply_mapping
+from cmdai_cli.replay.batching import Batch, Builder, UserBuilder, segment_builder, segment_encoding
+from cmdai_cli.replay.delivery_record import Answer
 from cmdai_cli.replay.options import TargetName
+from cmdai_cli.replay.posting import Pool, available
 from cmdai_cli.segment.messages import MAX_MESSAGE_BYTES, message_problem
-
-if TYPE_CHECKING:
-    from cmdai_cli.mapping.pipeline import Mapper
-    from cmdai_cli.mapping.webhook import WebhookMapping
+from cmdai_cli.segment.sender import post_batch
 
 DEFAULT_BULK_BATCH = 100
 
@@ -98,24 +100,21 @@ class SegmentTarget:
     def __post_init__(self) -> None:
         redact.register(self.write_key)
         self.destination = f"{shown_url(self.host)}/v1/batch"
-        self._pool: Any = None
-        if self.workers:
-            from cmdai_cli.replay import posting
-
-            if posting.available():
-                self._pool = posting.Pool(
-                    self.workers,
-                    write_key=self.write_key,
-                    host=self.host,
-                    timeout=self.timeout,
-                    gzip=self.gzip,
-                )
+        self._pool: Pool | None = None
+        if self.workers and available():
+            self._pool = Pool(
+                self.workers,
+                write_key=self.write_key,
+                host=self.host,
+                timeout=self.timeout,
+                gzip=self.gzip,
+            )
 
     def prepare(self, event: dict[str, Any]) -> Prepared:
         problem = message_problem(event)
         if problem is not None:
             return Prepared("invalid", reason=problem)
-        size, encoded = batching.segment_encoding(event)
+        size, encoded = segment_encoding(event)
         if size > MAX_MESSAGE_BYTES:
             return Prepared(
                 "reject",
@@ -125,11 +124,9 @@ class SegmentTarget:
         return _new_prepared(Prepared, ("send", encoded, size, None))
 
     def builder(self, start: int) -> Builder:
-        return batching.segment_builder(start, self.batch_size)
+        return segment_builder(start, self.batch_size)
 
     async def send(self, batch: Batch) -> Answer:
-        from cmdai_cli.segment.sender import post_batch
-
         if self._pool is not None and batch.body is not None:
             result = await asyncio.wrap_future(self._pool.submit(batch.body))
         else:
@@ -217,9 +214,6 @@ class WebhookTarget:
         self._client = AsyncClient(self.timeout, self.concurrency)
 
     def prepare(self, event: dict[str, Any]) -> Prepared:
-        from cmdai_cli.js_json import dumps
-        from cmdai_cli.mapping.webhook import apply_mapping
-
         body = apply_mapping(event, self.mapping)
         try:
             data = dumps(body)
@@ -265,8 +259,6 @@ class BulkIdentifyTarget:
     name: TargetName = "bulk-identify"
 
     def __post_init__(self) -> None:
-        from cmdai_cli.mapping.pipeline import make_mapper
-
         redact.register(self.token)
         self.url = bulk_identify_url(self.api_host, self.org_id)
         self.destination = shown_url(self.url)

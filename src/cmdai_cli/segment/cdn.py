@@ -23,6 +23,11 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 from urllib.parse import quote, urlsplit
 
+import httpx
+import orjson
+
+from cmdai_cli import redact
+
 CDN_HOST = "https://cdn.segment.com"
 # The Tracking API host of each region, as the settings document names it.
 REGION_API_HOSTS = {"api.segment.io": "us", "events.eu1.segmentapis.com": "eu"}
@@ -126,11 +131,6 @@ def settings_url(cdn_host: str, write_key: str) -> str:
 
 def check_write_key(write_key: str, cdn_host: str = CDN_HOST, timeout: float = 10.0) -> KeyCheck:
     """Ask the CDN for the source with `write_key`. Never raises for the network."""
-    import httpx
-    import orjson
-
-    from cmdai_cli import redact
-
     redact.register(write_key)
     try:
         with httpx.Client(timeout=timeout, follow_redirects=True) as client:

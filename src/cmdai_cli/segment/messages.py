@@ -18,6 +18,9 @@ from collections.abc import Mapping
 from datetime import datetime, timezone
 from typing import Any, NamedTuple
 
+# The Tracking API of each region (Segment's HTTP API docs, as above; data sent to the
+# other region's host is dropped without an error).
+REGION_HOSTS = {"us": "https://api.segment.io", "eu": "https://events.eu1.segmentapis.com"}
 MESSAGE_TYPES = ("identify", "track", "page", "screen", "group", "alias")
 MAX_MESSAGE_BYTES = 32 * 1024
 # Segment documents "500 KB" per batch request. The receiver accepts the binary reading;

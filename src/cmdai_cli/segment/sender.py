@@ -10,6 +10,10 @@ oversized messages are reported before sending.
 
 `post_batch` sends one ready batch through the library's own transport without its
 retries, so a caller with its own retry policy (replay) sees each answer.
+
+It takes plain values (a write key, a host, a time-out), never the profile: commands
+resolve their settings and pass them down. What to tell the user about Segment's
+answers (`not_taken`, the hints) is written here once, for every command that sends.
 """
 
 from __future__ import annotations
@@ -25,8 +29,13 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from cmdai_cli import redact
-from cmdai_cli.profile import REGION_HOSTS, check_url
-from cmdai_cli.segment.messages import check_message, parse_timestamp
+from cmdai_cli.segment.messages import REGION_HOSTS, check_message, parse_timestamp
+from cmdai_cli.values import check_url
+
+# segment-analytics-python (with requests under it) takes 70 ms and more to import
+# (python -X importtime): it is imported where a message is sent, so that the modules
+# that only read this one's rules and hints (doctor, send-test's output, replay's
+# parent process, whose worker sends) never pay for it.
 
 DEFAULT_TIMEOUT = 15.0
 # Retries after a failed request. The library's default is 10 with a backoff of 0, 0.5,
@@ -68,6 +77,45 @@ def answered_status(http_status: int) -> Status:
     as not answering, and the message may go through later.
     """
     return "unreachable" if http_status >= 500 else "refused"
+
+
+# What to tell the user about Segment's answers, for every command that sends to it.
+DEBUGGER = "Segment's Source Debugger (Connections > Sources > your source > Debugger)"
+SEGMENT_HOST_HINT = (
+    "the host should be Segment's Tracking API: https://api.segment.io (us) or "
+    "https://events.eu1.segmentapis.com (eu); set --host or $CMDAI_SEGMENT_HOST"
+)
+NETWORK_HINT = "check the host and the network (proxy, firewall)"
+# What to do about each refusal of Segment's Tracking API. Its HTTP API docs: 400 for a
+# body over the size limits or not JSON, 429 when rate limited; the write key is the
+# request's only credential, so 401/403 point at it (or at a workspace of the other region).
+SEGMENT_HINTS = {
+    400: "Segment refused the request body",
+    401: "check the write key (`cmdai connect`)",
+    403: "check the write key and the region (`--region eu` for EU workspaces)",
+    404: SEGMENT_HOST_HINT,
+    429: "rate limited: wait and try again",
+}
+SERVER_FAILED_HINT = "Segment's side failed; try again later"
+
+
+def segment_hint(status: int | None) -> str | None:
+    """What to do about Segment's answer `status`, when there is something to say."""
+    return SEGMENT_HINTS.get(status or 0)
+
+
+def not_taken(host: str, status: int | None, detail: str, what: str = "") -> tuple[str, str]:
+    """(what was seen, hint) for an answer that is not a success; `what` names the request.
+
+    A 5xx is a failure on Segment's side, not a refusal (the same rule as the exit codes).
+    """
+    about = f" {what}" if what else ""
+    if status is not None and status >= 500:
+        return f"{host} failed{about}: HTTP {status}: {detail}", SERVER_FAILED_HINT
+    return (
+        f"{host} refused{about}: HTTP {status}: {detail}",
+        segment_hint(status) or SEGMENT_HOST_HINT,
+    )
 
 
 def host_for(region: str | None = None, host: str | None = None) -> str:
@@ -151,7 +199,7 @@ class Sender:
         upload_interval: float = 0.05,
         max_queue_size: int = 10_000,
     ) -> None:
-        from segment.analytics import Client
+        from segment.analytics import Client  # see the note at the top
 
         _quiet_library_log()
         redact.register(write_key)
@@ -370,7 +418,7 @@ def post_batch(
     The answer decides nothing here: `retry_after` (seconds, from Retry-After) and the
     status are returned for the caller's retry policy.
     """
-    from segment.analytics.request import APIError, parse_retry_after, post
+    from segment.analytics.request import APIError, parse_retry_after, post  # see the top
 
     _quiet_library_log()
     redact.register(write_key)

@@ -1,21 +1,23 @@
-"""What a replay came to, as data: the command renders it (text or JSON) and picks the exit."""
+"""What a replay came to, as data (`cmdai_cli.results.Result`): its `--json` document,
+its exit code and the line that says why; the command renders the rest."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import Any
 
-from cmdai_cli.errors import CmdaiError
+from cmdai_cli.errors import CmdaiError, ExitCode
 from cmdai_cli.events.inputs import ReadStats
+from cmdai_cli.values import plural
 
 
 @dataclass
-class Summary:
+class ReplayResult:
     """What a replay came to. `read = sent + skipped + rejected + failed + pending`.
 
     Of the `failed`, `unreachable` are those whose last try got no answer or a 5xx; the
     rest were refused by the service (a 4xx, or 429 until the retries ran out). It is
-    not in `as_dict`, whose keys are the command's JSON output.
+    not in `as_json`, whose keys are the command's JSON output.
     """
 
     target: str
@@ -59,7 +61,7 @@ class Summary:
             self.rejected + self.failed + self.pending + self.failed_before + self.rejected_before
         )
 
-    def as_dict(self) -> dict[str, Any]:
+    def as_json(self) -> dict[str, Any]:
         return {
             "read": self.read,
             "sent": self.sent,
@@ -93,6 +95,59 @@ class Summary:
             "max_in_flight": self.max_in_flight,
             "retry_wait_s": round(self.retry_wait, 3),
         }
+
+    @property
+    def exit_code(self) -> ExitCode:
+        """A bad record under `--on-error fail` says it (4), then an interrupted run (130),
+        then what was not delivered (`_undelivered`); else 0."""
+        if self.stopped_by is not None:
+            return self.stopped_by.exit_code
+        if self.interrupted:
+            return ExitCode.INTERRUPTED
+        if self.undelivered:
+            return self._undelivered()[0]
+        return ExitCode.OK
+
+    @property
+    def problem(self) -> str | None:
+        if self.stopped_by is not None:
+            return self.stopped_by.describe()
+        if self.interrupted:
+            return "interrupted; run the same command with --resume to continue"
+        if self.undelivered:
+            return self._undelivered()[1]
+        return None
+
+    def _undelivered(self) -> tuple[ExitCode, str]:
+        """The exit for what was not delivered, and the line that counts it.
+
+        Refusals (5) come first: sending again later does not help them, while for events
+        that found no answer (6) it may; rejected or pending events alone make 1.
+        """
+        where = []
+        if self.rejected:
+            if self.dry_run:
+                # A dry run writes no reject file: it says what the real run would reject.
+                where.append(f"{self.rejected} would be rejected")
+            elif self.rejects:
+                where.append(f"{self.rejected} rejected (in {self.rejects})")
+            else:
+                where.append(f"{self.rejected} rejected")
+        if self.failed:
+            where.append(f"{self.failed} failed (in {self.dead_letter})")
+        if self.pending:
+            where.append(f"{self.pending} pending")
+        if self.failed_before or self.rejected_before:
+            earlier = self.failed_before + self.rejected_before
+            where.append(f"{earlier} in earlier runs of this checkpoint")
+        n = self.undelivered
+        verb = "would not be delivered" if self.dry_run else "not delivered"
+        line = f"{n} {plural(n, 'event')} {verb}: {', '.join(where)}"
+        if self.failed > self.unreachable:
+            return ExitCode.REFUSED, line
+        if self.unreachable:
+            return ExitCode.UNREACHABLE, line
+        return ExitCode.FAILURE, line
 
 
 @dataclass
