@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from cmdai_cli import redact
 from cmdai_cli.errors import CmdaiError, ExitCode, UsageError
-from cmdai_cli.test_event import NETWORK_HINT, SEGMENT_HOST_HINT, not_taken
+from cmdai_cli.probe import NETWORK_HINT, SEGMENT_HOST_HINT, not_taken
 from cmdai_cli.values import check_url
 
 if TYPE_CHECKING:
@@ -232,14 +232,14 @@ def check_segment(resolved: Resolved, *, send_test: bool, timeout: float) -> Che
 
 
 def _send_test_event(name: str, key: str, host: str, timeout: float) -> Check:
-    from cmdai_cli import test_event
+    from cmdai_cli import probe
 
-    message, event = test_event.build()
+    message, event = probe.build()
     try:
-        sent = test_event.send_to(message, event, write_key=key, host=host, timeout=timeout)
+        sent = probe.send_to(message, event, write_key=key, host=host, timeout=timeout)
     except CmdaiError as exc:
         return _check(name, "fail", f"{host}: the test event was not sent: {exc.message}")
-    passed, detail, hint = test_event.verdict(sent)
+    passed, detail, hint = probe.verdict(sent)
     return _check(name, "pass" if passed else "fail", detail, hint)
 
 

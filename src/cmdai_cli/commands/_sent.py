@@ -8,12 +8,12 @@ from typing import TYPE_CHECKING
 from cmdai_cli import output
 
 if TYPE_CHECKING:
-    from cmdai_cli.test_event import Sent
+    from cmdai_cli.probe import Sent
 
 
 def render(sent: Sent) -> None:
     """The human text for a sent test event (the JSON shape is `sent.summary`)."""
-    from cmdai_cli.test_event import DEBUGGER
+    from cmdai_cli.probe import DEBUGGER
 
     summary = sent.summary
     status = summary["status"]

@@ -77,10 +77,10 @@ def connect(
     region_used, host_used = connected.region, connected.segment_host
     sent = None
     if send_test:
-        from cmdai_cli import test_event
+        from cmdai_cli import probe
 
-        message, event = test_event.build()
-        sent = test_event.send_with_profile(
+        message, event = probe.build()
+        sent = probe.send_with_profile(
             message, event, profile_name=STATE.profile, host=None, timeout=timeout, check_key=False
         )
         result["send_test"] = sent.summary
@@ -99,8 +99,8 @@ def connect(
 
             render(sent)
     if sent is not None:
-        from cmdai_cli import test_event
+        from cmdai_cli import probe
 
-        problem = test_event.failure(sent.summary)
+        problem = probe.failure(sent.summary)
         if problem is not None:
             raise problem

@@ -26,6 +26,7 @@ from typing import Any
 
 from cmdai_cli import redact
 from cmdai_cli.destination.apply import PartialApply, apply
+from cmdai_cli.destination.changes import Write, plan
 from cmdai_cli.destination.desired import (
     COMMANDAI,
     WEBHOOK,
@@ -39,7 +40,6 @@ from cmdai_cli.destination.desired import (
     mapping_warnings,
     webhook_destination,
 )
-from cmdai_cli.destination.plan import Write, plan
 from cmdai_cli.errors import ConfigError, UsageError
 
 __all__ = [

@@ -6,7 +6,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
-from cmdai_cli.destination.plan import Plan, Write, slot
+from cmdai_cli.destination.changes import Plan, Write, slot
 from cmdai_cli.errors import CmdaiError, PartialFailure, RemoteRefused
 
 if TYPE_CHECKING:

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from cmdai_cli import profile, test_event
+from cmdai_cli import probe, profile
 from cmdai_cli.commands._options import REGIONS
 from cmdai_cli.errors import ExitCode, UsageError
 
@@ -36,34 +36,34 @@ def summary(status: str, code: int | None, *, local: bool = False) -> dict[str, 
     ],
 )
 def test_one_exit_rule(status: str, code: int | None, exit_code: ExitCode) -> None:
-    problem = test_event.failure(summary(status, code))
+    problem = probe.failure(summary(status, code))
     assert problem is not None
     assert problem.exit_code == exit_code
 
 
 def test_an_accepted_event_is_no_failure_unless_it_never_arrived_locally() -> None:
-    assert test_event.failure(summary("accepted", 200)) is None
-    lost = test_event.failure(summary("accepted", 200, local=True))
+    assert probe.failure(summary("accepted", 200)) is None
+    lost = probe.failure(summary("accepted", 200, local=True))
     assert lost is not None and lost.exit_code == ExitCode.FAILURE
 
 
 def test_hints_for_refusals_and_failures() -> None:
-    assert test_event.failure(summary("refused", 401)).hint == test_event.SEGMENT_HINTS[401]  # type: ignore[union-attr]
-    detail, hint = test_event.not_taken("h", 503, "down")
-    assert detail == "h failed: HTTP 503: down" and hint == test_event.SERVER_FAILED_HINT
-    detail, hint = test_event.not_taken("h", 418, "tea", "the test event")
+    assert probe.failure(summary("refused", 401)).hint == probe.SEGMENT_HINTS[401]  # type: ignore[union-attr]
+    detail, hint = probe.not_taken("h", 503, "down")
+    assert detail == "h failed: HTTP 503: down" and hint == probe.SERVER_FAILED_HINT
+    detail, hint = probe.not_taken("h", 418, "tea", "the test event")
     assert detail == "h refused the test event: HTTP 418: tea"
-    assert hint == test_event.SEGMENT_HOST_HINT
+    assert hint == probe.SEGMENT_HOST_HINT
 
 
 def test_build_and_properties() -> None:
-    message, name = test_event.build()
+    message, name = probe.build()
     assert message["type"] == "track" and name == message["event"]
-    assert test_event.parse_properties(["a=3", "b=x", "c={}"]) == {"a": 3, "b": "x", "c": {}}
+    assert probe.parse_properties(["a=3", "b=x", "c={}"]) == {"a": 3, "b": "x", "c": {}}
     with pytest.raises(UsageError):
-        test_event.parse_properties(["novalue"])
+        probe.parse_properties(["novalue"])
     with pytest.raises(UsageError):
-        test_event.build(None, "u", "a")
+        probe.build(None, "u", "a")
 
 
 def test_the_region_choice_is_the_profiles() -> None:

@@ -72,25 +72,25 @@ def send_test(
     Segment answered 2xx; 5 when it refused (4xx); 6 when it could not be reached, timed
     out or failed (5xx).
     """
-    from cmdai_cli import test_event
+    from cmdai_cli import probe
     from cmdai_cli.commands._sent import render
     from cmdai_cli.errors import UsageError
 
-    message, name = test_event.build(
-        event, user_id, anonymous_id, test_event.parse_properties(property_), custom=custom
+    message, name = probe.build(
+        event, user_id, anonymous_id, probe.parse_properties(property_), custom=custom
     )
     if local:
         if host is not None or cdn_host is not None:
             raise UsageError("--local cannot be used with --host or --cdn-host")
-        sent = test_event.send_local(message, name, timeout=timeout)
+        sent = probe.send_local(message, name, timeout=timeout)
     else:
-        sent = test_event.send_with_profile(
+        sent = probe.send_with_profile(
             message, name, profile_name=STATE.profile, host=host, timeout=timeout, cdn=cdn_host
         )
     if STATE.json:
         output.emit_json(sent.summary)
     else:
         render(sent)
-    problem = test_event.failure(sent.summary)
+    problem = probe.failure(sent.summary)
     if problem is not None:
         raise problem

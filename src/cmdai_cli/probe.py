@@ -1,4 +1,4 @@
-"""The test event: build it, send it (to Segment or to an in-process receiver), judge it.
+"""The probe event: build it, send it (to Segment or to an in-process receiver), judge it.
 
 Used by `send-test`, `connect --send-test` and `doctor --send-test`, so that all three
 send the same event and read Segment's answer the same way. The hints for Segment's
