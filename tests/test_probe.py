@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import pytest
 
 from cmdai_cli import probe, profile
@@ -11,17 +9,17 @@ from cmdai_cli.commands._options import REGIONS
 from cmdai_cli.errors import ExitCode, UsageError
 
 
-def summary(status: str, code: int | None, *, local: bool = False) -> dict[str, Any]:
-    return {
-        "messageId": "m1",
-        "event": "x",
-        "type": "track",
-        "host": "http://127.0.0.1:9",
-        "status": status,
-        "httpStatus": code,
-        "detail": "because",
-        "local": local,
-    }
+def summary(status: str, code: int | None, *, local: bool = False) -> probe.Sent:
+    return probe.Sent(
+        message_id="m1",
+        event="x",
+        type="track",
+        host="http://127.0.0.1:9",
+        status=status,
+        http_status=code,
+        detail="because",
+        local=local,
+    )
 
 
 @pytest.mark.parametrize(

@@ -312,6 +312,8 @@ class Resolved:
     exists: bool
     values: dict[str, Any]
     sources: dict[str, str]
+    # What the profile's own table holds, under flags and the environment.
+    stored: dict[str, Any] = field(default_factory=dict)
 
     def get(self, name: str) -> Any:
         return self.values.get(name)
@@ -374,7 +376,8 @@ def resolve(
         sources["api_host"] = "region"
     for secret in secret_fields():
         redact.register(values.get(secret))
-    return Resolved(name, store.path, stored is not None, values, sources)
+    own = stored.model_dump(exclude_none=True) if stored is not None else {}
+    return Resolved(name, store.path, stored is not None, values, sources, own)
 
 
 def _from_env(field_name: str, var: str, raw: str) -> Any:

@@ -289,22 +289,6 @@ class PublicApi:
         return self.pages(f"/tracking-plans/{quote(plan_id, safe='')}/rules", "rules")
 
 
-def connection_flags(token: str | None, api_host: str | None) -> dict[str, Any]:
-    """Profile flags from `--token` and `--api-host`: how to reach the Public API this time.
-
-    Commands use them for the run and never store them.
-    """
-    from cmdai_cli.values import check_url
-
-    flags: dict[str, Any] = {}
-    if token is not None:
-        redact.register(token)
-        flags["public_api_token"] = token
-    if api_host is not None:
-        flags["api_host"] = check_url(api_host, what="--api-host")
-    return flags
-
-
 def open_client(
     values: Mapping[str, Any],
     on_wait: Callable[[str], None] | None = None,

@@ -12,7 +12,7 @@ import logging
 import os
 import sys
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
@@ -20,9 +20,10 @@ import typer
 
 from cmdai_cli import __version__, output, redact
 from cmdai_cli._fast_typer import FastCommand, HelpGroup
-from cmdai_cli.errors import CmdaiError, ExitCode
+from cmdai_cli.errors import CmdaiError, ExitCode, UsageError
 
 if TYPE_CHECKING:
+    from cmdai_cli.profile import Resolved
     from cmdai_cli.results import Result
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -40,6 +41,27 @@ class State:
 
 
 STATE = State()
+
+
+def resolve_settings(flags: Mapping[str, Any] | None = None) -> Resolved:
+    """The run's settings, resolved once: flag, then environment, then the active profile
+    (--profile), then the default (`profile.resolve`). `flags` maps settings to the values
+    given on the command line (None: not given); --region, --cdn-host and --api-host are
+    checked here, each error naming its flag. --token and --api-host say how to reach
+    Segment's Public API this run: commands use them and never store them."""
+    # Imported here: the profile loads pydantic, about 100 ms (python -X importtime) that
+    # --help, --version and Tab completion never need.
+    from cmdai_cli import profile
+    from cmdai_cli.values import check_url
+
+    given = {key: value for key, value in (flags or {}).items() if value is not None}
+    region = given.get("region")
+    if region is not None and region not in profile.REGION_HOSTS:
+        raise UsageError(f"region {region!r} is not one of: {', '.join(profile.REGION_HOSTS)}")
+    for name, flag in (("cdn_host", "--cdn-host"), ("api_host", "--api-host")):
+        if name in given:
+            given[name] = check_url(given[name], what=flag)
+    return profile.resolve(STATE.profile, given)
 
 
 def complete_profiles(incomplete: str) -> list[str]:

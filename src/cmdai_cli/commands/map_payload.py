@@ -11,8 +11,13 @@ import typer
 
 from cmdai_cli import output
 from cmdai_cli.commands._common import STATE, command
-from cmdai_cli.commands._inputs import RECORD_BYTES, FilesArg, MaxRecordBytesOpt, OnErrorName
-from cmdai_cli.commands._options import MappingOpt
+from cmdai_cli.commands._options import (
+    RECORD_BYTES,
+    FilesArg,
+    MappingOpt,
+    MaxRecordBytesOpt,
+    OnErrorName,
+)
 
 if TYPE_CHECKING:
     from cmdai_cli.events.records import BadRecord

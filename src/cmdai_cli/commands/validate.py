@@ -11,7 +11,7 @@ import typer
 
 from cmdai_cli import output
 from cmdai_cli.commands._common import STATE, command
-from cmdai_cli.commands._inputs import RECORD_BYTES, FilesArg, MaxRecordBytesOpt, OnErrorName
+from cmdai_cli.commands._options import RECORD_BYTES, FilesArg, MaxRecordBytesOpt, OnErrorName
 
 if TYPE_CHECKING:
     from cmdai_cli.events.records import ErrorPolicy

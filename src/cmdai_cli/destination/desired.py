@@ -95,6 +95,12 @@ class Destination:
     secrets: frozenset[str] = frozenset()
     enabled: bool = True
 
+    @property
+    def shown_settings(self) -> dict[str, Any]:
+        """The settings with every secret masked, for output."""
+        settings: dict[str, Any] = mask_keys(self.settings, self.secrets)
+        return settings
+
     def shown(self) -> dict[str, Any]:
         """The configuration with every secret setting masked, for output."""
         return {
@@ -103,7 +109,7 @@ class Destination:
                 "metadataId": self.metadata_id,
                 "name": self.name,
                 "enabled": self.enabled,
-                "settings": mask_keys(self.settings, self.secrets),
+                "settings": self.shown_settings,
             },
             "subscriptions": [sub.shown() for sub in self.subscriptions],
         }
