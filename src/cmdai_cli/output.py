@@ -45,6 +45,11 @@ def emit_json(data: Any) -> None:
     sys.stdout.flush()
 
 
+def plural(count: int, noun: str) -> str:
+    """`1 event`, `2 events`: the count and the noun, with an `s` unless it is one."""
+    return f"{count} {noun}{'' if count == 1 else 's'}"
+
+
 def out(text: str) -> None:
     """A plain line of data on stdout."""
     sys.stdout.write(text + "\n")

@@ -251,13 +251,16 @@ def command(app: typer.Typer, name: str | None = None, **kwargs: Any) -> Callabl
     return decorate
 
 
-def finish(result: R, render: Callable[[R], None]) -> None:
+def finish(result: R, render: Callable[[R], None] | None) -> None:
     """End a command with its core's result: `--json` or `render`, then its exit code.
 
     The result's `problem` (the one line saying why the exit is not 0) goes to stderr
     after the data, so a script reading stdout gets the whole document either way.
+    `render=None`: the command streamed its data as the run went, only the exit is left.
     """
-    if STATE.json:
+    if render is None:
+        pass
+    elif STATE.json:
         output.emit_json(result.as_json())
     else:
         render(result)

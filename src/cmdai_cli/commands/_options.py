@@ -16,8 +16,9 @@ from typing import Annotated
 
 import typer
 
+from cmdai_cli import output
 from cmdai_cli.errors import UsageError
-from cmdai_cli.events.records import DEFAULT_MAX_RECORD_BYTES
+from cmdai_cli.events.records import DEFAULT_MAX_RECORD_BYTES, BadRecord
 
 # The regions a Segment workspace may live in (integration-facts: US and EU hosts).
 REGIONS = ("us", "eu")
@@ -142,6 +143,12 @@ MaxRecordBytesOpt = Annotated[
         min=1024,
     ),
 ]
+
+
+def report_bad_record(bad: BadRecord) -> None:
+    """Say on stderr which record `--on-error skip` skipped, where, and why."""
+    where = bad.source + (f":{bad.line}" if bad.line is not None else "")
+    output.warn(f"{where}: skipped record {bad.position}: {bad.reason}")
 
 
 # ---------------------------------------------------------------- secrets

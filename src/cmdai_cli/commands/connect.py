@@ -63,7 +63,7 @@ def connect(
     and --host, the region is the one the source sends to. Names the device-mode
     destinations enabled on the source.
     """
-    # Imported here: the core loads pydantic, httpx and the Segment library, about 200 ms
+    # Imported here: the core loads pydantic, httpx and the Segment library, about 190 ms
     # (python -X importtime) that --help and Tab completion never need.
     from cmdai_cli import source_key
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import sys
 from enum import Enum
 from typing import TYPE_CHECKING, Annotated, Any, Protocol
@@ -10,18 +9,18 @@ from typing import TYPE_CHECKING, Annotated, Any, Protocol
 import typer
 
 from cmdai_cli import output
-from cmdai_cli.commands._common import STATE, command
+from cmdai_cli.commands._common import STATE, command, finish, quiet_stdout, resolve_settings
 from cmdai_cli.commands._options import (
     RECORD_BYTES,
     FilesArg,
     MappingOpt,
     MaxRecordBytesOpt,
     OnErrorName,
+    report_bad_record,
 )
 
 if TYPE_CHECKING:
-    from cmdai_cli.events.records import BadRecord
-    from cmdai_cli.mapping.pipeline import Tally, Write
+    from cmdai_cli.mapping.pipeline import MapResult, Write
 
 
 class TargetName(str, Enum):
@@ -104,10 +103,19 @@ def map_payload(
         typer.Option("--explain", help="Add, per property, the rule and path it came from."),
     ] = False,
 ) -> None:
-    from cmdai_cli import profile
-    from cmdai_cli.mapping.pipeline import Tally, map_events
+    # Imported here: the core loads the event reader and the mapping rules, about 240 ms
+    # (python -X importtime) that --help and Tab completion never need.
+    from cmdai_cli.mapping.pipeline import MapRequest, MapResult, map_events
 
-    settings = profile.resolve(STATE.profile, {"deploy_via_segment": deploy})
+    request = MapRequest(
+        settings=resolve_settings({"deploy_via_segment": deploy}),
+        files=files or [],
+        target=target.value,
+        mapping_file=mapping_file,
+        explain=explain,
+        on_error=on_error.value,
+        max_record_bytes=max_record_bytes,
+    )
     chosen = fmt.value if fmt else _default_format()
     sink: _Sink | None = None
 
@@ -117,22 +125,11 @@ def map_payload(
         opened = sink = _sink(chosen, target, explain)
         return opened.write_indexed
 
-    tally = Tally()
+    result = MapResult()
     try:
-        map_events(
-            files or [],
-            settings,
-            open_output,
-            target=target.value,
-            mapping_file=mapping_file,
-            explain=explain,
-            on_error=on_error.value,
-            max_record_bytes=max_record_bytes,
-            report=_report,
-            tally=tally,
-        )
+        map_events(request, open_output, report=report_bad_record, result=result)
     except BrokenPipeError:
-        _quiet_stdout()
+        quiet_stdout()
         return
     finally:
         # Nothing was written, nor is there a run to sum up, when the arguments failed.
@@ -140,13 +137,9 @@ def map_payload(
             try:
                 sink.close()
             except BrokenPipeError:
-                _quiet_stdout()
-            _summary(tally)
-
-
-def _report(bad: BadRecord) -> None:
-    where = bad.source + (f":{bad.line}" if bad.line is not None else "")
-    output.warn(f"{where}: skipped record {bad.position}: {bad.reason}")
+                quiet_stdout()
+            _summary(result)
+    finish(result, None)
 
 
 def _default_format() -> str:
@@ -208,26 +201,15 @@ def _sink(chosen: str, target: TargetName, explain: bool) -> _Sink:
     return NdjsonWriter(stream)
 
 
-def _quiet_stdout() -> None:
-    # The reader went away (`| head`): say nothing more on stdout, and let exit be clean.
-    try:
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
-    except (OSError, ValueError):
-        pass
-
-
-def _summary(tally: Tally) -> None:
-    errors = tally.errors_total
-    total = tally.events
+def _summary(result: MapResult) -> None:
     parts = [
-        f"{total} event{'s' if total != 1 else ''}",
-        f"{tally.recorded} recorded",
-        f"{tally.ignored_total} ignored",
-        f"{errors} error{'s' if errors != 1 else ''}",
+        output.plural(result.events, "event"),
+        f"{result.recorded} recorded",
+        f"{result.ignored_total} ignored",
+        output.plural(result.errors_total, "error"),
     ]
     output.info(f"map-payload: {parts[0]}: " + ", ".join(parts[1:]))
-    for reason, count in sorted(tally.ignored.items(), key=lambda kv: (-kv[1], kv[0])):
+    for reason, count in sorted(result.ignored.items(), key=lambda kv: (-kv[1], kv[0])):
         output.info(f"  ignored: {reason}: {count}")
-    for reason, count in sorted(tally.errors.items(), key=lambda kv: (-kv[1], kv[0])):
+    for reason, count in sorted(result.errors.items(), key=lambda kv: (-kv[1], kv[0])):
         output.info(f"  error: {reason}: {count}")

@@ -50,7 +50,7 @@ def show(
     if STATE.json:
         output.emit_json(plan.as_file())
         return
-    lines = [f"{plan.name}: {len(plan.rules)} rule{'s' if len(plan.rules) != 1 else ''}"]
+    lines = [f"{plan.name}: {output.plural(len(plan.rules), 'rule')}"]
     for rule in plan.rules:
         lines.extend(_rule_lines(rule))
     try:
@@ -123,7 +123,7 @@ def pull(
     The file is what `cmdai validate --plan` reads, so validation then runs offline.
     """
     # Imported here: the Public API client loads httpx and the profile pydantic, about
-    # 150 ms (python -X importtime) that --help and Tab completion never need.
+    # 270 ms (python -X importtime) that --help and Tab completion never need.
     from cmdai_cli.plans.pull import PullRequest
     from cmdai_cli.plans.pull import pull as pull_plan
 
