@@ -19,15 +19,20 @@ import stat
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
-from cmdai_cli import redact
+from cmdai_cli import probe, profile, redact
+from cmdai_cli.commandai import Client
 from cmdai_cli.errors import CmdaiError, ExitCode, UsageError
+from cmdai_cli.js_json import dumps
 from cmdai_cli.probe import NETWORK_HINT, SEGMENT_HOST_HINT, not_taken
+from cmdai_cli.profile import ConfigFile, Resolved, Store
+from cmdai_cli.public_api import PublicApi
+from cmdai_cli.retry import RetryPolicy
+from cmdai_cli.segment.sender import host_for, post_batch
+from cmdai_cli.source_key import doctor_findings
 from cmdai_cli.values import check_url
-
-if TYPE_CHECKING:
-    from cmdai_cli.profile import Resolved, Store
+from cmdai_cli.values import check_write_key as valid_key
 
 Status = Literal["pass", "fail", "skip"]
 
@@ -62,7 +67,7 @@ class Check:
 
 
 @dataclass
-class Report:
+class DoctorResult:
     profile: str | None
     checks: list[Check] = field(default_factory=list)
 
@@ -102,7 +107,6 @@ def _check(name: str, status: Status, detail: str, hint: str | None = None) -> C
 
 def check_profile_file(store: Store) -> Check:
     """The file parses and only its owner can read it (and replace it)."""
-    from cmdai_cli.profile import ConfigFile
 
     name = "profile file"
     path = store.path
@@ -153,7 +157,6 @@ def loose_permissions(path: Path) -> str | None:
 
 
 def check_write_key(resolved: Resolved) -> Check:
-    from cmdai_cli.values import check_write_key as valid_key
 
     name = "write key"
     key = resolved.get("write_key")
@@ -190,7 +193,6 @@ def _looks_like_segment(body: str | None) -> bool:
 
 def check_segment(resolved: Resolved, *, send_test: bool, timeout: float) -> Check:
     """A real request to the Tracking API: an empty batch, or the test event."""
-    from cmdai_cli.segment.sender import host_for
 
     name = "segment host"
     key = resolved.get("write_key")
@@ -202,7 +204,6 @@ def check_segment(resolved: Resolved, *, send_test: bool, timeout: float) -> Che
         return _check(name, "skip", f"{host}: not checked without a write key")
     if send_test:
         return _send_test_event(name, key, host, timeout)
-    from cmdai_cli.segment.sender import post_batch
 
     result = post_batch([], write_key=key, host=host, timeout=timeout)
     if result.status == "accepted":
@@ -232,7 +233,6 @@ def check_segment(resolved: Resolved, *, send_test: bool, timeout: float) -> Che
 
 
 def _send_test_event(name: str, key: str, host: str, timeout: float) -> Check:
-    from cmdai_cli import probe
 
     message, event = probe.build()
     try:
@@ -260,8 +260,6 @@ def check_webhook(resolved: Resolved, *, timeout: float) -> Check:
     url = resolved.get("webhook_url")
     if not url:
         return _check(name, "skip", "no webhook URL configured (webhook_url)")
-    from cmdai_cli.commandai import Client
-    from cmdai_cli.js_json import dumps
 
     body = dumps(WEBHOOK_PROBE)
     secret = resolved.get("webhook_shared_secret") or None
@@ -298,8 +296,6 @@ def check_public_api(resolved: Resolved, *, timeout: float) -> Check:
     token = resolved.get("public_api_token")
     if not token:
         return _check(name, "skip", "no Public API token configured (public_api_token)")
-    from cmdai_cli.public_api import PublicApi
-    from cmdai_cli.retry import RetryPolicy
 
     host = str(resolved.get("api_host"))
     # One try: a pipeline wants the answer now, and the next run retries anyway.
@@ -322,9 +318,8 @@ def run(
     send_test: bool = False,
     timeout: float = DEFAULT_TIMEOUT,
     store: Store | None = None,
-) -> Report:
+) -> DoctorResult:
     """Run every check; `flags` are settings given on the command line."""
-    from cmdai_cli import profile
 
     given = dict(flags or {})
     region = given.get("region")
@@ -335,7 +330,7 @@ def run(
             given[key] = check_url(given[key], what=flag)
     flags = given
     store = store or profile.Store()
-    report = Report(profile=None)
+    report = DoctorResult(profile=None)
     file_check = check_profile_file(store)
     report.checks.append(file_check)
     try:
@@ -352,7 +347,6 @@ def run(
     report.profile = resolved.profile
     report.checks.append(check_write_key(resolved))
     report.checks.append(check_segment(resolved, send_test=send_test, timeout=timeout))
-    from cmdai_cli.source_key import doctor_findings
 
     for name, status, detail, hint in doctor_findings(resolved, timeout=timeout):
         report.checks.append(_check(name, status, detail, hint))

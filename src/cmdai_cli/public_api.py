@@ -18,8 +18,8 @@ from urllib.parse import quote
 import httpx
 
 from cmdai_cli import http_errors, redact
-from cmdai_cli.errors import RemoteRefused, RemoteUnreachable
-from cmdai_cli.retry import RetryPolicy
+from cmdai_cli.errors import ConfigError, RemoteRefused, RemoteUnreachable
+from cmdai_cli.retry import RetryPolicy, parse_reset, parse_retry_after
 
 SERVICE = "Segment Public API"
 STABLE_MEDIA_TYPE = "application/vnd.segment.v1+json"
@@ -64,7 +64,6 @@ def _data_wait(response: httpx.Response) -> float | None:
 
 def server_wait(response: httpx.Response, *, now: float) -> float | None:
     """How long a 429 asks to wait: body first, then `Retry-After`, then the reset header."""
-    from cmdai_cli.retry import parse_reset, parse_retry_after
 
     wait = _data_wait(response)
     if wait is None:
@@ -299,7 +298,6 @@ def open_client(
 
     Each answer may take `timeout` seconds; everything together `DEADLINE_FACTOR` times that.
     """
-    from cmdai_cli.errors import ConfigError
 
     token = values.get("public_api_token")
     if not token:

@@ -11,7 +11,7 @@ from cmdai_cli.commands._common import STATE, command, finish
 from cmdai_cli.commands._options import ApiHostOpt, CdnHostOpt, HostOpt, RegionOpt, TimeoutOpt
 
 if TYPE_CHECKING:
-    from cmdai_cli.doctor import Report
+    from cmdai_cli.doctor import DoctorResult
 
 MARKS = {"pass": "PASS", "fail": "FAIL", "skip": "SKIP"}
 
@@ -20,7 +20,7 @@ def register(app: typer.Typer) -> None:
     command(app, "doctor")(doctor)
 
 
-def render(report: Report) -> None:
+def render(report: DoctorResult) -> None:
     width = max(len(check.name) for check in report.checks)
     for check in report.checks:
         output.out(f"{MARKS[check.status]}  {check.name:<{width}}  {check.detail}")

@@ -11,7 +11,7 @@ import copy
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from cmdai_cli import redact
 from cmdai_cli.errors import (
@@ -19,9 +19,9 @@ from cmdai_cli.errors import (
     DataError,
     UsageError,
 )
-
-if TYPE_CHECKING:
-    from cmdai_cli.mapping.webhook import WebhookMapping
+from cmdai_cli.mapping.file import load_mapping_file
+from cmdai_cli.mapping.webhook import RECOMMENDED, WebhookMapping, parse_mapping
+from cmdai_cli.values import check_url
 
 COMMANDAI_METADATA_ID = "638f843c4520d424f63c9e51"
 IDENTIFY_ACTION_ID = "pvLKevrkEtiUZX3ej5FX8j"
@@ -185,7 +185,6 @@ def check_webhook_mapping(
     An absent or empty table is the recommended set-up (the whole event is sent, so the
     event's own `userId` is there); a custom table must map `userId`.
     """
-    from cmdai_cli.mapping.webhook import parse_mapping
 
     parsed = parse_mapping(table, source=source)
     if parsed.whole_event:
@@ -203,16 +202,12 @@ def check_webhook_mapping(
 def load_mapping_spec(spec: str) -> tuple[dict[str, Any], str]:
     """`recommended` or a TOML file's `[mapping]` table, and where it came from."""
     if spec == "recommended":
-        from cmdai_cli.mapping.webhook import RECOMMENDED
-
         return dict(RECOMMENDED.table), "recommended"
-    from cmdai_cli.mapping.file import load_mapping_file
 
     return dict(load_mapping_file(spec).table), spec
 
 
 def check_webhook_url(url: str) -> str:
-    from cmdai_cli.values import check_url
 
     return check_url(url, what="webhook URL", base=False)
 
