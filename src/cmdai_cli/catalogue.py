@@ -17,6 +17,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict
 
+from cmdai_cli import __version__
 from cmdai_cli.event_names import ALL, IN_SEGMENT_CATALOG
 
 TEST_EVENT = "Command AI Test Event"
@@ -276,7 +277,6 @@ def test_message(
     message_id: str | None = None,
 ) -> dict[str, Any]:
     """The distinctive test event `cmdai send-test` sends when no event is named."""
-    from cmdai_cli import __version__
 
     marked = {
         **_common(TEST_EVENT_TYPE),

@@ -66,6 +66,7 @@ def resolve_settings(flags: Mapping[str, Any] | None = None) -> Resolved:
 
 def complete_profiles(incomplete: str) -> list[str]:
     try:
+        # Imported here: see `resolve_settings`; only completing --profile needs it.
         from cmdai_cli.profile import Store
 
         names = list(Store().load().profiles)
@@ -80,6 +81,7 @@ def complete_events(incomplete: str) -> list[tuple[str, str]]:
     Names hold spaces, which bash splits on insertion, so a lower-case start completes
     the `properties.type` values instead ("nudge_shown"); `--event` accepts both.
     """
+    # Imported here: every run loads this module, and only completing --event needs it.
     from cmdai_cli.event_names import ALL
 
     by_type = incomplete[:1].islower()

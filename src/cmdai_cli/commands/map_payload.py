@@ -154,17 +154,19 @@ class _TableSink:
     PAGE = 500
 
     def __init__(self, columns: list[str]) -> None:
+        # Imported here, as the core is: orjson is kept off --help and Tab completion.
+        import orjson
+
+        self.dumps = orjson.dumps
         self.columns = columns
         self.rows: list[list[Any]] = []
 
     def write_indexed(self, index: int, record: dict[str, Any]) -> None:
-        import orjson
-
         row: list[Any] = [index]
         for column in self.columns[1:]:
             value = record.get(column)
             if isinstance(value, (dict, list)):
-                value = orjson.dumps(value).decode()
+                value = self.dumps(value).decode()
             row.append(value)
         self.rows.append(row)
         if len(self.rows) >= self.PAGE:
@@ -186,6 +188,7 @@ class _Sink(Protocol):
 
 
 def _sink(chosen: str, target: TargetName, explain: bool) -> _Sink:
+    # Imported here: the writers load orjson, kept off --help and Tab completion.
     from cmdai_cli.events.writers import JsonArrayWriter, NdjsonWriter
 
     if chosen == "table":
