@@ -209,27 +209,24 @@ def _render_shown(result: ShowResult) -> None:
         output.info("No destination is set up; `cmdai destination configure` sets one up.")
     for dest in result.destinations:
         _render_destination(dest)
-    remote = result.remote
-    if remote is None:
+    compared = result.compared
+    if compared is None:
         return
-    output.out(f"Segment, source {remote.source.label}:")
-    for kind, found in remote.remote.items():
+    output.out(f"Segment, source {compared.source.label}:")
+    for kind, found in compared.found.items():
         if found is None:
             output.out(f"  {kind}: no destination")
             continue
-        info = found["destination"]
         output.out(
-            f"  {kind}: destination {info['id']} {info['name']!r}, "
-            f"{'enabled' if info['enabled'] else 'disabled'}, "
-            f"{len(found['subscriptions'])} subscription(s)"
+            f"  {kind}: destination {found.id} {found.name!r}, "
+            f"{'enabled' if found.enabled else 'disabled'}, "
+            f"{len(found.subscriptions)} subscription(s)"
         )
-    if remote.in_sync:
+    if compared.in_sync:
         output.out("In sync: Segment matches the profile.")
         return
     output.out("Differences (Segment -> profile):")
-    for diff in remote.differences:
-        if diff.action == "same":
-            continue
+    for diff in result.differences:
         output.out(f"  {diff.action} {diff.resource}")
         for change in diff.fields:
             output.out(

@@ -27,7 +27,7 @@ from typing import Any
 
 from cmdai_cli import redact
 from cmdai_cli.destination.apply import PartialApply, apply
-from cmdai_cli.destination.changes import Change, ChangeSet, find_changes
+from cmdai_cli.destination.changes import Change, ChangeSet, Difference, find_changes
 from cmdai_cli.destination.desired import (
     COMMANDAI,
     WEBHOOK,
@@ -299,13 +299,14 @@ class ShowResult:
     settings: dict[str, Any]
     destinations: list[Destination]
     warnings: list[str]
-    remote: ChangeSet | None = None
+    # Segment's copy compared with the profile's (`--remote`; None: not read).
+    compared: ChangeSet | None = None
 
     @property
-    def differences(self) -> list[dict[str, Any]]:
-        if self.remote is None:
+    def differences(self) -> list[Difference]:
+        if self.compared is None:
             return []
-        return [d.shown() for d in self.remote.differences if d.action != "same"]
+        return [d for d in self.compared.differences if d.action != "same"]
 
     def as_json(self) -> dict[str, Any]:
         document: dict[str, Any] = {
@@ -316,13 +317,17 @@ class ShowResult:
             "remote": None,
             "differences": None,
         }
-        if self.remote is not None:
+        if self.compared is not None:
+            found = self.compared.found
             document["remote"] = {
-                "source": self.remote.source.as_json(),
-                "destinations": self.remote.remote,
+                "source": self.compared.source.as_json(),
+                "destinations": {
+                    kind: None if there is None else there.as_json()
+                    for kind, there in found.items()
+                },
             }
-            document["differences"] = self.differences
-            document["in_sync"] = self.remote.in_sync
+            document["differences"] = [d.shown() for d in self.differences]
+            document["in_sync"] = self.compared.in_sync
         return document
 
     @property
@@ -359,6 +364,6 @@ def show(request: ShowRequest, *, on_wait: Callable[[str], None] | None = None) 
         )
     source_ref = _require_source(values)
     with open_client(values, on_wait, timeout=request.timeout) as client:
-        result.remote = find_changes(client, source_ref, desired)
-    result.warnings.extend(result.remote.warnings)
+        result.compared = find_changes(client, source_ref, desired)
+    result.warnings.extend(result.compared.warnings)
     return result

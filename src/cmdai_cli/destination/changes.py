@@ -98,12 +98,38 @@ class SourceRef:
         return {"id": self.id, "slug": self.slug, "name": self.name}
 
 
+@dataclass(frozen=True)
+class RemoteDestination:
+    """A destination as Segment holds it (secret settings masked), and its subscriptions
+    as Segment lists them."""
+
+    id: str
+    name: Any
+    enabled: Any
+    settings: Any
+    subscriptions: list[dict[str, Any]]
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "destination": {
+                "id": self.id,
+                "name": self.name,
+                "enabled": self.enabled,
+                "settings": self.settings,
+            },
+            "subscriptions": self.subscriptions,
+        }
+
+
 @dataclass
 class ChangeSet:
+    """What Segment holds for the source (`found`: by kind, None when absent), how it
+    differs from the desired set-up, and the writes that make them the same."""
+
     source: SourceRef
     differences: list[Difference]
     changes: list[Change]
-    remote: dict[str, Any]
+    found: dict[str, RemoteDestination | None]
     warnings: list[str] = field(default_factory=list)
 
     @property
@@ -195,7 +221,7 @@ def _compare_destination(
     remote = _find_remote(reader, connected, desired, changeset.warnings)
     title = desired.title
     if remote is None:
-        changeset.remote[desired.kind] = None
+        changeset.found[desired.kind] = None
         body = {
             "sourceId": source_id,
             "metadataId": desired.metadata_id,
@@ -286,15 +312,13 @@ def _compare_destination(
         )
 
     remote_subs = reader.subscriptions(destination_id)
-    changeset.remote[desired.kind] = {
-        "destination": {
-            "id": destination_id,
-            "name": remote.get("name"),
-            "enabled": remote.get("enabled"),
-            "settings": mask_keys(remote_settings, desired.secrets),
-        },
-        "subscriptions": [_remote_sub_summary(s) for s in remote_subs],
-    }
+    changeset.found[desired.kind] = RemoteDestination(
+        id=destination_id,
+        name=remote.get("name"),
+        enabled=remote.get("enabled"),
+        settings=mask_keys(remote_settings, desired.secrets),
+        subscriptions=[_remote_sub_summary(s) for s in remote_subs],
+    )
     used: set[str] = set()
     for sub in desired.subscriptions:
         _compare_subscription(remote_subs, used, sub, destination_id, title, changeset)
