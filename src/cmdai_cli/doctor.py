@@ -16,7 +16,6 @@ from __future__ import annotations
 import json
 import os
 import stat
-from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -311,17 +310,35 @@ def check_public_api(resolved: Resolved, *, timeout: float) -> Check:
 # ---------------------------------------------------------------------- all
 
 
-def run(
-    profile_flag: str | None = None,
-    flags: Mapping[str, Any] | None = None,
-    *,
-    send_test: bool = False,
-    timeout: float = DEFAULT_TIMEOUT,
-    store: Store | None = None,
-) -> DoctorResult:
-    """Run every check; `flags` are settings given on the command line."""
+@dataclass(frozen=True)
+class DoctorRequest:
+    """What `doctor` checks: the --profile given (None: the active one) and the settings
+    given as flags (None: not given).
 
-    given = dict(flags or {})
+    Unlike other commands' cores, this one resolves the settings itself: that they
+    resolve at all is one of its checks.
+    """
+
+    profile: str | None = None
+    segment_host: str | None = None
+    region: str | None = None
+    cdn_host: str | None = None
+    webhook_url: str | None = None
+    api_host: str | None = None
+    send_test: bool = False
+    timeout: float = DEFAULT_TIMEOUT
+
+
+def run(request: DoctorRequest, *, store: Store | None = None) -> DoctorResult:
+    """Run every check."""
+    profile_flag, send_test, timeout = request.profile, request.send_test, request.timeout
+    given: dict[str, Any] = {
+        "segment_host": request.segment_host,
+        "region": request.region,
+        "cdn_host": request.cdn_host,
+        "webhook_url": request.webhook_url,
+        "api_host": request.api_host,
+    }
     region = given.get("region")
     if region is not None and region not in profile.REGION_HOSTS:
         raise UsageError(f"region {region!r} is not one of: {', '.join(profile.REGION_HOSTS)}")

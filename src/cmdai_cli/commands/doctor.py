@@ -66,16 +66,14 @@ def doctor(
     # (python -X importtime) that --help and Tab completion never need.
     from cmdai_cli import doctor as checks
 
-    report = checks.run(
-        STATE.profile,
-        {
-            "segment_host": host,
-            "region": region,
-            "cdn_host": cdn_host,
-            "webhook_url": webhook_url,
-            "api_host": api_host,
-        },
+    request = checks.DoctorRequest(
+        profile=STATE.profile,
+        segment_host=host,
+        region=region,
+        cdn_host=cdn_host,
+        webhook_url=webhook_url,
+        api_host=api_host,
         send_test=send_test,
         timeout=timeout,
     )
-    finish(report, render)
+    finish(checks.run(request), render)
