@@ -230,15 +230,6 @@ def spec_for(name: str) -> EventSpec:
     return EventSpec(name, kind, "track", CommonProperties, _props(kind), in_segment_catalog=False)
 
 
-def validate_message(message: Mapping[str, Any]) -> BaseModel:
-    """A Segment message from the Command AI source, checked against its event's model."""
-    if message.get("type") == "identify":
-        return BootedTraits.model_validate(message.get("traits") or {})
-    properties = message.get("properties") or {}
-    spec = lookup(str(properties.get("type") or "")) or spec_for(str(message.get("event", "")))
-    return spec.validate(properties)
-
-
 def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
