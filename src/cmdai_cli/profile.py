@@ -310,10 +310,11 @@ class Resolved:
     profile: str
     path: Path
     exists: bool
-    values: dict[str, Any]
+    # Values hold secrets: kept out of repr (a request holding them may be printed).
+    values: dict[str, Any] = field(repr=False)
     sources: dict[str, str]
     # What the profile's own table holds, under flags and the environment.
-    stored: dict[str, Any] = field(default_factory=dict)
+    stored: dict[str, Any] = field(default_factory=dict, repr=False)
 
     def get(self, name: str) -> Any:
         return self.values.get(name)

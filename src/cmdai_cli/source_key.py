@@ -10,7 +10,7 @@ checks: the key's source, the Command AI destination on it, and the region.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
@@ -37,7 +37,8 @@ class ConnectRequest:
     --host and --cdn-host: those given as flags are stored with the key."""
 
     settings: Resolved
-    write_key: str
+    # Kept out of repr: a secret is never printed in full.
+    write_key: str = field(repr=False)
     verify: bool = True
     send_test: bool = False
     timeout: float = 10.0

@@ -88,7 +88,8 @@ class ConfigureRequest:
     deploy: bool | None = None
     source: str | None = None
     webhook_url: str | None = None
-    shared_secret: str | None = None
+    # Kept out of repr: a secret is never printed in full.
+    shared_secret: str | None = field(default=None, repr=False)
     mapping: str | None = None
     trigger: str | None = None
     apply: bool = False
