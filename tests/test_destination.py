@@ -152,6 +152,14 @@ def test_a_bad_org_id_is_a_usage_error_and_stores_nothing(cli, config_path: Path
     assert not config_path.exists()
 
 
+def test_a_request_that_does_not_check_out_whole_stores_nothing(cli, config_path: Path) -> None:
+    # Each flag is valid, but the Command AI destination needs an org ID and none is set.
+    result = cli("destination", "configure", "--deploy-via-segment", "--source", "my-site")
+    assert result.exit_code == 3
+    assert "no org ID is set" in result.stderr
+    assert not config_path.exists()
+
+
 def test_nothing_to_configure(cli) -> None:
     result = cli("destination", "configure")
     assert result.exit_code == 2

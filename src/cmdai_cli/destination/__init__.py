@@ -153,12 +153,13 @@ class ConfigureResult:
 
 @dataclass(frozen=True)
 class _Checked:
-    """A configure request checked whole: the profile updates it means and their warnings."""
+    """A configure request checked whole: the profile updates it means, their warnings,
+    the settings they make, and the destinations those describe."""
 
     updates: dict[str, Any]
     warnings: list[str]
-    kinds: list[str]
     values: dict[str, Any]
+    destinations: list[Destination]
     # A new shared secret sent with --apply waits to be stored until Segment has it.
     pending: dict[str, Any] = field(default_factory=dict)
     secret_new: bool = False
@@ -201,7 +202,8 @@ def _check(request: ConfigureRequest) -> _Checked:
         # Stored once Segment has it, so that re-running the same command after a
         # failure still knows it has to be sent.
         pending = {"webhook_shared_secret": updates.pop("webhook_shared_secret")}
-    return _Checked(updates, warnings, _kinds_asked(request, values), values, pending, secret_new)
+    destinations = desired_from_values(values, _kinds_asked(request, values))
+    return _Checked(updates, warnings, values, destinations, pending, secret_new)
 
 
 def _kinds_asked(request: ConfigureRequest, values: Mapping[str, Any]) -> list[str]:
@@ -253,7 +255,7 @@ def configure(
         profile=settings.profile,
         saved=sorted(checked.updates) if not request.dry_run else [],
         source=values.get("source"),
-        destinations=desired_from_values(values, checked.kinds),
+        destinations=checked.destinations,
         warnings=checked.warnings,
     )
     if not request.apply:
