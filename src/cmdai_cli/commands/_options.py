@@ -12,13 +12,16 @@ import os
 import sys
 from enum import Enum
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from cmdai_cli import output
 from cmdai_cli.errors import UsageError
-from cmdai_cli.events.records import DEFAULT_MAX_RECORD_BYTES, BadRecord
+from cmdai_cli.events import DEFAULT_MAX_RECORD_BYTES
+
+if TYPE_CHECKING:
+    from cmdai_cli.events.records import BadRecord
 
 # The regions a Segment workspace may live in (integration-facts: US and EU hosts).
 REGIONS = ("us", "eu")
