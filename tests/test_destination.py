@@ -152,6 +152,14 @@ def test_a_bad_org_id_is_a_usage_error_and_stores_nothing(cli, config_path: Path
     assert not config_path.exists()
 
 
+def test_a_request_that_does_not_check_out_whole_stores_nothing(cli, config_path: Path) -> None:
+    # Each flag is valid, but the Command AI destination needs an org ID and none is set.
+    result = cli("destination", "configure", "--deploy-via-segment", "--source", "my-site")
+    assert result.exit_code == 3
+    assert "no org ID is set" in result.stderr
+    assert not config_path.exists()
+
+
 def test_nothing_to_configure(cli) -> None:
     result = cli("destination", "configure")
     assert result.exit_code == 2
@@ -379,13 +387,8 @@ def test_an_unreachable_api_host(cli, api: FakePublicApi) -> None:
     assert "could not be reached" in result.stderr
 
 
-def test_an_api_host_that_never_answers(
-    cli, api: FakePublicApi, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_an_api_host_that_never_answers(cli, api: FakePublicApi) -> None:
     # Takes the connection, never answers: each try times out, then the command exits 6.
-    defaults = public_api.PublicApi.__init__.__kwdefaults__
-    assert defaults is not None
-    monkeypatch.setitem(defaults, "timeout", 0.3)
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         sock.listen(8)
@@ -400,6 +403,8 @@ def test_an_api_host_that_never_answers(
             "--apply",
             "--api-host",
             f"http://127.0.0.1:{port}",
+            "--timeout",
+            "0.5",
         )
     assert result.exit_code == 6, result.stderr
     assert "did not answer in time" in result.stderr

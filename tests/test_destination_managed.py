@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from cmdai_cli.destination.plan import managed_settings_change
+from cmdai_cli.destination.changes import managed_settings_change
 from tests.fake_public_api import WEBHOOKS, FakePublicApi
 from tests.test_destination import HOOK, SEND, api, source_id
 

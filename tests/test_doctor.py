@@ -316,7 +316,7 @@ def test_public_api_token_refused(cli, segment_env, httpserver: HTTPServer, monk
 
 
 def test_report_is_ok_only_without_failures() -> None:
-    report = doctor.Report("default", [doctor.Check("a", "pass", "x")])
+    report = doctor.DoctorResult("default", [doctor.Check("a", "pass", "x")])
     assert report.ok
     report.checks.append(doctor.Check("b", "skip", "y"))
     assert report.ok

@@ -13,7 +13,8 @@ from hypothesis import strategies as st
 from cmdai_cli.errors import DataError
 from cmdai_cli.events.records import BadRecord
 from cmdai_cli.mapping.pipeline import (
-    Tally,
+    MapRequest,
+    MapResult,
     Write,
     make_mapper,
     map_events,
@@ -44,7 +45,7 @@ def test_map_stream_keeps_order_and_reports_problems() -> None:
 
 
 def test_map_stream_counts_survive_a_stop() -> None:
-    tally = Tally()
+    tally = MapResult()
 
     def stop(*_: Any) -> None:
         raise RuntimeError("stop")
@@ -167,7 +168,8 @@ def test_map_events_counts_bad_records_from_the_reader_and_the_mapping(tmp_path:
     )
     out = Output()
     reported: list[BadRecord] = []
-    tally = map_events([path], settings_with(), out.open, on_error="skip", report=reported.append)
+    request = MapRequest(settings_with(), [path], on_error="skip")
+    tally = map_events(request, out.open, report=reported.append)
     assert [i for i, _ in out.records] == [0, 3, 4]
     assert [(b.position, b.line) for b in reported] == [(1, 2), (2, 3)]
     assert (tally.recorded, tally.ignored, tally.events) == (2, {"no userId": 1}, 5)
@@ -182,9 +184,9 @@ def test_map_events_fail_writes_what_came_before_then_raises_with_the_count(
 ) -> None:
     path = ndjson_file(tmp_path, "a.ndjson", orjson.dumps(IDENTIFY), b"[1", orjson.dumps(TRACK))
     out = Output()
-    tally = Tally()
+    tally = MapResult()
     with pytest.raises(DataError) as info:
-        map_events([path], settings_with(), out.open, tally=tally)
+        map_events(MapRequest(settings_with(), [path]), out.open, result=tally)
     assert (info.value.source, info.value.line) == (path, 2)
     assert [i for i, _ in out.records] == [0]
     assert (tally.recorded, tally.errors_total) == (1, 1)
@@ -193,9 +195,9 @@ def test_map_events_fail_writes_what_came_before_then_raises_with_the_count(
 def test_map_events_checks_its_arguments_before_opening_the_output(tmp_path: Path) -> None:
     out = Output()
     with pytest.raises(DataError, match="no such file"):
-        map_events([str(tmp_path / "absent.ndjson")], settings_with(), out.open)
+        map_events(MapRequest(settings_with(), [str(tmp_path / "absent.ndjson")]), out.open)
     with pytest.raises(DataError, match="bad path"):
-        map_events([], settings_with(mapping={"userId": "$.a["}), out.open)
+        map_events(MapRequest(settings_with(mapping={"userId": "$.a["})), out.open)
     assert not out.opened
 
 
@@ -205,8 +207,8 @@ def test_map_events_uses_the_mapping_file_then_the_profile(tmp_path: Path) -> No
     mapping_file.write_text('[mapping]\nuserId = "$.userId"\n"user_property.x" = "file"\n')
     profile = settings_with(mapping={"userId": "$.userId", "user_property.x": "profile"})
     out = Output()
-    map_events([path], profile, out.open)
-    map_events([path], profile, out.open, mapping_file=mapping_file)
+    map_events(MapRequest(profile, [path]), out.open)
+    map_events(MapRequest(profile, [path], mapping_file=mapping_file), out.open)
     assert [r["properties"] for _, r in out.records] == [{"x": "profile"}, {"x": "file"}]
 
 
@@ -215,8 +217,7 @@ def test_map_events_destination_takes_deploy_from_the_settings(tmp_path: Path) -
     # The webhook mapping plays no part in the destination target, even a broken one.
     broken: dict[str, Any] = {"mapping": {"userId": 5}}
     out = Output()
-    map_events([path], settings_with(**broken), out.open, target="destination")
-    map_events(
-        [path], settings_with(deploy_via_segment=True, **broken), out.open, target="destination"
-    )
+    map_events(MapRequest(settings_with(**broken), [path], target="destination"), out.open)
+    deploy = settings_with(deploy_via_segment=True, **broken)
+    map_events(MapRequest(deploy, [path], target="destination"), out.open)
     assert [r["call"] for _, r in out.records] == ["addMetadataBatch", "boot"]

@@ -364,6 +364,7 @@ def test_unreadable_plan_files(tmp_path: Path) -> None:
 
 def test_validate_stream_counts_by_event_and_kind() -> None:
     from cmdai_cli.events.records import Event
+    from cmdai_cli.plans.run import ValidateResult, validate_stream
 
     events = [
         order(),
@@ -373,11 +374,11 @@ def test_validate_stream_counts_by_event_and_kind() -> None:
     ]
     batches = [[Event(i, "t", i + 1, e, 0) for i, e in enumerate(events)]]
     seen: list[tuple[int, str, str]] = []
-    summary = plans.validate_stream(
+    summary = validate_stream(
         batches,
         validator(ORDER),
         lambda i, event, v: seen.append((i, event, v.kind)),
-        plans.Summary(),
+        ValidateResult(),
     )
     assert seen == [
         (1, "Order Completed", "datatype_mismatch"),

@@ -37,7 +37,7 @@ def test_valid_events_exit_0_with_a_summary(cli, tmp_path: Path) -> None:
     result = cli("validate", str(events))
     assert result.exit_code == 0, result.stderr
     assert result.stdout == ""
-    assert "validate: 18 events against 'Command AI event catalogue' (18 rules)" in result.stderr
+    assert "validate: 18 events against 'Command AI event catalogue' (19 rules)" in result.stderr
     assert "0 with violations, 0 violations, 0 errors" in result.stderr
 
 
@@ -163,7 +163,7 @@ def test_plan_show_builtin_lists_the_rules(cli) -> None:
     result = cli("plan", "show", "--builtin")
     assert result.exit_code == 0, result.stderr
     lines = result.stdout.splitlines()
-    assert lines[0] == "Command AI event catalogue: 18 rules"
+    assert lines[0] == "Command AI event catalogue: 19 rules"
     assert "TRACK Opened (version 1)" in lines
     assert "    type: string, required" in lines
     assert "    trigger: string or null" in lines

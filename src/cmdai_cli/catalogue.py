@@ -17,6 +17,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict
 
+from cmdai_cli import __version__
 from cmdai_cli.event_names import ALL, IN_SEGMENT_CATALOG
 
 TEST_EVENT = "Command AI Test Event"
@@ -261,7 +262,6 @@ def build_message(
 
 def test_event_spec() -> EventSpec:
     """cmdai's own test event: not Command AI's, so not among `events()`, but planned."""
-    from cmdai_cli import __version__
 
     marked = {
         **_common(TEST_EVENT_TYPE),

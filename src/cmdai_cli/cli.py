@@ -29,7 +29,7 @@ COMMANDS: dict[str, Entry] = {
     ),
     "profile": Entry("profile", "List, show, choose and delete profiles."),
     "send-test": Entry(
-        "send_test",
+        "send_event",
         "Send a test event to the Segment source and report whether Segment accepted it.",
     ),
     "listen": Entry(

@@ -16,13 +16,17 @@ from __future__ import annotations
 import json
 import os
 import stat
-from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
-from cmdai_cli import redact
+from cmdai_cli import probe, profile, redact
+from cmdai_cli.commandai import Client
 from cmdai_cli.errors import CmdaiError, ConfigError, ExitCode, UsageError
+from cmdai_cli.js_json import dumps
+from cmdai_cli.profile import ConfigFile, Resolved, Store
+from cmdai_cli.public_api import PublicApi
+from cmdai_cli.retry import RetryPolicy
 from cmdai_cli.segment.messages import REGION_HOSTS
 from cmdai_cli.segment.sender import (
     NETWORK_HINT,
@@ -31,11 +35,10 @@ from cmdai_cli.segment.sender import (
     not_taken,
     post_batch,
 )
+from cmdai_cli.source_key import doctor_findings
 from cmdai_cli.values import check_url, plural
+from cmdai_cli.values import check_write_key as valid_key
 from cmdai_cli.workspace.status import events_last_hour
-
-if TYPE_CHECKING:
-    from cmdai_cli.profile import Resolved, Store
 
 Status = Literal["pass", "fail", "skip"]
 
@@ -70,7 +73,7 @@ class Check:
 
 
 @dataclass
-class Report:
+class DoctorResult:
     profile: str | None
     checks: list[Check] = field(default_factory=list)
 
@@ -110,7 +113,6 @@ def _check(name: str, status: Status, detail: str, hint: str | None = None) -> C
 
 def check_profile_file(store: Store) -> Check:
     """The file parses and only its owner can read it (and replace it)."""
-    from cmdai_cli.profile import ConfigFile
 
     name = "profile file"
     path = store.path
@@ -161,7 +163,6 @@ def loose_permissions(path: Path) -> str | None:
 
 
 def check_write_key(resolved: Resolved) -> Check:
-    from cmdai_cli.values import check_write_key as valid_key
 
     name = "write key"
     key = resolved.get("write_key")
@@ -236,14 +237,13 @@ def check_segment(resolved: Resolved, *, send_test: bool, timeout: float) -> Che
 
 
 def _send_test_event(name: str, key: str, host: str, timeout: float) -> Check:
-    from cmdai_cli import test_event
 
-    message, event = test_event.build()
+    message, event = probe.build()
     try:
-        sent = test_event.send_to(message, event, write_key=key, host=host, timeout=timeout)
+        sent = probe.send_to(message, event, write_key=key, host=host, timeout=timeout)
     except CmdaiError as exc:
         return _check(name, "fail", f"{host}: the test event was not sent: {exc.message}")
-    passed, detail, hint = test_event.verdict(sent)
+    passed, detail, hint = probe.verdict(sent)
     return _check(name, "pass" if passed else "fail", detail, hint)
 
 
@@ -264,8 +264,6 @@ def check_webhook(resolved: Resolved, *, timeout: float) -> Check:
     url = resolved.get("webhook_url")
     if not url:
         return _check(name, "skip", "no webhook URL configured (webhook_url)")
-    from cmdai_cli.commandai import Client
-    from cmdai_cli.js_json import dumps
 
     body = dumps(WEBHOOK_PROBE)
     secret = resolved.get("webhook_shared_secret") or None
@@ -302,8 +300,6 @@ def check_public_api(resolved: Resolved, *, timeout: float) -> Check:
     token = resolved.get("public_api_token")
     if not token:
         return _check(name, "skip", "no Public API token configured (public_api_token)")
-    from cmdai_cli.public_api import PublicApi
-    from cmdai_cli.retry import RetryPolicy
 
     host = str(resolved.get("api_host"))
     # One try: a pipeline wants the answer now, and the next run retries anyway.
@@ -351,18 +347,35 @@ def check_source_events(resolved: Resolved, *, timeout: float, api_ok: bool) -> 
 # ---------------------------------------------------------------------- all
 
 
-def run(
-    profile_flag: str | None = None,
-    flags: Mapping[str, Any] | None = None,
-    *,
-    send_test: bool = False,
-    timeout: float = DEFAULT_TIMEOUT,
-    store: Store | None = None,
-) -> Report:
-    """Run every check; `flags` are settings given on the command line."""
-    from cmdai_cli import profile
+@dataclass(frozen=True)
+class DoctorRequest:
+    """What `doctor` checks: the --profile given (None: the active one) and the settings
+    given as flags (None: not given).
 
-    given = dict(flags or {})
+    Unlike other commands' cores, this one resolves the settings itself: that they
+    resolve at all is one of its checks.
+    """
+
+    profile: str | None = None
+    segment_host: str | None = None
+    region: str | None = None
+    cdn_host: str | None = None
+    webhook_url: str | None = None
+    api_host: str | None = None
+    send_test: bool = False
+    timeout: float = DEFAULT_TIMEOUT
+
+
+def run(request: DoctorRequest, *, store: Store | None = None) -> DoctorResult:
+    """Run every check."""
+    profile_flag, send_test, timeout = request.profile, request.send_test, request.timeout
+    given: dict[str, Any] = {
+        "segment_host": request.segment_host,
+        "region": request.region,
+        "cdn_host": request.cdn_host,
+        "webhook_url": request.webhook_url,
+        "api_host": request.api_host,
+    }
     region = given.get("region")
     if region is not None and region not in REGION_HOSTS:
         raise UsageError(f"region {region!r} is not one of: {', '.join(REGION_HOSTS)}")
@@ -371,7 +384,7 @@ def run(
             given[key] = check_url(given[key], what=flag)
     flags = given
     store = store or profile.Store()
-    report = Report(profile=None)
+    report = DoctorResult(profile=None)
     file_check = check_profile_file(store)
     report.checks.append(file_check)
     try:
@@ -395,7 +408,6 @@ def run(
     report.profile = resolved.profile
     report.checks.append(check_write_key(resolved))
     report.checks.append(check_segment(resolved, send_test=send_test, timeout=timeout))
-    from cmdai_cli.source_key import doctor_findings
 
     for name, status, detail, hint in doctor_findings(resolved, timeout=timeout):
         report.checks.append(_check(name, status, detail, hint))

@@ -312,8 +312,11 @@ class Resolved:
     profile: str
     path: Path
     exists: bool
-    values: dict[str, Any]
+    # Values hold secrets: kept out of repr (a request holding them may be printed).
+    values: dict[str, Any] = field(repr=False)
     sources: dict[str, str]
+    # What the profile's own table holds, under flags and the environment.
+    stored: dict[str, Any] = field(default_factory=dict, repr=False)
 
     def get(self, name: str) -> Any:
         return self.values.get(name)
@@ -376,7 +379,8 @@ def resolve(
         sources["api_host"] = "region"
     for secret in secret_fields():
         redact.register(values.get(secret))
-    return Resolved(name, store.path, stored is not None, values, sources)
+    own = stored.model_dump(exclude_none=True) if stored is not None else {}
+    return Resolved(name, store.path, stored is not None, values, sources, own)
 
 
 def _from_env(field_name: str, var: str, raw: str) -> Any:

@@ -20,7 +20,6 @@ import httpx
 from cmdai_cli import http_errors, redact
 from cmdai_cli.errors import ConfigError, RemoteRefused, RemoteUnreachable
 from cmdai_cli.retry import RetryPolicy, parse_reset, parse_retry_after
-from cmdai_cli.values import check_url
 
 SERVICE = "Segment Public API"
 STABLE_MEDIA_TYPE = "application/vnd.segment.v1+json"
@@ -334,20 +333,6 @@ class PublicApi:
     def iter_tracking_plan_rules(self, plan_id: str) -> Iterator[dict[str, Any]]:
         # Segment allows 200 rule-listing requests a minute: a 429 is waited out as usual.
         return self.pages(f"/tracking-plans/{quote(plan_id, safe='')}/rules", "rules")
-
-
-def connection_flags(token: str | None, api_host: str | None) -> dict[str, Any]:
-    """Profile flags from `--token` and `--api-host`: how to reach the Public API this time.
-
-    Commands use them for the run and never store them.
-    """
-    flags: dict[str, Any] = {}
-    if token is not None:
-        redact.register(token)
-        flags["public_api_token"] = token
-    if api_host is not None:
-        flags["api_host"] = check_url(api_host, what="--api-host")
-    return flags
 
 
 def open_client(

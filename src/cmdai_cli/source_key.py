@@ -10,16 +10,18 @@ checks: the key's source, the Command AI destination on it, and the region.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal
+from dataclasses import dataclass, field
+from typing import Any, Literal
 from urllib.parse import urlsplit
 
-from cmdai_cli.errors import RemoteRefused, UsageError
+from cmdai_cli import probe, redact
+from cmdai_cli.errors import ExitCode, RemoteRefused
+from cmdai_cli.profile import DEFAULTS, Resolved, Store, save_profile
 from cmdai_cli.segment.cdn import KeyCheck, check_write_key
 from cmdai_cli.segment.messages import REGION_HOSTS
-
-if TYPE_CHECKING:
-    from cmdai_cli.profile import Resolved, Store
+from cmdai_cli.segment.sender import host_for
+from cmdai_cli.values import check_url
+from cmdai_cli.values import check_write_key as valid_key
 
 UNKNOWN_KEY_HINT = (
     "copy the write key again from Segment (Connections > Sources > your source > "
@@ -31,8 +33,22 @@ Finding = tuple[str, Status, str, str | None]
 
 
 @dataclass(frozen=True)
+class ConnectRequest:
+    """A write key to check and store. `settings` are the run's, resolved with --region,
+    --host and --cdn-host: those given as flags are stored with the key."""
+
+    settings: Resolved
+    # Kept out of repr: a secret is never printed in full.
+    write_key: str = field(repr=False)
+    verify: bool = True
+    send_test: bool = False
+    timeout: float = 10.0
+
+
+@dataclass(frozen=True)
 class Connected:
-    """What `connect` stored, and what the CDN said of the key (None: not asked)."""
+    """What `connect` stored, what the CDN said of the key (None: not asked), and what
+    became of the test event (None: not sent)."""
 
     profile: str
     path: str
@@ -42,8 +58,9 @@ class Connected:
     segment_host: str
     cdn_host: str
     check: KeyCheck | None
+    sent: probe.Sent | None = None
 
-    def as_dict(self) -> dict[str, Any]:
+    def as_json(self) -> dict[str, Any]:
         result: dict[str, Any] = {
             "profile": self.profile,
             "path": self.path,
@@ -52,70 +69,73 @@ class Connected:
             "segment_host": self.segment_host,
             "key_check": self.check.as_dict() if self.check else {"status": "skipped"},
         }
+        if self.sent is not None:
+            result["send_test"] = self.sent.as_json()
         return result
 
+    @property
+    def exit_code(self) -> ExitCode:
+        return ExitCode.OK if self.sent is None else self.sent.exit_code
 
-def cdn_host_for(profile_flag: str | None, cdn_flag: str | None, store: Store) -> str:
-    """The CDN to ask: --cdn-host, then $CMDAI_CDN_HOST, the profile's, the default."""
-    from cmdai_cli import profile
-    from cmdai_cli.values import check_url
-
-    if cdn_flag is not None:
-        return check_url(cdn_flag, what="--cdn-host")
-    return str(profile.resolve(profile_flag, {}, store=store).get("cdn_host"))
+    @property
+    def problem(self) -> str | None:
+        return None if self.sent is None else self.sent.problem
 
 
-def connect(
-    store: Store,
-    name: str,
-    write_key: str,
-    *,
-    profile_flag: str | None,
-    region: str | None = None,
-    host: str | None = None,
-    cdn_flag: str | None = None,
-    verify: bool = True,
-    timeout: float = 10.0,
-) -> Connected:
-    """Check `write_key` on the CDN, then store it (with what was learned) in `name`."""
-    from cmdai_cli import profile, redact
-    from cmdai_cli.values import check_url
-    from cmdai_cli.values import check_write_key as valid_key
-
+def connect(request: ConnectRequest) -> Connected:
+    """Check the write key on the CDN, store it (with what was learned) in the profile,
+    and with `send_test` send the test event to the source."""
+    settings, write_key = request.settings, request.write_key
+    given = {name for name, source in settings.sources.items() if source == "flag"}
     valid_key(write_key)
     redact.register(write_key)
-    cdn_host = cdn_host_for(profile_flag, cdn_flag, store)
-    check = check_write_key(write_key, cdn_host, timeout) if verify else None
+    cdn_host = str(settings.get("cdn_host"))
+    check = check_write_key(write_key, cdn_host, request.timeout) if request.verify else None
     if check is not None and check.status == "unknown":
         raise RemoteRefused(
             f"no Segment source has this write key ({check.detail}); it was not stored",
             status=404,
             hint=UNKNOWN_KEY_HINT,
         )
+    region = settings.get("region") if "region" in given else None
     region_from = "flag" if region is not None else "profile"
     learned = check.settings.region if check and check.settings else None
-    if region is None and host is None and learned is not None:
+    if region is None and "segment_host" not in given and learned is not None:
         region, region_from = learned, "cdn"
-    if region is not None and region not in REGION_HOSTS:
-        raise UsageError(f"region {region!r} is not one of: {', '.join(REGION_HOSTS)}")
     updates: dict[str, Any] = {"write_key": write_key}
     if region is not None:
         updates["region"] = region
-    if host is not None:
-        updates["segment_host"] = check_url(host)
-    stored = profile.save_profile(store, name, updates)
-    if cdn_flag is not None:
-        profile.save_profile(store, name, {"cdn_host": cdn_host})
-    region_used = stored.region or profile.DEFAULTS["region"]
+    if "segment_host" in given:
+        updates["segment_host"] = check_url(settings.values["segment_host"])
+    if "cdn_host" in given:
+        updates["cdn_host"] = cdn_host
+    stored = save_profile(Store(settings.path), settings.profile, updates)
+    region_used = stored.region or DEFAULTS["region"]
+    sent = None
+    if request.send_test:
+        # Sent as the profile now says, under the environment's settings.
+        send_region = settings.get("region") if settings.sources["region"] == "env" else region_used
+        host = (
+            settings.get("segment_host") if settings.sources["segment_host"] != "region" else None
+        )
+        message, event = probe.build()
+        sent = probe.send_to(
+            message,
+            event,
+            write_key=write_key,
+            host=host_for(send_region, host),
+            timeout=request.timeout,
+        )
     return Connected(
-        profile=name,
-        path=str(store.path),
+        profile=settings.profile,
+        path=str(settings.path),
         write_key=str(redact.mask(write_key)),
         region=region_used,
         region_from=region_from if stored.region else "default",
         segment_host=stored.segment_host or REGION_HOSTS[region_used],
         cdn_host=cdn_host,
         check=check,
+        sent=sent,
     )
 
 

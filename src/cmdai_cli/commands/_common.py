@@ -12,7 +12,7 @@ import logging
 import os
 import sys
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
@@ -20,9 +20,10 @@ import typer
 
 from cmdai_cli import __version__, output, redact
 from cmdai_cli._fast_typer import FastCommand, HelpGroup
-from cmdai_cli.errors import CmdaiError, ExitCode
+from cmdai_cli.errors import CmdaiError, ExitCode, UsageError
 
 if TYPE_CHECKING:
+    from cmdai_cli.profile import Resolved
     from cmdai_cli.results import Result
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -42,8 +43,31 @@ class State:
 STATE = State()
 
 
+def resolve_settings(flags: Mapping[str, Any] | None = None) -> Resolved:
+    """The run's settings, resolved once: flag, then environment, then the active profile
+    (--profile), then the default (`profile.resolve`). `flags` maps settings to the values
+    given on the command line (None: not given); --region, --cdn-host and --api-host are
+    checked here, each error naming its flag. --token and --api-host say how to reach
+    Segment's Public API this run: commands use them and never store them."""
+    # Imported here: the profile loads pydantic, about 100 ms (python -X importtime) that
+    # --help, --version and Tab completion never need.
+    from cmdai_cli import profile
+    from cmdai_cli.segment.messages import REGION_HOSTS
+    from cmdai_cli.values import check_url
+
+    given = {key: value for key, value in (flags or {}).items() if value is not None}
+    region = given.get("region")
+    if region is not None and region not in REGION_HOSTS:
+        raise UsageError(f"region {region!r} is not one of: {', '.join(REGION_HOSTS)}")
+    for name, flag in (("cdn_host", "--cdn-host"), ("api_host", "--api-host")):
+        if name in given:
+            given[name] = check_url(given[name], what=flag)
+    return profile.resolve(STATE.profile, given)
+
+
 def complete_profiles(incomplete: str) -> list[str]:
     try:
+        # Imported here: see `resolve_settings`; only completing --profile needs it.
         from cmdai_cli.profile import Store
 
         names = list(Store().load().profiles)
@@ -58,6 +82,7 @@ def complete_events(incomplete: str) -> list[tuple[str, str]]:
     Names hold spaces, which bash splits on insertion, so a lower-case start completes
     the `properties.type` values instead ("nudge_shown"); `--event` accepts both.
     """
+    # Imported here: every run loads this module, and only completing --event needs it.
     from cmdai_cli.event_names import ALL
 
     by_type = incomplete[:1].islower()
@@ -230,13 +255,16 @@ def command(app: typer.Typer, name: str | None = None, **kwargs: Any) -> Callabl
     return decorate
 
 
-def finish(result: R, render: Callable[[R], None]) -> None:
+def finish(result: R, render: Callable[[R], None] | None) -> None:
     """End a command with its core's result: `--json` or `render`, then its exit code.
 
     The result's `problem` (the one line saying why the exit is not 0) goes to stderr
     after the data, so a script reading stdout gets the whole document either way.
+    `render=None`: the command streamed its data as the run went, only the exit is left.
     """
-    if STATE.json:
+    if render is None:
+        pass
+    elif STATE.json:
         output.emit_json(result.as_json())
     else:
         render(result)

@@ -2,15 +2,26 @@
 
 Use them as parameter annotations: `host: HostOpt = None`. Each keeps Typer's cheap
 parsing (`_fast_typer`): text and flags pass through, `--region` is shown as a choice, `--mapping`
-a path, `--timeout` a number of seconds.
+a path, `--timeout` a number of seconds. Also here: the options of the commands that read
+events (map-payload, validate, replay), and reading a secret option's value.
 """
 
 from __future__ import annotations
 
+import os
+import sys
+from enum import Enum
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
+
+from cmdai_cli import output
+from cmdai_cli.errors import UsageError
+from cmdai_cli.events import DEFAULT_MAX_RECORD_BYTES
+
+if TYPE_CHECKING:
+    from cmdai_cli.events.records import BadRecord
 
 # The regions a Segment workspace may live in (integration-facts: US and EU hosts).
 REGIONS = ("us", "eu")
@@ -105,3 +116,62 @@ PlanOpt = Annotated[
         dir_okay=False,
     ),
 ]
+
+
+# ---------------------------------------------------------------- reading events
+
+RECORD_BYTES = DEFAULT_MAX_RECORD_BYTES  # --max-record-bytes's default
+
+
+class OnErrorName(str, Enum):
+    fail = "fail"
+    skip = "skip"
+
+
+FilesArg = Annotated[
+    list[str] | None,
+    typer.Argument(
+        metavar="FILE",
+        help="Event files, directories, glob patterns or URLs (s3://, gs://, https://: "
+        "an object, a prefix or a pattern); '-' or none reads stdin.",
+        show_default=False,
+    ),
+]
+MaxRecordBytesOpt = Annotated[
+    int,
+    typer.Option(
+        "--max-record-bytes",
+        help="A record (a line, or one JSON value) larger than this many bytes is a bad "
+        "record (see --on-error), found without reading it into memory.",
+        min=1024,
+    ),
+]
+
+
+def report_bad_record(bad: BadRecord) -> None:
+    """Say on stderr which record `--on-error skip` skipped, where, and why."""
+    where = bad.source + (f":{bad.line}" if bad.line is not None else "")
+    output.warn(f"{where}: skipped record {bad.position}: {bad.reason}")
+
+
+# ---------------------------------------------------------------- secrets
+
+
+def read_secret(value: str | None, *, what: str, env: str) -> str:
+    """A secret from its flag, `-` (a line of stdin), `$env`, or a hidden prompt.
+
+    In that order: a value given on purpose wins, and the environment is read before a
+    terminal is asked, so that an exported variable is never prompted for.
+    """
+    if value == "-":
+        line = sys.stdin.readline()
+        return line.rstrip("\r\n")
+    if value is not None:
+        return value
+    if os.environ.get(env):
+        return os.environ[env]
+    if sys.stdin.isatty():
+        return str(typer.prompt(what.capitalize(), hide_input=True))
+    raise UsageError(
+        f"no {what} given: use --{what.replace(' ', '-')} VALUE, - to read stdin, or ${env}"
+    )

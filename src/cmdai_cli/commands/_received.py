@@ -1,15 +1,21 @@
-"""Received messages as rows, the way Segment's Source Debugger lists them.
+"""Messages as people see them: received ones as rows, the way Segment's Source Debugger
+lists them, and what became of a sent test event.
 
-Shared by `listen` (every message as it arrives) and `send-test --local` (the one sent).
+Shared by `listen` (every message as it arrives), `send-test` and `connect --send-test`.
 """
 
 from __future__ import annotations
 
+import json
 from typing import TYPE_CHECKING, Any
 
+from cmdai_cli import output
+
 if TYPE_CHECKING:
+    from cmdai_cli.probe import Sent
     from cmdai_cli.receiver import Received
 
+DEBUGGER = "Segment's Source Debugger (Connections > Sources > your source > Debugger)"
 COLUMNS = (("time", 12), ("type", 9), ("event / name", 32), ("user", 30))
 
 
@@ -53,3 +59,37 @@ def row_line(received: Received) -> str:
     )
     text = " ".join(f"{_cut(c, w):<{w}}" for c, (_, w) in zip(cells, COLUMNS, strict=True))
     return text + " " + ", ".join(received.flags)
+
+
+def render_sent(sent: Sent) -> None:
+    """The human text for a sent test event (the JSON shape is `sent.as_json()`)."""
+    status = sent.status
+    answer = {
+        "accepted": f"accepted (HTTP {sent.http_status})",
+        "refused": f"refused (HTTP {sent.http_status}: {sent.detail})",
+        "unreachable": f"unreachable ({sent.detail})",
+    }[status]
+    output.out(f'Sent {sent.type} "{sent.event}" to {sent.host}')
+    output.out(f"  messageId  {sent.message_id}")
+    output.out(f"  status     {answer}")
+    check = sent.key_check
+    if check is not None:
+        verdict = {
+            "verified": f"verified: a source has it ({check.cdn_host})",
+            "unknown": "NOT a Segment source's key: Segment accepts events for it and drops "
+            f"them ({check.detail})",
+            "unverified": f"not verified ({check.detail})",
+        }[check.status]
+        output.out(f"  write key  {verdict}")
+    if sent.local:
+        if sent.received is None:
+            return
+        output.out("")
+        output.out("Arrived at the local receiver (as Segment's Source Debugger shows it):")
+        output.out(header_line())
+        output.out(row_line(sent.received))
+        output.out(json.dumps(sent.received.message, indent=2, ensure_ascii=False))
+    elif status == "accepted" and (check is None or check.status != "unknown"):
+        output.out(f"Look for it in {DEBUGGER}; search for the messageId above.")
+    elif status == "accepted":
+        output.out("It will not show in any Source Debugger: give a source's write key.")

@@ -2,13 +2,23 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from cmdai_cli import output
-from cmdai_cli.commands._common import STATE, command
-from cmdai_cli.commands._options import CdnHostOpt, HostOpt, RegionOpt, TimeoutOpt
+from cmdai_cli.commands._common import command, finish, resolve_settings
+from cmdai_cli.commands._options import (
+    CdnHostOpt,
+    HostOpt,
+    RegionOpt,
+    TimeoutOpt,
+    read_secret,
+)
+from cmdai_cli.commands._received import render_sent
+
+if TYPE_CHECKING:
+    from cmdai_cli.source_key import Connected
 
 
 def register(app: typer.Typer) -> None:
@@ -53,54 +63,33 @@ def connect(
     and --host, the region is the one the source sends to. Names the device-mode
     destinations enabled on the source.
     """
-    from cmdai_cli import profile, source_key
-    from cmdai_cli.commands._secrets import read_secret
+    # Imported here: the core loads pydantic, httpx and the Segment library, about 190 ms
+    # (python -X importtime) that --help and Tab completion never need.
+    from cmdai_cli import source_key
 
     key = read_secret(write_key, what="write key", env="CMDAI_WRITE_KEY")
-    store = profile.Store()
-    name = profile.active_name(STATE.profile, store.load())
-    connected = source_key.connect(
-        store,
-        name,
-        key,
-        profile_flag=STATE.profile,
-        region=region,
-        host=host,
-        cdn_flag=cdn_host,
-        verify=not no_verify,
-        timeout=timeout,
+    settings = resolve_settings({"region": region, "segment_host": host, "cdn_host": cdn_host})
+    request = source_key.ConnectRequest(
+        settings, key, verify=not no_verify, send_test=send_test, timeout=timeout
     )
-    result = connected.as_dict()
+    connected = source_key.connect(request)
     check = connected.check
     if check is not None and check.status == "unverified":
         output.warn(f"{source_key.describe(check)}; stored it anyway")
-    region_used, host_used = connected.region, connected.segment_host
-    sent = None
-    if send_test:
-        from cmdai_cli import test_event
+    finish(connected, render)
 
-        message, event = test_event.build()
-        sent = test_event.send_with_profile(
-            message, event, profile_name=STATE.profile, host=None, timeout=timeout, check_key=False
-        )
-        result["send_test"] = sent.summary
-    if STATE.json:
-        output.emit_json(result)
-    else:
-        learned = " (from the source's settings)" if connected.region_from == "cdn" else ""
-        output.out(
-            f"Stored write key {result['write_key']} in profile '{name}' ({store.path}); "
-            f"region {region_used}{learned}, host {host_used}"
-        )
-        if check is not None and check.status == "verified":
-            output.out(source_key.describe(check))
-        if sent is not None:
-            from cmdai_cli.commands._sent import render
 
-            render(sent)
-    if sent is not None:
-        from cmdai_cli import test_event
+def render(connected: Connected) -> None:
+    # Loaded already: the run imported it.
+    from cmdai_cli.source_key import describe
 
-        problem = test_event.failure(sent.summary)
-        if problem is not None:
-            raise problem
+    learned = " (from the source's settings)" if connected.region_from == "cdn" else ""
+    output.out(
+        f"Stored write key {connected.write_key} in profile '{connected.profile}' "
+        f"({connected.path}); region {connected.region}{learned}, host {connected.segment_host}"
+    )
+    check = connected.check
+    if check is not None and check.status == "verified":
+        output.out(describe(check))
+    if connected.sent is not None:
+        render_sent(connected.sent)

@@ -3,19 +3,25 @@
 from __future__ import annotations
 
 import json
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from cmdai_cli import output
-from cmdai_cli.commands._common import STATE, command
+from cmdai_cli.commands._common import STATE, command, finish, resolve_settings
 from cmdai_cli.commands._common import group as new_group
 from cmdai_cli.commands._options import (
     ApiHostOpt,
     ApiTimeoutOpt,
     MappingOrRecommendedOpt,
     TokenOpt,
+    read_secret,
 )
+
+if TYPE_CHECKING:
+    from cmdai_cli.destination import Applied, ConfigureResult, ShowResult
+    from cmdai_cli.destination.changes import Change
+    from cmdai_cli.destination.desired import Destination
 
 group = new_group("Set up Segment's Command AI and webhook destinations for a source.")
 
@@ -84,13 +90,15 @@ def configure(
     trackEvent). With --webhook-url: a Webhooks (Actions) destination posting to Command
     AI. With --apply: create or update them on the source; safe to run again.
     """
+    # Imported here: the core loads pydantic and httpx, about 360 ms (python -X importtime)
+    # that --help and Tab completion never need.
     from cmdai_cli import destination
-    from cmdai_cli.commands._secrets import read_secret
 
     secret = None
     if shared_secret is not None:
         secret = read_secret(shared_secret, what="shared secret", env="CMDAI_WEBHOOK_SHARED_SECRET")
     request = destination.ConfigureRequest(
+        settings=resolve_settings({"public_api_token": token, "api_host": api_host}),
         org_id=org_id,
         deploy=deploy_via_segment,
         source=source,
@@ -100,36 +108,32 @@ def configure(
         trigger=trigger,
         apply=apply,
         dry_run=dry_run,
-        token=token,
-        api_host=api_host,
         timeout=timeout,
     )
     try:
         result = destination.configure(
-            STATE.profile,
-            request,
-            on_wait=output.warn,
-            on_done=None if STATE.json else _report_done,
+            request, on_wait=output.warn, on_done=None if STATE.json else _report_done
         )
     except destination.PartialApply as exc:
         if STATE.json and exc.result is not None:
-            output.emit_json(exc.result)
+            output.emit_json(exc.result.as_json())
         raise
-    for warning in result["warnings"]:
+    for warning in result.warnings:
         output.warn(warning)
-    if STATE.json:
-        output.emit_json(result)
-        return
-    if result["saved"]:
-        output.info(f"Stored {', '.join(result['saved'])} in profile '{result['profile']}'.")
-    for dest in result["destinations"]:
+    finish(result, _render_configured)
+
+
+def _render_configured(result: ConfigureResult) -> None:
+    if result.saved:
+        output.info(f"Stored {', '.join(result.saved)} in profile '{result.profile}'.")
+    for dest in result.destinations:
         _render_destination(dest)
-    if result["apply"] is not None:
-        _render_apply(result["apply"])
+    if result.applied is not None:
+        _render_applied(result.applied)
 
 
-def _report_done(write: Any) -> None:
-    output.info(f"done: {write.what}")
+def _report_done(change: Change) -> None:
+    output.info(f"done: {change.what}")
 
 
 def _value(value: Any) -> str:
@@ -138,18 +142,16 @@ def _value(value: Any) -> str:
     return json.dumps(value, ensure_ascii=False)
 
 
-def _render_destination(dest: dict[str, Any]) -> None:
-    info = dest["destination"]
-    title = "Command AI destination" if dest["kind"] == "commandai" else "Webhooks destination"
-    settings = ", ".join(f"{k} = {_value(v)}" for k, v in info["settings"].items()) or "none"
-    output.out(f"{title} {info['name']!r} (catalog id {info['metadataId']})")
+def _render_destination(dest: Destination) -> None:
+    title = "Command AI destination" if dest.kind == "commandai" else "Webhooks destination"
+    settings = ", ".join(f"{k} = {_value(v)}" for k, v in dest.shown_settings.items()) or "none"
+    output.out(f"{title} {dest.name!r} (catalog id {dest.metadata_id})")
     output.out(f"  settings: {settings}")
-    for sub in dest["subscriptions"]:
+    for sub in dest.subscriptions:
         output.out(
-            f"  subscription {sub['action']} {sub['name']!r} (action {sub['actionId']}) "
-            f"on {sub['trigger']}"
+            f"  subscription {sub.key} {sub.name!r} (action {sub.action_id}) on {sub.trigger}"
         )
-        for key, value in sub["settings"].items():
+        for key, value in sub.settings.items():
             if key == "data" and isinstance(value, dict) and set(value) != {"@path"}:
                 output.out("    data:")
                 for name, source in value.items():
@@ -158,22 +160,19 @@ def _render_destination(dest: dict[str, Any]) -> None:
                 output.out(f"    {key} <- {_value(value)}")
 
 
-def _render_apply(outcome: dict[str, Any]) -> None:
-    source = outcome["source"]
-    output.out(
-        f"Source {source['slug'] or source['name']} ({source['id']}) at {outcome['api_host']}"
-    )
-    requests = outcome["requests"]
-    if not requests:
+def _render_applied(applied: Applied) -> None:
+    output.out(f"Source {applied.changes.source.label} at {applied.api_host}")
+    changes = applied.changes.changes
+    if not changes:
         output.out("No changes: Segment already matches.")
         return
-    for req in requests:
-        body = json.dumps(req["body"], ensure_ascii=False, sort_keys=True)
-        output.out(f"  {req['method']} {req['path']} {body}")
-    if outcome["dry_run"]:
-        output.out(f"Dry run: {len(requests)} request(s) would be sent; none was.")
+    for change in changes:
+        body = json.dumps(change.shown_body, ensure_ascii=False, sort_keys=True)
+        output.out(f"  {change.method} {change.shown_path} {body}")
+    if applied.dry_run:
+        output.out(f"Dry run: {len(changes)} request(s) would be sent; none was.")
     else:
-        output.out(f"Applied {len(requests)} change(s).")
+        output.out(f"Applied {len(changes)} change(s).")
 
 
 @command(group, "show")
@@ -186,51 +185,50 @@ def show(
     timeout: ApiTimeoutOpt = 15.0,
 ) -> None:
     """Show the destination set-up the profile holds (secrets masked)."""
+    # Imported here: see `configure`.
     from cmdai_cli import destination
 
-    result = destination.show(
-        STATE.profile,
+    request = destination.ShowRequest(
+        settings=resolve_settings({"public_api_token": token, "api_host": api_host}),
         remote=remote,
-        token=token,
-        api_host=api_host,
-        on_wait=output.warn,
         timeout=timeout,
     )
-    for warning in result["warnings"]:
+    result = destination.show(request, on_wait=output.warn)
+    for warning in result.warnings:
         output.warn(warning)
-    if STATE.json:
-        output.emit_json(result)
-        return
-    output.out(f"profile {result['profile']}")
-    for key, value in result["settings"].items():
+    finish(result, _render_shown)
+
+
+def _render_shown(result: ShowResult) -> None:
+    output.out(f"profile {result.profile}")
+    for key, value in result.settings.items():
         if value is not None:
             shown = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
             output.out(f"  {key}: {shown}")
-    if not result["destinations"]:
+    if not result.destinations:
         output.info("No destination is set up; `cmdai destination configure` sets one up.")
-    for dest in result["destinations"]:
+    for dest in result.destinations:
         _render_destination(dest)
-    if result["remote"] is None:
+    compared = result.compared
+    if compared is None:
         return
-    source = result["remote"]["source"]
-    output.out(f"Segment, source {source['slug'] or source['name']} ({source['id']}):")
-    for kind, found in result["remote"]["destinations"].items():
+    output.out(f"Segment, source {compared.source.label}:")
+    for kind, found in compared.found.items():
         if found is None:
             output.out(f"  {kind}: no destination")
             continue
-        info = found["destination"]
         output.out(
-            f"  {kind}: destination {info['id']} {info['name']!r}, "
-            f"{'enabled' if info['enabled'] else 'disabled'}, "
-            f"{len(found['subscriptions'])} subscription(s)"
+            f"  {kind}: destination {found.id} {found.name!r}, "
+            f"{'enabled' if found.enabled else 'disabled'}, "
+            f"{len(found.subscriptions)} subscription(s)"
         )
-    if result["in_sync"]:
+    if compared.in_sync:
         output.out("In sync: Segment matches the profile.")
         return
     output.out("Differences (Segment -> profile):")
-    for diff in result["differences"]:
-        output.out(f"  {diff['action']} {diff['resource']}")
-        for change in diff["fields"]:
+    for diff in result.differences:
+        output.out(f"  {diff.action} {diff.resource}")
+        for change in diff.fields:
             output.out(
                 f"    {change['field']}: {_value(change['remote'])} -> {_value(change['desired'])}"
             )

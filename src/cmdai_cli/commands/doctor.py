@@ -11,7 +11,7 @@ from cmdai_cli.commands._common import STATE, command, finish
 from cmdai_cli.commands._options import ApiHostOpt, CdnHostOpt, HostOpt, RegionOpt, TimeoutOpt
 
 if TYPE_CHECKING:
-    from cmdai_cli.doctor import Report
+    from cmdai_cli.doctor import DoctorResult
 
 MARKS = {"pass": "PASS", "fail": "FAIL", "skip": "SKIP"}
 # On a terminal, as gh's and stripe's checks read: a symbol and a colour per outcome.
@@ -22,7 +22,7 @@ def register(app: typer.Typer) -> None:
     command(app, "doctor")(doctor)
 
 
-def render(report: Report) -> None:
+def render(report: DoctorResult) -> None:
     if output.styled():
         render_styled(report)
         return
@@ -33,7 +33,7 @@ def render(report: Report) -> None:
             output.out(f"{'':<{width + 6}}  hint: {check.hint}")
 
 
-def render_styled(report: Report) -> None:
+def render_styled(report: DoctorResult) -> None:
     """Symbols and colours, a hint under each failure, and a count of each outcome."""
     from rich.text import Text
 
@@ -103,18 +103,18 @@ def doctor(
     CMDAI_PUBLIC_API_TOKEN, CMDAI_WEBHOOK_SHARED_SECRET) in CI. Exit 0 only when no
     check fails, else 1.
     """
+    # Imported here: the checks load pydantic, httpx and the Segment library, about 200 ms
+    # (python -X importtime) that --help and Tab completion never need.
     from cmdai_cli import doctor as checks
 
-    report = checks.run(
-        STATE.profile,
-        {
-            "segment_host": host,
-            "region": region,
-            "cdn_host": cdn_host,
-            "webhook_url": webhook_url,
-            "api_host": api_host,
-        },
+    request = checks.DoctorRequest(
+        profile=STATE.profile,
+        segment_host=host,
+        region=region,
+        cdn_host=cdn_host,
+        webhook_url=webhook_url,
+        api_host=api_host,
         send_test=send_test,
         timeout=timeout,
     )
-    finish(report, render)
+    finish(checks.run(request), render)

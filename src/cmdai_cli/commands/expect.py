@@ -9,13 +9,12 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from cmdai_cli import output
-from cmdai_cli.commands._common import STATE, command, complete_events
+from cmdai_cli.commands._common import command, complete_events, finish
 from cmdai_cli.commands._options import PlanOpt, TimeoutOpt
-from cmdai_cli.values import plural
 
 if TYPE_CHECKING:
     from cmdai_cli.expect.check import CatalogueOutcome, Near
-    from cmdai_cli.expect.run import Report
+    from cmdai_cli.expect.run import ExpectResult
     from cmdai_cli.expect.sources import Item
 
 DEFAULT_FROM = "http://127.0.0.1:8765"
@@ -125,8 +124,9 @@ def expect(
     timeout: TimeoutOpt = 10.0,
     plan: PlanOpt = None,
 ) -> None:
-    from cmdai_cli.errors import PartialFailure
-    from cmdai_cli.expect.run import check
+    # Imported here: the core loads the plan checker and httpx, about 50 ms
+    # (python -X importtime) that --help and Tab completion never need.
+    from cmdai_cli.expect.run import ExpectRequest, check
 
     fields = {
         "type": kind,
@@ -137,27 +137,21 @@ def expect(
         "min": min_,
         "max": max_,
     }
-    report = check(
+    request = ExpectRequest(
         source,
+        fields,
         file=file,
-        fields=fields,
         no_flagged=no_flagged,
         catalogue=catalogue,
         within=within,
         timeout=timeout,
         plan=plan,
     )
-    render(report)
-    checks = len(report.checks)
-    if not report.ok:
-        raise PartialFailure(f"{report.failed} of {checks} checks failed ({_seen(report)})")
+    result = check(request)
+    finish(result, render)
+    checks = len(result.checks)
     held = "1 check holds" if checks == 1 else f"All {checks} checks hold"
-    output.info(f"{held} ({_seen(report)})")
-
-
-def _seen(report: Report) -> str:
-    messages = f"{report.received} {plural(report.received, 'message')}"
-    return f"{messages} at {report.source}, {report.looks} {plural(report.looks, 'look')}"
+    output.info(f"{held} ({result.seen})")
 
 
 def _named(item: Item) -> str:
@@ -175,10 +169,7 @@ def _near_line(near: Near) -> str:
     return f"{INDENT}nearest: {_named(near.item)}: " + "; ".join(near.differences)
 
 
-def render(report: Report) -> None:
-    if STATE.json:
-        output.emit_json(report.as_dict())
-        return
+def render(report: ExpectResult) -> None:
     for outcome in report.outcomes:
         expectation = outcome.expectation
         at = f" (line {expectation.line})" if expectation.line is not None else ""

@@ -9,19 +9,19 @@ from typing import TYPE_CHECKING, Annotated, Any, Protocol
 import typer
 
 from cmdai_cli import output
-from cmdai_cli.commands._common import STATE, command, quiet_stdout
-from cmdai_cli.commands._inputs import (
+from cmdai_cli.commands._common import STATE, command, finish, quiet_stdout, resolve_settings
+from cmdai_cli.commands._options import (
     RECORD_BYTES,
     FilesArg,
+    MappingOpt,
     MaxRecordBytesOpt,
     OnErrorName,
     report_bad_record,
 )
-from cmdai_cli.commands._options import MappingOpt
 from cmdai_cli.values import plural
 
 if TYPE_CHECKING:
-    from cmdai_cli.mapping.pipeline import Tally, Write
+    from cmdai_cli.mapping.pipeline import MapResult, Write
 
 
 class TargetName(str, Enum):
@@ -104,10 +104,19 @@ def map_payload(
         typer.Option("--explain", help="Add, per property, the rule and path it came from."),
     ] = False,
 ) -> None:
-    from cmdai_cli import profile
-    from cmdai_cli.mapping.pipeline import Tally, map_events
+    # Imported here: the core loads the event reader and the mapping rules, about 240 ms
+    # (python -X importtime) that --help and Tab completion never need.
+    from cmdai_cli.mapping.pipeline import MapRequest, MapResult, map_events
 
-    settings = profile.resolve(STATE.profile, {"deploy_via_segment": deploy})
+    request = MapRequest(
+        settings=resolve_settings({"deploy_via_segment": deploy}),
+        files=files or [],
+        target=target.value,
+        mapping_file=mapping_file,
+        explain=explain,
+        on_error=on_error.value,
+        max_record_bytes=max_record_bytes,
+    )
     chosen = fmt.value if fmt else _default_format()
     sink: _Sink | None = None
 
@@ -117,20 +126,9 @@ def map_payload(
         opened = sink = _sink(chosen, target, explain)
         return opened.write_indexed
 
-    tally = Tally()
+    result = MapResult()
     try:
-        map_events(
-            files or [],
-            settings,
-            open_output,
-            target=target.value,
-            mapping_file=mapping_file,
-            explain=explain,
-            on_error=on_error.value,
-            max_record_bytes=max_record_bytes,
-            report=report_bad_record,
-            tally=tally,
-        )
+        map_events(request, open_output, report=report_bad_record, result=result)
     except BrokenPipeError:
         quiet_stdout()
         return
@@ -141,7 +139,8 @@ def map_payload(
                 sink.close()
             except BrokenPipeError:
                 quiet_stdout()
-            _summary(tally)
+            _summary(result)
+    finish(result, None)
 
 
 def _default_format() -> str:
@@ -156,17 +155,19 @@ class _TableSink:
     PAGE = 500
 
     def __init__(self, columns: list[str]) -> None:
+        # Imported here, as the core is: orjson is kept off --help and Tab completion.
+        import orjson
+
+        self.dumps = orjson.dumps
         self.columns = columns
         self.rows: list[list[Any]] = []
 
     def write_indexed(self, index: int, record: dict[str, Any]) -> None:
-        import orjson
-
         row: list[Any] = [index]
         for column in self.columns[1:]:
             value = record.get(column)
             if isinstance(value, (dict, list)):
-                value = orjson.dumps(value).decode()
+                value = self.dumps(value).decode()
             row.append(value)
         self.rows.append(row)
         if len(self.rows) >= self.PAGE:
@@ -188,6 +189,7 @@ class _Sink(Protocol):
 
 
 def _sink(chosen: str, target: TargetName, explain: bool) -> _Sink:
+    # Imported here: the writers load orjson, kept off --help and Tab completion.
     from cmdai_cli.events.writers import JsonArrayWriter, NdjsonWriter
 
     if chosen == "table":
@@ -203,17 +205,15 @@ def _sink(chosen: str, target: TargetName, explain: bool) -> _Sink:
     return NdjsonWriter(stream)
 
 
-def _summary(tally: Tally) -> None:
-    errors = tally.errors_total
-    total = tally.events
+def _summary(result: MapResult) -> None:
     parts = [
-        f"{total} {plural(total, 'event')}",
-        f"{tally.recorded} recorded",
-        f"{tally.ignored_total} ignored",
-        f"{errors} {plural(errors, 'error')}",
+        f"{result.events} {plural(result.events, 'event')}",
+        f"{result.recorded} recorded",
+        f"{result.ignored_total} ignored",
+        f"{result.errors_total} {plural(result.errors_total, 'error')}",
     ]
     output.info(f"map-payload: {parts[0]}: " + ", ".join(parts[1:]))
-    for reason, count in sorted(tally.ignored.items(), key=lambda kv: (-kv[1], kv[0])):
+    for reason, count in sorted(result.ignored.items(), key=lambda kv: (-kv[1], kv[0])):
         output.info(f"  ignored: {reason}: {count}")
-    for reason, count in sorted(tally.errors.items(), key=lambda kv: (-kv[1], kv[0])):
+    for reason, count in sorted(result.errors.items(), key=lambda kv: (-kv[1], kv[0])):
         output.info(f"  error: {reason}: {count}")

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from cmdai_cli import output
-from cmdai_cli.commands._common import STATE, command, quiet_stdout
+from cmdai_cli.commands._common import STATE, command, finish, quiet_stdout, resolve_settings
 from cmdai_cli.commands._common import group as new_group
 from cmdai_cli.commands._options import ApiHostOpt, ApiTimeoutOpt, TokenOpt
 from cmdai_cli.errors import UsageError
@@ -18,6 +18,7 @@ from cmdai_cli.values import plural
 
 if TYPE_CHECKING:
     from cmdai_cli.plans import Rule
+    from cmdai_cli.plans.pull import PullResult
 
 group = new_group("Tracking plans: show the built-in one or a plan file, pull one from Segment.")
 
@@ -42,6 +43,8 @@ def show(
     With --json: the plan as a plan file (`cmdai plan show --builtin --json > plan.json`
     gives a starting point to edit for --plan).
     """
+    # Imported here: `plans` costs about 5 ms (python -X importtime) that --help and Tab
+    # completion never need.
     from cmdai_cli import plans
 
     if builtin == (plan_file is not None):
@@ -50,13 +53,15 @@ def show(
     if STATE.json:
         output.emit_json(plan.as_file())
         return
-    lines = [f"{plan.name}: {len(plan.rules)} {plural(len(plan.rules), 'rule')}"]
+    rules = len(plan.rules)
+    lines = [f"{plan.name}: {rules} {plural(rules, 'rule')}"]
     for rule in plan.rules:
         lines.extend(_rule_lines(rule))
     try:
         output.out("\n".join(lines))
         sys.stdout.flush()
     except BrokenPipeError:
+        # The reader went away (`| head`): nothing more to say, and a clean exit.
         quiet_stdout()
 
 
@@ -121,22 +126,26 @@ def pull(
 
     The file is what `cmdai validate --plan` reads, so validation then runs offline.
     """
+    # Imported here: the Public API client loads httpx and the profile pydantic, about
+    # 270 ms (python -X importtime) that --help and Tab completion never need.
+    from cmdai_cli.plans.pull import PullRequest
     from cmdai_cli.plans.pull import pull as pull_plan
 
-    result = pull_plan(
-        STATE.profile,
-        tracking_plan,
+    request = PullRequest(
+        settings=resolve_settings({"public_api_token": token, "api_host": api_host}),
+        plan_id=tracking_plan,
         out=out,
-        token=token,
-        api_host=api_host,
-        on_wait=output.warn,
         timeout=timeout,
     )
-    if out is None:
-        output.emit_json(result["plan"])
+    finish(pull_plan(request, on_wait=output.warn), _render_pull)
+
+
+def _render_pull(result: PullResult) -> None:
+    if result.out is None:
+        # No --out: the plan file is the command's data, on stdout.
+        output.emit_json(result.as_json())
         return
-    if STATE.json:
-        output.emit_json({k: v for k, v in result.items() if k != "plan"})
-        return
-    counts = ", ".join(f"{kind} {n}" for kind, n in result["by_type"].items()) or "none"
-    output.out(f"Wrote {result['rules']} rules ({counts}) of '{result['name']}' to {out}")
+    counts = ", ".join(f"{kind} {n}" for kind, n in result.by_type.items()) or "none"
+    output.out(
+        f"Wrote {len(result.plan.rules)} rules ({counts}) of '{result.plan.name}' to {result.out}"
+    )

@@ -9,6 +9,7 @@ import typer
 from cmdai_cli import output
 from cmdai_cli.commands._common import STATE, command, complete_profiles
 from cmdai_cli.commands._common import group as new_group
+from cmdai_cli.errors import ConfigError
 
 group = new_group("List, show, choose and delete profiles.")
 
@@ -24,6 +25,8 @@ def register(app: typer.Typer) -> None:
 @command(group, "list")
 def list_() -> None:
     """List the profiles in the file; the active one is marked."""
+    # Imported here (and below): the profile loads pydantic, about 100 ms (python -X
+    # importtime) that --help and Tab completion never need.
     from cmdai_cli import profile
 
     store = profile.Store()
@@ -55,7 +58,6 @@ def show(
 ) -> None:
     """Show a profile's resolved settings and where each comes from; secrets masked."""
     from cmdai_cli import profile
-    from cmdai_cli.errors import ConfigError
 
     resolved = profile.resolve(name or STATE.profile)
     if name and not resolved.exists:

@@ -16,8 +16,14 @@ import typer
 
 from cmdai_cli import output
 from cmdai_cli.commands._common import STATE, command, finish
-from cmdai_cli.commands._inputs import RECORD_BYTES, FilesArg, MaxRecordBytesOpt, OnErrorName
-from cmdai_cli.commands._options import MappingOpt, TimeoutOpt
+from cmdai_cli.commands._options import (
+    RECORD_BYTES,
+    FilesArg,
+    MappingOpt,
+    MaxRecordBytesOpt,
+    OnErrorName,
+    TimeoutOpt,
+)
 from cmdai_cli.commands._replay_progress import replay_progress
 from cmdai_cli.commands._replay_summary import render
 from cmdai_cli.errors import ExitCode

@@ -9,7 +9,7 @@ import typer
 
 from cmdai_cli import output
 from cmdai_cli._fast_typer import FastCommand
-from cmdai_cli.commands._common import STATE, command, finish
+from cmdai_cli.commands._common import STATE, command, finish, resolve_settings
 from cmdai_cli.commands._options import ApiHostOpt, ApiTimeoutOpt, RegionOpt, TokenOpt
 
 if TYPE_CHECKING:
@@ -133,17 +133,13 @@ def build_request(
     timeout: float,
 ) -> StatusRequest:
     """Settings resolved once (flag > env > profile > default), as the core's request."""
-    from cmdai_cli import profile
-    from cmdai_cli.errors import ConfigError, UsageError
-    from cmdai_cli.public_api import connection_flags
-    from cmdai_cli.segment.messages import REGION_HOSTS
+    from cmdai_cli.errors import ConfigError
     from cmdai_cli.workspace.status import StatusRequest
     from cmdai_cli.workspace.window import parse_duration
 
-    if region is not None and region not in REGION_HOSTS:
-        raise UsageError(f"region {region!r} is not one of: {', '.join(REGION_HOSTS)}")
-    flags = {**connection_flags(token, api_host), "region": region, "source": source}
-    resolved = profile.resolve(STATE.profile, flags)
+    resolved = resolve_settings(
+        {"public_api_token": token, "api_host": api_host, "region": region, "source": source}
+    )
     api_token = resolved.get("public_api_token")
     if not api_token:
         raise ConfigError(

@@ -9,19 +9,20 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from cmdai_cli import output
-from cmdai_cli.commands._common import STATE, command, quiet_stdout
-from cmdai_cli.commands._inputs import (
+from cmdai_cli.commands._common import STATE, command, finish, quiet_stdout
+from cmdai_cli.commands._options import (
     RECORD_BYTES,
     FilesArg,
     MaxRecordBytesOpt,
     OnErrorName,
     report_bad_record,
 )
+from cmdai_cli.plans import KINDS
 from cmdai_cli.values import plural
 
 if TYPE_CHECKING:
-    from cmdai_cli.events.records import ErrorPolicy
-    from cmdai_cli.plans import Plan, Summary, Violation
+    from cmdai_cli.plans import Violation
+    from cmdai_cli.plans.run import Emit, ValidateResult
 
 HELP = """Check Segment events against a tracking plan, and list every violation.
 
@@ -65,36 +66,41 @@ def validate(
     ] = OnErrorName.fail,
     max_record_bytes: MaxRecordBytesOpt = RECORD_BYTES,
 ) -> None:
-    from cmdai_cli import plans
-    from cmdai_cli._speed import paused_collector
-    from cmdai_cli.events.inputs import expand_inputs
-    from cmdai_cli.events.reader import read_batches
-    from cmdai_cli.events.records import ErrorPolicy
+    # Imported here: the core loads the event reader and the plan checker, about 15 ms
+    # (python -X importtime) that --help and Tab completion never need.
+    from cmdai_cli.plans.run import ValidateRequest, ValidateResult, validate_events
 
-    plan = plans.load_plan(plan_file) if plan_file is not None else plans.builtin_plan()
-    validator = plans.Validator(plan)
-    inputs = expand_inputs(files or [])
+    request = ValidateRequest(
+        files=files or [],
+        plan_file=plan_file,
+        on_error=on_error.value,
+        max_record_bytes=max_record_bytes,
+    )
+    result = ValidateResult()
+    sink: _TextSink | _JsonSink | None = None
 
-    policy = ErrorPolicy(on_error.value, report=report_bad_record)
-    summary = plans.Summary()
-    sys.stdout.flush()
-    sink = _JsonSink() if STATE.json else _TextSink()
+    def open_output() -> Emit:
+        nonlocal sink
+        sys.stdout.flush()
+        opened = sink = _JsonSink() if STATE.json else _TextSink()
+        return opened.write
+
     try:
-        batches = read_batches(inputs, on_error=policy, max_record_bytes=max_record_bytes)
-        with paused_collector():
-            plans.validate_stream(batches, validator, sink.write, summary)
-        sink.finish(summary)
+        validate_events(request, open_output, report=report_bad_record, result=result)
+        if sink is not None:
+            sink.finish(result)
     except BrokenPipeError:
         quiet_stdout()
         return
     finally:
-        try:
-            sink.close()
-        except BrokenPipeError:
-            quiet_stdout()
-        _summary(summary, policy, plan)
-    if summary.violations:
-        raise typer.Exit(1)
+        # Nothing was written, nor is there a run to sum up, when the arguments failed.
+        if sink is not None:
+            try:
+                sink.close()
+            except BrokenPipeError:
+                quiet_stdout()
+            _summary(result)
+    finish(result, None)
 
 
 class _TextSink:
@@ -102,8 +108,6 @@ class _TextSink:
         self.lines: list[str] = []
 
     def write(self, index: int, event: str, violation: Violation) -> None:
-        from cmdai_cli.plans import KINDS
-
         at = violation.pointer or "/"
         self.lines.append(
             f"#{index} {event}: {KINDS[violation.kind]} at {at}: {violation.message}\n"
@@ -117,7 +121,7 @@ class _TextSink:
             self.lines = []
         sys.stdout.flush()
 
-    def finish(self, summary: Summary) -> None:
+    def finish(self, result: ValidateResult) -> None:
         pass
 
     def close(self) -> None:
@@ -126,6 +130,7 @@ class _TextSink:
 
 class _JsonSink:
     def __init__(self) -> None:
+        # Imported here, as the core is: orjson is kept off --help and Tab completion.
         from cmdai_cli.events.writers import NdjsonWriter
 
         self.writer = NdjsonWriter(sys.stdout.buffer)
@@ -134,28 +139,26 @@ class _JsonSink:
         record: dict[str, Any] = {"event": event, **violation.as_json()}
         self.writer.write_indexed(index, record)
 
-    def finish(self, summary: Summary) -> None:
-        import orjson
+    def finish(self, result: ValidateResult) -> None:
+        import orjson  # loaded already by the writer
 
         self.writer.flush()
-        record = {"summary": summary.as_json()}
+        record = {"summary": result.as_json()}
         sys.stdout.buffer.write(orjson.dumps(record, option=orjson.OPT_APPEND_NEWLINE))
 
     def close(self) -> None:
         self.writer.close()
 
 
-def _summary(summary: Summary, policy: ErrorPolicy, plan: Plan) -> None:
-    from cmdai_cli.plans import KINDS
-
-    errors = sum(policy.reasons.values())
+def _summary(result: ValidateResult) -> None:
+    errors = sum(result.errors.values())
     output.info(
-        f"validate: {summary.events} {plural(summary.events, 'event')} against "
-        f"'{plan.name}' ({len(plan.rules)} rules): {summary.failed} with violations, "
-        f"{summary.violations} {plural(summary.violations, 'violation')}, "
+        f"validate: {result.events} {plural(result.events, 'event')} against "
+        f"'{result.plan_name}' ({result.plan_rules} rules): {result.failed} with violations, "
+        f"{result.violations} {plural(result.violations, 'violation')}, "
         f"{errors} {plural(errors, 'error')}"
     )
-    for event, kind, count in summary.rows():
+    for event, kind, count in result.rows():
         output.info(f"  {event}: {KINDS[kind]}: {count}")
-    for reason, count in sorted(policy.reasons.items(), key=lambda kv: (-kv[1], kv[0])):
+    for reason, count in sorted(result.errors.items(), key=lambda kv: (-kv[1], kv[0])):
         output.info(f"  error: {reason}: {count}")

@@ -1,5 +1,5 @@
 """Segment destinations for Command AI: what they should be (`desired`), what Segment has,
-and the writes that make the one into the other (`plan`); here, the command's core.
+and the writes that make the one into the other (`changes`); here, the command's core.
 
 Two destinations can be configured on a Segment source:
 
@@ -8,10 +8,11 @@ Two destinations can be configured on a Segment source:
 * a **Webhooks (Actions)** destination posting to Command AI's webhook, with a shared
   secret and one `send` subscription whose `data` is built from a `[mapping]` table.
 
-`plan` only reads; it returns the differences and the list of writes. `apply` sends the
+`find_changes` only reads; it returns the differences and the list of writes. `apply` sends the
 writes in order and, when one fails after others succeeded, says which were done and
-which were not. Both are idempotent by construction: a second plan after a complete
-apply is empty, and one after a part-way apply holds exactly the writes still missing.
+which were not. Both are idempotent by construction: a second change set after a
+complete apply is empty, and one after a part-way apply holds exactly the writes still
+missing.
 
 Org ID rule: 1 to 64 characters of ASCII letters, digits, `-` and `_`. The id becomes a
 path segment of Command AI's script URL (`https://api.commandbar.com/latest/{orgId}`), so
@@ -21,14 +22,16 @@ anything else (spaces, slashes, dots, quotes) cannot be a working id.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from cmdai_cli import redact
 from cmdai_cli.destination.apply import PartialApply, apply
+from cmdai_cli.destination.changes import Change, ChangeSet, Difference, find_changes
 from cmdai_cli.destination.desired import (
     COMMANDAI,
     WEBHOOK,
+    Destination,
     check_org_id,
     check_webhook_mapping,
     check_webhook_url,
@@ -39,12 +42,18 @@ from cmdai_cli.destination.desired import (
     mapping_warnings,
     webhook_destination,
 )
-from cmdai_cli.destination.plan import Write, plan
-from cmdai_cli.errors import ConfigError, UsageError
+from cmdai_cli.destination.trigger import check_trigger
+from cmdai_cli.errors import ConfigError, ExitCode, UsageError
+from cmdai_cli.profile import Resolved, Store, save_profile
+from cmdai_cli.public_api import open_client
 
 __all__ = [
+    "Applied",
     "ConfigureRequest",
+    "ConfigureResult",
     "PartialApply",
+    "ShowRequest",
+    "ShowResult",
     "check_org_id",
     "check_webhook_mapping",
     "commandai_destination",
@@ -52,28 +61,6 @@ __all__ = [
     "show",
     "webhook_destination",
 ]
-
-
-# ---------------------------------------------------------------- the command's core
-
-
-@dataclass
-class ConfigureRequest:
-    """What `destination configure` was asked; None means "not given"."""
-
-    org_id: str | None = None
-    deploy: bool | None = None
-    source: str | None = None
-    webhook_url: str | None = None
-    shared_secret: str | None = None
-    mapping: str | None = None
-    trigger: str | None = None
-    apply: bool = False
-    dry_run: bool = False
-    token: str | None = None
-    api_host: str | None = None
-    timeout: float = 15.0
-
 
 SHOWN_SETTINGS = (
     "org_id",
@@ -88,14 +75,135 @@ SHOWN_SETTINGS = (
 )
 
 
-def _require_source(values: Mapping[str, Any]) -> str:
-    source = values.get("source")
-    if not source:
-        raise ConfigError(
-            "no source is set: give --source (its id, slug or name), set $CMDAI_SOURCE, or "
-            "store source in the profile"
-        )
-    return str(source)
+# ---------------------------------------------------------------- configure
+
+
+@dataclass(frozen=True)
+class ConfigureRequest:
+    """What `destination configure` was asked: the run's settings, resolved once, and the
+    set-up to store, as given (None: not given)."""
+
+    settings: Resolved
+    org_id: str | None = None
+    deploy: bool | None = None
+    source: str | None = None
+    webhook_url: str | None = None
+    # Kept out of repr: a secret is never printed in full.
+    shared_secret: str | None = field(default=None, repr=False)
+    mapping: str | None = None
+    trigger: str | None = None
+    apply: bool = False
+    dry_run: bool = False
+    timeout: float = 15.0
+
+
+@dataclass
+class Applied:
+    """What `--apply` found on Segment and which of its writes were sent."""
+
+    dry_run: bool
+    api_host: str
+    changes: ChangeSet
+    sent: int = 0
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "dry_run": self.dry_run,
+            "api_host": self.api_host,
+            "source": self.changes.source.as_json(),
+            "differences": [d.shown() for d in self.changes.differences],
+            "requests": [
+                change.shown() | {"sent": index < self.sent}
+                for index, change in enumerate(self.changes.changes)
+            ],
+        }
+
+
+@dataclass
+class ConfigureResult:
+    """What was stored in which profile, the destinations in Segment's terms, and with
+    `--apply` what Segment was sent."""
+
+    profile: str
+    saved: list[str]
+    source: str | None
+    destinations: list[Destination]
+    warnings: list[str]
+    applied: Applied | None = None
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "profile": self.profile,
+            "saved": self.saved,
+            "source": self.source,
+            "destinations": [d.shown() for d in self.destinations],
+            "warnings": self.warnings,
+            "apply": self.applied.as_json() if self.applied is not None else None,
+        }
+
+    @property
+    def exit_code(self) -> ExitCode:
+        # Every failure to configure is raised (PartialApply carries this result).
+        return ExitCode.OK
+
+    @property
+    def problem(self) -> str | None:
+        return None
+
+
+@dataclass(frozen=True)
+class _Checked:
+    """A configure request checked whole: the profile updates it means, their warnings,
+    the settings they make, and the destinations those describe."""
+
+    updates: dict[str, Any]
+    warnings: list[str]
+    values: dict[str, Any]
+    destinations: list[Destination]
+    # A new shared secret sent with --apply waits to be stored until Segment has it.
+    pending: dict[str, Any] = field(default_factory=dict)
+    secret_new: bool = False
+
+
+def _check(request: ConfigureRequest) -> _Checked:
+    if request.dry_run and not request.apply:
+        raise UsageError("--dry-run goes with --apply: it shows the requests --apply would send")
+    updates: dict[str, Any] = {}
+    warnings: list[str] = []
+    if request.org_id is not None:
+        updates["org_id"] = check_org_id(request.org_id)
+    if request.deploy is not None:
+        updates["deploy_via_segment"] = request.deploy
+    if request.source is not None:
+        if not request.source.strip():
+            raise UsageError("the source is empty: give its id, slug or name")
+        updates["source"] = request.source.strip()
+    if request.webhook_url is not None:
+        updates["webhook_url"] = check_webhook_url(request.webhook_url)
+    if request.shared_secret is not None:
+        if not request.shared_secret:
+            raise UsageError("the shared secret is empty")
+        redact.register(request.shared_secret)
+        updates["webhook_shared_secret"] = request.shared_secret
+    if request.trigger is not None:
+        updates["webhook_trigger"] = check_trigger(request.trigger)
+    if request.mapping is not None:
+        table, where = load_mapping_spec(request.mapping)
+        _, found = check_webhook_mapping(table, source=where)
+        warnings.extend(found)
+        updates["mapping"] = table
+    # What is given now wins over the environment and the profile.
+    values = {**request.settings.values, **updates}
+    # Segment shows the secret masked, so a new one is written only when it is new to us.
+    stored_secret = request.settings.stored.get("webhook_shared_secret")
+    secret_new = request.shared_secret is not None and stored_secret != request.shared_secret
+    pending = {}
+    if secret_new and request.apply:
+        # Stored once Segment has it, so that re-running the same command after a
+        # failure still knows it has to be sent.
+        pending = {"webhook_shared_secret": updates.pop("webhook_shared_secret")}
+    destinations = desired_from_values(values, _kinds_asked(request, values))
+    return _Checked(updates, warnings, values, destinations, pending, secret_new)
 
 
 def _kinds_asked(request: ConfigureRequest, values: Mapping[str, Any]) -> list[str]:
@@ -115,148 +223,142 @@ def _kinds_asked(request: ConfigureRequest, values: Mapping[str, Any]) -> list[s
     return kinds
 
 
+def _require_source(values: Mapping[str, Any]) -> str:
+    source = values.get("source")
+    if not source:
+        raise ConfigError(
+            "no source is set: give --source (its id, slug or name), set $CMDAI_SOURCE, or "
+            "store source in the profile"
+        )
+    return str(source)
+
+
 def configure(
-    profile_flag: str | None,
     request: ConfigureRequest,
     *,
     on_wait: Callable[[str], None] | None = None,
-    on_done: Callable[[Write], None] | None = None,
-) -> dict[str, Any]:
-    """Validate, store in the profile (not on a dry run), and with `apply` make Segment match.
+    on_done: Callable[[Change], None] | None = None,
+) -> ConfigureResult:
+    """Check the request whole, store it in the profile (not on a dry run), and with
+    `apply` find the changes Segment needs and make them.
 
-    Returns the result as printed by `--json`. On a part-way failure raises PartialApply
-    whose `result` holds the same object with what was and was not done.
+    On a part-way failure raises PartialApply whose `result` is this result, saying what
+    was and was not sent.
     """
-    from cmdai_cli import profile
-    from cmdai_cli.public_api import connection_flags, open_client
-
-    if request.dry_run and not request.apply:
-        raise UsageError("--dry-run goes with --apply: it shows the requests --apply would send")
-    api_host = None
-    if request.api_host is not None:
-        api_host = profile.check_url(request.api_host, what="--api-host")
-    updates: dict[str, Any] = {}
-    warnings: list[str] = []
-    if request.org_id is not None:
-        updates["org_id"] = check_org_id(request.org_id)
-    if request.deploy is not None:
-        updates["deploy_via_segment"] = request.deploy
-    if request.source is not None:
-        if not request.source.strip():
-            raise UsageError("the source is empty: give its id, slug or name")
-        updates["source"] = request.source.strip()
-    if request.webhook_url is not None:
-        updates["webhook_url"] = check_webhook_url(request.webhook_url)
-    if request.shared_secret is not None:
-        if not request.shared_secret:
-            raise UsageError("the shared secret is empty")
-        redact.register(request.shared_secret)
-        updates["webhook_shared_secret"] = request.shared_secret
-    if request.trigger is not None:
-        from cmdai_cli.destination.trigger import check_trigger
-
-        updates["webhook_trigger"] = check_trigger(request.trigger)
-    if request.mapping is not None:
-        table, where = load_mapping_spec(request.mapping)
-        _, found = check_webhook_mapping(table, source=where)
-        warnings.extend(found)
-        updates["mapping"] = table
-
-    store = profile.Store()
-    config = store.load()
-    name = profile.active_name(profile_flag, config)
-    stored = config.profiles.get(name)
-    # Segment shows the secret masked, so a new one is written only when it is new to us.
-    secret_changed = request.shared_secret is not None and (
-        stored is None or stored.webhook_shared_secret != request.shared_secret
+    checked = _check(request)
+    settings = request.settings
+    store = Store(settings.path)
+    if checked.updates and not request.dry_run:
+        save_profile(store, settings.profile, checked.updates)
+    values = checked.values
+    result = ConfigureResult(
+        profile=settings.profile,
+        saved=sorted(checked.updates) if not request.dry_run else [],
+        source=values.get("source"),
+        destinations=checked.destinations,
+        warnings=checked.warnings,
     )
-    # A new secret sent with --apply is stored only once Segment has it, so that re-running
-    # the same command after a failure still knows it has to be sent.
-    later = {}
-    if secret_changed and request.apply:
-        later = {"webhook_shared_secret": updates["webhook_shared_secret"]}
-    first = {k: v for k, v in updates.items() if k not in later}
-    if first and not request.dry_run:
-        profile.save_profile(store, name, first)
-    # --token and --api-host say how to reach Segment this time, not what the set-up is:
-    # they are used, never stored.
-    flags = {**updates, **connection_flags(request.token, None)}
-    if api_host is not None:
-        flags["api_host"] = api_host
-    resolved = profile.resolve(profile_flag, flags, store=store)
-    values = resolved.values
-    kinds = _kinds_asked(request, values)
-    desired = desired_from_values(values, kinds)
-    result: dict[str, Any] = {
-        "profile": resolved.profile,
-        "saved": sorted(first) if not request.dry_run else [],
-        "source": values.get("source"),
-        "destinations": [d.shown() for d in desired],
-        "warnings": warnings,
-        "apply": None,
-    }
     if not request.apply:
         return result
     source_ref = _require_source(values)
     with open_client(values, on_wait, timeout=request.timeout) as client:
-        the_plan = plan(client, source_ref, desired, secret_given=secret_changed)
-        result["warnings"].extend(the_plan.warnings)
-        outcome: dict[str, Any] = {
-            "dry_run": request.dry_run,
-            "api_host": values["api_host"],
-            "source": the_plan.source,
-            "differences": [d.shown() for d in the_plan.differences],
-            "requests": [w.shown() | {"sent": False} for w in the_plan.writes],
-        }
-        result["apply"] = outcome
+        changes = find_changes(
+            client, source_ref, result.destinations, secret_given=checked.secret_new
+        )
+        result.warnings.extend(changes.warnings)
+        result.applied = Applied(request.dry_run, str(values["api_host"]), changes)
         if request.dry_run:
             return result
         try:
-            done = apply(client, the_plan, on_done=on_done)
+            result.applied.sent = len(apply(client, changes, on_done=on_done))
         except PartialApply as exc:
-            for shown in outcome["requests"][: len(exc.done)]:
-                shown["sent"] = True
+            result.applied.sent = len(exc.done)
             exc.result = result
             raise
-        for shown in outcome["requests"][: len(done)]:
-            shown["sent"] = True
-    if later:
-        profile.save_profile(store, name, later)
-        result["saved"] = sorted([*result["saved"], *later])
+    if checked.pending:
+        save_profile(store, settings.profile, checked.pending)
+        result.saved = sorted([*result.saved, *checked.pending])
     return result
 
 
-def show(
-    profile_flag: str | None,
-    *,
-    remote: bool = False,
-    token: str | None = None,
-    api_host: str | None = None,
-    on_wait: Callable[[str], None] | None = None,
-    timeout: float = 15.0,
-) -> dict[str, Any]:
+# ---------------------------------------------------------------- show
+
+
+@dataclass(frozen=True)
+class ShowRequest:
+    """What `destination show` was asked: the run's settings and whether to read Segment's
+    copy."""
+
+    settings: Resolved
+    remote: bool = False
+    timeout: float = 15.0
+
+
+@dataclass
+class ShowResult:
+    """The profile's set-up (secrets masked) and, when read, Segment's copy."""
+
+    profile: str
+    settings: dict[str, Any]
+    destinations: list[Destination]
+    warnings: list[str]
+    # Segment's copy compared with the profile's (`--remote`; None: not read).
+    compared: ChangeSet | None = None
+
+    @property
+    def differences(self) -> list[Difference]:
+        if self.compared is None:
+            return []
+        return [d for d in self.compared.differences if d.action != "same"]
+
+    def as_json(self) -> dict[str, Any]:
+        document: dict[str, Any] = {
+            "profile": self.profile,
+            "settings": self.settings,
+            "destinations": [d.shown() for d in self.destinations],
+            "warnings": self.warnings,
+            "remote": None,
+            "differences": None,
+        }
+        if self.compared is not None:
+            found = self.compared.found
+            document["remote"] = {
+                "source": self.compared.source.as_json(),
+                "destinations": {
+                    kind: None if there is None else there.as_json()
+                    for kind, there in found.items()
+                },
+            }
+            document["differences"] = [d.shown() for d in self.differences]
+            document["in_sync"] = self.compared.in_sync
+        return document
+
+    @property
+    def exit_code(self) -> ExitCode:
+        return ExitCode.OK
+
+    @property
+    def problem(self) -> str | None:
+        return None
+
+
+def show(request: ShowRequest, *, on_wait: Callable[[str], None] | None = None) -> ShowResult:
     """What the profile holds (secrets masked) and, with `remote`, Segment's copy and the
     differences."""
-    from cmdai_cli import profile
-    from cmdai_cli.public_api import connection_flags, open_client
-
-    resolved = profile.resolve(profile_flag, connection_flags(token, api_host))
-    values = resolved.values
-    masked = resolved.masked()
-    kinds = configured_kinds(values)
-    desired = desired_from_values(values, kinds)
+    settings = request.settings
+    values = settings.values
+    masked = settings.masked()
+    desired = desired_from_values(values, configured_kinds(values))
     warnings = []
     if values.get("mapping"):
         warnings.extend(mapping_warnings(values["mapping"]))
-    result: dict[str, Any] = {
-        "profile": resolved.profile,
-        "settings": {key: masked.get(key) for key in SHOWN_SETTINGS},
-        "destinations": [d.shown() for d in desired],
-        "warnings": warnings,
-        "remote": None,
-        "differences": None,
-    }
-    if not remote:
+    result = ShowResult(
+        profile=settings.profile,
+        settings={key: masked.get(key) for key in SHOWN_SETTINGS},
+        destinations=desired,
+        warnings=warnings,
+    )
+    if not request.remote:
         return result
     if not desired:
         raise ConfigError(
@@ -264,10 +366,7 @@ def show(
             "--org-id ...` or `--webhook-url ...` first"
         )
     source_ref = _require_source(values)
-    with open_client(values, on_wait, timeout=timeout) as client:
-        the_plan = plan(client, source_ref, desired)
-    result["warnings"].extend(the_plan.warnings)
-    result["remote"] = {"source": the_plan.source, "destinations": the_plan.remote}
-    result["differences"] = [d.shown() for d in the_plan.differences if d.action != "same"]
-    result["in_sync"] = not the_plan.changes
+    with open_client(values, on_wait, timeout=request.timeout) as client:
+        result.compared = find_changes(client, source_ref, desired)
+    result.warnings.extend(result.compared.warnings)
     return result

@@ -11,7 +11,7 @@ import copy
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from cmdai_cli import redact
 from cmdai_cli.errors import (
@@ -19,9 +19,9 @@ from cmdai_cli.errors import (
     DataError,
     UsageError,
 )
-
-if TYPE_CHECKING:
-    from cmdai_cli.mapping.webhook import WebhookMapping
+from cmdai_cli.mapping.file import load_mapping_file
+from cmdai_cli.mapping.webhook import RECOMMENDED, WebhookMapping, parse_mapping
+from cmdai_cli.values import check_url
 
 COMMANDAI_METADATA_ID = "638f843c4520d424f63c9e51"
 IDENTIFY_ACTION_ID = "pvLKevrkEtiUZX3ej5FX8j"
@@ -95,6 +95,12 @@ class Destination:
     secrets: frozenset[str] = frozenset()
     enabled: bool = True
 
+    @property
+    def shown_settings(self) -> dict[str, Any]:
+        """The settings with every secret masked, for output."""
+        settings: dict[str, Any] = mask_keys(self.settings, self.secrets)
+        return settings
+
     def shown(self) -> dict[str, Any]:
         """The configuration with every secret setting masked, for output."""
         return {
@@ -103,7 +109,7 @@ class Destination:
                 "metadataId": self.metadata_id,
                 "name": self.name,
                 "enabled": self.enabled,
-                "settings": mask_keys(self.settings, self.secrets),
+                "settings": self.shown_settings,
             },
             "subscriptions": [sub.shown() for sub in self.subscriptions],
         }
@@ -179,7 +185,6 @@ def check_webhook_mapping(
     An absent or empty table is the recommended set-up (the whole event is sent, so the
     event's own `userId` is there); a custom table must map `userId`.
     """
-    from cmdai_cli.mapping.webhook import parse_mapping
 
     parsed = parse_mapping(table, source=source)
     if parsed.whole_event:
@@ -197,16 +202,12 @@ def check_webhook_mapping(
 def load_mapping_spec(spec: str) -> tuple[dict[str, Any], str]:
     """`recommended` or a TOML file's `[mapping]` table, and where it came from."""
     if spec == "recommended":
-        from cmdai_cli.mapping.webhook import RECOMMENDED
-
         return dict(RECOMMENDED.table), "recommended"
-    from cmdai_cli.mapping.file import load_mapping_file
 
     return dict(load_mapping_file(spec).table), spec
 
 
 def check_webhook_url(url: str) -> str:
-    from cmdai_cli.values import check_url
 
     return check_url(url, what="webhook URL", base=False)
 

@@ -13,3 +13,9 @@
   pretty-printed values, values one after another).
 * `writers` -- indexed records out as NDJSON or as one JSON array.
 """
+
+# A record (a line, or one JSON value) larger than this is a bad record, found without
+# holding more than about this much of it. 32 times Segment's 32 KB message limit, so
+# that pretty-printed events and webhook payloads fit (`--max-record-bytes` changes it).
+# Here rather than in `records` so that the commands' option defaults load nothing more.
+DEFAULT_MAX_RECORD_BYTES = 1 << 20

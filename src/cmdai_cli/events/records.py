@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal, NamedTuple
 
 from cmdai_cli.errors import DataError
+from cmdai_cli.events import DEFAULT_MAX_RECORD_BYTES
 
 __all__ = [
     "DEFAULT_MAX_RECORD_BYTES",
@@ -25,11 +26,6 @@ __all__ = [
 ]
 
 OnError = Literal["fail", "skip"]
-
-# A record (a line, or one JSON value) larger than this is a bad record, found without
-# holding more than about this much of it. 32 times Segment's 32 KB message limit, so
-# that pretty-printed events and webhook payloads fit (`--max-record-bytes` changes it).
-DEFAULT_MAX_RECORD_BYTES = 1 << 20
 
 
 def too_large(limit: int) -> str:

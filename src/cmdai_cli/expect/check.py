@@ -12,18 +12,17 @@ import difflib
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import Any, NamedTuple
 
 import orjson
 
 from cmdai_cli.event_names import ALL
 from cmdai_cli.expect.expectations import Expectation
 from cmdai_cli.expect.sources import Counts, Item, Source
+from cmdai_cli.plans import Validator
+from cmdai_cli.plans.check import violation_flag
 from cmdai_cli.receiver.kept import Query
 from cmdai_cli.values import plural
-
-if TYPE_CHECKING:
-    from cmdai_cli.plans import Validator
 
 NEAREST = 3
 # Candidates looked at for the nearest messages: the newest of each kind asked for.
@@ -364,8 +363,6 @@ def check_catalogue(looker: Looker, validator: Validator) -> CatalogueOutcome:
 
 def check_plan(looker: Looker, validator: Validator) -> CatalogueOutcome:
     """`--plan`: every message received, checked against a tracking plan."""
-    from cmdai_cli.plans.check import violation_flag
-
     items = looker.messages(Query())
     broken: list[tuple[Item, list[str]]] = []
     for item in items:

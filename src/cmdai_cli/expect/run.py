@@ -13,10 +13,10 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from cmdai_cli import _speed
-from cmdai_cli.errors import RemoteUnreachable
+from cmdai_cli.errors import ExitCode, RemoteUnreachable
 from cmdai_cli.expect.check import (
     CatalogueOutcome,
     FlaggedOutcome,
@@ -31,16 +31,30 @@ from cmdai_cli.expect.check import (
 )
 from cmdai_cli.expect.expectations import Expectation, gather
 from cmdai_cli.expect.sources import NoCapture, Source, open_source
-
-if TYPE_CHECKING:
-    from cmdai_cli.plans import Validator
+from cmdai_cli.plans import Validator, builtin_plan, load_plan
 
 FIRST_PAUSE = 0.1
 LONGEST_PAUSE = 1.0
 
 
+@dataclass(frozen=True)
+class ExpectRequest:
+    """What `cmdai expect` checks and where: the collector's URL or capture file
+    (`source`), the expectations (a `file`, else the flag `fields`, see `gather`), the
+    extra checks, and how long to look again."""
+
+    source: str
+    fields: Mapping[str, Any]
+    file: Path | None = None
+    no_flagged: bool = False
+    catalogue: bool = False
+    within: float = 0.0
+    timeout: float = 10.0
+    plan: Path | None = None
+
+
 @dataclass
-class Report:
+class ExpectResult:
     """Every check of one run, as it stood at the last look."""
 
     source: str
@@ -65,7 +79,24 @@ class Report:
     def failed(self) -> int:
         return sum(1 for check in self.checks if not check.met)
 
-    def as_dict(self) -> dict[str, Any]:
+    @property
+    def seen(self) -> str:
+        """What was looked at: how many messages, where, and how many times."""
+        looks = f"{self.looks} looks" if self.looks != 1 else "1 look"
+        messages = f"{self.received} messages" if self.received != 1 else "1 message"
+        return f"{messages} at {self.source}, {looks}"
+
+    @property
+    def exit_code(self) -> ExitCode:
+        return ExitCode.OK if self.ok else ExitCode.FAILURE
+
+    @property
+    def problem(self) -> str | None:
+        if self.ok:
+            return None
+        return f"{self.failed} of {len(self.checks)} checks failed ({self.seen})"
+
+    def as_json(self) -> dict[str, Any]:
         return {
             "ok": self.ok,
             "from": self.source,
@@ -86,11 +117,11 @@ def look(
     no_flagged: bool,
     validator: Validator | None,
     plan: Validator | None = None,
-) -> tuple[Report, Looker]:
+) -> tuple[ExpectResult, Looker]:
     """Every check, once, against what the source holds now."""
     source.refresh()
     looker = Looker(source)
-    report = Report(source.where)
+    report = ExpectResult(source.where)
     report.outcomes = [check_expectation(looker, e) for e in expectations]
     if no_flagged:
         report.flagged = check_flagged(looker)
@@ -102,33 +133,22 @@ def look(
     return report, looker
 
 
-def check(
-    source: str,
-    *,
-    file: Path | None,
-    fields: Mapping[str, Any],
-    no_flagged: bool,
-    catalogue: bool,
-    within: float,
-    timeout: float,
-    plan: Path | None = None,
-) -> Report:
-    """`cmdai expect`: the expectations (file or flags, see `gather`), checked at `source`.
+def check(request: ExpectRequest) -> ExpectResult:
+    """`cmdai expect`: the expectations (file or flags, see `gather`), checked at the source.
 
     With `plan` (a tracking plan file), no received message may break it.
     """
-    expectations = gather(file, fields, no_flagged or catalogue or plan is not None)
+    others = request.no_flagged or request.catalogue or request.plan is not None
+    expectations = gather(request.file, request.fields, others)
     plan_validator = None
-    if plan is not None:
-        from cmdai_cli.plans import Validator, load_plan
-
-        plan_validator = Validator(load_plan(plan))
+    if request.plan is not None:
+        plan_validator = Validator(load_plan(request.plan))
     return run(
-        open_source(source, timeout=timeout),
+        open_source(request.source, timeout=request.timeout),
         expectations,
-        no_flagged=no_flagged,
-        catalogue=catalogue,
-        within=within,
+        no_flagged=request.no_flagged,
+        catalogue=request.catalogue,
+        within=request.within,
         plan=plan_validator,
     )
 
@@ -141,12 +161,10 @@ def run(
     catalogue: bool = False,
     within: float = 0.0,
     plan: Validator | None = None,
-) -> Report:
+) -> ExpectResult:
     """Check until all holds or `within` seconds passed; explain what still fails."""
     validator = None
     if catalogue:
-        from cmdai_cli.plans import Validator, builtin_plan
-
         validator = Validator(builtin_plan())
     started = time.monotonic()
     deadline = started + within
@@ -166,7 +184,7 @@ def _poll(
     validator: Validator | None,
     plan: Validator | None,
     deadline: float,
-) -> tuple[Report, int]:
+) -> tuple[ExpectResult, int]:
     pause = FIRST_PAUSE
     looks = 0
     try:

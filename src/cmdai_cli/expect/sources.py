@@ -16,16 +16,15 @@ import contextlib
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
+from typing import Any, NamedTuple, Protocol
 
+import httpx
 import orjson
 
 from cmdai_cli.errors import DataError
+from cmdai_cli.http_errors import error_for_exception, error_for_response
 from cmdai_cli.receiver.kept import DUPLICATE, Query
 from cmdai_cli.segment.messages import flags_for
-
-if TYPE_CHECKING:
-    import httpx
 
 SERVICE = "the collector"
 
@@ -123,10 +122,6 @@ class Collector:
         self._client: httpx.Client | None = None
 
     def _get(self, path: str, params: list[tuple[str, str]] | tuple[()] = ()) -> Any:
-        import httpx
-
-        from cmdai_cli.http_errors import error_for_exception, error_for_response
-
         if self._client is None:
             self._client = httpx.Client(timeout=self.timeout)
         hints = {404: "is it `cmdai listen` (with the inspection API) that answers there?"}

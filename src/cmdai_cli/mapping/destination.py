@@ -27,8 +27,8 @@ from __future__ import annotations
 import math
 from typing import Any, cast
 
+from cmdai_cli.mapping import NO_TYPE, NOT_AN_OBJECT, TRACK_NO_EVENT, Mapped
 from cmdai_cli.mapping.paths import MISSING, lookup
-from cmdai_cli.mapping.result import NO_TYPE, NOT_AN_OBJECT, TRACK_NO_EVENT, Result
 
 __all__ = ["js_truthy", "map_destination"]
 
@@ -48,7 +48,7 @@ def _ignored_call(reason: str) -> dict[str, Any]:
     return {"action": None, "call": None, "args": [], "ignored": reason}
 
 
-def map_destination(event: Any, *, deploy: bool = False, explain: bool = False) -> Result:
+def map_destination(event: Any, *, deploy: bool = False, explain: bool = False) -> Mapped:
     """The Command AI SDK call the Command AI destination makes for `event`."""
     if type(event) is not dict:
         return None, NOT_AN_OBJECT

@@ -31,14 +31,14 @@ from dataclasses import dataclass
 from typing import Any
 
 from cmdai_cli.errors import DataError
-from cmdai_cli.mapping.paths import MISSING, Key, format_path, lookup, parse_path
-from cmdai_cli.mapping.result import (
+from cmdai_cli.mapping import (
     BAD_USER_ID,
     NO_USER_ID,
     NOT_AN_OBJECT,
     TRAITS_NOT_OBJECT,
-    Result,
+    Mapped,
 )
+from cmdai_cli.mapping.paths import MISSING, Key, format_path, lookup, parse_path
 
 __all__ = [
     "RECOMMENDED",
@@ -182,7 +182,7 @@ def apply_mapping(event: Any, mapping: WebhookMapping = RECOMMENDED) -> Any:
 
 def record_properties(
     body: Any, *, explain: bool = False, mapping: WebhookMapping = RECOMMENDED
-) -> Result:
+) -> Mapped:
     """Command AI's recording rules applied to a webhook body.
 
     The record is `{"userId", "properties", "ignored"}`, plus `"explain"` when asked:
@@ -270,7 +270,7 @@ def _explain_webhook(
 
 def map_webhook(
     event: Any, mapping: WebhookMapping = RECOMMENDED, *, explain: bool = False
-) -> Result:
+) -> Mapped:
     """What Command AI's webhook records for `event` sent through `mapping`."""
     if type(event) is not dict:
         return None, NOT_AN_OBJECT

@@ -6,6 +6,7 @@
     violations = validator.check(message)           # [] when the message keeps the plan
 
 Importing this package is cheap; the JSON Schema libraries load when a Validator is built.
+`plans.run` is `cmdai validate`'s core (it reads events, so it is not loaded here).
 """
 
 from __future__ import annotations
@@ -13,13 +14,11 @@ from __future__ import annotations
 from cmdai_cli.plans.builtin import builtin_plan
 from cmdai_cli.plans.check import KINDS, Validator, Violation, event_label, plan_flags
 from cmdai_cli.plans.rules import Plan, Rule, load_plan, parse_plan, save_plan
-from cmdai_cli.plans.run import Summary, validate_stream
 
 __all__ = [
     "KINDS",
     "Plan",
     "Rule",
-    "Summary",
     "Validator",
     "Violation",
     "builtin_plan",
@@ -28,5 +27,4 @@ __all__ = [
     "parse_plan",
     "plan_flags",
     "save_plan",
-    "validate_stream",
 ]

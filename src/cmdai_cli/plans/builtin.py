@@ -54,7 +54,9 @@ def _only_types(branches: list[Any]) -> list[str] | None:
 
 
 def builtin_plan() -> Plan:
-    """The built-in plan, from the catalogue (imports pydantic through it)."""
+    """The built-in plan, from the catalogue."""
+    # Imported here: the catalogue loads pydantic, about 70 ms (python -X importtime),
+    # which importing `plans` (listen, expect --plan) does not pay without it.
     from cmdai_cli import catalogue
 
     rules = []

@@ -15,6 +15,7 @@ which lists every error with its path; each error becomes a `Violation` of one k
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any, NamedTuple
 
@@ -94,6 +95,8 @@ class _Compiled:
     __slots__ = ("fast", "label", "rule", "slow")
 
     def __init__(self, rule: Rule, origin: str) -> None:
+        # Imported here: jsonschema costs about 40 ms (python -X importtime), which
+        # importing `plans` (listen, expect) does not pay until a plan is checked.
         import fastjsonschema
         from jsonschema import Draft7Validator
         from jsonschema.exceptions import SchemaError
@@ -151,8 +154,6 @@ def _classify(error: Any, label: str) -> Iterator[Violation]:
                 )
         return
     if keyword == "additionalProperties" and isinstance(instance, dict):
-        import re
-
         known = error.schema.get("properties", {})
         patterns = list(error.schema.get("patternProperties", {}))
         for name in instance:

@@ -8,11 +8,14 @@ region's host.
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from cmdai_cli.errors import ConfigError, RemoteRefused
+from cmdai_cli.errors import ConfigError, ExitCode, RemoteRefused
 from cmdai_cli.plans.rules import Plan, parse_plan, save_plan
+from cmdai_cli.profile import Resolved
+from cmdai_cli.public_api import open_client
 
 NOT_FOUND_HINT = (
     "check the tracking plan's id (in Segment: Protocols > Tracking Plans, the id is in "
@@ -20,24 +23,59 @@ NOT_FOUND_HINT = (
 )
 
 
-def pull(
-    profile_flag: str | None,
-    plan_id: str,
-    *,
-    out: Path | None = None,
-    token: str | None = None,
-    api_host: str | None = None,
-    on_wait: Callable[[str], None] | None = None,
-    timeout: float = 15.0,
-) -> dict[str, Any]:
-    """Read the plan's rules (every page) and, with `out`, write them as a plan file."""
-    from cmdai_cli import profile
-    from cmdai_cli.public_api import connection_flags, open_client
+@dataclass(frozen=True)
+class PullRequest:
+    """The tracking plan to read, with the run's settings (Public API token and host)."""
 
+    settings: Resolved
+    plan_id: str
+    out: Path | None = None
+    timeout: float = 15.0
+
+
+@dataclass(frozen=True)
+class PullResult:
+    """The plan read, and where it went (`out`; None: stdout)."""
+
+    plan: Plan
+    out: Path | None
+
+    @property
+    def by_type(self) -> dict[str, int]:
+        """The number of rules of each type, in the order they first appear."""
+        counts: dict[str, int] = {}
+        for rule in self.plan.rules:
+            counts[rule.type] = counts.get(rule.type, 0) + 1
+        return counts
+
+    def as_json(self) -> dict[str, Any]:
+        """Without `out`, the plan file itself; with it, what was written where."""
+        if self.out is None:
+            return self.plan.as_file()
+        return {
+            "name": self.plan.name,
+            "trackingPlanId": self.plan.meta.get("trackingPlanId"),
+            "rules": len(self.plan.rules),
+            "by_type": self.by_type,
+            "out": str(self.out),
+        }
+
+    @property
+    def exit_code(self) -> ExitCode:
+        return ExitCode.OK
+
+    @property
+    def problem(self) -> str | None:
+        return None
+
+
+def pull(request: PullRequest, *, on_wait: Callable[[str], None] | None = None) -> PullResult:
+    """Read the plan's rules (every page) and, with `out`, write them as a plan file."""
+    plan_id = request.plan_id
     if not plan_id.strip():
         raise ConfigError("--tracking-plan is empty: give the tracking plan's id")
-    values = profile.resolve(profile_flag, connection_flags(token, api_host)).values
-    with open_client(values, on_wait, timeout=timeout) as client:
+    values = request.settings.values
+    with open_client(values, on_wait, timeout=request.timeout) as client:
         try:
             about = client.get_tracking_plan(plan_id)
         except RemoteRefused as exc:
@@ -60,21 +98,6 @@ def pull(
     except ConfigError as exc:
         # What Segment sent is not a usable plan: that is Segment's answer, not our config.
         raise RemoteRefused(f"Segment Public API: {exc.message}") from None
-    if out is not None:
-        save_plan(plan, out)
-    return summary_of(plan, out)
-
-
-def summary_of(plan: Plan, out: Path | None) -> dict[str, Any]:
-    """What `plan pull` reports: the plan, the number of rules by type, where it went."""
-    by_type: dict[str, int] = {}
-    for rule in plan.rules:
-        by_type[rule.type] = by_type.get(rule.type, 0) + 1
-    return {
-        "name": plan.name,
-        "trackingPlanId": plan.meta.get("trackingPlanId"),
-        "rules": len(plan.rules),
-        "by_type": by_type,
-        "out": str(out) if out is not None else None,
-        "plan": plan.as_file() if out is None else None,
-    }
+    if request.out is not None:
+        save_plan(plan, request.out)
+    return PullResult(plan, request.out)

@@ -19,7 +19,7 @@ from datetime import datetime, timedelta, timezone
 from typing import Any, Literal
 
 from cmdai_cli import catalogue, redact
-from cmdai_cli.destination.plan import find_source
+from cmdai_cli.destination.changes import find_source
 from cmdai_cli.errors import ConfigError, ExitCode, RemoteRefused
 from cmdai_cli.public_api import DEADLINE_FACTOR, PublicApi
 from cmdai_cli.retry import RetryPolicy

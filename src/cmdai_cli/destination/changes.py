@@ -1,8 +1,8 @@
-"""From what Segment has to what it should have: `plan` reads and lists the writes.
+"""From what Segment has to what it should have: `find_changes` reads and lists the writes.
 
-`plan` returns the differences and the list of writes, which `apply` (destination/apply.py)
-sends. A second plan after a complete apply is empty, and one after a part-way apply
-holds exactly the writes still missing.
+`find_changes` returns a `ChangeSet`: the differences and the writes (`Change`), which
+`apply` (destination/apply.py) sends. A second change set after a complete apply is
+empty, and one after a part-way apply holds exactly the writes still missing.
 """
 
 from __future__ import annotations
@@ -28,12 +28,12 @@ from cmdai_cli.destination.desired import (
     mask_keys,
 )
 
-# ---------------------------------------------------------------- plan
+# ---------------------------------------------------------------- changes
 
 
 @dataclass(frozen=True)
-class Write:
-    """One write request; `needs` names a destination created earlier in the same plan."""
+class Change:
+    """One write request; `needs` names a destination created earlier in the same change set."""
 
     method: str
     path: str
@@ -44,14 +44,23 @@ class Write:
     needs: str | None = None
     secrets: frozenset[str] = frozenset()
 
-    def shown(self) -> dict[str, Any]:
-        path = self.path
+    @property
+    def shown_path(self) -> str:
         if self.needs:
-            path = path.replace(slot(self.needs), f"<id of the new {self.needs} destination>")
+            return self.path.replace(slot(self.needs), f"<id of the new {self.needs} destination>")
+        return self.path
+
+    @property
+    def shown_body(self) -> dict[str, Any]:
+        """The body with every secret masked, for output."""
+        body: dict[str, Any] = mask_keys(self.body, self.secrets)
+        return body
+
+    def shown(self) -> dict[str, Any]:
         return {
             "method": self.method,
-            "path": path,
-            "body": mask_keys(self.body, self.secrets),
+            "path": self.shown_path,
+            "body": self.shown_body,
             "what": self.what,
         }
 
@@ -73,21 +82,63 @@ class Difference:
         return {"resource": self.resource, "action": self.action, "fields": self.fields}
 
 
+@dataclass(frozen=True)
+class SourceRef:
+    """The source the changes are for, as Segment names it."""
+
+    id: Any
+    slug: Any
+    name: Any
+
+    @property
+    def label(self) -> str:
+        return f"{self.slug or self.name} ({self.id})"
+
+    def as_json(self) -> dict[str, Any]:
+        return {"id": self.id, "slug": self.slug, "name": self.name}
+
+
+@dataclass(frozen=True)
+class RemoteDestination:
+    """A destination as Segment holds it (secret settings masked), and its subscriptions
+    as Segment lists them."""
+
+    id: str
+    name: Any
+    enabled: Any
+    settings: Any
+    subscriptions: list[dict[str, Any]]
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "destination": {
+                "id": self.id,
+                "name": self.name,
+                "enabled": self.enabled,
+                "settings": self.settings,
+            },
+            "subscriptions": self.subscriptions,
+        }
+
+
 @dataclass
-class Plan:
-    source: dict[str, Any]
+class ChangeSet:
+    """What Segment holds for the source (`found`: by kind, None when absent), how it
+    differs from the desired set-up, and the writes that make them the same."""
+
+    source: SourceRef
     differences: list[Difference]
-    writes: list[Write]
-    remote: dict[str, Any]
+    changes: list[Change]
+    found: dict[str, RemoteDestination | None]
     warnings: list[str] = field(default_factory=list)
 
     @property
-    def changes(self) -> bool:
-        return bool(self.writes)
+    def in_sync(self) -> bool:
+        return not self.changes
 
 
-def _source_summary(source: Mapping[str, Any]) -> dict[str, Any]:
-    return {"id": source.get("id"), "slug": source.get("slug"), "name": source.get("name")}
+def _source_ref(source: Mapping[str, Any]) -> SourceRef:
+    return SourceRef(source.get("id"), source.get("slug"), source.get("name"))
 
 
 def find_source(sources: list[dict[str, Any]], ref: str) -> dict[str, Any]:
@@ -115,7 +166,7 @@ def _metadata_id(destination: Mapping[str, Any]) -> Any:
 
 
 class _Reader:
-    """The reads of one plan, each done once."""
+    """The reads of one change set, each done once."""
 
     def __init__(self, client: PublicApi) -> None:
         self.client = client
@@ -158,19 +209,19 @@ def _secret_state(value: Any) -> str:
     return "(set)" if value not in (None, "") else "(not set)"
 
 
-def _plan_destination(
+def _compare_destination(
     reader: _Reader,
     connected: list[dict[str, Any]],
     desired: Destination,
     *,
     source_id: str,
     secret_given: bool,
-    plan: Plan,
+    changeset: ChangeSet,
 ) -> None:
-    remote = _find_remote(reader, connected, desired, plan.warnings)
+    remote = _find_remote(reader, connected, desired, changeset.warnings)
     title = desired.title
     if remote is None:
-        plan.remote[desired.kind] = None
+        changeset.found[desired.kind] = None
         body = {
             "sourceId": source_id,
             "metadataId": desired.metadata_id,
@@ -178,7 +229,7 @@ def _plan_destination(
             "enabled": desired.enabled,
             "settings": copy.deepcopy(desired.settings),
         }
-        plan.differences.append(
+        changeset.differences.append(
             Difference(
                 title,
                 "create",
@@ -188,8 +239,8 @@ def _plan_destination(
                 ],
             )
         )
-        plan.writes.append(
-            Write(
+        changeset.changes.append(
+            Change(
                 "POST",
                 "/destinations",
                 body,
@@ -199,9 +250,9 @@ def _plan_destination(
             )
         )
         for sub in desired.subscriptions:
-            plan.differences.append(Difference(f"{title} subscription {sub.key}", "create"))
-            plan.writes.append(
-                Write(
+            changeset.differences.append(Difference(f"{title} subscription {sub.key}", "create"))
+            changeset.changes.append(
+                Change(
                     "POST",
                     f"/destinations/{slot(desired.kind)}/subscriptions",
                     sub.body(),
@@ -248,10 +299,10 @@ def _plan_destination(
             {"field": "enabled", "remote": remote.get("enabled"), "desired": desired.enabled}
         )
         patch["enabled"] = desired.enabled
-    plan.differences.append(Difference(title, "update" if patch else "same", changed))
+    changeset.differences.append(Difference(title, "update" if patch else "same", changed))
     if patch:
-        plan.writes.append(
-            Write(
+        changeset.changes.append(
+            Change(
                 "PATCH",
                 f"/destinations/{quote(destination_id, safe='')}",
                 patch,
@@ -261,18 +312,16 @@ def _plan_destination(
         )
 
     remote_subs = reader.subscriptions(destination_id)
-    plan.remote[desired.kind] = {
-        "destination": {
-            "id": destination_id,
-            "name": remote.get("name"),
-            "enabled": remote.get("enabled"),
-            "settings": mask_keys(remote_settings, desired.secrets),
-        },
-        "subscriptions": [_remote_sub_summary(s) for s in remote_subs],
-    }
+    changeset.found[desired.kind] = RemoteDestination(
+        id=destination_id,
+        name=remote.get("name"),
+        enabled=remote.get("enabled"),
+        settings=mask_keys(remote_settings, desired.secrets),
+        subscriptions=[_remote_sub_summary(s) for s in remote_subs],
+    )
     used: set[str] = set()
     for sub in desired.subscriptions:
-        _plan_subscription(remote_subs, used, sub, destination_id, title, plan)
+        _compare_subscription(remote_subs, used, sub, destination_id, title, changeset)
 
 
 def _remote_sub_summary(sub: Mapping[str, Any]) -> dict[str, Any]:
@@ -286,13 +335,13 @@ def _remote_sub_summary(sub: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
-def _plan_subscription(
+def _compare_subscription(
     remote_subs: list[dict[str, Any]],
     used: set[str],
     sub: Subscription,
     destination_id: str,
     title: str,
-    plan: Plan,
+    changeset: ChangeSet,
 ) -> None:
     resource = f"{title} subscription {sub.key}"
     same_action = [
@@ -304,9 +353,9 @@ def _plan_subscription(
     match = (named or same_action)[0] if (named or same_action) else None
     base = f"/destinations/{quote(destination_id, safe='')}/subscriptions"
     if match is None:
-        plan.differences.append(Difference(resource, "create"))
-        plan.writes.append(
-            Write("POST", base, sub.body(), f"create the {title}'s {sub.key} subscription", True)
+        changeset.differences.append(Difference(resource, "create"))
+        changeset.changes.append(
+            Change("POST", base, sub.body(), f"create the {title}'s {sub.key} subscription", True)
         )
         return
     used.add(str(match.get("id")))
@@ -320,10 +369,10 @@ def _plan_subscription(
     if settings is not None:
         changes["settings"], changed = settings
         fields.extend(changed)
-    plan.differences.append(Difference(resource, "update" if changes else "same", fields))
+    changeset.differences.append(Difference(resource, "update" if changes else "same", fields))
     if changes:
-        plan.writes.append(
-            Write(
+        changeset.changes.append(
+            Change(
                 "PATCH",
                 f"{base}/{quote(str(match.get('id')), safe='')}",
                 {"input": changes},
@@ -357,9 +406,9 @@ def managed_settings_change(
     return {**copy.deepcopy(theirs), **copy.deepcopy(dict(desired))}, changed
 
 
-def plan(
+def find_changes(
     client: PublicApi, source_ref: str, desired: list[Destination], *, secret_given: bool = False
-) -> Plan:
+) -> ChangeSet:
     """Read Segment's state for `source_ref` and list the writes that reach `desired`.
 
     `secret_given`: the user gave a shared secret now, so it is written even though the
@@ -368,15 +417,15 @@ def plan(
     source = find_source(client.list_sources(), source_ref)
     source_id = str(source["id"])
     connected = client.list_connected_destinations(source_id)
-    result = Plan(_source_summary(source), [], [], {})
+    result = ChangeSet(_source_ref(source), [], [], {})
     reader = _Reader(client)
     for destination in desired:
-        _plan_destination(
+        _compare_destination(
             reader,
             connected,
             destination,
             source_id=source_id,
             secret_given=secret_given,
-            plan=result,
+            changeset=result,
         )
     return result

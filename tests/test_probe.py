@@ -2,28 +2,26 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import pytest
 
-from cmdai_cli import test_event
+from cmdai_cli import probe
 from cmdai_cli.commands._options import REGIONS
 from cmdai_cli.errors import ExitCode, UsageError
 from cmdai_cli.segment import sender
 from cmdai_cli.segment.messages import REGION_HOSTS
 
 
-def summary(status: str, code: int | None, *, local: bool = False) -> dict[str, Any]:
-    return {
-        "messageId": "m1",
-        "event": "x",
-        "type": "track",
-        "host": "http://127.0.0.1:9",
-        "status": status,
-        "httpStatus": code,
-        "detail": "because",
-        "local": local,
-    }
+def summary(status: str, code: int | None, *, local: bool = False) -> probe.Sent:
+    return probe.Sent(
+        message_id="m1",
+        event="x",
+        type="track",
+        host="http://127.0.0.1:9",
+        status=status,
+        http_status=code,
+        detail="because",
+        local=local,
+    )
 
 
 @pytest.mark.parametrize(
@@ -38,32 +36,35 @@ def summary(status: str, code: int | None, *, local: bool = False) -> dict[str, 
     ],
 )
 def test_one_exit_rule(status: str, code: int | None, exit_code: ExitCode) -> None:
-    problem = test_event.failure(summary(status, code))
+    problem = probe.failure(summary(status, code))
     assert problem is not None
     assert problem.exit_code == exit_code
 
 
 def test_an_accepted_event_is_no_failure_unless_it_never_arrived_locally() -> None:
-    assert test_event.failure(summary("accepted", 200)) is None
-    lost = test_event.failure(summary("accepted", 200, local=True))
+    assert probe.failure(summary("accepted", 200)) is None
+    lost = probe.failure(summary("accepted", 200, local=True))
     assert lost is not None and lost.exit_code == ExitCode.FAILURE
 
 
 def test_hints_for_refusals_and_failures_are_the_segment_layers() -> None:
-    refused = test_event.failure(summary("refused", 401))
+    refused = probe.failure(summary("refused", 401))
     assert refused is not None and refused.hint == sender.SEGMENT_HINTS[401]
-    failed = test_event.failure(summary("refused", 503))
+    failed = probe.failure(summary("refused", 503))
     assert failed is not None and failed.hint == sender.SERVER_FAILED_HINT
+    detail, hint = sender.not_taken("h", 418, "tea", "the test event")
+    assert detail == "h refused the test event: HTTP 418: tea"
+    assert hint == sender.SEGMENT_HOST_HINT
 
 
 def test_build_and_properties() -> None:
-    message, name = test_event.build()
+    message, name = probe.build()
     assert message["type"] == "track" and name == message["event"]
-    assert test_event.parse_properties(["a=3", "b=x", "c={}"]) == {"a": 3, "b": "x", "c": {}}
+    assert probe.parse_properties(["a=3", "b=x", "c={}"]) == {"a": 3, "b": "x", "c": {}}
     with pytest.raises(UsageError):
-        test_event.parse_properties(["novalue"])
+        probe.parse_properties(["novalue"])
     with pytest.raises(UsageError):
-        test_event.build(None, "u", "a")
+        probe.build(None, "u", "a")
 
 
 def test_the_region_choice_is_the_profiles() -> None:
