@@ -179,7 +179,8 @@ def test_sigterm_also_stops_cleanly(listeners: list[Listener]) -> None:
 def test_serve_stops_on_a_signal_and_puts_the_handlers_back() -> None:
     import urllib.request
 
-    from cmdai_cli.receiver.listen import Listening, serve
+    from cmdai_cli.receiver import ListenOptions
+    from cmdai_cli.receiver.listen import Listening, run
 
     before = signal.getsignal(signal.SIGTERM)
     arrived: list[str] = []
@@ -193,14 +194,14 @@ def test_serve_stops_on_a_signal_and_puts_the_handlers_back() -> None:
             assert response.status == 200
         os.kill(os.getpid(), signal.SIGTERM)
 
-    stats = serve(
-        bind="127.0.0.1",
-        port=0,
-        write_key=None,
-        out=None,
+    result = run(
+        ListenOptions(),
         on_batch=lambda batch: arrived.extend(r.message["event"] for r in batch),
         on_start=on_start,
-    ).stats
+    )
+    stats = result.stats
+    assert (result.ended_by, result.exit_code, result.problem) == ("signal", 0, None)
+    assert result.as_json() == {"summary": stats.as_dict()}
     assert (stats.requests, stats.accepted) == (1, 1)
     assert arrived == ["x"]
     assert started[0].url.startswith("http://127.0.0.1:") and not started[0].unguarded
@@ -209,12 +210,10 @@ def test_serve_stops_on_a_signal_and_puts_the_handlers_back() -> None:
 
 def test_serve_refuses_a_port_out_of_range() -> None:
     from cmdai_cli.errors import UsageError
-    from cmdai_cli.receiver.listen import serve
+    from cmdai_cli.receiver import ListenOptions
 
     with pytest.raises(UsageError, match="not a port number"):
-        serve(
-            bind="127.0.0.1", port=70000, write_key=None, out=None, on_batch=print, on_start=print
-        )
+        ListenOptions(port=70000)
 
 
 def test_rows_show_type_summary_user_and_flags() -> None:
@@ -253,9 +252,9 @@ def run_node_sdk(url: str, key: str) -> list[dict[str, Any]]:
 
 
 def test_node_sdk_round_trips_every_type() -> None:
-    from cmdai_cli.receiver import Receiver
+    from cmdai_cli.receiver import ListenOptions, Receiver
 
-    with Receiver(write_key=WRITE_KEY) as rx:
+    with Receiver(ListenOptions(write_key=WRITE_KEY)) as rx:
         results = run_node_sdk(rx.url, WRITE_KEY)
         arrived = {r.message["messageId"]: r for r in rx.messages()}
     kinds = ["identify", "track", "page", "screen", "group", "alias"]
@@ -275,9 +274,9 @@ def test_node_sdk_round_trips_every_type() -> None:
 
 
 def test_node_sdk_sees_a_wrong_key_refused_when_asked() -> None:
-    from cmdai_cli.receiver import Receiver
+    from cmdai_cli.receiver import ListenOptions, Receiver
 
-    with Receiver(write_key=WRITE_KEY, reject_wrong_key=True) as rx:
+    with Receiver(ListenOptions(write_key=WRITE_KEY, reject_wrong_key=True)) as rx:
         results = run_node_sdk(rx.url, "not-the-key-123")
         assert rx.messages() == []
         assert rx.stats.rejected.get(401, 0) >= 1
@@ -285,9 +284,9 @@ def test_node_sdk_sees_a_wrong_key_refused_when_asked() -> None:
 
 
 def test_node_sdk_then_expect_passes_and_fails(cli) -> None:
-    from cmdai_cli.receiver import Receiver
+    from cmdai_cli.receiver import ListenOptions, Receiver
 
-    with Receiver(write_key=WRITE_KEY) as rx:
+    with Receiver(ListenOptions(write_key=WRITE_KEY)) as rx:
         run_node_sdk(rx.url, WRITE_KEY)
         met = cli("expect", "--from", rx.url, "--event", "opened", "--user-id", "user-1",
                   "--property", "trigger=keyboard", "--no-flagged", "--catalogue")  # fmt: skip

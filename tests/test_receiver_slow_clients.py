@@ -15,8 +15,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from cmdai_cli.receiver import Receiver
-from cmdai_cli.receiver.server import Limits
+from cmdai_cli.receiver import ListenOptions, Receiver
+from cmdai_cli.receiver.connection import Limits
 
 from .receiver_http import msg, post
 
@@ -25,7 +25,7 @@ SHORT = Limits(header_timeout=0.5, body_timeout=0.5, idle_timeout=0.5, max_conne
 
 @pytest.fixture
 def rx() -> Iterator[Receiver]:
-    with Receiver(limits=SHORT, keep=50) as receiver:
+    with Receiver(ListenOptions(limits=SHORT, keep=50)) as receiver:
         yield receiver
 
 

@@ -19,7 +19,7 @@ import orjson
 from cmdai_cli.event_names import ALL
 from cmdai_cli.expect.expectations import Expectation
 from cmdai_cli.expect.sources import Counts, Item, Source
-from cmdai_cli.receiver.kept import Query
+from cmdai_cli.receiver.store import Query
 
 if TYPE_CHECKING:
     from cmdai_cli.plans import Validator

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 import orjson
 
 from cmdai_cli.errors import DataError
-from cmdai_cli.receiver.kept import DUPLICATE, Query
+from cmdai_cli.receiver.store import DUPLICATE, Query
 from cmdai_cli.segment.messages import flags_for
 
 if TYPE_CHECKING:

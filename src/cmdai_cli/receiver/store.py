@@ -1,26 +1,38 @@
-"""What a receiver holds in memory: the last N messages, counts of all, and a query.
+"""What a receiver holds: the messages it accepted, its counts, and the `out` file.
 
-The `out` file keeps every message; this keeps the newest `keep` (the oldest are dropped
-and counted) so that memory stays bounded however long `cmdai listen` runs. Each entry
-is the message's encoded line plus the few fields the inspection API filters on, so a
-query over 100,000 messages decodes only what it returns. Counts (by type, by event
-name, by flag, rejected requests) cover everything since the start or the last reset.
+`Store` is the one owner of that state, thread-safe: the server's loop writes each
+request's messages to the `out` file before they are acknowledged and counts requests;
+the work after the answer (`accept`) keeps and flags the messages and hands them to
+`on_batch`; readers (the inspection API, `wait_for`, the final counts) see every
+request answered before they asked. Write keys never reach it (see `protocol`).
 
-Not thread-safe on its own: the receiver calls `add_batch` and `reject` under its lock,
-and `rows()` copies under the same lock before a query runs without it.
+The `out` file keeps every message; memory keeps the newest `keep` (`Kept`: the oldest
+are dropped and counted) so that it stays bounded however long `cmdai listen` runs.
+Each entry is the message's encoded line plus the few fields the inspection API filters
+on, so a query over 100,000 messages (`Query`) decodes only what it returns. `Kept`'s
+counts (by type, by event name, by flag, rejected requests) cover everything since the
+start or the last reset; `Stats`, the whole run.
 """
 
 from __future__ import annotations
 
+import logging
+import threading
+import time
 from collections import Counter, OrderedDict, deque
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Any, NamedTuple, Protocol, TypeVar
+from pathlib import Path
+from typing import IO, Any, NamedTuple, Protocol, TypeVar
 
 import orjson
 
+from cmdai_cli.errors import UsageError
+from cmdai_cli.receiver.protocol import now_stamp
 from cmdai_cli.segment.messages import flags_for
+
+log = logging.getLogger("cmdai")
 
 DUPLICATE = "duplicate messageId"
 
@@ -162,7 +174,11 @@ def stamp(value: str) -> str:
 
 @dataclass
 class Kept:
-    """The newest `keep` messages and counts of everything since the start or a reset."""
+    """The newest `keep` messages and counts of everything since the start or a reset.
+
+    Not thread-safe on its own: the `Store` calls it under its lock, and `rows()` copies
+    under the same lock before a query runs without it.
+    """
 
     keep: int = 100_000
     remember_ids: int = 100_000
@@ -265,3 +281,249 @@ class Kept:
             "rejected": {str(status): n for status, n in sorted(self.rejected.items())},
             "since": self.since,
         }
+
+
+# A request's accepted messages: each decoded, encoded (one line of `out`), and the
+# flags the request itself earned (see `protocol.parse_encoded`).
+Parsed = list[tuple[dict[str, Any], bytes, tuple[str, ...]]]
+
+
+@dataclass(slots=True)
+class Received:
+    """One accepted message, as stored: write key removed, batch context merged.
+
+    `raw` is the message as one compact JSON line (no newline), as written to `out`.
+    """
+
+    message: dict[str, Any]
+    flags: tuple[str, ...]
+    received_at: str
+    path: str
+    raw: bytes = field(default=b"", repr=False)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "receivedAt": self.received_at,
+            "path": self.path,
+            "flags": list(self.flags),
+            "message": self.message,
+        }
+
+    def as_json_line(self) -> bytes:
+        """`as_dict()` as one JSON line, reusing the already encoded message."""
+        raw = self.raw or orjson.dumps(self.message)
+        head = orjson.dumps(
+            {"receivedAt": self.received_at, "path": self.path, "flags": list(self.flags)}
+        )
+        return head[:-1] + b',"message":' + raw + b"}\n"
+
+
+@dataclass
+class Stats:
+    """Counts since the receiver started (a reset does not touch them)."""
+
+    requests: int = 0
+    accepted: int = 0
+    flagged: int = 0
+    rejected: dict[int, int] = field(default_factory=dict)
+    dropped_connections: int = 0
+    callback_errors: int = 0
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "requests": self.requests,
+            "accepted": self.accepted,
+            "flagged": self.flagged,
+            "rejected": {str(k): v for k, v in sorted(self.rejected.items())},
+            "droppedConnections": self.dropped_connections,
+        }
+
+
+class Store:
+    """The messages a receiver accepted (`Kept`), its counts (`Stats`), its `out` file.
+
+    `on_batch` is called with each request's messages after they are kept, and `check`
+    gives more flags for each (`listen --plan`: a tracking plan's); errors in `on_batch`
+    are counted, never fatal.
+    """
+
+    def __init__(
+        self,
+        *,
+        keep: int,
+        remember_ids: int,
+        out: Path | None = None,
+        on_batch: Callable[[list[Received]], Any] | None = None,
+        check: Callable[[Mapping[str, Any]], tuple[str, ...]] | None = None,
+    ) -> None:
+        self.out_path = out
+        self.on_batch = on_batch
+        self.check = check
+        # Kept encoded: thousands of retained dicts would make every GC pass slower.
+        self.kept = Kept(keep=keep, remember_ids=remember_ids)
+        self._stats = Stats()
+        # Requests answered whose bookkeeping (flags, list, callbacks) is still running,
+        # by ticket: a reader waits only for those answered before it asked.
+        self._settling: set[int] = set()
+        self._tickets = 0
+        self._lock = threading.Lock()
+        self._out_lock = threading.Lock()
+        self._arrived = threading.Condition(self._lock)
+        self._out: IO[bytes] | None = None
+
+    def open(self) -> None:
+        """Open the `out` file for appending (UsageError when it cannot be)."""
+        if self.out_path is not None:
+            try:
+                self._out = self.out_path.open("ab")
+            except OSError as exc:
+                where = self.out_path
+                raise UsageError(f"{where}: cannot open for writing: {exc.strerror}") from None
+
+    def close(self) -> None:
+        with self._out_lock:
+            if self._out is not None:
+                self._out.close()
+                self._out = None
+
+    # ------------------------------------------------------------------ taking in
+
+    def count_request(self) -> None:
+        with self._lock:
+            self._stats.requests += 1
+
+    def count_rejected(self, status: int) -> None:
+        with self._lock:
+            self._stats.rejected[status] = self._stats.rejected.get(status, 0) + 1
+            self.kept.reject(status)
+
+    def count_drop(self) -> None:
+        with self._lock:
+            self._stats.dropped_connections += 1
+
+    def write(self, messages: Parsed) -> None:
+        """Append the messages to `out`: before they are acknowledged (OSError if not)."""
+        if self._out is None:
+            return
+        data = b"\n".join(raw for _, raw, _ in messages) + b"\n"
+        with self._out_lock:
+            if self._out is not None:
+                self._out.write(data)
+                self._out.flush()
+
+    def accept(self, path: str, messages: Parsed, now: str) -> Callable[[], None]:
+        """The bookkeeping of acknowledged messages, to run after their answer.
+
+        Readers wait for it from now on, so that what a client saw acknowledged is
+        always visible to them.
+        """
+        with self._lock:
+            self._tickets += 1
+            ticket = self._tickets
+            self._settling.add(ticket)
+        return lambda: self._keep(path, messages, now, ticket)
+
+    def _keep(self, path: str, messages: Parsed, now: str, ticket: int) -> None:
+        accepted: list[Received] = []
+        try:
+            check = self.check
+            if check is not None:
+                messages = [(m, raw, flags + check(m)) for m, raw, flags in messages]
+            with self._lock:
+                all_flags = self.kept.add_batch(messages, now, path)
+                if self.on_batch is not None:
+                    accepted = [
+                        Received(message, flags, now, path, raw)
+                        for (message, raw, _), flags in zip(messages, all_flags, strict=True)
+                    ]
+                self._stats.flagged += sum(1 for flags in all_flags if flags)
+                self._stats.accepted += len(messages)
+            if accepted and self.on_batch is not None:
+                try:
+                    self.on_batch(accepted)
+                except Exception:
+                    with self._lock:
+                        self._stats.callback_errors += 1
+                    log.debug("a receiver callback failed", exc_info=True)
+        finally:
+            with self._lock:
+                self._settling.discard(ticket)
+                self._arrived.notify_all()
+
+    # ------------------------------------------------------------------ reading
+
+    def _settle(self) -> None:
+        # Readers wait for the bookkeeping of requests answered before they asked; those
+        # answered later are not waited for, so a busy intake never holds a reader up.
+        pending = set(self._settling)
+        if pending:
+            self._arrived.wait_for(lambda: not (pending & self._settling), timeout=5)
+
+    @property
+    def stats(self) -> Stats:
+        """Counters, including every request answered so far."""
+        with self._arrived:
+            self._settle()
+            return self._stats
+
+    def messages(self) -> list[Received]:
+        """The kept messages, oldest first (all answered requests' included)."""
+        return [_received(entry) for entry in self.entries()]
+
+    def entries(self) -> list[Entry]:
+        """The kept messages, encoded, oldest first (all answered requests' included)."""
+        with self._arrived:
+            self._settle()
+            return self.kept.entries()
+
+    def rows(self) -> list[Row]:
+        """The kept rows, oldest first (all answered requests' included): for queries."""
+        with self._arrived:
+            self._settle()
+            return self.kept.rows()
+
+    def summary(self) -> dict[str, Any]:
+        """Counts since the start or the last reset, as `GET /cmdai/summary` gives them."""
+        with self._arrived:
+            self._settle()
+            return self.kept.summary()
+
+    def forget(self) -> int:
+        """Forget the kept messages and their counts (the `out` file stays); how many."""
+        with self._arrived:
+            self._settle()
+            return self.kept.reset(now_stamp())
+
+    def wait_for(
+        self, count: int = 1, *, message_id: str | None = None, timeout: float = 5.0
+    ) -> list[Received]:
+        """Wait until `count` messages (or the one with `message_id`) have arrived.
+
+        Returns the matching messages so far, which may be fewer on timeout.
+        """
+        deadline = time.monotonic() + timeout
+        needle = None if message_id is None else orjson.dumps({"messageId": message_id})[1:-1]
+
+        def matching() -> list[Received]:
+            kept = [
+                _received(entry)
+                for entry in self.kept.entries()
+                if needle is None or needle in entry.raw
+            ]
+            if message_id is None:
+                return kept
+            return [r for r in kept if r.message.get("messageId") == message_id]
+
+        with self._arrived:
+            found = matching()
+            while len(found) < count:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    break
+                self._arrived.wait(remaining)
+                found = matching()
+            return found
+
+
+def _received(entry: Entry) -> Received:
+    return Received(orjson.loads(entry.raw), entry.flags, entry.received_at, entry.path, entry.raw)
