@@ -115,11 +115,19 @@ class Connection(asyncio.Protocol):
         self.enter("new", self.limits.idle_timeout)
 
     def data_received(self, data: bytes) -> None:
-        if self.phase == "closed":
+        phase = self.phase
+        if phase == "closed":
             return
-        if self.phase in ("new", "idle"):
+        if phase in ("new", "idle"):
             self.enter("head", self.limits.header_timeout)
         self.http.receive_data(data)
+        if phase == "handling":
+            # Pipelined requests that arrive while one is answered wait in h11's buffer,
+            # and nothing more is read until the next cycle takes them: read on, a
+            # client that never reads its answers had 11 MB held within 3 s, each
+            # request's parse slower the more was held.
+            self.pause_reading()
+            return
         self.process()
 
     def eof_received(self) -> bool | None:
@@ -248,8 +256,7 @@ class Connection(asyncio.Protocol):
     def complete(self) -> None:
         request = self.request
         assert request is not None
-        # Reading goes on: a request that arrives before this one's work is done waits
-        # in h11's buffer, which h11 holds at PAUSED (and reading stops) if it grows.
+        # What arrives before this one is answered waits (see `data_received`).
         self.enter("handling", None)
         complete = Request(
             request.method.decode("latin-1"),
