@@ -176,6 +176,50 @@ def test_sigterm_also_stops_cleanly(listeners: list[Listener]) -> None:
     assert listener.proc.returncode == 0, err
 
 
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_an_idle_listen_stops_at_once(listeners: list[Listener], sig: int) -> None:
+    listener = Listener("--json")
+    listeners.append(listener)
+    listener.proc.send_signal(sig)
+    # Nothing to drain: the wait for the signal is the whole of the stop.
+    assert listener.proc.wait(timeout=0.2) == 0
+
+
+def test_a_second_signal_ends_a_stuck_stop_at_once(listeners: list[Listener]) -> None:
+    import http.client
+    import socket
+    import time
+
+    listener = Listener("--json")
+    listeners.append(listener)
+    port = int(json.loads(listener.first)["listening"].rsplit(":", 1)[1])
+    # Nobody reads listen's output from now on: once the pipe is full, its printing
+    # blocks, the work after the answers piles up, and requests are answered 503.
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    body = json.dumps({"batch": [{"type": "track", "event": "x" * 5000, "userId": "u"}] * 20})
+    deadline = time.monotonic() + 30
+    while True:
+        conn.request("POST", "/v1/batch", body=body)
+        response = conn.getresponse()
+        response.read()
+        if response.status == 503:
+            break
+        assert time.monotonic() < deadline, "the printing never blocked"
+    conn.close()
+    listener.proc.send_signal(signal.SIGINT)
+    # The stop has begun once the port is closed; it then waits for the printing.
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+        except ConnectionRefusedError:
+            break
+        assert time.monotonic() < deadline, "listen never stopped listening"
+    listener.proc.send_signal(signal.SIGINT)
+    assert listener.proc.wait(timeout=3) == 130
+    assert listener.proc.stderr is not None
+    assert "stopped at once" in listener.proc.stderr.read()
+
+
 def test_serve_stops_on_a_signal_and_puts_the_handlers_back() -> None:
     import urllib.request
 

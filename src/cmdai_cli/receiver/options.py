@@ -12,6 +12,7 @@ from pathlib import Path
 from cmdai_cli.errors import UsageError
 from cmdai_cli.receiver.connection import Limits
 
+
 @dataclass(frozen=True)
 class ListenOptions:
     """A receiver's settings, and a listen's; defaults suit a receiver in a test.
