@@ -313,7 +313,7 @@ class Connection(asyncio.Protocol):
                 data = (data or b"") + (http.send(h11.Data(data=payload)) or b"")
             data = (data or b"") + (http.send(h11.EndOfMessage()) or b"")
         except h11.LocalProtocolError:
-            # h11 cannot answer in the state the client left it in (no request yet).
+            # h11 refuses an answer in the state the client left it in.
             self.abort()
             return
         self.write(data)
