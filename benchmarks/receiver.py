@@ -56,9 +56,13 @@ def serve_sink() -> None:
 
 
 def serve_receiver(out: str) -> None:
-    from cmdai_cli.receiver import Receiver
+    from cmdai_cli import receiver as package
 
-    receiver = Receiver(port=0, out=out, keep=1000).start()
+    options = getattr(package, "ListenOptions", None)
+    if options is None:  # a tree from before ListenOptions (--compare)
+        receiver = package.Receiver(port=0, out=out, keep=1000).start()
+    else:
+        receiver = package.Receiver(options(out=Path(out), keep=1000)).start()
     print(json.dumps({"listening": receiver.url}), flush=True)
     while True:
         time.sleep(3600)

@@ -37,7 +37,8 @@ from typing import Any
 
 import orjson
 
-from cmdai_cli.receiver import Receiver
+from cmdai_cli.receiver import ListenOptions, Receiver
+from cmdai_cli.receiver.connection import Limits
 
 WRITE_KEY = "wk_benchmark_0123456789abcdef"
 
@@ -176,7 +177,7 @@ class CountingSink:
 def run(command: list[str], env: dict[str, str], count: int, sink: str) -> tuple[float, int]:
     """Run `command` against a fresh sink; (seconds, peak RSS in KiB)."""
     server: Any = (
-        Receiver(keep=10, remember_ids=count + 1, max_connections=64)
+        Receiver(ListenOptions(keep=10, remember_ids=count + 1, limits=Limits(max_connections=64)))
         if sink == "receiver"
         else CountingSink()
     )

@@ -26,7 +26,7 @@ from typing import Any
 
 import orjson
 
-from cmdai_cli.receiver.protocol import Rejected, basic_auth_key, decode_body, parse_messages
+from cmdai_cli.receiver.protocol import Rejected, basic_auth_key, decode_body, parse_encoded
 
 
 @dataclass(frozen=True)
@@ -249,9 +249,10 @@ class FaultServer:
         if self.kind == "segment":
             body = decode_body(raw, headers.get("Content-Encoding"))
             key = basic_auth_key(headers.get("Authorization"))
-            messages = parse_messages(
-                handler.path, body, write_key=self.write_key, auth_key=key, reject_wrong_key=True
+            parsed = parse_encoded(
+                handler.path, body, self.write_key, key, None, reject_wrong_key=True
             )
+            messages = [message for message, _, _ in parsed]
             return [str(m.get("messageId")) for m in messages], messages
         if self.auth is not None and headers.get(self.auth[0]) != self.auth[1]:
             with self._lock:

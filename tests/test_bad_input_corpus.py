@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from cmdai_cli.receiver import Receiver
+from cmdai_cli.receiver import ListenOptions, Receiver
 
 from .conftest import WRITE_KEY
 
@@ -115,7 +115,7 @@ def test_validate(cli, corpus: dict[str, Path], name: str) -> None:
 def test_replay(cli, corpus: dict[str, Path], name: str, tmp_path: Path, monkeypatch) -> None:
     monkeypatch.setenv("CMDAI_WRITE_KEY", WRITE_KEY)
     path = corpus[name]
-    with Receiver(write_key=WRITE_KEY) as receiver:
+    with Receiver(ListenOptions(write_key=WRITE_KEY)) as receiver:
         result = cli(
             "replay", str(path), "--to", "segment", "--host", receiver.url,
             "--max-record-bytes", str(LIMIT), "--checkpoint", str(tmp_path / "ck"),

@@ -16,14 +16,14 @@ from pytest_httpserver import HTTPServer
 from werkzeug import Request, Response
 
 from cmdai_cli import doctor, profile
-from cmdai_cli.receiver import Receiver
+from cmdai_cli.receiver import ListenOptions, Receiver
 
 from .conftest import SHARED_SECRET, TOKEN, WRITE_KEY
 
 
 @pytest.fixture
 def rx() -> Iterator[Receiver]:
-    with Receiver(write_key=WRITE_KEY) as receiver:
+    with Receiver(ListenOptions(write_key=WRITE_KEY)) as receiver:
         yield receiver
 
 
@@ -137,7 +137,7 @@ def test_a_401_for_the_key_fails_with_a_hint(cli, monkeypatch) -> None:
     # Segment itself takes any key (the source check tells); a 401 still comes from
     # services in between, and from `listen --reject-wrong-key`.
     monkeypatch.setenv("CMDAI_WRITE_KEY", "another-key-0123456789")
-    with Receiver(write_key=WRITE_KEY, reject_wrong_key=True) as rx:
+    with Receiver(ListenOptions(write_key=WRITE_KEY, reject_wrong_key=True)) as rx:
         monkeypatch.setenv("CMDAI_SEGMENT_HOST", rx.url)
         result = cli("doctor", "--json")
     assert result.exit_code == 1

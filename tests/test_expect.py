@@ -15,8 +15,8 @@ from cmdai_cli.expect.check import same
 from cmdai_cli.expect.expectations import Expectation, build, load_file
 from cmdai_cli.expect.run import run
 from cmdai_cli.expect.sources import CaptureFile, Collector, Item, Source
-from cmdai_cli.receiver import Receiver
-from cmdai_cli.receiver.kept import Query
+from cmdai_cli.receiver import ListenOptions, Receiver
+from cmdai_cli.receiver.store import Query
 
 from .conftest import WRITE_KEY
 
@@ -50,7 +50,7 @@ APP_EVENTS = [
 
 @pytest.fixture
 def collector(tmp_path: Path) -> Iterator[Receiver]:
-    with Receiver(write_key=WRITE_KEY, out=tmp_path / "events.ndjson") as rx:
+    with Receiver(ListenOptions(write_key=WRITE_KEY, out=tmp_path / "events.ndjson")) as rx:
         send(rx.url, APP_EVENTS)
         yield rx
 
@@ -232,7 +232,7 @@ def test_the_capture_file_answers_as_the_collector(collector: Receiver, tmp_path
 
 
 def test_no_flagged_lists_what_was_flagged(tmp_path: Path) -> None:
-    with Receiver(out=tmp_path / "events.ndjson") as rx:
+    with Receiver(ListenOptions(out=tmp_path / "events.ndjson")) as rx:
         send(
             rx.url,
             [
@@ -414,7 +414,7 @@ def test_cli_only_the_flagged_check_needs_no_expectation(cli, collector: Receive
 
 
 def test_a_count_or_a_maximum_fails_when_the_collector_dropped_messages() -> None:
-    with Receiver(keep=2) as rx:
+    with Receiver(ListenOptions(keep=2)) as rx:
         send(rx.url, [("track", ("user-1", "A"), {}) for _ in range(3)])
         report = check(
             rx.url,
@@ -435,7 +435,7 @@ def test_a_count_or_a_maximum_fails_when_the_collector_dropped_messages() -> Non
 
 
 def test_without_dropped_messages_a_count_holds() -> None:
-    with Receiver(keep=3) as rx:
+    with Receiver(ListenOptions(keep=3)) as rx:
         send(rx.url, [("track", ("user-1", "A"), {}) for _ in range(3)])
         report = check(rx.url, Expectation(event="A", count=3), Expectation(event="B"))
     assert report.outcomes[0].met
@@ -445,7 +445,7 @@ def test_without_dropped_messages_a_count_holds() -> None:
 def test_a_capture_file_flags_what_segment_s_rules_find(tmp_path: Path) -> None:
     from .receiver_http import post
 
-    with Receiver(write_key=WRITE_KEY, out=tmp_path / "events.ndjson") as rx:
+    with Receiver(ListenOptions(write_key=WRITE_KEY, out=tmp_path / "events.ndjson")) as rx:
         no_user = {"type": "track", "event": "Opened", "writeKey": WRITE_KEY}
         wrong_key = {"type": "track", "event": "Opened", "userId": "u", "writeKey": "other"}
         assert post(rx, "/v1/track", no_user)[0] == 200

@@ -176,10 +176,57 @@ def test_sigterm_also_stops_cleanly(listeners: list[Listener]) -> None:
     assert listener.proc.returncode == 0, err
 
 
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_an_idle_listen_stops_at_once(listeners: list[Listener], sig: int) -> None:
+    listener = Listener("--json")
+    listeners.append(listener)
+    listener.proc.send_signal(sig)
+    # Nothing to drain: the wait for the signal is the whole of the stop.
+    assert listener.proc.wait(timeout=0.2) == 0
+
+
+def test_a_second_signal_ends_a_stuck_stop_at_once(listeners: list[Listener]) -> None:
+    import http.client
+    import socket
+    import time
+
+    listener = Listener("--json")
+    listeners.append(listener)
+    port = int(json.loads(listener.first)["listening"].rsplit(":", 1)[1])
+    # Nobody reads listen's output from now on: once the pipe is full, its printing
+    # blocks, the work after the answers piles up, and requests are answered 503.
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    body = json.dumps({"batch": [{"type": "track", "event": "x" * 5000, "userId": "u"}] * 20})
+    deadline = time.monotonic() + 30
+    while True:
+        conn.request("POST", "/v1/batch", body=body)
+        response = conn.getresponse()
+        response.read()
+        if response.status == 503:
+            break
+        assert time.monotonic() < deadline, "the printing never blocked"
+    conn.close()
+    listener.proc.send_signal(signal.SIGINT)
+    # The stop has begun once the port is closed; it then waits for the printing.
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+        except ConnectionRefusedError:
+            break
+        except OSError:
+            pass  # reset or unanswered: caught while the port closes
+        assert time.monotonic() < deadline, "listen never stopped listening"
+    listener.proc.send_signal(signal.SIGINT)
+    assert listener.proc.wait(timeout=3) == 130
+    assert listener.proc.stderr is not None
+    assert "stopped at once" in listener.proc.stderr.read()
+
+
 def test_serve_stops_on_a_signal_and_puts_the_handlers_back() -> None:
     import urllib.request
 
-    from cmdai_cli.receiver.listen import Listening, serve
+    from cmdai_cli.receiver import ListenOptions
+    from cmdai_cli.receiver.listen import Listening, run
 
     before = signal.getsignal(signal.SIGTERM)
     arrived: list[str] = []
@@ -193,14 +240,14 @@ def test_serve_stops_on_a_signal_and_puts_the_handlers_back() -> None:
             assert response.status == 200
         os.kill(os.getpid(), signal.SIGTERM)
 
-    stats = serve(
-        bind="127.0.0.1",
-        port=0,
-        write_key=None,
-        out=None,
+    result = run(
+        ListenOptions(),
         on_batch=lambda batch: arrived.extend(r.message["event"] for r in batch),
         on_start=on_start,
-    ).stats
+    )
+    stats = result.stats
+    assert (result.ended_by, result.exit_code, result.problem) == ("signal", 0, None)
+    assert result.as_json() == {"summary": stats.as_dict()}
     assert (stats.requests, stats.accepted) == (1, 1)
     assert arrived == ["x"]
     assert started[0].url.startswith("http://127.0.0.1:") and not started[0].unguarded
@@ -209,12 +256,10 @@ def test_serve_stops_on_a_signal_and_puts_the_handlers_back() -> None:
 
 def test_serve_refuses_a_port_out_of_range() -> None:
     from cmdai_cli.errors import UsageError
-    from cmdai_cli.receiver.listen import serve
+    from cmdai_cli.receiver import ListenOptions
 
     with pytest.raises(UsageError, match="not a port number"):
-        serve(
-            bind="127.0.0.1", port=70000, write_key=None, out=None, on_batch=print, on_start=print
-        )
+        ListenOptions(port=70000)
 
 
 def test_rows_show_type_summary_user_and_flags() -> None:
@@ -253,9 +298,9 @@ def run_node_sdk(url: str, key: str) -> list[dict[str, Any]]:
 
 
 def test_node_sdk_round_trips_every_type() -> None:
-    from cmdai_cli.receiver import Receiver
+    from cmdai_cli.receiver import ListenOptions, Receiver
 
-    with Receiver(write_key=WRITE_KEY) as rx:
+    with Receiver(ListenOptions(write_key=WRITE_KEY)) as rx:
         results = run_node_sdk(rx.url, WRITE_KEY)
         arrived = {r.message["messageId"]: r for r in rx.messages()}
     kinds = ["identify", "track", "page", "screen", "group", "alias"]
@@ -275,9 +320,9 @@ def test_node_sdk_round_trips_every_type() -> None:
 
 
 def test_node_sdk_sees_a_wrong_key_refused_when_asked() -> None:
-    from cmdai_cli.receiver import Receiver
+    from cmdai_cli.receiver import ListenOptions, Receiver
 
-    with Receiver(write_key=WRITE_KEY, reject_wrong_key=True) as rx:
+    with Receiver(ListenOptions(write_key=WRITE_KEY, reject_wrong_key=True)) as rx:
         results = run_node_sdk(rx.url, "not-the-key-123")
         assert rx.messages() == []
         assert rx.stats.rejected.get(401, 0) >= 1
@@ -285,9 +330,9 @@ def test_node_sdk_sees_a_wrong_key_refused_when_asked() -> None:
 
 
 def test_node_sdk_then_expect_passes_and_fails(cli) -> None:
-    from cmdai_cli.receiver import Receiver
+    from cmdai_cli.receiver import ListenOptions, Receiver
 
-    with Receiver(write_key=WRITE_KEY) as rx:
+    with Receiver(ListenOptions(write_key=WRITE_KEY)) as rx:
         run_node_sdk(rx.url, WRITE_KEY)
         met = cli("expect", "--from", rx.url, "--event", "opened", "--user-id", "user-1",
                   "--property", "trigger=keyboard", "--no-flagged", "--catalogue")  # fmt: skip

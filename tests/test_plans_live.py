@@ -12,7 +12,7 @@ import pytest
 from segment.analytics import Client
 
 from cmdai_cli.plans import Validator, load_plan, plan_flags
-from cmdai_cli.receiver import Receiver
+from cmdai_cli.receiver import ListenOptions, Receiver
 from tests.test_listen import Listener
 from tests.test_plans import track_rule
 
@@ -114,7 +114,7 @@ def test_expect_plan_passes_when_nothing_breaks_it_and_fails_naming_what_does(
 
 def test_expect_plan_reads_a_capture_file_too(cli: Any, plan_file: Path, tmp_path: Path) -> None:
     out = tmp_path / "capture.ndjson"
-    with Receiver(out=out) as rx:
+    with Receiver(ListenOptions(out=out)) as rx:
         send(rx.url, ("Opened", {"trigger": "keyboard"}), ("Opened", {"trigger": []}))
         rx.wait_for(2, timeout=10)
     result = cli("expect", "--from", str(out), "--plan", str(plan_file))

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from cmdai_cli.receiver import Receiver
+from cmdai_cli.receiver import ListenOptions, Receiver
 from cmdai_cli.receiver.browser import api_host, cors_headers
 from cmdai_cli.segment.messages import MESSAGE_TYPES
 
@@ -20,7 +20,7 @@ ORIGIN = "http://127.0.0.1:1234"
 
 @pytest.fixture
 def rx() -> Iterator[Receiver]:
-    with Receiver(write_key=KEY) as receiver:
+    with Receiver(ListenOptions(write_key=KEY)) as receiver:
         yield receiver
 
 

@@ -11,9 +11,9 @@ from urllib.parse import urlencode
 
 import pytest
 
-from cmdai_cli.receiver import Receiver
+from cmdai_cli.receiver import ListenOptions, Receiver
 from cmdai_cli.receiver.inspection import BadQuery, parse_query
-from cmdai_cli.receiver.kept import Kept, Query, stamp
+from cmdai_cli.receiver.store import Kept, Query, stamp
 
 from .receiver_http import KEY, basic, msg, post
 
@@ -108,7 +108,7 @@ def test_bad_filters_get_400(rx: Receiver, query: str, problem: str) -> None:
 
 
 def test_summary_counts_by_type_event_flag_and_rejections() -> None:
-    with Receiver(write_key=KEY, reject_wrong_key=True) as rx:
+    with Receiver(ListenOptions(write_key=KEY, reject_wrong_key=True)) as rx:
         send = {"batch": [msg(event="Opened"), msg(event="Opened"), msg("identify")]}
         assert post(rx, "/v1/batch", send, headers=basic(KEY))[0] == 200
         assert post(rx, "/v1/track", {"event": "Closed"}, headers=basic(KEY))[0] == 200
@@ -132,7 +132,7 @@ def test_summary_counts_by_type_event_flag_and_rejections() -> None:
 
 def test_reset_forgets_messages_counts_and_ids_but_not_the_out_file(tmp_path: Path) -> None:
     out = tmp_path / "events.ndjson"
-    with Receiver(out=out) as rx:
+    with Receiver(ListenOptions(out=out)) as rx:
         post(rx, "/v1/batch", {"batch": [msg(messageId="a"), msg(messageId="b")]})
         status, body = call(rx, "POST", "/cmdai/reset")
         assert (status, body) == (200, {"success": True, "forgot": 2})
@@ -163,7 +163,7 @@ def test_unknown_routes_and_wrong_methods(rx: Receiver) -> None:
 
 
 def test_keep_bounds_memory_and_counts_what_it_dropped() -> None:
-    with Receiver(keep=3) as rx:
+    with Receiver(ListenOptions(keep=3)) as rx:
         for n in range(4):
             batch = [msg(messageId=f"{n}-{i}") for i in range(2)]
             assert post(rx, "/v1/batch", {"batch": batch})[0] == 200

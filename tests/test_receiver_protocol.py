@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from cmdai_cli.receiver import Receiver
+from cmdai_cli.receiver import ListenOptions, Receiver
 from cmdai_cli.segment.messages import MESSAGE_TYPES
 
 from .receiver_http import KEY, basic, msg, post
@@ -48,7 +48,7 @@ def test_batch_merges_context_and_sent_at_and_strips_the_write_key(rx: Receiver)
 
 
 def test_a_wrong_write_key_is_accepted_and_flagged_as_segment_would() -> None:
-    with Receiver(write_key=KEY) as rx:
+    with Receiver(ListenOptions(write_key=KEY)) as rx:
         assert post(rx, "/v1/track", msg(), headers=basic(KEY))[0] == 200
         assert post(rx, "/v1/track", msg(), headers=basic("wrong-key-123"))[0] == 200
         assert post(rx, "/v1/batch", {"batch": [msg()]})[0] == 200
@@ -60,7 +60,7 @@ def test_a_wrong_write_key_is_accepted_and_flagged_as_segment_would() -> None:
 
 def test_write_key_by_basic_auth_or_body_and_401_otherwise_when_asked() -> None:
     # The contract changed on purpose: the 401 is now what `reject_wrong_key` asks for.
-    with Receiver(write_key=KEY, reject_wrong_key=True) as rx:
+    with Receiver(ListenOptions(write_key=KEY, reject_wrong_key=True)) as rx:
         assert post(rx, "/v1/track", msg(), headers=basic(KEY))[0] == 200
         assert post(rx, "/v1/track", {**msg(), "writeKey": KEY})[0] == 200
         status, answer = post(rx, "/v1/track", msg(), headers=basic("wrong-key-123"))
@@ -154,16 +154,17 @@ def test_accepts_and_flags_what_segment_would_drop(rx: Receiver) -> None:
     assert rx.stats.flagged == 7
 
 
-def test_parse_messages_answers_without_a_server() -> None:
-    from cmdai_cli.receiver.protocol import Rejected, basic_auth_key, decode_body, parse_messages
+def test_parse_encoded_answers_without_a_server() -> None:
+    from cmdai_cli.receiver.protocol import Rejected, basic_auth_key, decode_body, parse_encoded
 
     body = json.dumps({"batch": [msg(writeKey=KEY)], "writeKey": KEY}).encode()
-    [message] = parse_messages("/v1/batch", body, write_key=KEY)
-    assert "writeKey" not in message and message["type"] == "track"
-    [flagged] = parse_messages("/v1/batch", body, write_key="another-key-123")
-    assert flagged["type"] == "track"
+    [(message, raw, flags)] = parse_encoded("/v1/batch", body, KEY, None, None)
+    assert "writeKey" not in message and message["type"] == "track" and flags == ()
+    assert json.loads(raw) == message
+    [(flagged, _, flags)] = parse_encoded("/v1/batch", body, "another-key-123", None, None)
+    assert flagged["type"] == "track" and flags == ("wrong write key",)
     with pytest.raises(Rejected) as refused:
-        parse_messages("/v1/batch", body, write_key="another-key-123", reject_wrong_key=True)
+        parse_encoded("/v1/batch", body, "another-key-123", None, None, reject_wrong_key=True)
     assert (refused.value.status, refused.value.code) == (401, "unauthorized")
     assert basic_auth_key(basic(KEY)["Authorization"]) == KEY
     assert basic_auth_key("Bearer x") is None

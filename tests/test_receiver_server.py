@@ -11,8 +11,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from cmdai_cli.receiver import Receiver
-from cmdai_cli.receiver.server import Limits
+from cmdai_cli.receiver import ListenOptions, Receiver
+from cmdai_cli.receiver.connection import Limits
 
 from .receiver_http import msg, post
 
@@ -65,7 +65,7 @@ def test_paths_and_methods(rx: Receiver) -> None:
 def test_idle_connections_make_room_for_new_ones_and_memory_stays_bounded() -> None:
     # Deliberate change: a full house of idle connections no longer turns clients away
     # with 503; the connection that waited longest for a request is closed instead.
-    with Receiver(max_connections=2, keep=5) as rx:
+    with Receiver(ListenOptions(limits=Limits(max_connections=2), keep=5)) as rx:
         idle = [socket.create_connection(("127.0.0.1", rx.port)) for _ in range(2)]
         try:
             with socket.create_connection(("127.0.0.1", rx.port), timeout=5) as third:
@@ -91,7 +91,7 @@ def test_a_503_when_too_much_work_waits_after_answers() -> None:
         release.wait(10)
 
     limits = Limits(workers=1, max_pending=1)
-    with Receiver(limits=limits, on_batch=stuck) as rx:
+    with Receiver(ListenOptions(limits=limits), on_batch=stuck) as rx:
         try:
             # The first one's callback holds the only worker, the second one's waits.
             assert post(rx, "/v1/track", msg())[0] == 200
@@ -114,4 +114,4 @@ def test_port_in_use_is_a_usage_error(rx: Receiver) -> None:
     from cmdai_cli.errors import UsageError
 
     with pytest.raises(UsageError, match="cannot listen"):
-        Receiver(port=rx.port).start()
+        Receiver(ListenOptions(port=rx.port)).start()

@@ -19,7 +19,7 @@ from segment.analytics import Client
 from segment.analytics.consumer import BATCH_SIZE_LIMIT, MAX_MSG_SIZE, Consumer
 from segment.analytics.request import DatetimeSerializer
 
-from cmdai_cli.receiver import Receiver
+from cmdai_cli.receiver import ListenOptions, Receiver
 
 from .node_env import NODE_DIR, node_or_skip
 from .receiver_http import KEY
@@ -69,7 +69,7 @@ def upload(url: str, messages: list[dict[str, Any]]) -> tuple[bool, list[Any]]:
 
 def test_python_message_at_exactly_32768_bytes_is_captured_and_flagged() -> None:
     message = sdk_message(1, MAX_MSG_SIZE)
-    with Receiver(write_key=KEY) as rx:
+    with Receiver(ListenOptions(write_key=KEY)) as rx:
         ok, errors = upload(rx.url, [message])
         assert ok and errors == []
         [received] = rx.messages()
@@ -85,7 +85,7 @@ def test_python_batch_past_500000_bytes_at_the_sdks_threshold_is_captured() -> N
     small = [sdk_message(index, 16_379) for index in range(29)]
     assert sum(len(json.dumps(m, cls=DatetimeSerializer)) for m in small) < BATCH_SIZE_LIMIT
     messages = [*small, sdk_message(29, MAX_MSG_SIZE), sdk_message(30, 1000)]
-    with Receiver(write_key=KEY) as rx:
+    with Receiver(ListenOptions(write_key=KEY)) as rx:
         ok, errors = upload(rx.url, messages)
         assert ok and errors == []
         received = rx.messages()
@@ -95,7 +95,7 @@ def test_python_batch_past_500000_bytes_at_the_sdks_threshold_is_captured() -> N
 
 def test_node_events_at_exactly_32768_bytes_and_its_batch_threshold_are_captured() -> None:
     node = node_or_skip("@segment/analytics-node")
-    with Receiver(write_key=KEY) as rx:
+    with Receiver(ListenOptions(write_key=KEY)) as rx:
         done = subprocess.run(
             [node, str(NODE_DIR / "sizes.mjs"), rx.url, KEY, "16"],
             capture_output=True,

@@ -7,11 +7,10 @@ import json
 import threading
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
-from cmdai_cli.receiver import Receiver
+from cmdai_cli.receiver import ListenOptions, Received, Receiver
 
 from .receiver_http import msg, post
 
@@ -41,7 +40,7 @@ def test_out_file_after_concurrent_burst_equals_what_was_acknowledged(tmp_path: 
                     acknowledged.extend(m["messageId"] for m in items)
         conn.close()
 
-    with Receiver(out=out) as receiver:
+    with Receiver(ListenOptions(out=out)) as receiver:
         threads = [threading.Thread(target=client, args=(n,)) for n in range(8)]
         for thread in threads:
             thread.start()
@@ -57,7 +56,7 @@ def test_out_file_after_concurrent_burst_equals_what_was_acknowledged(tmp_path: 
 def test_out_file_is_appended_not_replaced(tmp_path: Path) -> None:
     out = tmp_path / "events.ndjson"
     out.write_text('{"earlier": true}\n')
-    with Receiver(out=out) as rx:
+    with Receiver(ListenOptions(out=out)) as rx:
         post(rx, "/v1/track", msg())
     assert out.read_text().count("\n") == 2
 
@@ -65,11 +64,11 @@ def test_out_file_is_appended_not_replaced(tmp_path: Path) -> None:
 def test_a_failing_callback_does_not_break_the_receiver() -> None:
     seen: list[str] = []
 
-    def callback(received: Any) -> None:
-        seen.append(received.message["messageId"])
+    def callback(batch: list[Received]) -> None:
+        seen.extend(received.message["messageId"] for received in batch)
         raise RuntimeError("boom")
 
-    with Receiver(on_message=callback) as rx:
+    with Receiver(on_batch=callback) as rx:
         assert post(rx, "/v1/track", msg(messageId="a"))[0] == 200
         assert post(rx, "/v1/track", msg(messageId="b"))[0] == 200
     assert seen == ["a", "b"]

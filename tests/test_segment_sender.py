@@ -16,7 +16,7 @@ import pytest
 from pytest_httpserver import HTTPServer
 from werkzeug import Request, Response
 
-from cmdai_cli.receiver import Receiver
+from cmdai_cli.receiver import ListenOptions, Receiver
 from cmdai_cli.segment import sender
 from cmdai_cli.segment.messages import MESSAGE_TYPES, REGION_HOSTS
 from cmdai_cli.segment.sender import Sender, host_for, post_batch, send
@@ -26,7 +26,7 @@ KEY = "wk_TESTSECRET_0123456789abcdef"
 
 @pytest.fixture
 def rx() -> Iterator[Receiver]:
-    with Receiver(write_key=KEY) as receiver:
+    with Receiver(ListenOptions(write_key=KEY)) as receiver:
         yield receiver
 
 
@@ -136,7 +136,7 @@ def test_oversized_and_malformed_messages_are_reported_before_sending(rx: Receiv
 def test_refusal_reports_status_and_segments_message() -> None:
     # A refusing service: Segment itself takes a wrong key, `reject_wrong_key` does not.
     with (
-        Receiver(write_key=KEY, reject_wrong_key=True) as rx,
+        Receiver(ListenOptions(write_key=KEY, reject_wrong_key=True)) as rx,
         Sender("wrong-key-0000", rx.url, timeout=10) as sender,
     ):
         outcome = sender.send_one(full_message("track"))

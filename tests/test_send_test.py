@@ -14,14 +14,14 @@ import pytest
 from pytest_httpserver import HTTPServer
 from werkzeug import Response
 
-from cmdai_cli.receiver import Receiver
+from cmdai_cli.receiver import ListenOptions, Receiver
 
 from .conftest import WRITE_KEY, Cli
 
 
 @pytest.fixture
 def rx() -> Iterator[Receiver]:
-    with Receiver(write_key=WRITE_KEY) as receiver:
+    with Receiver(ListenOptions(write_key=WRITE_KEY)) as receiver:
         yield receiver
 
 
@@ -165,7 +165,7 @@ def test_region_comes_from_the_profile(cli: Cli, rx: Receiver, keyed: None) -> N
 def test_a_401_for_the_key_is_exit_5(cli: Cli, monkeypatch: pytest.MonkeyPatch) -> None:
     # Segment itself takes any key (the CDN check tells); a 401 still comes from
     # services in between, and from `listen --reject-wrong-key`.
-    with Receiver(write_key="some-other-key-123", reject_wrong_key=True) as other:
+    with Receiver(ListenOptions(write_key="some-other-key-123", reject_wrong_key=True)) as other:
         monkeypatch.setenv("CMDAI_WRITE_KEY", WRITE_KEY)
         result = cli("send-test", "--host", other.url, "--json")
     assert result.exit_code == 5
@@ -239,7 +239,7 @@ def test_connect_then_send_test(cli: Cli, rx: Receiver, config_path: Path) -> No
 
 
 def test_connect_send_test_json_and_refusal(cli: Cli, config_path: Path) -> None:
-    with Receiver(write_key="some-other-key-123", reject_wrong_key=True) as other:
+    with Receiver(ListenOptions(write_key="some-other-key-123", reject_wrong_key=True)) as other:
         result = cli(
             "connect", "--write-key", WRITE_KEY, "--host", other.url, "--send-test", "--json"
         )

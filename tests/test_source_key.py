@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 from pytest_httpserver import HTTPServer
 
-from cmdai_cli.receiver import Receiver
+from cmdai_cli.receiver import ListenOptions, Receiver
 from cmdai_cli.segment.cdn import check_write_key, parse_settings, region_of
 
 from .conftest import CLOSED_CDN, WRITE_KEY
@@ -96,7 +96,7 @@ def test_regions_and_the_documents_shape() -> None:
 
 
 def test_listen_is_a_cdn_for_its_own_key() -> None:
-    with Receiver(write_key=WRITE_KEY) as rx:
+    with Receiver(ListenOptions(write_key=WRITE_KEY)) as rx:
         check = check_write_key(WRITE_KEY, rx.url)
         assert check.status == "verified" and check.settings is not None
         assert check.settings.api_host == f"127.0.0.1:{rx.port}/v1"
@@ -183,7 +183,7 @@ def test_the_cdn_host_comes_from_the_environment(
 
 @pytest.fixture
 def tracking(monkeypatch: pytest.MonkeyPatch) -> Any:
-    with Receiver(write_key=WRITE_KEY) as rx:
+    with Receiver(ListenOptions(write_key=WRITE_KEY)) as rx:
         monkeypatch.setenv("CMDAI_WRITE_KEY", WRITE_KEY)
         monkeypatch.setenv("CMDAI_SEGMENT_HOST", rx.url)
         yield rx

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import stat
 import sys
 import threading
 from pathlib import Path
@@ -10,14 +12,14 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from cmdai_cli import output
-from cmdai_cli.commands._common import STATE, command
+from cmdai_cli.commands._common import STATE, command, finish
 from cmdai_cli.commands._options import PlanOpt
 from cmdai_cli.commands._received import header_line, row_line
 from cmdai_cli.values import plural
 
 if TYPE_CHECKING:
     from cmdai_cli.receiver import Received, Stats
-    from cmdai_cli.receiver.listen import Listening
+    from cmdai_cli.receiver.listen import Listening, ListenResult
 
 
 def register(app: typer.Typer) -> None:
@@ -32,6 +34,10 @@ def summary_text(stats: Stats) -> str:
         f"{stats.accepted} {plural(stats.accepted, 'message')} accepted ({stats.flagged} flagged); "
         f"{rejected} {plural(rejected, 'request')} rejected" + (f" ({detail})" if detail else "")
     )
+
+
+def render(result: ListenResult) -> None:
+    output.info(summary_text(result.stats))
 
 
 class _Printer:
@@ -143,7 +149,8 @@ def listen(
     analytics.js, use the URL as its cdnURL too: GET /v1/projects/{writeKey}/settings
     serves a settings document that sends the page's calls here, and every answer
     carries CORS headers. Ctrl-C or SIGTERM stops it with a summary and exit 0:
-    stopping is how listen ends, not an interruption (130 is not used).
+    stopping is how listen ends, not an interruption (a second one while it stops
+    ends it at once, exit 130, as for every long run).
 
     Beside it, an inspection API for tests and `cmdai expect`: GET /cmdai/summary
     (counts by type, event and flag), GET /cmdai/messages (filters type, event, userId,
@@ -152,40 +159,28 @@ def listen(
     With --plan, every message is also checked against a tracking plan, live: each
     violation is a flag ("plan: required property missing at /properties/trigger").
     """
-    from cmdai_cli.errors import PartialFailure
-    from cmdai_cli.receiver.listen import serve
+    from cmdai_cli.receiver import ListenOptions
+    from cmdai_cli.receiver.listen import run
 
-    printer = _Printer(STATE.json)
-    if reject_wrong_key and write_key is None:
-        from cmdai_cli.errors import UsageError
-
-        raise UsageError("--reject-wrong-key needs --write-key")
-    served = serve(
+    options = ListenOptions(
         bind=bind,
         port=port,
         write_key=write_key,
-        out=out,
         reject_wrong_key=reject_wrong_key,
-        on_batch=printer,
-        on_start=_started,
+        out=out,
         keep=keep,
+        plan=plan,
         ready_file=ready_file,
         exit_after=exit_after,
         max_duration=max_duration,
-        on_batch_may_block=not _is_file(sys.stdout),
-        plan=plan,
     )
-    stats = served.stats
-    if STATE.json:
-        output.emit_json({"summary": stats.as_dict()})
-    else:
-        output.info(summary_text(stats))
-    ended_short = exit_after is not None and stats.accepted < exit_after
-    if served.ended_by == "max-duration" and ended_short:
-        raise PartialFailure(
-            f"--max-duration {max_duration:g}s passed with {stats.accepted} of the "
-            f"{exit_after} messages --exit-after waits for"
-        )
+    result = run(
+        options,
+        on_batch=_Printer(STATE.json),
+        on_start=_started,
+        on_batch_may_block=not _is_file(sys.stdout),
+    )
+    finish(result, render)
 
 
 def _started(listening: Listening) -> None:
@@ -208,9 +203,6 @@ def _started(listening: Listening) -> None:
 
 def _is_file(stream: Any) -> bool:
     """Whether `stream` is a regular file (or /dev/null): writing to it never waits on a reader."""
-    import os
-    import stat
-
     try:
         mode = os.fstat(stream.fileno()).st_mode
     except (OSError, ValueError, AttributeError):

@@ -2,15 +2,10 @@
 
 from __future__ import annotations
 
-import contextlib
-import os
-import signal
 import sys
-import threading
-from collections.abc import Iterator
 from enum import Enum
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 
@@ -26,7 +21,6 @@ from cmdai_cli.commands._options import (
 )
 from cmdai_cli.commands._replay_progress import replay_progress
 from cmdai_cli.commands._replay_summary import render
-from cmdai_cli.errors import ExitCode
 
 
 class To(str, Enum):
@@ -285,41 +279,6 @@ def replay(
     )
     settings = profile.resolve(STATE.profile, {"org_id": org_id})
     show = output.is_terminal(sys.stderr) and not STATE.json
-    with _terminate_as_interrupt(), replay_progress(show) as on_progress:
+    with replay_progress(show) as on_progress:
         result = run_replay(options, settings, on_progress=on_progress, warn=output.warn)
     finish(result, render)
-
-
-_STOPPING = b"cmdai: warning: stopping; press Ctrl-C again to stop at once\n"
-_STOPPED = b"cmdai: error: stopped at once; run the same command with --resume to continue\n"
-
-
-@contextlib.contextmanager
-def _terminate_as_interrupt() -> Iterator[None]:
-    """SIGTERM (Kubernetes, CI cancellation) stops as Ctrl-C does: cleanly, resumable.
-
-    The first signal stops the replay (within about a second); a second one ends the
-    process at once. That is safe: every acknowledged batch is already on disk, and what
-    was in flight is sent again by --resume, as after a kill.
-    """
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    signals = 0
-
-    def interrupt(_signum: int, _frame: Any) -> None:
-        nonlocal signals
-        signals += 1
-        # os.write: the handler may run while the main thread is itself writing stderr.
-        with contextlib.suppress(OSError):
-            os.write(2, _STOPPING if signals == 1 else _STOPPED)
-        if signals == 1:
-            raise KeyboardInterrupt
-        os._exit(int(ExitCode.INTERRUPTED))
-
-    previous = {sig: signal.signal(sig, interrupt) for sig in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        yield
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)

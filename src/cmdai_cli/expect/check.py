@@ -21,7 +21,7 @@ from cmdai_cli.expect.expectations import Expectation
 from cmdai_cli.expect.sources import Counts, Item, Source
 from cmdai_cli.plans import Validator
 from cmdai_cli.plans.check import violation_flag
-from cmdai_cli.receiver.kept import Query
+from cmdai_cli.receiver.store import Query
 from cmdai_cli.values import plural
 
 NEAREST = 3

@@ -32,6 +32,7 @@ from cmdai_cli.expect.check import (
 from cmdai_cli.expect.expectations import Expectation, gather
 from cmdai_cli.expect.sources import NoCapture, Source, open_source
 from cmdai_cli.plans import Validator, builtin_plan, load_plan
+from cmdai_cli.stopping import stop_on_signals
 
 FIRST_PAUSE = 0.1
 LONGEST_PAUSE = 1.0
@@ -170,7 +171,8 @@ def run(
     deadline = started + within
     # A look decodes up to every kept message (100,000 dicts): with the collector on,
     # its passes over them took longer than the decoding (6.9 s against under 1 s).
-    with _speed.paused_collector():
+    # Ctrl-C and SIGTERM end a look at once, wherever it waits (exit 130).
+    with _speed.paused_collector(), stop_on_signals(interrupt=True):
         report, looks = _poll(source, expectations, no_flagged, validator, plan, deadline)
     report.looks = looks
     report.elapsed = time.monotonic() - started

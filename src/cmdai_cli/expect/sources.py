@@ -23,7 +23,7 @@ import orjson
 
 from cmdai_cli.errors import DataError
 from cmdai_cli.http_errors import error_for_exception, error_for_response
-from cmdai_cli.receiver.kept import DUPLICATE, Query
+from cmdai_cli.receiver.store import DUPLICATE, Query
 from cmdai_cli.segment.messages import flags_for
 
 SERVICE = "the collector"

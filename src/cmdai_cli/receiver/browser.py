@@ -17,10 +17,10 @@ is the receiver works offline.
 from __future__ import annotations
 
 import re
-from typing import TYPE_CHECKING, Any
+from collections.abc import Mapping
+from typing import Any
 
-if TYPE_CHECKING:
-    from cmdai_cli.receiver.exchange import Exchange
+from cmdai_cli.receiver.exchange import Request, Response, json_response
 
 SETTINGS_PATH = re.compile(r"^/v1/projects/([^/]+)/settings$")
 HEALTH_PATHS = ("", "/", "/health")
@@ -29,15 +29,21 @@ _TOKEN_LIST = re.compile(r"^[A-Za-z0-9!#$%&'*+.^_`|~\-, ]*$")
 _DEFAULT_HEADERS = "Authorization, Content-Type, Content-Encoding, X-Retry-Count"
 
 
+# What every request without an Origin (a server library's) is answered with, shared.
+_ANY_ORIGIN: Mapping[str, str] = {"Access-Control-Allow-Origin": "*"}
+
+
 def cors_headers(
     origin: str | None, asked: str | None = None, *, preflight: bool = False
-) -> dict[str, str]:
+) -> Mapping[str, str]:
     """The `Access-Control-*` headers for an answer to a request from `origin`, whose
     preflight asked for the `asked` headers.
 
     The origin is echoed rather than `*` so that a page sending credentials (its
     `deliveryStrategy.config.credentials`) is answered too.
     """
+    if not origin and not preflight:
+        return _ANY_ORIGIN
     answer = {"Access-Control-Allow-Origin": origin or "*"}
     if origin:
         answer["Access-Control-Allow-Credentials"] = "true"
@@ -92,28 +98,26 @@ def settings_document(write_key: str, host: str) -> dict[str, Any]:
 
 
 def answer_other(
-    handler: Exchange, method: str, path: str, write_key: str | None, own_url: str
-) -> None:
+    request: Request, path: str, write_key: str | None, own_url: str, cors: Mapping[str, str]
+) -> Response:
     """Everything but a POST: the preflight, health, and the CDN settings document."""
+    method = request.method
     if method == "OPTIONS":
-        handler.reply(200, {"success": True})
-        return
+        return Response(200, headers=cors)
     if method != "GET":
         body = {"success": False, "code": "method_not_allowed", "message": "use POST"}
-        handler.reply(405, body, close=True)
-        return
+        return json_response(405, body, cors, close=True)
     if path in HEALTH_PATHS:
-        handler.reply(200, {"success": True, "service": "cmdai listen"})
-        return
+        return json_response(200, {"success": True, "service": "cmdai listen"}, cors)
     found = SETTINGS_PATH.match(path)
     if found is None:
-        handler.reply(404, {"success": False, "code": "not_found", "message": "not found"})
-        return
+        return json_response(
+            404, {"success": False, "code": "not_found", "message": "not found"}, cors
+        )
     key = found.group(1)
     if write_key is not None and key != write_key:
         # What Segment's CDN answers for a key no source has.
         message = "no source has this write key"
-        handler.reply(404, {"success": False, "code": "not_found", "message": message})
-        return
-    host = api_host(handler.headers.get("Host"), own_url.split("://", 1)[1])
-    handler.reply(200, settings_document(key, host))
+        return json_response(404, {"success": False, "code": "not_found", "message": message}, cors)
+    host = api_host(request.headers.get("Host"), own_url.split("://", 1)[1])
+    return json_response(200, settings_document(key, host), cors)

@@ -16,19 +16,15 @@ import contextlib
 import socket
 from dataclasses import dataclass
 from http import HTTPStatus
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 import h11
-import orjson
 
-from cmdai_cli.receiver.exchange import Exchange, Headers
+from cmdai_cli.receiver.exchange import Headers, Request, Response, json_response
 from cmdai_cli.receiver.protocol import Rejected, too_large
 from cmdai_cli.segment.messages import MAX_BATCH_BYTES
 
-if TYPE_CHECKING:
-    from cmdai_cli.receiver.server import Server
-
-__all__ = ["Connection", "Limits"]
+__all__ = ["Connection", "Limits", "Owner"]
 
 BUSY = (
     b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n"
@@ -58,10 +54,28 @@ class Limits:
     max_pending: int = 256  # answers whose after-work waits; past it, a 503
 
 
-class Connection(asyncio.Protocol):
-    """One client connection, fed by asyncio, parsed by h11, answered by `server.handle`."""
+class Owner(Protocol):
+    """What a connection needs from the server that accepted it."""
 
-    def __init__(self, server: Server, loop: asyncio.AbstractEventLoop) -> None:
+    @property
+    def limits(self) -> Limits: ...
+
+    def admit(self, connection: Connection) -> bool: ...
+
+    def forget(self, connection: Connection) -> None: ...
+
+    def on_drop(self) -> None: ...
+
+    def dispatch(self, connection: Connection, request: Request) -> None: ...
+
+
+class Connection(asyncio.Protocol):
+    """One client connection, fed by asyncio, parsed by h11, answered by its server.
+
+    It is the one writer of answers: `respond` puts a `Response` on the wire.
+    """
+
+    def __init__(self, server: Owner, loop: asyncio.AbstractEventLoop) -> None:
         self.server = server
         self.limits = server.limits
         self.loop = loop
@@ -101,11 +115,19 @@ class Connection(asyncio.Protocol):
         self.enter("new", self.limits.idle_timeout)
 
     def data_received(self, data: bytes) -> None:
-        if self.phase == "closed":
+        phase = self.phase
+        if phase == "closed":
             return
-        if self.phase in ("new", "idle"):
+        if phase in ("new", "idle"):
             self.enter("head", self.limits.header_timeout)
         self.http.receive_data(data)
+        if phase == "handling":
+            # Pipelined requests that arrive while one is answered wait in h11's buffer,
+            # and nothing more is read until the next cycle takes them: read on, a
+            # client that never reads its answers had 11 MB held within 3 s, each
+            # request's parse slower the more was held.
+            self.pause_reading()
+            return
         self.process()
 
     def eof_received(self) -> bool | None:
@@ -234,19 +256,17 @@ class Connection(asyncio.Protocol):
     def complete(self) -> None:
         request = self.request
         assert request is not None
-        # Reading goes on: a request that arrives before this one's work is done waits
-        # in h11's buffer, which h11 holds at PAUSED (and reading stops) if it grows.
+        # What arrives before this one is answered waits (see `data_received`).
         self.enter("handling", None)
-        exchange = Exchange(
+        complete = Request(
             request.method.decode("latin-1"),
             request.target.decode("latin-1"),
             Headers(request.headers),
             b"".join(self.body),
             self.refused,
-            self.send,
         )
         self.body = []
-        self.server.dispatch(self, exchange)
+        self.server.dispatch(self, complete)
 
     def next_cycle(self) -> None:
         """The request is answered and its work done: on to the next one, or close."""
@@ -268,29 +288,39 @@ class Connection(asyncio.Protocol):
 
     # ------------------------------------------------------------------ writing answers
 
-    def send(self, status: int, fields: list[tuple[str, str]], payload: bytes, close: bool) -> None:
-        """Write one answer (on the loop's thread)."""
-        if self.phase == "closed" or self.http.our_state is not h11.SEND_RESPONSE:
+    def respond(self, response: Response) -> None:
+        """Write the answer to the request being handled (on the loop's thread).
+
+        Nothing is written once the connection is closed: the client went away, or
+        missed a deadline, while its request was handled.
+        """
+        if self.phase == "closed":
             return
-        if close or self.refused is not None:
-            fields = [*fields, ("Connection", "close")]
+        payload = response.body
+        fields = [("Content-Type", "application/json"), ("Content-Length", str(len(payload)))]
+        fields.extend(response.headers.items())
+        if response.close or self.refused is not None:
+            fields.append(("Connection", "close"))
+        http = self.http
         try:
-            data = self.http.send(
-                h11.Response(status_code=status, headers=fields, reason=_reason(status))
+            data = http.send(
+                h11.Response(
+                    status_code=response.status, headers=fields, reason=_reason(response.status)
+                )
             )
             if self.request is None or self.request.method != b"HEAD":
                 # An answer to HEAD has the headers of the answer to GET, and no body.
-                data = (data or b"") + (self.http.send(h11.Data(data=payload)) or b"")
-            data = (data or b"") + (self.http.send(h11.EndOfMessage()) or b"")
+                data = (data or b"") + (http.send(h11.Data(data=payload)) or b"")
+            data = (data or b"") + (http.send(h11.EndOfMessage()) or b"")
         except h11.LocalProtocolError:
+            # h11 refuses an answer in the state the client left it in.
             self.abort()
             return
         self.write(data)
 
     def send_error(self, status: int, code: str, message: str) -> None:
-        payload = orjson.dumps({"success": False, "code": code, "message": message})
-        fields = [("Content-Type", "application/json"), ("Content-Length", str(len(payload)))]
-        self.send(status, fields, payload, True)
+        body = {"success": False, "code": code, "message": message}
+        self.respond(json_response(status, body, close=True))
 
     def write(self, data: bytes | None) -> None:
         if data and self.transport is not None and not self.transport.is_closing():

@@ -1,23 +1,24 @@
-"""What the receiver's transport hands to its request handling, and takes back.
+"""What the receiver's transport hands to its routes, and what it takes back.
 
-An `Exchange` is one complete request (method, path, headers, body) and the way to
-answer it. The handling (`routes`) sees nothing else of HTTP: no sockets, no parsing,
-no timeouts.
+A `Request` is one complete request (method, target, headers, body); a `Response` is
+the one answer to it, a value the routes return and the connection writes. The routes
+see nothing else of HTTP: no sockets, no parsing, no timeouts.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 
 from cmdai_cli.receiver.protocol import Rejected
 
-__all__ = ["Exchange", "Headers", "read_body"]
+__all__ = ["NO_HEADERS", "OK", "Headers", "Request", "Response", "json_response"]
 
-# status, header fields, body, close the connection after it
-Send = Callable[[int, list[tuple[str, str]], bytes, bool], None]
+NO_HEADERS: Mapping[str, str] = {}
+# `{"success": true}`, encoded once: the answer to nearly every request.
+OK = orjson.dumps({"success": True})
 
 
 class Headers:
@@ -41,78 +42,45 @@ class Headers:
         return list(self._items.items())
 
 
-class Exchange:
-    """One complete request, and the way to answer it, once.
+class Request(NamedTuple):
+    """One complete request. `refused` is set when the transport already knows the
+    answer's reason (a body over the limit): `read_body` raises it, so that the routes
+    count and answer it as they do every other refusal."""
 
-    The handler runs on the transport's event loop, so it must not block: work that
-    may (callbacks, printing) goes in `reply(..., then=work)`, which runs in a worker
-    thread after the answer is sent; the connection reads its next request only after
-    that. `refused` is set when the transport already knows the answer's reason (a body
-    over the limit); `read_body` raises it, so that the handler counts and answers it as
-    it does every other refusal.
+    method: str
+    target: str  # the path with its query string
+    headers: Headers
+    body: bytes
+    refused: Rejected | None = None
+
+    def read_body(self) -> bytes:
+        """The body, or the refusal the transport decided on while reading it."""
+        if self.refused is not None:
+            raise self.refused
+        return self.body
+
+
+class Response(NamedTuple):
+    """One answer: a JSON `body` with `headers` besides its type and length; `close`
+    ends the connection after it.
+
+    The routes run on the transport's event loop, so they must not block: work that may
+    (callbacks, printing) is `then`, which runs once the answer is on its way (in a
+    worker thread when the server has them), also when the client has gone meanwhile.
     """
 
-    __slots__ = (
-        "_send",
-        "answer_headers",
-        "body",
-        "headers",
-        "method",
-        "path",
-        "refused",
-        "replied",
-        "then",
-    )
-
-    def __init__(
-        self,
-        method: str,
-        path: str,
-        headers: Headers,
-        body: bytes,
-        refused: Rejected | None,
-        send: Send,
-    ) -> None:
-        self.method = method
-        self.path = path
-        self.headers = headers
-        self.body = body
-        self.refused = refused
-        self.replied = False
-        self.then: Callable[[], None] | None = None
-        # Sent with whatever answer is given (the routes set CORS here first).
-        self.answer_headers: Mapping[str, str] = {}
-        self._send = send
-
-    def reply(
-        self,
-        status: int,
-        body: Mapping[str, Any] | bytes,
-        *,
-        close: bool = False,
-        headers: Mapping[str, str] | None = None,
-        content_type: str = "application/json",
-        then: Callable[[], None] | None = None,
-    ) -> None:
-        """Answer with `body` (a mapping goes as JSON); `close` ends the connection after.
-
-        `then` runs in a worker thread once the answer is on its way, also when the
-        client has gone meanwhile.
-        """
-        if self.replied:
-            return
-        self.replied = True
-        self.then = then
-        payload = body if isinstance(body, bytes) else orjson.dumps(body)
-        fields = [("Content-Type", content_type), ("Content-Length", str(len(payload)))]
-        fields.extend(self.answer_headers.items())
-        if headers:
-            fields.extend(headers.items())
-        self._send(status, fields, payload, close)
+    status: int
+    body: bytes = OK
+    headers: Mapping[str, str] = NO_HEADERS
+    close: bool = False
+    then: Callable[[], None] | None = None
 
 
-def read_body(exchange: Exchange) -> bytes:
-    """The request's body, or the refusal the transport decided on while reading it."""
-    if exchange.refused is not None:
-        raise exchange.refused
-    return exchange.body
+def json_response(
+    status: int,
+    body: Mapping[str, Any],
+    headers: Mapping[str, str] = NO_HEADERS,
+    *,
+    close: bool = False,
+) -> Response:
+    return Response(status, orjson.dumps(body), headers, close)

@@ -8,29 +8,19 @@
     POST /cmdai/reset      forget what was received (the --out file is kept)
 
 Each message is `{"receivedAt", "path", "flags", "message"}`, as `listen --json` prints
-it. Independent of the HTTP transport: `answer` takes the method, path and query string
+it. Independent of the HTTP transport: `inspect` takes the method, path and query string
 and gives back a status and a body.
 """
 
 from __future__ import annotations
 
-from typing import Any, Protocol
+from typing import Any
 from urllib.parse import parse_qs
 
-from cmdai_cli.receiver.kept import Query, Row, row_json, stamp
+from cmdai_cli.receiver.store import Query, Row, Store, row_json, stamp
 
 PREFIX = "/cmdai/"
 FILTERS = ("type", "event", "userId", "anonymousId", "flagged", "since", "limit")
-
-
-class Inspected(Protocol):
-    """What the routes need from a receiver: a consistent copy, the counts, a reset."""
-
-    def kept_rows(self) -> list[Row]: ...
-
-    def kept_summary(self) -> dict[str, Any]: ...
-
-    def forget(self) -> int: ...
 
 
 class BadQuery(ValueError):
@@ -78,7 +68,7 @@ def _error(status: int, code: str, message: str) -> tuple[int, dict[str, Any]]:
     return status, {"success": False, "code": code, "message": message}
 
 
-def answer(receiver: Inspected, method: str, target: str) -> tuple[int, dict[str, Any] | bytes]:
+def inspect(store: Store, method: str, target: str) -> tuple[int, dict[str, Any] | bytes]:
     """The status and body for a request to `target` (a path under /cmdai/, with its query)."""
     path, _, query_text = target.partition("?")
     route = path[len(PREFIX) :].rstrip("/")
@@ -88,11 +78,11 @@ def answer(receiver: Inspected, method: str, target: str) -> tuple[int, dict[str
     if method != expected:
         return _error(405, "method_not_allowed", f"use {expected} {PREFIX}{route}")
     if route == "summary":
-        return 200, receiver.kept_summary()
+        return 200, store.summary()
     if route == "reset":
-        return 200, {"success": True, "forgot": receiver.forget()}
+        return 200, {"success": True, "forgot": store.forget()}
     try:
         query = parse_query(query_text)
     except BadQuery as exc:
         return _error(400, "invalid_request", str(exc))
-    return 200, encode_rows(query.select_rows(receiver.kept_rows()))
+    return 200, encode_rows(query.select_rows(store.rows()))

@@ -7,7 +7,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from cmdai_cli.receiver.store import Received, Receiver
+from cmdai_cli.receiver.options import ListenOptions
+from cmdai_cli.receiver.service import Receiver
+from cmdai_cli.receiver.store import Received
 
 if TYPE_CHECKING:
     from cmdai_cli.segment.sender import Outcome
@@ -28,7 +30,7 @@ def local_round_trip(message: Mapping[str, Any], *, timeout: float = 10.0) -> Lo
     from cmdai_cli.segment.sender import Sender
 
     key = "local-" + secrets.token_hex(12)
-    with Receiver(write_key=key, keep=100) as receiver:
+    with Receiver(ListenOptions(write_key=key, keep=100)) as receiver:
         with Sender(key, receiver.url, timeout=timeout) as sender:
             outcome = sender.send_one(message)
         arrived = None

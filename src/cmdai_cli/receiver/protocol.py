@@ -110,23 +110,6 @@ def too_large() -> Rejected:
     return Rejected(400, "invalid_request", "the request is over Segment's 500 KB batch limit")
 
 
-def parse_messages(
-    path: str,
-    body: bytes,
-    *,
-    write_key: str | None = None,
-    auth_key: str | None = None,
-    reject_wrong_key: bool = False,
-) -> list[dict[str, Any]]:
-    """The messages in a decoded request body, or `Rejected` as Segment would answer.
-
-    `auth_key` is the key from Basic auth; with `write_key` set, it or the body's
-    `writeKey` should match (see `parse_encoded`). Returned messages carry no `writeKey`.
-    """
-    parsed = parse_encoded(path, body, write_key, auth_key, None, reject_wrong_key)
-    return [message for message, _, _ in parsed]
-
-
 def parse_encoded(
     path: str,
     body: bytes,

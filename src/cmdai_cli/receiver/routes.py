@@ -1,9 +1,9 @@
-"""What the receiver answers: a request's method, path, headers and body in, one answer out.
+"""What the receiver answers: a request in, one `Response` out.
 
-The transport (`server`) hands every complete request here as an `Exchange`, on its
-event loop (so nothing here may block: slow work goes after the answer, see
-`Exchange.reply`); the `Receiver` (`store`) keeps what is accepted. New endpoints go in
-`answer`, and need to know nothing of sockets or timeouts.
+The transport (`server`) hands every complete request here, on its event loop (so
+nothing here may block: slow work goes after the answer, see `Response.then`); the
+`Store` keeps what is accepted. New endpoints go in `Routes.answer`, and need to know
+nothing of sockets or timeouts.
 
 - /cmdai/...: the inspection API (`inspection`), with CORS and preflight as below
 - POST to Segment's Tracking API paths, analytics.js's short ones included: answered as
@@ -15,10 +15,11 @@ event loop (so nothing here may block: slow work goes after the answer, see
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING
+from collections.abc import Mapping
 
-from cmdai_cli.receiver import browser, inspection
-from cmdai_cli.receiver.exchange import Exchange, read_body
+from cmdai_cli.receiver.browser import answer_other, cors_headers
+from cmdai_cli.receiver.exchange import Request, Response, json_response
+from cmdai_cli.receiver.inspection import PREFIX, inspect
 from cmdai_cli.receiver.protocol import (
     BATCH_PATHS,
     METRICS_PATH,
@@ -29,70 +30,79 @@ from cmdai_cli.receiver.protocol import (
     now_stamp,
     parse_encoded,
 )
-
-if TYPE_CHECKING:
-    from cmdai_cli.receiver.store import Receiver
+from cmdai_cli.receiver.store import Store
 
 log = logging.getLogger("cmdai")
 
 
-def answer(receiver: Receiver, exchange: Exchange) -> None:
-    """Answer `exchange` (exactly once) and store what it brought."""
-    method = exchange.method
-    headers = exchange.headers
-    # The inspection API too: a test page may ask it what its own calls brought.
-    exchange.answer_headers = browser.cors_headers(
-        headers.get("Origin"),
-        headers.get("Access-Control-Request-Headers"),
-        preflight=method == "OPTIONS",
-    )
-    if exchange.path.startswith(inspection.PREFIX):
-        if method == "OPTIONS":
-            exchange.reply(200, {"success": True})
-            return
-        status, body = inspection.answer(receiver, method, exchange.path)
-        # A reset whose body was refused is still a reset; the connection goes, though.
-        exchange.reply(status, body, close=exchange.refused is not None)
-        return
-    path = exchange.path.split("?", 1)[0].rstrip("/")
-    if method != "POST":
-        browser.answer_other(exchange, method, path, receiver.write_key, receiver.url)
-        return
-    tracking_api(receiver, exchange, path)
+class Routes:
+    """The answers of a receiver whose store is `store`.
 
+    `own_url` is the receiver's URL, known once its port is bound: the settings
+    document names it when a request's Host cannot be used.
+    """
 
-def refuse(receiver: Receiver, exchange: Exchange, rejected: Rejected) -> None:
-    """Answer a refusal as Segment words it, and count it."""
-    receiver.count_rejected(rejected.status)
-    body = {"success": False, "code": rejected.code, "message": rejected.message}
-    exchange.reply(rejected.status, body, close=rejected.close)
+    def __init__(self, store: Store, write_key: str | None, reject_wrong_key: bool) -> None:
+        self.store = store
+        self.write_key = write_key
+        self.reject_wrong_key = reject_wrong_key
+        self.own_url = ""
 
-
-def tracking_api(receiver: Receiver, exchange: Exchange, path: str) -> None:
-    """A POST to Segment's Tracking API: refused as Segment would, or stored, then 200."""
-    receiver.count_request()
-    headers = exchange.headers
-    try:
-        if path == METRICS_PATH:
-            # analytics.js's delivery metrics: read and acknowledged, not messages.
-            read_body(exchange)
-            exchange.reply(200, {"success": True})
-            return
-        if path not in BATCH_PATHS and path not in SINGLE_PATHS:
-            raise Rejected(404, "not_found", f"no such endpoint: {path or '/'}", close=True)
-        body = decode_body(read_body(exchange), headers.get("Content-Encoding"))
-        now = now_stamp()
-        auth_key = basic_auth_key(headers.get("Authorization"))
-        messages = parse_encoded(
-            path, body, receiver.write_key, auth_key, now, receiver.reject_wrong_key
+    def answer(self, request: Request) -> Response:
+        """The answer to `request`, after storing what it brought."""
+        method = request.method
+        headers = request.headers
+        # The inspection API too: a test page may ask it what its own calls brought.
+        cors = cors_headers(
+            headers.get("Origin"),
+            headers.get("Access-Control-Request-Headers"),
+            preflight=method == "OPTIONS",
         )
-    except Rejected as rejected:
-        refuse(receiver, exchange, rejected)
-        return
-    try:
-        receiver.store(messages)
-    except OSError as exc:
-        log.warning("could not store a request: %s", exc.strerror)
-        refuse(receiver, exchange, Rejected(500, "server_error", "could not store the messages"))
-        return
-    receiver.acknowledge(exchange, path, messages, now)
+        target = request.target
+        if target.startswith(PREFIX):
+            if method == "OPTIONS":
+                return Response(200, headers=cors)
+            status, body = inspect(self.store, method, target)
+            # A reset whose body was refused is still a reset; the connection goes, though.
+            close = request.refused is not None
+            if isinstance(body, bytes):
+                return Response(status, body, cors, close)
+            return json_response(status, body, cors, close=close)
+        path = target.split("?", 1)[0].rstrip("/")
+        if method != "POST":
+            return answer_other(request, path, self.write_key, self.own_url, cors)
+        return self.tracking_api(request, path, cors)
+
+    def tracking_api(self, request: Request, path: str, cors: Mapping[str, str]) -> Response:
+        """A POST to Segment's Tracking API: refused as Segment would, or stored, then 200."""
+        store = self.store
+        store.count_request()
+        headers = request.headers
+        try:
+            if path == METRICS_PATH:
+                # analytics.js's delivery metrics: read and acknowledged, not messages.
+                request.read_body()
+                return Response(200, headers=cors)
+            if path not in BATCH_PATHS and path not in SINGLE_PATHS:
+                raise Rejected(404, "not_found", f"no such endpoint: {path or '/'}", close=True)
+            body = decode_body(request.read_body(), headers.get("Content-Encoding"))
+            now = now_stamp()
+            auth_key = basic_auth_key(headers.get("Authorization"))
+            messages = parse_encoded(
+                path, body, self.write_key, auth_key, now, self.reject_wrong_key
+            )
+        except Rejected as rejected:
+            return self.refuse(rejected, cors)
+        try:
+            store.write(messages)
+        except OSError as exc:
+            log.warning("could not store a request: %s", exc.strerror)
+            return self.refuse(Rejected(500, "server_error", "could not store the messages"), cors)
+        # The client builds its next batch while the messages are kept.
+        return Response(200, headers=cors, then=store.accept(path, messages, now))
+
+    def refuse(self, rejected: Rejected, cors: Mapping[str, str]) -> Response:
+        """A refusal as Segment words it, counted."""
+        self.store.count_rejected(rejected.status)
+        body = {"success": False, "code": rejected.code, "message": rejected.message}
+        return json_response(rejected.status, body, cors, close=rejected.close)

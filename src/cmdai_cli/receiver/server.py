@@ -4,10 +4,12 @@ One event loop owns every connection (`connection`), so a connection costs a few
 kilobytes, not a thread, and a client that sends slowly or not at all holds nothing
 anyone else needs: it is cut off at its deadline. When every connection slot is taken,
 an idle keep-alive connection, else one already answered, else the slowest to send is
-closed to make room. A complete request goes to `handle` as an `Exchange` (see
-`exchange`); the work it leaves for after its answer (listen's printing) runs in a
-worker thread, in the order the answers went out, while the connection goes on to its
-next request; when too much of it waits, requests are answered 503 until it drains.
+closed to make room. A complete request goes to `handle` as a `Request`, which gives
+back its `Response` (see `exchange`); the work that answer leaves for after it
+(listen's printing) runs in a worker thread, in the order the answers went out, while
+the connection goes on to its next request; when too much of it waits, requests are
+answered 503 until it drains. Without workers it runs on the loop, right after the
+answer went out.
 
 Bodies past `Limits.max_body` are refused without being kept. Chunked bodies,
 `Expect: 100-continue`, pipelining and HTTP/1.0 are h11's.
@@ -25,14 +27,20 @@ from collections.abc import Callable
 from concurrent.futures import Future
 
 from cmdai_cli.receiver.connection import Connection, Limits
-from cmdai_cli.receiver.exchange import Exchange, Headers, read_body
+from cmdai_cli.receiver.exchange import Request, Response, json_response
 
-__all__ = ["Exchange", "Headers", "Limits", "Server", "read_body"]
+__all__ = ["Limits", "Server"]
 
 log = logging.getLogger("cmdai")
 
-_SERVER_ERROR = {"success": False, "code": "server_error", "message": "internal error"}
-_BUSY = {"success": False, "code": "busy", "message": "too much work waiting; retry"}
+_SERVER_ERROR = json_response(
+    500, {"success": False, "code": "server_error", "message": "internal error"}, close=True
+)
+_BUSY = json_response(
+    503,
+    {"success": False, "code": "busy", "message": "too much work waiting; retry"},
+    {"Retry-After": "1"},
+)
 # Which connections may be closed to make room for a new one, least missed first.
 _EVICTABLE = {"idle": 0, "new": 1, "head": 1, "body": 1}
 
@@ -40,22 +48,22 @@ _EVICTABLE = {"idle": 0, "new": 1, "head": 1, "body": 1}
 class Server:
     """An HTTP/1.1 server on `address`: `start()`, then `port`, then `stop()`.
 
-    `handle(exchange)` is called on the event loop for every complete request and must
-    not block (see `Exchange`); a 500 goes out if it raises or does not answer.
-    `on_drop()` is called for a connection that ended mid-request: the client went
+    `handle(request)` is called on the event loop for every complete request, must not
+    block, and gives the answer (see `Response`); a 500 goes out if it raises.
+    `dropped()` is called for a connection that ended mid-request: the client went
     away, broke the protocol, missed a deadline or was closed to make room.
     """
 
     def __init__(
         self,
         address: tuple[str, int],
-        handle: Callable[[Exchange], None],
-        on_drop: Callable[[], None],
+        handle: Callable[[Request], Response],
+        dropped: Callable[[], None],
         limits: Limits | None = None,
     ) -> None:
         self.address = address
         self.handle = handle
-        self.on_drop = on_drop
+        self.dropped = dropped
         self.limits = limits or Limits()
         self.port = address[1]
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -178,10 +186,13 @@ class Server:
     def forget(self, connection: Connection) -> None:
         self._connections.discard(connection)
 
+    def on_drop(self) -> None:
+        self.dropped()
+
     # ------------------------------------------------------------------ requests
 
-    def dispatch(self, connection: Connection, exchange: Exchange) -> None:
-        """Answer `exchange` and queue its after-work; the connection goes on at once.
+    def dispatch(self, connection: Connection, request: Request) -> None:
+        """Answer `request` and queue its after-work; the connection goes on at once.
 
         Waiting for the after-work handed each request from thread to thread twice: with
         one client posting batch after batch, `listen --json --out` took in 0.87 of a
@@ -191,22 +202,20 @@ class Server:
         if self._workers and self._work.qsize() >= self.limits.max_pending:
             # The after-work is stuck (a blocked terminal, a slow disk): accepting more
             # would only pile it up in memory. Segment's clients retry a 503.
-            exchange.reply(503, _BUSY, headers={"Retry-After": "1"})
-            assert self._loop is not None
-            self._loop.call_soon(connection.next_cycle)
-            return
-        try:
-            self.handle(exchange)
-        except Exception:
-            log.debug("a request handler failed", exc_info=True)
-            exchange.reply(500, _SERVER_ERROR, close=True)
-        if not exchange.replied:
-            exchange.reply(500, _SERVER_ERROR, close=True)
-        then = exchange.then
-        if then is not None and self._workers:
-            self._work.put(then)
-        elif then is not None:
-            _run(then)
+            response = _BUSY
+        else:
+            try:
+                response = self.handle(request)
+            except Exception:
+                log.debug("a request handler failed", exc_info=True)
+                response = _SERVER_ERROR
+        connection.respond(response)
+        then = response.then
+        if then is not None:
+            if self._workers:
+                self._work.put(then)
+            else:
+                _run(then)
         # Called soon rather than now: pipelined requests must not nest calls.
         assert self._loop is not None
         self._loop.call_soon(connection.next_cycle)

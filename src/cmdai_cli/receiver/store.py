@@ -1,11 +1,17 @@
-"""The `Receiver`: a local Segment Tracking API and what it received.
+"""What a receiver holds: the messages it accepted, its counts, and the `out` file.
 
-It answers as Segment does (see `protocol`) and flags what Segment would accept but
-later drop (`cmdai_cli.segment.messages.flags_for`). Every accepted message is written
-to the `out` file, kept in a bounded list, and handed to `on_message` before the 200 is
-sent, so an acknowledged message is never lost. Write keys are stripped from stored
-messages. Bodies, connections, deadlines and memory are bounded (see `server`); what
-each request is answered is decided in `routes`.
+`Store` is the one owner of that state, thread-safe: the server's loop writes each
+request's messages to the `out` file before they are acknowledged and counts requests;
+the work after the answer (`accept`) keeps and flags the messages and hands them to
+`on_batch`; readers (the inspection API, `wait_for`, the final counts) see every
+request answered before they asked. Write keys never reach it (see `protocol`).
+
+The `out` file keeps every message; memory keeps the newest `keep` (`Kept`: the oldest
+are dropped and counted) so that it stays bounded however long `cmdai listen` runs.
+Each entry is the message's encoded line plus the few fields the inspection API filters
+on, so a query over 100,000 messages (`Query`) decodes only what it returns. `Kept`'s
+counts (by type, by event name, by flag, rejected requests) cover everything since the
+start or the last reset; `Stats`, the whole run.
 """
 
 from __future__ import annotations
@@ -13,21 +19,273 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field, replace
+from collections import Counter, OrderedDict, deque
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, NamedTuple, Protocol, TypeVar
 
 import orjson
 
-from cmdai_cli import redact
 from cmdai_cli.errors import UsageError
-from cmdai_cli.receiver import routes
-from cmdai_cli.receiver.kept import Entry, Kept, Row
 from cmdai_cli.receiver.protocol import now_stamp
-from cmdai_cli.receiver.server import Exchange, Limits, Server
+from cmdai_cli.segment.messages import flags_for
 
 log = logging.getLogger("cmdai")
+
+DUPLICATE = "duplicate messageId"
+
+
+class Entry(NamedTuple):
+    """One kept message: its encoded JSON, flags, when and where it arrived, and keys."""
+
+    raw: bytes
+    flags: tuple[str, ...]
+    received_at: str
+    path: str
+    type: Any
+    event: Any
+    user_id: Any
+    anonymous_id: Any
+
+    def as_json(self) -> bytes:
+        """The message as the inspection API and `listen --json` show it, encoded."""
+        return row_json(self)
+
+
+class Keyed(Protocol):
+    """What a query looks at: a kept entry, or a message read back by `cmdai expect`."""
+
+    @property
+    def flags(self) -> tuple[str, ...]: ...
+    @property
+    def received_at(self) -> str: ...
+    @property
+    def type(self) -> Any: ...
+    @property
+    def event(self) -> Any: ...
+    @property
+    def user_id(self) -> Any: ...
+    @property
+    def anonymous_id(self) -> Any: ...
+
+
+K = TypeVar("K", bound=Keyed)
+
+
+# An `Entry` as kept: raw, flags, received_at, path, type, event, userId, anonymousId.
+Row = tuple[bytes, tuple[str, ...], str, str, Any, Any, Any, Any]
+_TYPE, _EVENT, _USER_ID, _ANONYMOUS_ID = 4, 5, 6, 7
+
+
+def row_json(row: Row) -> bytes:
+    """A kept row as the inspection API and `listen --json` show a message, encoded."""
+    head = orjson.dumps({"receivedAt": row[2], "path": row[3], "flags": row[1]})
+    return head[:-1] + b',"message":' + row[0] + b"}"
+
+
+def _text(value: Any) -> str | None:
+    """How a query string compares with a message field: ids may be numbers."""
+    if value is None:
+        return None
+    return value if isinstance(value, str) else str(value)
+
+
+@dataclass
+class Query:
+    """A filter over kept messages; within one field the values are alternatives.
+
+    `since` is a `receivedAt` stamp (inclusive); `limit` keeps the newest matches.
+    """
+
+    types: Sequence[str] = ()
+    events: Sequence[str] = ()
+    user_ids: Sequence[str] = ()
+    anonymous_ids: Sequence[str] = ()
+    flagged: bool | None = None
+    since: str | None = None
+    limit: int | None = None
+
+    def matches(self, entry: Keyed) -> bool:
+        if self.types and _text(entry.type) not in self.types:
+            return False
+        if self.events and _text(entry.event) not in self.events:
+            return False
+        if self.user_ids and _text(entry.user_id) not in self.user_ids:
+            return False
+        if self.anonymous_ids and _text(entry.anonymous_id) not in self.anonymous_ids:
+            return False
+        if self.flagged is not None and bool(entry.flags) != self.flagged:
+            return False
+        return self.since is None or entry.received_at >= self.since
+
+    def select(self, entries: Iterable[K]) -> list[K]:
+        """The matching entries, oldest first; with `limit`, only the newest `limit`."""
+        return self._newest([entry for entry in entries if self.matches(entry)])
+
+    def select_rows(self, rows: list[Row]) -> list[Row]:
+        """`select` over kept rows, one pass per filter given, with no call per row.
+
+        What `GET /cmdai/messages` runs over up to 100,000 rows on every look of a
+        polling `cmdai expect`; `matches` would cost a call (and an `Entry`) per row.
+        """
+        for index, wanted in (
+            (_TYPE, self.types),
+            (_EVENT, self.events),
+            (_USER_ID, self.user_ids),
+            (_ANONYMOUS_ID, self.anonymous_ids),
+        ):
+            if wanted:
+                allowed = set(wanted)
+                rows = [
+                    row
+                    for row in rows
+                    if (row[index] if type(row[index]) is str else _text(row[index])) in allowed
+                ]
+        if self.flagged is not None:
+            flagged = self.flagged
+            rows = [row for row in rows if bool(row[1]) is flagged]  # flags
+        if self.since is not None:
+            since = self.since
+            rows = [row for row in rows if row[2] >= since]  # receivedAt
+        return self._newest(rows)
+
+    def _newest(self, found: list[Any]) -> list[Any]:
+        if self.limit is not None:
+            found = found[len(found) - self.limit :] if self.limit else []
+        return found
+
+
+def stamp(value: str) -> str:
+    """An ISO-8601 time as `receivedAt` writes it (UTC, milliseconds, Z), for comparing.
+
+    Raises ValueError for text that is not a time.
+    """
+    text = value.strip()
+    if text[-1:] in ("Z", "z"):
+        text = text[:-1] + "+00:00"
+    parsed = datetime.fromisoformat(text)
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=timezone.utc)
+    utc = parsed.astimezone(timezone.utc)
+    return utc.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+@dataclass
+class Kept:
+    """The newest `keep` messages and counts of everything since the start or a reset.
+
+    Not thread-safe on its own: the `Store` calls it under its lock, and `rows()` copies
+    under the same lock before a query runs without it.
+    """
+
+    keep: int = 100_000
+    remember_ids: int = 100_000
+    received: int = 0
+    dropped: int = 0
+    flagged: int = 0
+    by_type: Counter[str] = field(default_factory=Counter)
+    by_event: Counter[str] = field(default_factory=Counter)
+    by_flag: Counter[str] = field(default_factory=Counter)
+    rejected: Counter[int] = field(default_factory=Counter)
+    since: str | None = None
+
+    def __post_init__(self) -> None:
+        # Plain tuples, not `Entry`: the collector stops tracking a tuple of strings and
+        # bytes once it has looked at it, but never a tuple subclass, so 100,000 kept
+        # namedtuples would be walked by every full collection while messages arrive.
+        self._entries: deque[Row] = deque(maxlen=self.keep)
+        self._seen: OrderedDict[str, None] = OrderedDict()
+
+    def add_batch(
+        self,
+        messages: Sequence[tuple[Mapping[str, Any], bytes, tuple[str, ...]]],
+        received_at: str,
+        path: str,
+    ) -> list[tuple[str, ...]]:
+        """Keep one request's accepted messages; their flags, a repeated messageId's included.
+
+        Runs for every message the receiver takes, under its lock: one call per request,
+        names looked up once, and nothing done twice.
+        """
+        entries = self._entries
+        overflow = len(entries) + len(messages) - self.keep
+        if overflow > 0:
+            self.dropped += min(overflow, len(messages))
+        seen = self._seen
+        remember = self.remember_ids
+        by_type, by_event, by_flag = self.by_type, self.by_event, self.by_flag
+        append = entries.append
+        found: list[tuple[str, ...]] = []
+        flagged = 0
+        for message, raw, request_flags in messages:
+            get = message.get
+            flags = flags_for(message) + request_flags
+            message_id = get("messageId")
+            if type(message_id) is str:
+                if message_id in seen:
+                    flags += (DUPLICATE,)
+                else:
+                    seen[message_id] = None
+                    if len(seen) > remember:
+                        seen.popitem(last=False)
+            kind = get("type")
+            event = get("event")
+            append((raw, flags, received_at, path, kind, event, get("userId"), get("anonymousId")))
+            by_type[kind if type(kind) is str else (_text(kind) or "(none)")] += 1
+            if kind == "track" and type(event) is str:
+                by_event[event] += 1
+            if flags:
+                flagged += 1
+                by_flag.update(flags)
+            found.append(flags)
+        self.received += len(messages)
+        self.flagged += flagged
+        return found
+
+    def reject(self, status: int) -> None:
+        self.rejected[status] += 1
+
+    def rows(self) -> list[Row]:
+        """A copy of the kept rows, oldest first."""
+        return list(self._entries)
+
+    def entries(self) -> list[Entry]:
+        """A copy of the kept entries, oldest first."""
+        new = tuple.__new__
+        return [new(Entry, row) for row in self._entries]
+
+    def reset(self, now: str) -> int:
+        """Forget every message and count (the `out` file is not touched); how many were kept."""
+        forgotten = len(self._entries)
+        self._entries.clear()
+        self._seen.clear()
+        self.received = self.dropped = self.flagged = 0
+        for counter in (self.by_type, self.by_event, self.by_flag, self.rejected):
+            counter.clear()
+        self.since = now
+        return forgotten
+
+    def summary(self) -> dict[str, Any]:
+        """What `GET /cmdai/summary` answers."""
+        return {
+            "received": self.received,
+            "kept": len(self._entries),
+            "keep": self.keep,
+            "droppedByKeep": self.dropped,
+            "flagged": self.flagged,
+            "byType": dict(sorted(self.by_type.items())),
+            "byEvent": dict(sorted(self.by_event.items())),
+            "byFlag": dict(sorted(self.by_flag.items())),
+            "rejected": {str(status): n for status, n in sorted(self.rejected.items())},
+            "since": self.since,
+        }
+
+
+# A request's accepted messages: each decoded, encoded (one line of `out`), and the
+# flags the request itself earned (see `protocol.parse_encoded`).
+Parsed = list[tuple[dict[str, Any], bytes, tuple[str, ...]]]
 
 
 @dataclass(slots=True)
@@ -62,6 +320,8 @@ class Received:
 
 @dataclass
 class Stats:
+    """Counts since the receiver started (a reset does not touch them)."""
+
     requests: int = 0
     accepted: int = 0
     flagged: int = 0
@@ -79,105 +339,125 @@ class Stats:
         }
 
 
-class Receiver:
-    """A Segment-compatible receiver on `bind`:`port` (0 picks a free port).
+class Store:
+    """The messages a receiver accepted (`Kept`), its counts (`Stats`), its `out` file.
 
-    `write_key`: when set, requests should carry it (Basic auth or body `writeKey`);
-    others are flagged, or refused with 401 when `reject_wrong_key`. The settings
-    document analytics.js loads is served for it alone (404 for other keys, as Segment's
-    CDN answers an unknown key), or for any key when no `write_key` is set.
-    `out`: a file that gets one NDJSON line per accepted message before it is answered.
-    `on_message`: called with each `Received` in the handler thread (`on_batch`: with
-    the list from one request), after it is stored; errors in them are counted, never
-    fatal. The last `keep` messages stay available via `messages()`.
+    `on_batch` is called with each request's messages after they are kept, and `check`
+    gives more flags for each (`listen --plan`: a tracking plan's); errors in `on_batch`
+    are counted, never fatal.
     """
 
     def __init__(
         self,
         *,
-        bind: str = "127.0.0.1",
-        port: int = 0,
-        write_key: str | None = None,
-        reject_wrong_key: bool = False,
-        out: str | Path | None = None,
-        on_message: Callable[[Received], Any] | None = None,
+        keep: int,
+        remember_ids: int,
+        out: Path | None = None,
         on_batch: Callable[[list[Received]], Any] | None = None,
-        keep: int = 10_000,
-        max_connections: int | None = None,
-        remember_ids: int = 100_000,
-        limits: Limits | None = None,
         check: Callable[[Mapping[str, Any]], tuple[str, ...]] | None = None,
     ) -> None:
-        self.bind = bind
-        # More flags for each accepted message (`listen --plan`: a tracking plan's).
-        self.check = check
-        self.port = port
-        self.write_key = write_key
-        self.reject_wrong_key = reject_wrong_key
-        redact.register(write_key)
-        self.out_path = Path(out) if out is not None else None
-        self.on_message = on_message
+        self.out_path = out
         self.on_batch = on_batch
+        self.check = check
+        # Kept encoded: thousands of retained dicts would make every GC pass slower.
+        self.kept = Kept(keep=keep, remember_ids=remember_ids)
         self._stats = Stats()
         # Requests answered whose bookkeeping (flags, list, callbacks) is still running,
         # by ticket: a reader waits only for those answered before it asked.
         self._settling: set[int] = set()
         self._tickets = 0
-        # Kept encoded: thousands of retained dicts would make every GC pass slower.
-        self.kept = Kept(keep=keep, remember_ids=remember_ids)
         self._lock = threading.Lock()
         self._out_lock = threading.Lock()
         self._arrived = threading.Condition(self._lock)
-        limits = limits or Limits()
-        if max_connections is not None:
-            limits = replace(limits, max_connections=max_connections)
-        self.limits = limits
-        self._server: Server | None = None
         self._out: IO[bytes] | None = None
 
-    # ------------------------------------------------------------------ lifecycle
-
-    def start(self) -> Receiver:
+    def open(self) -> None:
+        """Open the `out` file for appending (UsageError when it cannot be)."""
         if self.out_path is not None:
             try:
                 self._out = self.out_path.open("ab")
             except OSError as exc:
                 where = self.out_path
                 raise UsageError(f"{where}: cannot open for writing: {exc.strerror}") from None
-        try:
-            self._server = Server(
-                (self.bind, self.port), self._handle, self._count_drop, self.limits
-            ).start()
-        except OSError as exc:
-            self._close_out()
-            raise UsageError(f"cannot listen on {self.bind}:{self.port}: {exc.strerror}") from None
-        self.port = self._server.port
-        return self
 
-    def stop(self) -> None:
-        if self._server is not None:
-            self._server.stop()
-            self._server = None
+    def close(self) -> None:
         with self._out_lock:
-            self._close_out()
+            if self._out is not None:
+                self._out.close()
+                self._out = None
 
-    def _close_out(self) -> None:
-        if self._out is not None:
-            self._out.close()
-            self._out = None
+    # ------------------------------------------------------------------ taking in
 
-    def __enter__(self) -> Receiver:
-        return self.start()
+    def count_request(self) -> None:
+        with self._lock:
+            self._stats.requests += 1
 
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
+    def count_rejected(self, status: int) -> None:
+        with self._lock:
+            self._stats.rejected[status] = self._stats.rejected.get(status, 0) + 1
+            self.kept.reject(status)
 
-    @property
-    def url(self) -> str:
-        host = f"[{self.bind}]" if ":" in self.bind else self.bind
-        return f"http://{host}:{self.port}"
+    def count_drop(self) -> None:
+        with self._lock:
+            self._stats.dropped_connections += 1
+
+    def write(self, messages: Parsed) -> None:
+        """Append the messages to `out`: before they are acknowledged (OSError if not)."""
+        if self._out is None:
+            return
+        data = b"\n".join(raw for _, raw, _ in messages) + b"\n"
+        with self._out_lock:
+            if self._out is not None:
+                self._out.write(data)
+                self._out.flush()
+
+    def accept(self, path: str, messages: Parsed, now: str) -> Callable[[], None]:
+        """The bookkeeping of acknowledged messages, to run after their answer.
+
+        Readers wait for it from now on, so that what a client saw acknowledged is
+        always visible to them.
+        """
+        with self._lock:
+            self._tickets += 1
+            ticket = self._tickets
+            self._settling.add(ticket)
+        return lambda: self._keep(path, messages, now, ticket)
+
+    def _keep(self, path: str, messages: Parsed, now: str, ticket: int) -> None:
+        accepted: list[Received] = []
+        try:
+            check = self.check
+            if check is not None:
+                messages = [(m, raw, flags + check(m)) for m, raw, flags in messages]
+            with self._lock:
+                all_flags = self.kept.add_batch(messages, now, path)
+                if self.on_batch is not None:
+                    accepted = [
+                        Received(message, flags, now, path, raw)
+                        for (message, raw, _), flags in zip(messages, all_flags, strict=True)
+                    ]
+                self._stats.flagged += sum(1 for flags in all_flags if flags)
+                self._stats.accepted += len(messages)
+            if accepted and self.on_batch is not None:
+                try:
+                    self.on_batch(accepted)
+                except Exception:
+                    with self._lock:
+                        self._stats.callback_errors += 1
+                    log.debug("a receiver callback failed", exc_info=True)
+        finally:
+            with self._lock:
+                self._settling.discard(ticket)
+                self._arrived.notify_all()
 
     # ------------------------------------------------------------------ reading
+
+    def _settle(self) -> None:
+        # Readers wait for the bookkeeping of requests answered before they asked; those
+        # answered later are not waited for, so a busy intake never holds a reader up.
+        pending = set(self._settling)
+        if pending:
+            self._arrived.wait_for(lambda: not (pending & self._settling), timeout=5)
 
     @property
     def stats(self) -> Stats:
@@ -186,31 +466,23 @@ class Receiver:
             self._settle()
             return self._stats
 
-    def _settle(self) -> None:
-        # Bookkeeping runs after the answer; readers wait for it so that what a
-        # client saw acknowledged is always visible here. Requests answered later are
-        # not waited for, so a busy intake never holds a reader up.
-        pending = set(self._settling)
-        if pending:
-            self._arrived.wait_for(lambda: not (pending & self._settling), timeout=5)
-
     def messages(self) -> list[Received]:
-        """The last `keep` accepted messages, oldest first (all answered requests' included)."""
-        return [_received(entry) for entry in self.kept_entries()]
+        """The kept messages, oldest first (all answered requests' included)."""
+        return [_received(entry) for entry in self.entries()]
 
-    def kept_entries(self) -> list[Entry]:
+    def entries(self) -> list[Entry]:
         """The kept messages, encoded, oldest first (all answered requests' included)."""
         with self._arrived:
             self._settle()
             return self.kept.entries()
 
-    def kept_rows(self) -> list[Row]:
+    def rows(self) -> list[Row]:
         """The kept rows, oldest first (all answered requests' included): for queries."""
         with self._arrived:
             self._settle()
             return self.kept.rows()
 
-    def kept_summary(self) -> dict[str, Any]:
+    def summary(self) -> dict[str, Any]:
         """Counts since the start or the last reset, as `GET /cmdai/summary` gives them."""
         with self._arrived:
             self._settle()
@@ -230,7 +502,6 @@ class Receiver:
         Returns the matching messages so far, which may be fewer on timeout.
         """
         deadline = time.monotonic() + timeout
-
         needle = None if message_id is None else orjson.dumps({"messageId": message_id})[1:-1]
 
         def matching() -> list[Received]:
@@ -252,105 +523,6 @@ class Receiver:
                 self._arrived.wait(remaining)
                 found = matching()
             return found
-
-    # ------------------------------------------------------------------ serving
-
-    def _count_drop(self) -> None:
-        with self._lock:
-            self._stats.dropped_connections += 1
-
-    def count_rejected(self, status: int) -> None:
-        with self._lock:
-            self._stats.rejected[status] = self._stats.rejected.get(status, 0) + 1
-            self.kept.reject(status)
-
-    def count_request(self) -> None:
-        with self._lock:
-            self._stats.requests += 1
-
-    def _handle(self, exchange: Exchange) -> None:
-        routes.answer(self, exchange)
-
-    def acknowledge(
-        self,
-        exchange: Exchange,
-        path: str,
-        messages: list[tuple[dict[str, Any], bytes, tuple[str, ...]]],
-        now: str,
-    ) -> None:
-        """Answer 200, then do the bookkeeping; readers wait until it is done."""
-        with self._lock:
-            self._tickets += 1
-            ticket = self._tickets
-            self._settling.add(ticket)
-        if not self._wants_objects:
-            # No callback that could block: the bookkeeping runs right after the answer
-            # went out, without a trip through a worker thread.
-            exchange.reply(200, {"success": True})
-            self._accept(path, messages, now, ticket)
-            return
-        # After the answer, in a worker: the client builds its next batch meanwhile.
-        exchange.reply(
-            200, {"success": True}, then=lambda: self._accept(path, messages, now, ticket)
-        )
-
-    def store(self, messages: list[tuple[dict[str, Any], bytes, tuple[str, ...]]]) -> None:
-        """Append the messages to `out` before they are acknowledged."""
-        if self._out is None:
-            return
-        data = b"\n".join(raw for _, raw, _ in messages) + b"\n"
-        with self._out_lock:
-            if self._out is not None:
-                self._out.write(data)
-                self._out.flush()
-
-    def _accept(
-        self,
-        path: str,
-        messages: list[tuple[dict[str, Any], bytes, tuple[str, ...]]],
-        now: str,
-        ticket: int,
-    ) -> None:
-        accepted = []
-        try:
-            check = self.check
-            if check is not None:
-                messages = [(m, raw, flags + check(m)) for m, raw, flags in messages]
-            with self._lock:
-                all_flags = self.kept.add_batch(messages, now, path)
-                if self._wants_objects:
-                    accepted = [
-                        Received(message, flags, now, path, raw)
-                        for (message, raw, _), flags in zip(messages, all_flags, strict=True)
-                    ]
-                self._stats.flagged += sum(1 for flags in all_flags if flags)
-                self._stats.accepted += len(messages)
-            self._notify(accepted)
-        finally:
-            with self._lock:
-                self._settling.discard(ticket)
-                self._arrived.notify_all()
-
-    @property
-    def _wants_objects(self) -> bool:
-        return self.on_message is not None or self.on_batch is not None
-
-    def _notify(self, accepted: list[Received]) -> None:
-        if not accepted:
-            return
-        callbacks: list[tuple[Callable[[Any], Any], list[Any]]] = []
-        if self.on_batch is not None:
-            callbacks.append((self.on_batch, [accepted]))
-        if self.on_message is not None:
-            callbacks.append((self.on_message, accepted))
-        for callback, calls in callbacks:
-            for argument in calls:
-                try:
-                    callback(argument)
-                except Exception:
-                    with self._lock:
-                        self._stats.callback_errors += 1
-                    log.debug("a receiver callback failed", exc_info=True)
 
 
 def _received(entry: Entry) -> Received:

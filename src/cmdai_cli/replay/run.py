@@ -32,6 +32,7 @@ from cmdai_cli.replay.result import Progress, ReplayResult
 from cmdai_cli.replay.select import ensure_message_id, strip_transport
 from cmdai_cli.replay.setup import Setup, estimate_total
 from cmdai_cli.retry import RetryPolicy
+from cmdai_cli.stopping import stop_on_signals
 
 # ---------------------------------------------------------------- the run
 
@@ -60,7 +61,26 @@ def replay(
     stops a run before it starts (settings, unreadable checkpoint); a bad record under
     `--on-error fail` ends reading and comes back as `result.stopped_by`. `warn` is
     told what the user should know before the run goes on (a replay already done, run
-    again without --resume); `on_progress` gets a snapshot several times a second."""
+    again without --resume); `on_progress` gets a snapshot several times a second.
+
+    Ctrl-C or SIGTERM stops it within about a second, what was in flight left pending
+    (`result.interrupted`); a second one ends the process at once. That is safe: every
+    acknowledged batch is already on disk, and what was in flight is sent again by
+    --resume, as after a kill."""
+    with stop_on_signals(interrupt=True, stopping=_STOPPING, at_once=_STOPPED):
+        return _replay(options, settings, on_progress, warn)
+
+
+_STOPPING = b"cmdai: warning: stopping; press Ctrl-C again to stop at once\n"
+_STOPPED = b"cmdai: error: stopped at once; run the same command with --resume to continue\n"
+
+
+def _replay(
+    options: ReplayOptions,
+    settings: Resolved,
+    on_progress: Callable[[Progress], None] | None,
+    warn: Callable[[str], None] | None,
+) -> ReplayResult:
     setup = Setup.make(options, settings)
     run: _Run | None = None
     try:

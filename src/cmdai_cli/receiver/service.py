@@ -1,0 +1,104 @@
+"""The `Receiver`: a local Segment Tracking API, its store behind its routes and server.
+
+It answers as Segment does (`protocol`, through `routes`) and flags what Segment would
+accept but later drop (`cmdai_cli.segment.messages.flags_for`). Every accepted message
+is written to the `out` file before the 200 is sent, so an acknowledged message is
+never lost, then kept and handed to `on_batch` (`store`). Bodies, connections,
+deadlines and memory are bounded (`server`, `connection`, `store`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import replace
+from typing import Any
+
+from cmdai_cli import redact
+from cmdai_cli.errors import UsageError
+from cmdai_cli.receiver.options import ListenOptions
+from cmdai_cli.receiver.routes import Routes
+from cmdai_cli.receiver.server import Server
+from cmdai_cli.receiver.store import Received, Stats, Store
+
+
+class Receiver:
+    """A Segment-compatible receiver, set up by `options`: `start()` (or `with`), `url`,
+    what arrived (`messages()`, `wait_for`, `stats`, `store`), then `stop()`.
+
+    `on_batch` is called with what each request brought, after its answer, in a worker
+    thread (it may block: a terminal's reader can stop reading); `check` gives more
+    flags for each message. Without `on_batch` nothing after an answer can block, and
+    the bookkeeping runs on the server's loop, without a trip through a thread.
+    """
+
+    def __init__(
+        self,
+        options: ListenOptions | None = None,
+        *,
+        on_batch: Callable[[list[Received]], Any] | None = None,
+        check: Callable[[Mapping[str, Any]], tuple[str, ...]] | None = None,
+    ) -> None:
+        self.options = options = options or ListenOptions()
+        redact.register(options.write_key)
+        self.port = options.port
+        self.store = Store(
+            keep=options.keep,
+            remember_ids=options.remember_ids,
+            out=options.out,
+            on_batch=on_batch,
+            check=check,
+        )
+        self.routes = Routes(self.store, options.write_key, options.reject_wrong_key)
+        self.limits = options.limits if on_batch is not None else replace(options.limits, workers=0)
+        self._server: Server | None = None
+
+    def start(self) -> Receiver:
+        """Open `out` and bind; UsageError when either cannot be done."""
+        options = self.options
+        self.store.open()
+        try:
+            self._server = Server(
+                (options.bind, options.port), self.routes.answer, self.store.count_drop, self.limits
+            ).start()
+        except OSError as exc:
+            self.store.close()
+            where = f"{options.bind}:{options.port}"
+            raise UsageError(f"cannot listen on {where}: {exc.strerror}") from None
+        self.port = self._server.port
+        self.routes.own_url = self.url
+        return self
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.stop()
+            self._server = None
+        self.store.close()
+
+    def __enter__(self) -> Receiver:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    @property
+    def url(self) -> str:
+        bind = self.options.bind
+        host = f"[{bind}]" if ":" in bind else bind
+        return f"http://{host}:{self.port}"
+
+    # ------------------------------------------------------------------ what arrived
+
+    @property
+    def stats(self) -> Stats:
+        """Counters, including every request answered so far."""
+        return self.store.stats
+
+    def messages(self) -> list[Received]:
+        """The kept messages, oldest first (all answered requests' included)."""
+        return self.store.messages()
+
+    def wait_for(
+        self, count: int = 1, *, message_id: str | None = None, timeout: float = 5.0
+    ) -> list[Received]:
+        """Wait until `count` messages (or the one with `message_id`) have arrived."""
+        return self.store.wait_for(count, message_id=message_id, timeout=timeout)
