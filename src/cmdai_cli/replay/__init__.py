@@ -9,8 +9,8 @@ batches from a worker process), `checkpoint` (durable progress), `errorlog` (rej
 files), `run` (the read -> select -> batch -> deliver loop) and `summary` (what it came to).
 """
 
-from cmdai_cli.replay.options import ReplayOptions
+from cmdai_cli.replay.options import EventSource, ReplayOptions
 from cmdai_cli.replay.run import replay
 from cmdai_cli.replay.summary import Progress, Summary
 
-__all__ = ["Progress", "ReplayOptions", "Summary", "replay"]
+__all__ = ["EventSource", "Progress", "ReplayOptions", "Summary", "replay"]
