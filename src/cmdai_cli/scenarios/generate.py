@@ -1,0 +1,223 @@
+"""Users, sessions and events from compiled scenarios, deterministic by seed.
+
+Each user gets a stable id, an organization and traits, then sessions: one per named
+flow (run in the order named), or for a mix a drawn number of sessions each of a flow
+drawn by weight. Sessions start at times drawn over the window (with no window, a
+user's sessions follow one another). Events come out in timestamp order: sessions are
+expanded as their start comes up, and their events wait in a heap, which only ever
+holds the sessions running at the same time.
+
+One random stream, seeded once, is drawn from in a fixed order, and every messageId is
+the run's key plus the session's and the event's numbers, so the same seed and options
+give the same events, ids included (Segment deduplicates a second run by messageId).
+"""
+
+from __future__ import annotations
+
+import heapq
+import random
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from cmdai_cli.scenarios.format import Scenario, Step, UserSpec, default_user
+from cmdai_cli.scenarios.values import Context, User, build
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What to generate: the scenarios named, for how many users, from when, over how long."""
+
+    scenarios: tuple[Scenario, ...]
+    users: int
+    seed: int
+    start_ms: int
+    duration: float
+    key: str  # the run's key: the messageIds' prefix
+
+
+@dataclass
+class Session:
+    start: int  # milliseconds since the epoch
+    number: int
+    user: User
+    flow: Scenario
+
+
+def _uuid(bits: int) -> str:
+    text = f"{bits:032x}"
+    return f"{text[:8]}-{text[8:12]}-4{text[13:16]}-a{text[17:20]}-{text[20:]}"
+
+
+def make_user(index: int, spec: UserSpec, rng: random.Random) -> User:
+    user = User(f"user-{rng.getrandbits(40):010x}", None, {})
+    ctx = Context(user, "", rng.random)
+    user.organization = build(spec.organization, ctx)
+    user.traits = {key: build(node, ctx) for key, node in spec.traits.items()}
+    return user
+
+
+def sessions(plan: Plan, rng: random.Random) -> list[Session]:
+    """Every session of every user, sorted by start (then by number)."""
+    spec = next((s.user for s in plan.scenarios if s.user is not None), None) or default_user()
+    window = int(plan.duration * 1000)
+    out: list[Session] = []
+    number = 0
+    for index in range(plan.users):
+        user = make_user(index, spec, rng)
+        flows: list[Scenario] = []
+        for scenario in plan.scenarios:
+            flows.extend(_flows_of(scenario, rng))
+        if window:
+            starts = sorted(plan.start_ms + int(rng.random() * window) for _ in flows)
+        else:
+            starts, at = [], plan.start_ms
+            for flow in flows:
+                starts.append(at)
+                at += int(flow.span() * 1000) + 1000
+        for start, flow in zip(starts, flows, strict=True):
+            out.append(Session(start, number, user, flow))
+            number += 1
+    out.sort(key=lambda s: (s.start, s.number))
+    return out
+
+
+def _flows_of(scenario: Scenario, rng: random.Random) -> list[Scenario]:
+    if not scenario.is_mix:
+        return [scenario]
+    low, high = scenario.sessions
+    count = low + min(int(rng.random() * (high - low + 1)), high - low)
+    flows = [flow for flow, _ in scenario.mix]
+    weights = [weight for _, weight in scenario.mix]
+    return rng.choices(flows, weights, k=count)
+
+
+def expand(
+    session: Session,
+    key: str,
+    rng: random.Random,
+    forced: int | None = None,
+) -> Iterator[tuple[int, Step, dict[str, Any]]]:
+    """The session's events in order: (time in ms, its step, the message, its timestamp
+    left None for the caller to write)."""
+    draw = rng.random
+    ctx = Context(session.user, _uuid(rng.getrandbits(128)), draw, forced)
+    outcomes: dict[str, str] = {}
+    at = session.start
+    prefix = f"{key}-{session.number:x}-"
+    n = 0
+    user_id = session.user.id
+    for step in session.flow.steps:
+        when = step.when
+        if when is not None and outcomes.get(when[0]) not in when[1]:
+            continue
+        if step.chance < 1 and forced is None and draw() >= step.chance:
+            continue
+        low, high = step.repeat
+        if forced is not None:
+            times = max(low, 1)
+        else:
+            times = low if low == high else low + min(int(draw() * (high - low + 1)), high - low)
+        for _ in range(times):
+            d_low, d_high = step.delay
+            delay = d_low if d_low == d_high else d_low + draw() * (d_high - d_low)
+            at += int(delay * 1000)
+            variant = step.variants[step.pick(ctx)] if step.pick is not None else step.variants[0]
+            payload = variant.payload
+            built = payload[1] if payload[0] else payload[1](ctx)
+            if variant.kind == "track":
+                message = {
+                    "type": "track",
+                    "event": variant.name,
+                    "userId": user_id,
+                    "messageId": f"{prefix}{n}",
+                    "timestamp": None,
+                    "context": {},
+                    "properties": built,
+                }
+            else:
+                message = {
+                    "type": "identify",
+                    "userId": user_id,
+                    "messageId": f"{prefix}{n}",
+                    "timestamp": None,
+                    "context": {},
+                    "traits": built,
+                }
+            n += 1
+            if step.id is not None:
+                ctx.steps[step.id] = message
+                outcomes[step.id] = variant.name
+            yield at, step, message
+
+
+class Stamps:
+    """ISO-8601 timestamps from milliseconds, the seconds' text kept from one to the next
+    (events come in time order, so most share their second with the one before)."""
+
+    def __init__(self) -> None:
+        self.second = -1
+        self.text = ""
+
+    def __call__(self, ms: int) -> str:
+        second, millis = divmod(ms, 1000)
+        if second != self.second:
+            self.second = second
+            self.text = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
+        return f"{self.text}.{millis:03d}Z"
+
+
+def events(plan: Plan) -> Iterator[dict[str, Any]]:
+    """Every event of the plan, in timestamp order (ties in the order they were made)."""
+    rng = random.Random(plan.seed)
+    key = plan.key
+    stamp = Stamps()
+    heap: list[tuple[int, int, dict[str, Any]]] = []
+    push, pop = heapq.heappush, heapq.heappop
+    order = 0
+    for session in sessions(plan, rng):
+        start = session.start
+        while heap and heap[0][0] <= start:
+            at, _, message = pop(heap)
+            message["timestamp"] = stamp(at)
+            yield message
+        for at, _, message in expand(session, key, rng):
+            push(heap, (at, order, message))
+            order += 1
+    while heap:
+        at, _, message = pop(heap)
+        message["timestamp"] = stamp(at)
+        yield message
+
+
+def samples(scenario: Scenario, rounds: int) -> Iterator[tuple[Step, dict[str, Any]]]:
+    """For checking: each flow's events with every choice at each option in turn, every
+    optional step taken, ranges at their ends; a sample user from the scenario's spec."""
+    rng = random.Random(0)
+    spec = scenario.user or default_user()
+    for flow in scenario.flows():
+        flow_spec = flow.user or spec
+        for forced in range(rounds):
+            user = make_user(0, flow_spec, rng)
+            session = Session(0, 0, user, flow)
+            for at, step, message in expand(session, "check", rng, forced):
+                message["timestamp"] = Stamps()(at)
+                yield step, message
+
+
+def rounds_needed(scenarios: Sequence[Scenario]) -> int:
+    """How many forced rounds show every option: the longest choice's length (and 2, for
+    ranges' two ends). Choices are counted in the file's text, generously."""
+    longest = 2
+    for scenario in scenarios:
+        for flow in scenario.flows():
+            for step in flow.steps:
+                longest = max(longest, len(step.variants))
+            longest = max(longest, _longest_list(flow.text))
+    return longest
+
+
+def _longest_list(text: str) -> int:
+    # A rough upper bound: the most commas in any one line (choices are written on a line).
+    return max((line.count(",") + 1 for line in text.splitlines()), default=1)
