@@ -53,6 +53,10 @@ COMMANDS: dict[str, Entry] = {
     "replay": Entry(
         "replay", "Resend recorded events to Segment, the Command AI webhook, or bulk-identify."
     ),
+    "trigger": Entry(
+        "trigger",
+        "Make realistic Command AI traffic from scenarios and send it to the Segment source.",
+    ),
     "doctor": Entry(
         "doctor",
         "Check the profile, the write key, and that Segment, the webhook and the Public API "
