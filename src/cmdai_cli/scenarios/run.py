@@ -287,6 +287,7 @@ def trigger(
         users=request.users,
         start=start.isoformat(timespec="milliseconds").replace("+00:00", "Z"),
         dry_run=request.dry_run,
+        out=request.out,
     )
     counts: Counter[str] = Counter()
     stream = _counted(events(plan), counts)
@@ -296,7 +297,6 @@ def trigger(
             for _ in stream:
                 pass
         elif request.out is not None:
-            result.out = request.out
             write_ndjson(stream, request.out)
         else:
             _send(request, plan, stream, result, progress)
