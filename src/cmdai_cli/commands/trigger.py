@@ -37,7 +37,7 @@ def render(result: TriggerResult) -> None:
     output.info(
         f"trigger: {' '.join(result.scenarios)}: {verb} {done:,} events{where} "
         f"({result.users:,} user{'s' if result.users != 1 else ''}, seed {result.seed}, "
-        f"from {result.start}) in {result.elapsed:.2f}s"
+        f"from {result.start}) in {result.elapsed:.2f}s ({result.rate:,.0f} events/s)"
     )
     width = max((len(name) for name in result.by_event), default=0)
     for name, count in result.by_event.items():

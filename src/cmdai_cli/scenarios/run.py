@@ -87,7 +87,9 @@ class TriggerResult:
 
     @property
     def rate(self) -> float:
-        return self.generated / self.elapsed if self.elapsed > 0 else 0.0
+        """Events a second: made (a file, a dry run) or delivered (sending)."""
+        done = self.generated if self.delivery is None else self.sent
+        return done / self.elapsed if self.elapsed > 0 else 0.0
 
     def as_json(self) -> dict[str, Any]:
         if self.listing:
@@ -108,6 +110,7 @@ class TriggerResult:
             "pending": self.pending,
             "interrupted": self.interrupted,
             "elapsed": round(self.elapsed, 3),
+            "rate": round(self.rate, 1),
         }
 
     @property
