@@ -24,7 +24,9 @@ import re
 import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 from importlib import resources
+from itertools import accumulate
 from pathlib import Path
 from typing import Any
 
@@ -87,6 +89,12 @@ class Step:
     repeat: tuple[int, int]
     chance: float
     when: tuple[str, frozenset[str]] | None
+    # The fields the generator reads for every event, in one tuple: one lookup, not nine.
+    plan: tuple[Any, ...] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        plan = (self.when, self.chance, *self.repeat, *self.delay, self.pick, self.variants)
+        object.__setattr__(self, "plan", (*plan, self.id))
 
     @property
     def label(self) -> str:
@@ -112,6 +120,11 @@ class Scenario:
     mix: tuple[tuple[Scenario, float], ...] = ()
     sessions: tuple[int, int] = (1, 1)
     text: str = field(default="", repr=False)
+
+    @cached_property
+    def cumulative(self) -> list[float]:
+        """The mix's weights, summed one after another (for a weighted draw)."""
+        return list(accumulate(weight for _, weight in self.mix))
 
     @property
     def is_mix(self) -> bool:

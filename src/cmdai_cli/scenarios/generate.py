@@ -89,8 +89,7 @@ def _flows_of(scenario: Scenario, rng: random.Random) -> list[Scenario]:
     low, high = scenario.sessions
     count = low + min(int(rng.random() * (high - low + 1)), high - low)
     flows = [flow for flow, _ in scenario.mix]
-    weights = [weight for _, weight in scenario.mix]
-    return rng.choices(flows, weights, k=count)
+    return rng.choices(flows, cum_weights=scenario.cumulative, k=count)
 
 
 def expand(
@@ -98,7 +97,7 @@ def expand(
     key: str,
     rng: random.Random,
     forced: int | None = None,
-) -> Iterator[tuple[int, Step, dict[str, Any]]]:
+) -> list[tuple[int, Step, dict[str, Any]]]:
     """The session's events in order: (time in ms, its step, the message, its timestamp
     left None for the caller to write)."""
     draw = rng.random
@@ -108,24 +107,25 @@ def expand(
     prefix = f"{key}-{session.number:x}-"
     n = 0
     user_id = session.user.id
+    out: list[tuple[int, Step, dict[str, Any]]] = []
+    append = out.append
     for step in session.flow.steps:
-        when = step.when
+        when, chance, low, high, d_low, d_high, pick, variants, step_id = step.plan
         if when is not None and outcomes.get(when[0]) not in when[1]:
             continue
-        if step.chance < 1 and forced is None and draw() >= step.chance:
+        if chance < 1 and forced is None and draw() >= chance:
             continue
-        low, high = step.repeat
         if forced is not None:
             times = max(low, 1)
         else:
             times = low if low == high else low + min(int(draw() * (high - low + 1)), high - low)
         for _ in range(times):
-            d_low, d_high = step.delay
-            delay = d_low if d_low == d_high else d_low + draw() * (d_high - d_low)
-            at += int(delay * 1000)
-            variant = step.variants[step.pick(ctx)] if step.pick is not None else step.variants[0]
-            payload = variant.payload
-            built = payload[1] if payload[0] else payload[1](ctx)
+            if d_low == d_high:
+                at += int(d_low * 1000)
+            else:
+                at += int((d_low + draw() * (d_high - d_low)) * 1000)
+            variant = variants[pick(ctx)] if pick is not None else variants[0]
+            const, payload = variant.payload
             if variant.kind == "track":
                 message = {
                     "type": "track",
@@ -134,7 +134,7 @@ def expand(
                     "messageId": f"{prefix}{n}",
                     "timestamp": None,
                     "context": {},
-                    "properties": built,
+                    "properties": payload if const else payload(ctx),
                 }
             else:
                 message = {
@@ -143,36 +143,39 @@ def expand(
                     "messageId": f"{prefix}{n}",
                     "timestamp": None,
                     "context": {},
-                    "traits": built,
+                    "traits": payload if const else payload(ctx),
                 }
             n += 1
-            if step.id is not None:
-                ctx.steps[step.id] = message
-                outcomes[step.id] = variant.name
-            yield at, step, message
+            if step_id is not None:
+                ctx.steps[step_id] = message
+                outcomes[step_id] = variant.name
+            append((at, step, message))
+    return out
 
 
 class Stamps:
-    """ISO-8601 timestamps from milliseconds, the seconds' text kept from one to the next
-    (events come in time order, so most share their second with the one before)."""
+    """ISO-8601 timestamps from milliseconds, the minute's text kept from one to the next
+    (events come in time order, so most share their minute with the one before)."""
 
     def __init__(self) -> None:
-        self.second = -1
+        self.minute = -1
         self.text = ""
 
     def __call__(self, ms: int) -> str:
-        second, millis = divmod(ms, 1000)
-        if second != self.second:
-            self.second = second
-            self.text = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
-        return f"{self.text}.{millis:03d}Z"
+        minute, rest = divmod(ms, 60_000)
+        if minute != self.minute:
+            self.minute = minute
+            self.text = time.strftime("%Y-%m-%dT%H:%M:", time.gmtime(minute * 60))
+        return f"{self.text}{rest // 1000:02d}.{rest % 1000:03d}Z"
 
 
-def events(plan: Plan) -> Iterator[dict[str, Any]]:
-    """Every event of the plan, in timestamp order (ties in the order they were made)."""
+def events(plan: Plan, counts: dict[str, int] | None = None) -> Iterator[dict[str, Any]]:
+    """Every event of the plan, in timestamp order (ties in the order they were made);
+    `counts` gets the number of each event name (identify: "identify") as they go out."""
     rng = random.Random(plan.seed)
     key = plan.key
     stamp = Stamps()
+    counted: dict[str, int] = {} if counts is None else counts
     heap: list[tuple[int, int, dict[str, Any]]] = []
     push, pop = heapq.heappush, heapq.heappop
     order = 0
@@ -181,6 +184,8 @@ def events(plan: Plan) -> Iterator[dict[str, Any]]:
         while heap and heap[0][0] <= start:
             at, _, message = pop(heap)
             message["timestamp"] = stamp(at)
+            name = message.get("event", "identify")
+            counted[name] = counted.get(name, 0) + 1
             yield message
         for at, _, message in expand(session, key, rng):
             push(heap, (at, order, message))
@@ -188,6 +193,8 @@ def events(plan: Plan) -> Iterator[dict[str, Any]]:
     while heap:
         at, _, message = pop(heap)
         message["timestamp"] = stamp(at)
+        name = message.get("event", "identify")
+        counted[name] = counted.get(name, 0) + 1
         yield message
 
 

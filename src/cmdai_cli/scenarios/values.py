@@ -105,16 +105,25 @@ def compile_dict(fields: Mapping[str, Node]) -> Node:
     """A table whose literal fields are shared and whose drawn ones are built per event."""
     if all(const for const, _ in fields.values()):
         return True, {key: value for key, (_, value) in fields.items()}
-    order = list(fields)
-    fixed = {key: value for key, (const, value) in fields.items() if const}
-    drawn = [(key, fn) for key, (const, fn) in fields.items() if not const]
-    in_order = list(fixed) + [key for key, _ in drawn] == order
+    # Every key in its place, drawn ones as placeholders: a copy then keeps the order
+    # when the drawn values are written over them.
+    template = {key: value if const else None for key, (const, value) in fields.items()}
+    drawn = tuple((key, fn) for key, (const, fn) in fields.items() if not const)
+    if len(drawn) == 1:
+        [(only_key, only_fn)] = drawn
+
+        def make_one(ctx: Context) -> dict[str, Any]:
+            out = template.copy()
+            out[only_key] = only_fn(ctx)
+            return out
+
+        return False, make_one
 
     def make(ctx: Context) -> dict[str, Any]:
-        out = dict(fixed)
+        out = template.copy()
         for key, fn in drawn:
             out[key] = fn(ctx)
-        return out if in_order else {key: out[key] for key in order}
+        return out
 
     return False, make
 
@@ -171,8 +180,25 @@ def choice_of(options: list[Node], weights: list[float] | None) -> Build:
         return min(bisect_right(cumulative, ctx.random() * total), count - 1)
 
     if all(const for const, _ in options):
+        # The hot case, one call a draw. The last value twice: random() * total may round
+        # up to total itself, which bisects past the end.
         values = [value for _, value in options]
-        return lambda ctx: values[index(ctx)]
+        padded = [*values, values[-1]]
+        if cumulative is None:
+
+            def equal(ctx: Context) -> Any:
+                if ctx.forced is not None:
+                    return values[possible[ctx.forced % len(possible)]]
+                return padded[int(ctx.random() * count)]
+
+            return equal
+
+        def weighted(ctx: Context) -> Any:
+            if ctx.forced is not None:
+                return values[possible[ctx.forced % len(possible)]]
+            return padded[bisect_right(cumulative, ctx.random() * total)]
+
+        return weighted
     return lambda ctx: build(options[index(ctx)], ctx)
 
 
@@ -278,6 +304,9 @@ def reference(path: str, names: Names) -> Build:
                 "(chance, when or repeat 0), so it cannot be referred to"
             )
         _check_path(names.steps[step_id], rest, path)
+        if len(rest) == 2:  # the usual `properties.NAME`, without the loop
+            first, second = rest
+            return lambda ctx: ctx.steps[step_id][first][second]
         return lambda ctx: _walk(ctx.steps[step_id], rest)
     raise Mistake(f"broken reference ${{{path}}}: it names neither user, session nor steps.ID")
 
