@@ -118,3 +118,24 @@ def test_nudge_shows_its_life_in_listen_as_real_processes(tmp_path) -> None:
         assert not any(m["flags"] for m in seen)
     finally:
         listener.stop()
+
+
+def test_the_write_key_is_checked_on_the_cdn_before_sending(cli, keyed) -> None:
+    with Receiver(write_key=WRITE_KEY) as rx:
+        summary = sent(cli, "nudge", "--host", rx.url, "--cdn-host", rx.url)
+        assert summary["keyCheck"]["status"] == "verified"
+        assert len(rx.messages()) == summary["sent"] > 0
+    # a CDN that knows no source with the key: refused, and nothing is sent
+    with Receiver(write_key="another-key-0123") as cdn, Receiver() as rx:
+        refused = cli("trigger", "day", "--users", "5", "--host", rx.url, "--cdn-host", cdn.url)
+        assert refused.exit_code == 5
+        assert "nothing sent" in refused.stderr
+        assert rx.messages() == []
+
+
+def test_an_unreachable_cdn_is_said_and_sending_goes_on(cli, keyed) -> None:
+    with Receiver(write_key=WRITE_KEY) as rx:
+        result = cli("trigger", "shortcut", "--host", rx.url)  # the CDN: a closed port
+        assert result.exit_code == 0, result.stderr
+        assert "write key not verified" in result.stderr
+        assert len(rx.messages()) == 3

@@ -9,7 +9,7 @@ import typer
 
 from cmdai_cli import output
 from cmdai_cli.commands._common import STATE, command, finish
-from cmdai_cli.commands._options import REGIONS, HostOpt, RegionOpt, TimeoutOpt
+from cmdai_cli.commands._options import REGIONS, CdnHostOpt, HostOpt, RegionOpt, TimeoutOpt
 from cmdai_cli.commands._replay_progress import replay_progress
 
 if TYPE_CHECKING:
@@ -42,6 +42,9 @@ def render(result: TriggerResult) -> None:
     width = max((len(name) for name in result.by_event), default=0)
     for name, count in result.by_event.items():
         output.info(f"  {name:<{width}}  {count:,}")
+    check = result.key_check
+    if check is not None and check["status"] != "verified":
+        output.info(f"  write key not verified: {check.get('detail', check['status'])}")
     if result.delivery is not None and (result.failed or result.rejected or result.pending):
         output.info(
             f"  not delivered: {result.failed} failed, {result.rejected} rejected, "
@@ -117,6 +120,7 @@ def trigger(
     ] = False,
     host: HostOpt = None,
     region: RegionOpt = None,
+    cdn_host: CdnHostOpt = None,
     timeout: TimeoutOpt = 15.0,
 ) -> None:
     """Make realistic Command AI traffic from scenarios and send it to the Segment source.
@@ -125,7 +129,9 @@ def trigger(
     weighted choices, delays and references to earlier steps); the built-in ones (--list)
     are in the same format. Every scenario is checked against the built-in tracking plan
     and Segment's limits before anything is sent; a mistake names its file, line and step.
-    Sending goes through replay's delivery (retries, --rate). The summary counts the events
+    Sending goes through replay's delivery (retries, --rate), once the write key is
+    checked on Segment's CDN: a key no source has is refused (exit 5) before anything is
+    sent, as Segment would take the events and drop them. The summary counts the events
     by name. Exit 0 when every event was written or delivered; 5 or 6 as replay's.
     """
     from cmdai_cli import profile
@@ -137,15 +143,17 @@ def trigger(
         parse_start,
     )
     from cmdai_cli.scenarios.run import trigger as run_trigger
+    from cmdai_cli.values import check_url
 
     if region is not None and region not in REGIONS:
         raise UsageError(f"--region {region!r} is not one of {', '.join(REGIONS)}")
     sending = not list_ and out is None and not dry_run
-    settings = (
-        profile.resolve(STATE.profile, {"segment_host": host, "region": region})
-        if sending
-        else None
-    )
+    settings = None
+    if sending:
+        if cdn_host is not None:
+            cdn_host = check_url(cdn_host, what="--cdn-host")
+        flags = {"segment_host": host, "region": region, "cdn_host": cdn_host}
+        settings = profile.resolve(STATE.profile, flags)
     request = TriggerRequest(
         scenarios=tuple(scenarios or ()),
         list_only=list_,
@@ -158,6 +166,7 @@ def trigger(
         out=out,
         dry_run=dry_run,
         host=host,
+        cdn_host=str(settings.get("cdn_host") or "") if settings else None,
         timeout=timeout,
         settings=settings,
     )

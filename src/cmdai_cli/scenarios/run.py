@@ -26,11 +26,12 @@ from typing import IO, TYPE_CHECKING, Any
 
 import orjson
 
-from cmdai_cli.errors import DataError, ExitCode, UsageError
+from cmdai_cli.errors import DataError, ExitCode, RemoteRefused, UsageError
 from cmdai_cli.scenarios import format as scenario_format
 from cmdai_cli.scenarios.format import Scenario
 from cmdai_cli.scenarios.generate import Plan, events, rounds_needed, samples
 from cmdai_cli.scenarios.values import Mistake
+from cmdai_cli.segment.cdn import check_write_key
 from cmdai_cli.segment.messages import check_message
 
 if TYPE_CHECKING:
@@ -58,6 +59,7 @@ class TriggerRequest:
     out: str | None = None
     dry_run: bool = False
     host: str | None = None
+    cdn_host: str | None = None  # where the write key is checked before sending
     timeout: float = 15.0
     settings: Resolved | None = field(default=None, repr=False)
 
@@ -82,6 +84,7 @@ class TriggerResult:
     pending: int = 0
     interrupted: bool = False
     elapsed: float = 0.0
+    key_check: dict[str, Any] | None = None
     delivery: Summary | None = field(default=None, repr=False)
 
     @property
@@ -110,6 +113,7 @@ class TriggerResult:
             "interrupted": self.interrupted,
             "elapsed": round(self.elapsed, 3),
             "rate": round(self.rate, 1),
+            "keyCheck": self.key_check,
         }
 
     @property
@@ -320,6 +324,17 @@ def _send(
 
     if request.settings is None:
         raise UsageError("sending needs the profile's settings")
+    key = request.settings.require("write_key", hint="run `cmdai connect` first")
+    if request.cdn_host:
+        # Segment's Tracking API takes any write key and drops a wrong one's events later
+        # (integration-facts, section 1): ask the CDN first, as send-test does.
+        check = check_write_key(key, request.cdn_host, min(request.timeout, 10.0))
+        result.key_check = check.as_dict()
+        if check.status == "unknown":
+            raise RemoteRefused(
+                f"{check.detail}: nothing sent (Segment would take the events and drop them)",
+                hint="check the write key (`cmdai connect`) or the profile in use",
+            )
     with tempfile.TemporaryDirectory(prefix="cmdai-trigger-") as scratch:
         options = ReplayOptions(
             inputs=[],
