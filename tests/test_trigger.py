@@ -375,3 +375,67 @@ def test_a_day_file_is_taken_by_map_payload_validate_and_replay(cli, tmp_path: P
     assert replayed.exit_code == 0, replayed.stderr
     report = json.loads(replayed.stdout)
     assert report["read"] == report["would_send"] == count
+
+
+def test_a_mix_of_files_takes_its_users_from_the_first_scenario(cli, tmp_path: Path) -> None:
+    write(
+        tmp_path,
+        """
+        [[steps]]
+        event = "Opened"
+        properties.team = "${user.traits.team}"
+        """,
+        "team.toml",
+    )
+    write(
+        tmp_path,
+        """
+        description = "a mix of mine"
+        sessions = 2
+        [user]
+        traits = { team = { choice = ["red", "blue"] } }
+        [mix]
+        "team.toml" = 1
+        shortcut = 1
+        """,
+        "mix.toml",
+    )
+    out = tmp_path / "o.ndjson"
+    run_to_file(cli, out, str(tmp_path / "mix.toml"), "--users", "30", "--seed", "1")
+    made = lines(out)
+    assert {m["properties"]["team"] for m in made if "team" in m["properties"]} == {"red", "blue"}
+    assert {m["event"] for m in made} >= {"Opened", "User Changed Shortcut"}
+    # run on its own, the flow's users have the built-in traits, without a team
+    alone = cli("trigger", str(tmp_path / "team.toml"), "--dry-run")
+    assert alone.exit_code == 4
+    assert "the user has no trait 'team'" in alone.stderr
+
+
+def test_the_builtins_are_package_data() -> None:
+    import sys
+
+    if sys.version_info >= (3, 11):
+        import tomllib
+    else:  # pragma: no cover
+        import tomli as tomllib
+
+    root = Path(__file__).resolve().parents[1]
+    config = tomllib.loads((root / "pyproject.toml").read_text())
+    patterns = config["tool"]["setuptools"]["package-data"]["cmdai_cli.scenarios"]
+    folder = root / "src" / "cmdai_cli" / "scenarios"
+    shipped = {p for pattern in patterns for p in folder.glob(pattern)}
+    assert shipped == set((folder / "builtin").glob("*.toml"))
+    assert len(shipped) == len(BUILTINS)
+
+
+def test_json_and_out_dash_are_not_both_stdout(cli) -> None:
+    result = cli("--json", "trigger", "nudge", "--out", "-")
+    assert result.exit_code == 2
+    assert "would both write to stdout" in result.stderr
+
+
+def test_tab_completes_scenario_names() -> None:
+    from cmdai_cli.commands.trigger import complete_scenarios
+
+    assert complete_scenarios("s") == ["search-miss", "shortcut", "survey"]
+    assert complete_scenarios("") == BUILTINS

@@ -16,6 +16,15 @@ if TYPE_CHECKING:
     from cmdai_cli.scenarios.run import TriggerResult
 
 
+def complete_scenarios(incomplete: str) -> list[str]:
+    # The names from the package's folder: Tab does not load the scenarios' checker.
+    from importlib import resources
+
+    folder = resources.files("cmdai_cli.scenarios") / "builtin"
+    names = sorted(e.name[:-5] for e in folder.iterdir() if e.name.endswith(".toml"))
+    return [name for name in names if name.startswith(incomplete)]
+
+
 def register(app: typer.Typer) -> None:
     command(app, "trigger")(trigger)
 
@@ -58,6 +67,7 @@ def trigger(
         typer.Argument(
             help="Built-in scenario names (see --list) or scenario files (.toml), run in order.",
             show_default=False,
+            autocompletion=complete_scenarios,
         ),
     ] = None,
     list_: Annotated[
@@ -145,6 +155,8 @@ def trigger(
     from cmdai_cli.scenarios.run import trigger as run_trigger
     from cmdai_cli.values import check_url
 
+    if STATE.json and out == "-":
+        raise UsageError("--json and --out - would both write to stdout: give --out a file")
     if region is not None and region not in REGIONS:
         raise UsageError(f"--region {region!r} is not one of {', '.join(REGIONS)}")
     sending = not list_ and out is None and not dry_run

@@ -177,6 +177,9 @@ class Loader:
     def __init__(self, overrides: Mapping[str, Any]) -> None:
         self.overrides = overrides
         self.used: set[str] = set()
+        # The users' traits: those of the first scenario loaded with a [user] table (as
+        # the generator takes them), for the flows that have none of their own.
+        self.traits: frozenset[str] | None = None
 
     def load(self, spec: str, beside: Path | None) -> Scenario:
         source, text, base = self._read(spec, beside)
@@ -275,6 +278,8 @@ class _Parser:
         if "duration" in document:
             duration = self.top(lambda: parse_duration(document["duration"]), "duration")
         user = self.user(document.get("user"))
+        if user is not None and self.loader.traits is None:
+            self.loader.traits = frozenset(user.traits)
         has_steps, has_mix = "steps" in document, "mix" in document
         if has_steps == has_mix:
             raise self.fail("a scenario has either [[steps]] or a mix table, and one of them")
@@ -294,7 +299,10 @@ class _Parser:
         raw_steps = document["steps"]
         if not isinstance(raw_steps, list) or not raw_steps:
             raise self.fail("steps must be one or more [[steps]] tables", self.key_line("steps"))
-        traits = frozenset((user or _default_user()).traits)
+        if user is not None:
+            traits = frozenset(user.traits)
+        else:
+            traits = self.loader.traits or frozenset(_default_user().traits)
         return Scenario(**common, steps=self.steps(raw_steps, traits))
 
     def top(self, get: Callable[[], Any], key: str) -> Any:

@@ -37,7 +37,7 @@ class Plan:
     key: str  # the run's key: the messageIds' prefix
 
 
-@dataclass
+@dataclass(slots=True)
 class Session:
     start: int  # milliseconds since the epoch
     number: int
@@ -50,9 +50,14 @@ def _uuid(bits: int) -> str:
     return f"{text[:8]}-{text[8:12]}-4{text[13:16]}-a{text[17:20]}-{text[20:]}"
 
 
-def make_user(index: int, spec: UserSpec, rng: random.Random) -> User:
+def user_spec(scenarios: Sequence[Scenario]) -> UserSpec:
+    """Who the users are: the first named scenario's [user] that has one, else the default."""
+    return next((s.user for s in scenarios if s.user is not None), None) or default_user()
+
+
+def make_user(spec: UserSpec, rng: random.Random, forced: int | None = None) -> User:
     user = User(f"user-{rng.getrandbits(40):010x}", None, {})
-    ctx = Context(user, "", rng.random)
+    ctx = Context(user, "", rng.random, forced)
     user.organization = build(spec.organization, ctx)
     user.traits = {key: build(node, ctx) for key, node in spec.traits.items()}
     return user
@@ -60,12 +65,12 @@ def make_user(index: int, spec: UserSpec, rng: random.Random) -> User:
 
 def sessions(plan: Plan, rng: random.Random) -> list[Session]:
     """Every session of every user, sorted by start (then by number)."""
-    spec = next((s.user for s in plan.scenarios if s.user is not None), None) or default_user()
+    spec = user_spec(plan.scenarios)
     window = int(plan.duration * 1000)
     out: list[Session] = []
     number = 0
-    for index in range(plan.users):
-        user = make_user(index, spec, rng)
+    for _ in range(plan.users):
+        user = make_user(spec, rng)
         flows: list[Scenario] = []
         for scenario in plan.scenarios:
             flows.extend(_flows_of(scenario, rng))
@@ -198,19 +203,15 @@ def events(plan: Plan, counts: dict[str, int] | None = None) -> Iterator[dict[st
         yield message
 
 
-def samples(scenario: Scenario, rounds: int) -> Iterator[tuple[Step, dict[str, Any]]]:
-    """For checking: each flow's events with every choice at each option in turn, every
-    optional step taken, ranges at their ends; a sample user from the scenario's spec."""
+def samples(flow: Scenario, spec: UserSpec, rounds: int) -> Iterator[tuple[Step, dict[str, Any]]]:
+    """For checking: a flow's events with every choice (the users' traits' too) at each
+    option in turn, every optional step taken, ranges at their ends."""
     rng = random.Random(0)
-    spec = scenario.user or default_user()
-    for flow in scenario.flows():
-        flow_spec = flow.user or spec
-        for forced in range(rounds):
-            user = make_user(0, flow_spec, rng)
-            session = Session(0, 0, user, flow)
-            for at, step, message in expand(session, "check", rng, forced):
-                message["timestamp"] = Stamps()(at)
-                yield step, message
+    for forced in range(rounds):
+        session = Session(0, 0, make_user(spec, rng, forced), flow)
+        for at, step, message in expand(session, "check", rng, forced):
+            message["timestamp"] = Stamps()(at)
+            yield step, message
 
 
 def rounds_needed(scenarios: Sequence[Scenario]) -> int:

@@ -29,7 +29,7 @@ import orjson
 from cmdai_cli.errors import DataError, ExitCode, RemoteRefused, UsageError
 from cmdai_cli.scenarios import format as scenario_format
 from cmdai_cli.scenarios.format import Scenario
-from cmdai_cli.scenarios.generate import Plan, events, rounds_needed, samples
+from cmdai_cli.scenarios.generate import Plan, events, rounds_needed, samples, user_spec
 from cmdai_cli.scenarios.values import Mistake
 from cmdai_cli.segment.cdn import check_write_key
 from cmdai_cli.segment.messages import check_message
@@ -216,12 +216,17 @@ def check(scenarios: list[Scenario]) -> None:
 
     validator = Validator(builtin_plan())
     rounds = rounds_needed(scenarios)
+    spec = user_spec(scenarios)
     for scenario in scenarios:
         for flow in scenario.flows():
             try:
-                made = list(_flow_samples(flow, scenario, rounds))
+                made = list(samples(flow, spec, rounds))
             except (KeyError, IndexError, TypeError) as exc:
-                raise DataError(f"a reference found nothing: {exc}", source=flow.source) from None
+                raise DataError(
+                    f"a reference found nothing: {exc} (the users' traits are those of the "
+                    "first scenario named with a [user] table, else the built-in ones)",
+                    source=flow.source,
+                ) from None
             for step, message in made:
                 problem = check_message(message)
                 if problem is None:
@@ -234,12 +239,6 @@ def check(scenarios: list[Scenario]) -> None:
                         )
                 if problem is not None:
                     raise DataError(problem, source=flow.source, line=step.line, field=step.label)
-
-
-def _flow_samples(flow: Scenario, outer: Scenario, rounds: int) -> Iterator[Any]:
-    user = flow.user or outer.user
-    single = Scenario(flow.name, "", flow.source, user, None, steps=flow.steps, text=flow.text)
-    return samples(single, rounds)
 
 
 def run_key(request: TriggerRequest, seed: int, scenarios: list[Scenario]) -> str:
