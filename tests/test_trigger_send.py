@@ -96,26 +96,53 @@ def test_sending_needs_a_write_key(cli) -> None:
     assert "no write key is set" in result.stderr
 
 
-def test_nudge_shows_its_life_in_listen_as_real_processes(tmp_path) -> None:
+def test_nudge_shows_its_life_in_listen_as_real_processes(cli, tmp_path) -> None:
     listener = Listener("--json")
     try:
         url = json.loads(listener.first)["listening"]
         env = {**os.environ, "CMDAI_WRITE_KEY": WRITE_KEY}
         done = subprocess.run(
-            [sys.executable, "-m", "cmdai_cli", "trigger", "nudge", "--seed", "4", "--host", url],
+            [
+                sys.executable,
+                "-m",
+                "cmdai_cli",
+                "--json",
+                "trigger",
+                "nudge",
+                "--seed",
+                "4",
+                "--host",
+                url,
+            ],
             capture_output=True,
             text=True,
             env=env,
             timeout=30,
         )
         assert done.returncode == 0, done.stderr
-        assert "trigger: nudge: sent" in done.stderr and "Nudge Shown" in done.stderr
+        nudge = json.loads(done.stdout)
+        assert nudge["sent"] == nudge["events"] >= 2 and nudge["byEvent"]["Nudge Shown"] == 1
         seen = [json.loads(listener.line()) for _ in range(2)]
         assert seen[0]["message"]["event"] == "Nudge Shown"
         assert seen[1]["message"]["event"] in ("Nudge Clicked", "Nudge Snoozed", "Nudge Dismissed")
         ids = {m["message"]["properties"]["id"] for m in seen}
         assert len(ids) == 1  # the same nudge from shown to its outcome
         assert not any(m["flags"] for m in seen)
+        # and a day, sent by a real process, is found whole by expect (a few users: the
+        # listener's lines wait in its pipe, unread)
+        done = subprocess.run(
+            [sys.executable, "-m", "cmdai_cli", "--json", "trigger", "day", "--users", "5",
+             "--host", url],
+            capture_output=True, text=True, env=env, timeout=30,
+        )  # fmt: skip
+        assert done.returncode == 0, done.stderr
+        summary = json.loads(done.stdout)
+        by_event = dict(summary["byEvent"])
+        for name, count in nudge["byEvent"].items():
+            by_event[name] = by_event.get(name, 0) + count
+        check = expectations(tmp_path / "expect.toml", by_event)
+        met = cli("expect", "--from", url, "--file", str(check), "--no-flagged")
+        assert met.exit_code == 0, met.stdout
     finally:
         listener.stop()
 
