@@ -278,11 +278,13 @@ def test_start_in_the_past(cli, tmp_path: Path) -> None:
     assert max(stamps) <= before - timedelta(days=5)
 
 
-def test_by_default_nothing_is_stamped_in_the_future(cli, tmp_path: Path) -> None:
+@pytest.mark.parametrize("users", ["1", "100"])
+def test_by_default_nothing_is_stamped_in_the_future(cli, tmp_path: Path, users: str) -> None:
     out = tmp_path / "o.ndjson"
-    run_to_file(cli, out, "day", "--users", "100")
-    now = datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-    assert max(m["timestamp"] for m in lines(out)) <= now
+    for seed in range(5):  # one user's day: up to 4 sessions one after another
+        run_to_file(cli, out, "day", "first-run", "--users", users, "--seed", str(seed))
+        now = datetime.now(timezone.utc).isoformat(timespec="milliseconds")
+        assert max(m["timestamp"] for m in lines(out)) <= now.replace("+00:00", "Z")
 
 
 def test_parse_start() -> None:
@@ -439,3 +441,21 @@ def test_tab_completes_scenario_names() -> None:
 
     assert complete_scenarios("s") == ["search-miss", "shortcut", "survey"]
     assert complete_scenarios("") == BUILTINS
+
+
+def test_the_check_sees_every_option_of_every_choice(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        GOOD_HEAD + "[[steps]]\n"
+        'event = { choice = ["Closed", "Command Execution"], weights = [9, 1] }\n'
+        'properties.commandText = { choice = ["a", "b", "c", "d", "e", "f", "g", 8], '
+        "weights = [9, 9, 9, 9, 9, 9, 9, 1] }\n",
+    )
+    where = r"flow.toml:7 \(step 2 \(Closed \| Command Execution\)\): "
+    wrong = r"expected string or null, got integer at /properties/commandText"
+    with pytest.raises(Exception, match=where + ".*" + wrong):
+        load_checked([str(path)], ())
+    # an option of weight 0 is never drawn, so it is not checked either
+    fixed = path.read_text().replace("9, 1] }", "9, 0] }")
+    path.write_text(fixed)
+    load_checked([str(path)], ())

@@ -120,6 +120,7 @@ class Scenario:
     mix: tuple[tuple[Scenario, float], ...] = ()
     sessions: tuple[int, int] = (1, 1)
     text: str = field(default="", repr=False)
+    widest: int = 1  # options in its longest choice: the check takes each in turn
 
     @cached_property
     def cumulative(self) -> list[float]:
@@ -164,16 +165,10 @@ def describe_builtins() -> list[tuple[str, str]]:
     return out
 
 
-def load(spec: str, overrides: Mapping[str, Any] | None = None) -> Scenario:
-    """A built-in scenario by name, or a scenario file by path, compiled and checked.
-
-    `overrides` (from --set: a dotted path in the event, and a value) replace that value
-    in every step whose event has the path.
-    """
-    return Loader(overrides or {}).load(spec, None)
-
-
 class Loader:
+    """Reads scenarios by name or path, with the --set overrides; `used` collects the
+    override paths some step had."""
+
     def __init__(self, overrides: Mapping[str, Any]) -> None:
         self.overrides = overrides
         self.used: set[str] = set()
@@ -290,6 +285,7 @@ class _Parser:
             "user": user,
             "duration": duration,
             "text": self.text,
+            "widest": _widest(document),
         }
         if has_mix:
             mix, sessions = self.mix(document["mix"], document.get("sessions", 1))
@@ -302,7 +298,7 @@ class _Parser:
         if user is not None:
             traits = frozenset(user.traits)
         else:
-            traits = self.loader.traits or frozenset(_default_user().traits)
+            traits = self.loader.traits or frozenset(default_user().traits)
         return Scenario(**common, steps=self.steps(raw_steps, traits))
 
     def top(self, get: Callable[[], Any], key: str) -> Any:
@@ -528,6 +524,16 @@ def _has_refs(value: Any) -> bool:
     return False
 
 
+def _widest(value: Any) -> int:
+    """The most options of any choice in a TOML document (1 when it has none)."""
+    if isinstance(value, list):
+        return max((_widest(item) for item in value), default=1)
+    if not isinstance(value, dict):
+        return 1
+    own = len(value["choice"]) if isinstance(value.get("choice"), list) else 1
+    return max([own, *(_widest(item) for item in value.values())])
+
+
 def _keyed(get: Callable[[], Any], key: str) -> Any:
     try:
         return get()
@@ -573,9 +579,6 @@ def compile_user(raw: Mapping[str, Any]) -> UserSpec:
     return UserSpec(compile_value(raw["organization"], names), traits)
 
 
-def _default_user() -> UserSpec:
-    return compile_user(DEFAULT_USER)
-
-
 def default_user() -> UserSpec:
-    return _default_user()
+    """The users a scenario without a [user] table gets."""
+    return compile_user(DEFAULT_USER)

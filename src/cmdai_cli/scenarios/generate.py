@@ -215,17 +215,11 @@ def samples(flow: Scenario, spec: UserSpec, rounds: int) -> Iterator[tuple[Step,
 
 
 def rounds_needed(scenarios: Sequence[Scenario]) -> int:
-    """How many forced rounds show every option: the longest choice's length (and 2, for
-    ranges' two ends). Choices are counted in the file's text, generously."""
-    longest = 2
+    """How many forced rounds show every option: the widest choice (events, values and
+    the users' traits), and 2 for ranges' two ends."""
+    widest = 2
     for scenario in scenarios:
+        widest = max(widest, scenario.widest)
         for flow in scenario.flows():
-            for step in flow.steps:
-                longest = max(longest, len(step.variants))
-            longest = max(longest, _longest_list(flow.text))
-    return longest
-
-
-def _longest_list(text: str) -> int:
-    # A rough upper bound: the most commas in any one line (choices are written on a line).
-    return max((line.count(",") + 1 for line in text.splitlines()), default=1)
+            widest = max(widest, flow.widest)
+    return widest

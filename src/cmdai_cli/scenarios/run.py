@@ -241,6 +241,16 @@ def check(scenarios: list[Scenario]) -> None:
                     raise DataError(problem, source=flow.source, line=step.line, field=step.label)
 
 
+def latest(scenarios: list[Scenario], duration: float) -> float:
+    """Seconds from the start to the last event at the latest: a session starting at the
+    window's end and lasting its longest; with no window, a user's sessions one after
+    another (the generator leaves a second between them)."""
+    span = max(s.span() for s in scenarios) + 1
+    if duration:
+        return duration + span
+    return span * sum(s.sessions[1] if s.is_mix else 1 for s in scenarios)
+
+
 def run_key(request: TriggerRequest, seed: int, scenarios: list[Scenario]) -> str:
     """What the messageIds start with: a hash of everything that decides the events but
     the clock, so that the same run made again has the same ids."""
@@ -275,12 +285,11 @@ def trigger(
     if duration is None:
         given = next((s.duration for s in scenarios if s.duration is not None), None)
         duration = (given or DEFAULT_WINDOW) if request.users > 1 else 0.0
-    span = max(s.span() for s in scenarios) * len(scenarios)
     if request.start is not None:
         start = request.start
     else:
         # Ending now: no event is stamped in the future.
-        start = datetime.now(timezone.utc) - timedelta(seconds=duration + span + 1)
+        start = datetime.now(timezone.utc) - timedelta(seconds=latest(scenarios, duration))
     start = start.replace(microsecond=start.microsecond // 1000 * 1000)
     start_ms = int(start.timestamp() * 1000)
     plan = Plan(
