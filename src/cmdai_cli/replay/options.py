@@ -35,6 +35,7 @@ class EventSource:
 
     name: str
     events: Iterable[dict[str, Any]] = field(repr=False)
+    total: int | None = None  # how many, when known: the progress bar's ETA
 
 
 @dataclass

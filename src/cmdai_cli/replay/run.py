@@ -98,11 +98,11 @@ class _Run:
         self.rejects = setup.rejects
         self.dead = setup.dead
         self.progress_cb = progress
-        self.total = (
-            estimate_total(setup.inputs)
-            if progress is not None and self.options.source is None
-            else None
-        )
+        source = self.options.source
+        if progress is None:
+            self.total = None
+        else:
+            self.total = estimate_total(setup.inputs) if source is None else source.total
         self.summary = Summary(
             setup.target.name, setup.target.destination, dry_run=self.options.dry_run
         )
