@@ -57,6 +57,10 @@ COMMANDS: dict[str, Entry] = {
         "status",
         "Show whether events flow: into the source, to its destinations, through filters.",
     ),
+    "trigger": Entry(
+        "trigger",
+        "Make realistic Command AI traffic from scenarios and send it to the Segment source.",
+    ),
     "doctor": Entry(
         "doctor",
         "Check the profile, the write key, and that Segment, the webhook and the Public API "

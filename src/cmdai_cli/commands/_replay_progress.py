@@ -19,7 +19,9 @@ if TYPE_CHECKING:
 
 
 @contextlib.contextmanager
-def replay_progress(show: bool) -> Iterator[Callable[[Progress], None] | None]:
+def replay_progress(
+    show: bool, label: str = "replay"
+) -> Iterator[Callable[[Progress], None] | None]:
     if not show:
         yield None
         return
@@ -32,7 +34,7 @@ def replay_progress(show: bool) -> Iterator[Callable[[Progress], None] | None]:
     from rich.progress import Progress as Bar
 
     bar = Bar(
-        TextColumn("replay"),
+        TextColumn(label),
         BarColumn(bar_width=20),
         MofNCompleteColumn(),
         TextColumn("{task.fields[rate]}/s"),

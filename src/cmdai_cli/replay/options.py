@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from cmdai_cli.errors import UsageError
 from cmdai_cli.events.records import DEFAULT_MAX_RECORD_BYTES
@@ -23,6 +23,19 @@ TargetName = Literal["segment", "webhook", "bulk-identify"]
 # encoding them, not waiting, is what limits.
 DEFAULT_CONCURRENCY = 128
 SEGMENT_CONCURRENCY = 4
+
+
+@dataclass(frozen=True)
+class EventSource:
+    """Events made in memory (`cmdai trigger`'s), replayed in place of input files.
+
+    `name` stands for the input in the checkpoint and the error files; each event is
+    taken once, in order, as a file's line would be.
+    """
+
+    name: str
+    events: Iterable[dict[str, Any]] = field(repr=False)
+    total: int | None = None  # how many, when known: the progress bar's ETA
 
 
 @dataclass
@@ -52,6 +65,7 @@ class ReplayOptions:
     dead_letter: Path | None = None
     rejects: Path | None = None
     dry_run: bool = False
+    source: EventSource | None = None  # events from memory instead of `inputs`
 
     @property
     def ceiling(self) -> int:
@@ -61,6 +75,8 @@ class ReplayOptions:
         return SEGMENT_CONCURRENCY if self.to == "segment" else DEFAULT_CONCURRENCY
 
     def check(self) -> None:
+        if self.source is not None and (self.inputs or self.resume):
+            raise UsageError("events from memory take no input files and cannot be resumed")
         for flag, number in (
             ("--rate", self.rate),
             ("--max-wait", self.max_wait),

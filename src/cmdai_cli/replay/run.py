@@ -20,14 +20,14 @@ from typing import Any, cast
 from cmdai_cli import _speed
 from cmdai_cli.errors import CmdaiError, DataError
 from cmdai_cli.events.reader import read_batches
-from cmdai_cli.events.records import BadRecord, ErrorPolicy
+from cmdai_cli.events.records import BadRecord, ErrorPolicy, Event
 from cmdai_cli.profile import Resolved
 from cmdai_cli.replay.batching import Batch, Pending
 from cmdai_cli.replay.checkpoint import Checkpoint, Ranges
 from cmdai_cli.replay.delivery import Counters, Delivery
 from cmdai_cli.replay.delivery_control import RateLimiter
 from cmdai_cli.replay.errorlog import unwrap
-from cmdai_cli.replay.options import ReplayOptions
+from cmdai_cli.replay.options import EventSource, ReplayOptions
 from cmdai_cli.replay.result import Progress, ReplayResult
 from cmdai_cli.replay.select import ensure_message_id, strip_transport
 from cmdai_cli.replay.setup import Setup, estimate_total
@@ -37,8 +37,23 @@ from cmdai_cli.stopping import stop_on_signals
 # ---------------------------------------------------------------- the run
 
 
+def source_batches(source: EventSource, size: int = 1000) -> Iterator[list[Event]]:
+    """Events from memory as the reader hands out a file's: in lists, positioned, their
+    line their position + 1."""
+    name = source.name
+    batch: list[Event] = []
+    for position, value in enumerate(source.events):
+        batch.append(_new_event(Event, (position, name, position + 1, value, 0)))
+        if len(batch) >= size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
 # Pending is a NamedTuple; building it as a plain tuple skips its Python-level __new__.
 _new_pending = cast(Callable[[type, tuple[Any, ...]], Pending], tuple.__new__)
+_new_event = cast(Callable[[type, tuple[Any, ...]], Event], tuple.__new__)
 
 
 class _Stop(Exception):
@@ -100,7 +115,11 @@ class _Run:
         self.rejects = setup.rejects
         self.dead = setup.dead
         self.on_progress = on_progress
-        self.total = estimate_total(setup.inputs) if on_progress is not None else None
+        source = self.options.source
+        if on_progress is None:
+            self.total = None
+        else:
+            self.total = estimate_total(setup.inputs) if source is None else source.total
         self.result = ReplayResult(
             setup.target.name, setup.target.destination, dry_run=self.options.dry_run
         )
@@ -310,11 +329,15 @@ class _Run:
             rejects.write(bad.reason, source=bad.source, line=bad.line, index=position)
 
         policy = ErrorPolicy(options.on_error, report=on_bad)
-        reader = read_batches(
-            self.setup.inputs,
-            on_error=policy,
-            max_event_bytes=None,
-            max_record_bytes=options.max_record_bytes,
+        reader = (
+            source_batches(options.source)
+            if options.source is not None
+            else read_batches(
+                self.setup.inputs,
+                on_error=policy,
+                max_event_bytes=None,
+                max_record_bytes=options.max_record_bytes,
+            )
         )
         prepare = target.prepare
         # The builder is reset in place by `take`, so its methods can be looked up once.

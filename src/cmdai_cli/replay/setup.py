@@ -211,7 +211,11 @@ class Setup:
             # Segment target's worker can only be forked while no other thread runs.
             target = make_target(shared_rate(options), settings)
         try:
-            inputs = expand_inputs(list(options.inputs), since=since, stats=stats)
+            inputs = (
+                []
+                if options.source is not None
+                else expand_inputs(list(options.inputs), since=since, stats=stats)
+            )
             run_options, inputs, sharding = split(options, inputs)
             target = target or make_target(run_options, settings)
             setup = cls._for_target(run_options, inputs, target, options.shard)
@@ -237,7 +241,7 @@ class Setup:
         identity: dict[str, Any] = {
             "target": target.name,
             "destination": target.destination,
-            "inputs": input_names(inputs),
+            "inputs": [options.source.name] if options.source else input_names(inputs),
             "filters": options.filters.as_dict(),
             "shard": str(shard) if shard else None,
             "limit": options.limit,
