@@ -61,6 +61,16 @@ def test_out_file_is_appended_not_replaced(tmp_path: Path) -> None:
     assert out.read_text().count("\n") == 2
 
 
+def test_empty_batches_leave_no_line_in_the_out_file(tmp_path: Path) -> None:
+    out = tmp_path / "events.ndjson"
+    with Receiver(ListenOptions(out=out)) as rx:
+        assert post(rx, "/v1/batch", {"batch": []})[0] == 200
+        post(rx, "/v1/track", msg(messageId="only"))
+        assert post(rx, "/v1/batch", {"batch": []})[0] == 200
+    lines = out.read_text().split("\n")
+    assert lines[-1] == "" and [json.loads(line)["messageId"] for line in lines[:-1]] == ["only"]
+
+
 def test_a_failing_callback_does_not_break_the_receiver() -> None:
     seen: list[str] = []
 

@@ -402,8 +402,11 @@ class Store:
             self._stats.dropped_connections += 1
 
     def write(self, messages: Parsed) -> None:
-        """Append the messages to `out`: before they are acknowledged (OSError if not)."""
-        if self._out is None:
+        """Append the messages to `out`: before they are acknowledged (OSError if not).
+
+        An empty batch (doctor's probe, a flush with nothing queued) writes nothing: the
+        file is NDJSON, one message a line, for any other tool to read."""
+        if self._out is None or not messages:
             return
         data = b"\n".join(raw for _, raw, _ in messages) + b"\n"
         with self._out_lock:
