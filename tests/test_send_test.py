@@ -138,9 +138,23 @@ def test_remote_accepted(cli: Cli, rx: Receiver, keyed: None) -> None:
     result = cli("send-test", "--host", rx.url)
     assert result.exit_code == 0, result.stderr
     assert f"to {rx.url}" in result.stdout
-    assert "Debugger" in result.stdout
+    # A collector on this machine is not Segment: no pointer to Segment's Source Debugger.
+    assert "is on this machine, not Segment" in result.stdout
+    assert "Look for it in Segment's Source Debugger" not in result.stdout
+    assert f"cmdai expect --from {rx.url}" in result.stdout
     [arrived] = rx.messages()
     assert arrived.message["messageId"] in result.stdout
+
+
+def test_the_user_is_the_events_end_user(cli: Cli, rx: Receiver, keyed: None) -> None:
+    named = cli("send-test", "--host", rx.url, "--event", "opened", "--user-id", "alice")
+    assert named.exit_code == 0, named.stderr
+    anonymous = cli("send-test", "--host", rx.url, "--event", "opened")
+    assert anonymous.exit_code == 0, anonymous.stderr
+    first, second = (received.message for received in rx.messages())
+    assert first["userId"] == "alice"
+    assert first["properties"]["end_user"] == {"slug": "alice", "hmac": None}
+    assert second.get("userId") is None and second["properties"]["end_user"] is None
 
 
 def test_remote_json(cli: Cli, rx: Receiver, keyed: None) -> None:
@@ -188,6 +202,10 @@ def test_unreachable_exit_6(cli: Cli, keyed: None) -> None:
     assert result.exit_code == 6
     assert json.loads(result.stdout)["status"] == "unreachable"
     assert "could not connect" in result.stderr
+    said = cli("send-test", "--host", f"http://127.0.0.1:{free_port()}")
+    assert said.exit_code == 6
+    assert said.stdout.startswith('Not sent: track "Command AI Test Event" could not reach')
+    assert "Sent " not in said.stdout and "Debugger" not in said.stdout
 
 
 class _Silent(BaseHTTPRequestHandler):

@@ -249,6 +249,10 @@ def build_message(
     """A complete Segment message for `spec`, as Command AI would send it."""
     ids = _ids(user_id, anonymous_id)
     payload = {**spec.sample, **(properties or {})}
+    if "end_user" in spec.sample and "end_user" not in (properties or {}):
+        # The user the event is about: Command AI names the signed-in user there, and
+        # nobody for an anonymous visitor.
+        payload["end_user"] = {"slug": user_id, "hmac": None} if user_id is not None else None
     base = {
         **ids,
         "messageId": message_id or new_message_id(),

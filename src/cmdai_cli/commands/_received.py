@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import json
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 from cmdai_cli import output
+from cmdai_cli.values import is_loopback
 
 if TYPE_CHECKING:
     from cmdai_cli.probe import Sent
@@ -69,7 +71,10 @@ def render_sent(sent: Sent) -> None:
         "refused": f"refused (HTTP {sent.http_status}: {sent.detail})",
         "unreachable": f"unreachable ({sent.detail})",
     }[status]
-    output.out(f'Sent {sent.type} "{sent.event}" to {sent.host}')
+    if status == "unreachable":
+        output.out(f'Not sent: {sent.type} "{sent.event}" could not reach {sent.host}')
+    else:
+        output.out(f'Sent {sent.type} "{sent.event}" to {sent.host}')
     output.out(f"  messageId  {sent.message_id}")
     output.out(f"  status     {answer}")
     check = sent.key_check
@@ -89,7 +94,18 @@ def render_sent(sent: Sent) -> None:
         output.out(header_line())
         output.out(row_line(sent.received))
         output.out(json.dumps(sent.received.message, indent=2, ensure_ascii=False))
+    elif status == "accepted" and _on_this_machine(sent.host):
+        output.out(
+            f"{sent.host} is on this machine, not Segment: look for it there (for "
+            f"`cmdai listen`: `cmdai expect --from {sent.host} --event "
+            f'"{sent.event}"`), not in a Source Debugger.'
+        )
     elif status == "accepted" and (check is None or check.status != "unknown"):
         output.out(f"Look for it in {DEBUGGER}; search for the messageId above.")
     elif status == "accepted":
         output.out("It will not show in any Source Debugger: give a source's write key.")
+
+
+def _on_this_machine(host: str) -> bool:
+    """Whether the event went to a loopback address (a collector such as `cmdai listen`)."""
+    return is_loopback(urlsplit(host).hostname or "")
