@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from cmdai_cli.errors import ExitCode
 
 from .conftest import WRITE_KEY
@@ -57,3 +59,22 @@ def test_list_with_no_file(cli):
     assert result.exit_code == 0
     assert result.stdout == ""
     assert "No profiles yet" in result.stderr
+
+
+def test_a_profile_that_does_not_exist_is_an_error_with_a_suggestion(
+    cli, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert cli("connect", "-p", "staging", "--write-key", WRITE_KEY, "--no-verify").exit_code == 0
+    typo = cli("-p", "stagin", "send-test")
+    assert typo.exit_code == 3
+    assert "no profile named 'stagin'" in typo.stderr and "did you mean 'staging'?" in typo.stderr
+    shown = cli("-p", "nosuch", "profile", "show")
+    assert shown.exit_code == 3 and shown.stdout == ""
+    monkeypatch.setenv("CMDAI_PROFILE", "nosuch")
+    listed = cli("profile", "list")
+    assert listed.exit_code == 3 and "profiles in the file: staging" in listed.stderr
+    # Where a command creates the profile, naming a new one is how it is done.
+    monkeypatch.delenv("CMDAI_PROFILE")
+    made = cli("-p", "prod", "connect", "--write-key", WRITE_KEY, "--no-verify")
+    assert made.exit_code == 0, made.stderr
+    assert cli("-p", "prod", "profile", "show").exit_code == 0

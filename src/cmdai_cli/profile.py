@@ -8,6 +8,7 @@ directory, and refuse to touch a file that does not parse.
 
 from __future__ import annotations
 
+import difflib
 import logging
 import os
 import stat
@@ -246,6 +247,30 @@ class Store:
 # ---------------------------------------------------------------- profile operations
 
 
+def check_exists(name: str, config: ConfigFile, path: Path) -> None:
+    """A ConfigError for a profile the user named that the file does not have.
+
+    A typo in `-p` or $CMDAI_PROFILE would otherwise run on the defaults and the
+    environment alone, as if the settings had been forgotten.
+    """
+    if name in config.profiles:
+        return
+    names = list(config.profiles)
+    close = difflib.get_close_matches(name, names, n=1)
+    if close:
+        hint = f"did you mean {close[0]!r}?"
+    elif names:
+        hint = "profiles in the file: " + ", ".join(names)
+    else:
+        hint = f"there are no profiles yet; `cmdai connect -p {name}` creates it"
+    raise ConfigError(f"no profile named {name!r} in {path}", hint=hint)
+
+
+def named_profile(flag: str | None) -> str | None:
+    """The profile the user named for this run (--profile, else $CMDAI_PROFILE), if any."""
+    return flag or os.environ.get("CMDAI_PROFILE") or None
+
+
 def active_name(flag: str | None, config: ConfigFile | None = None) -> str:
     """--profile, else $CMDAI_PROFILE, else the file's default_profile, else `default`."""
     if flag:
@@ -346,11 +371,18 @@ def resolve(
     flags: Mapping[str, Any] | None = None,
     *,
     store: Store | None = None,
+    create: bool = False,
 ) -> Resolved:
-    """Resolve every Profile field: flag, then environment, then profile, then default."""
+    """Resolve every Profile field: flag, then environment, then profile, then default.
+
+    A profile named by --profile or $CMDAI_PROFILE must exist, unless the command is
+    about to create it (`create`: connect, destination configure).
+    """
     store = store or Store()
     config = store.load()
     name = active_name(profile_flag, config)
+    if not create and named_profile(profile_flag) is not None:
+        check_exists(name, config, store.path)
     stored = config.profiles.get(name)
     if stored is None and name == config.default_profile and name != active_name(profile_flag):
         # Chosen by the file alone: a name with no table is a typo or a deleted profile.

@@ -43,11 +43,13 @@ class State:
 STATE = State()
 
 
-def resolve_settings(flags: Mapping[str, Any] | None = None) -> Resolved:
+def resolve_settings(flags: Mapping[str, Any] | None = None, *, create: bool = False) -> Resolved:
     """The run's settings, resolved once: flag, then environment, then the active profile
     (--profile), then the default (`profile.resolve`). `flags` maps settings to the values
     given on the command line (None: not given); --region, --cdn-host and --api-host are
-    checked here, each error naming its flag. --token and --api-host say how to reach
+    checked here, each error naming its flag. A profile named by --profile or
+    $CMDAI_PROFILE must exist, unless the command creates it (`create`). --token and
+    --api-host say how to reach
     Segment's Public API this run: commands use them and never store them."""
     # Imported here: the profile loads pydantic, about 100 ms (python -X importtime) that
     # --help, --version and Tab completion never need.
@@ -62,7 +64,7 @@ def resolve_settings(flags: Mapping[str, Any] | None = None) -> Resolved:
     for name, flag in (("cdn_host", "--cdn-host"), ("api_host", "--api-host")):
         if name in given:
             given[name] = check_url(given[name], what=flag)
-    return profile.resolve(STATE.profile, given)
+    return profile.resolve(STATE.profile, given, create=create)
 
 
 def complete_profiles(incomplete: str) -> list[str]:

@@ -94,16 +94,18 @@ def render_sent(sent: Sent) -> None:
         output.out(header_line())
         output.out(row_line(sent.received))
         output.out(json.dumps(sent.received.message, indent=2, ensure_ascii=False))
-    elif status == "accepted" and _on_this_machine(sent.host):
+    elif status != "accepted":
+        return
+    elif check is not None and check.status == "unknown":
+        output.out("It will not show in any Source Debugger: give a source's write key.")
+    elif _on_this_machine(sent.host):
         output.out(
             f"{sent.host} is on this machine, not Segment: look for it there (for "
             f"`cmdai listen`: `cmdai expect --from {sent.host} --event "
             f'"{sent.event}"`), not in a Source Debugger.'
         )
-    elif status == "accepted" and (check is None or check.status != "unknown"):
+    else:
         output.out(f"Look for it in {DEBUGGER}; search for the messageId above.")
-    elif status == "accepted":
-        output.out("It will not show in any Source Debugger: give a source's write key.")
 
 
 def _on_this_machine(host: str) -> bool:

@@ -68,7 +68,9 @@ def connect(
     from cmdai_cli import source_key
 
     key = read_secret(write_key, what="write key", env="CMDAI_WRITE_KEY")
-    settings = resolve_settings({"region": region, "segment_host": host, "cdn_host": cdn_host})
+    settings = resolve_settings(
+        {"region": region, "segment_host": host, "cdn_host": cdn_host}, create=True
+    )
     request = source_key.ConnectRequest(
         settings, key, verify=not no_verify, send_test=send_test, timeout=timeout
     )

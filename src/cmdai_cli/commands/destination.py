@@ -98,7 +98,7 @@ def configure(
     if shared_secret is not None:
         secret = read_secret(shared_secret, what="shared secret", env="CMDAI_WEBHOOK_SHARED_SECRET")
     request = destination.ConfigureRequest(
-        settings=resolve_settings({"public_api_token": token, "api_host": api_host}),
+        settings=resolve_settings({"public_api_token": token, "api_host": api_host}, create=True),
         org_id=org_id,
         deploy=deploy_via_segment,
         source=source,

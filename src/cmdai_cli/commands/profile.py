@@ -9,7 +9,6 @@ import typer
 from cmdai_cli import output
 from cmdai_cli.commands._common import STATE, command, complete_profiles
 from cmdai_cli.commands._common import group as new_group
-from cmdai_cli.errors import ConfigError
 
 group = new_group("List, show, choose and delete profiles.")
 
@@ -32,6 +31,8 @@ def list_() -> None:
     store = profile.Store()
     config = store.load()
     active = profile.active_name(STATE.profile, config)
+    if profile.named_profile(STATE.profile) is not None:
+        profile.check_exists(active, config, store.path)
     rows = [
         {"name": name, "active": name == active, "default": name == config.default_profile}
         for name in config.profiles
@@ -60,8 +61,6 @@ def show(
     from cmdai_cli import profile
 
     resolved = profile.resolve(name or STATE.profile)
-    if name and not resolved.exists:
-        raise ConfigError(f"no profile named {name!r} in {resolved.path}")
     values = resolved.masked()
     if STATE.json:
         output.emit_json(
