@@ -22,6 +22,10 @@ Recording rules (applied to the body)
     ``user_property.<name>`` beats ``user_property_event``, which beats ``traits``.
     (An explicit, named field is the user's clearest intent; the whole-traits copy the
     vaguest.)
+
+The body is mapping-kit's copy (`kit`): own `__proto__` keys vanish from it at every
+depth, and a body field named ``__proto__`` sets the body's prototype instead of a key
+(`resolve` assigns each field to a plain object), so it is left out.
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from cmdai_cli.errors import DataError
+from cmdai_cli.mapping.kit import PROTO, ProtoKeys, assign_copy
 from cmdai_cli.mapping.paths import MISSING, Key, format_path, lookup, parse_path
 from cmdai_cli.mapping.result import (
     BAD_USER_ID,
@@ -164,17 +169,20 @@ def _kind(value: Any) -> str:
 
 def apply_mapping(event: Any, mapping: WebhookMapping = RECOMMENDED) -> Any:
     """The webhook body Segment sends for `event` (the event itself for the whole-event map)."""
+    marked = type(event) is not dict and isinstance(event, ProtoKeys)
     if not mapping.fields:
-        return event
+        return assign_copy(event) if marked else event
     body: dict[str, Any] = {}
     for field in mapping.fields:
+        if field.name == PROTO:
+            continue
         if field.keys is None:
             body[field.name] = field.source
         else:
             value = lookup(event, field.keys)
             if value is not MISSING:
                 body[field.name] = value
-    return body
+    return assign_copy(body) if marked else body
 
 
 # ---------------------------------------------------------------- recording rules
@@ -190,6 +198,8 @@ def record_properties(
     from (`mapping` resolves body fields back to event paths; null for a literal).
     """
     if type(body) is not dict:
+        if isinstance(body, ProtoKeys):  # an event given as the whole body
+            return record_properties(assign_copy(body), explain=explain, mapping=mapping)
         return None, NOT_AN_OBJECT
     user_id = body.get("userId")
     traits = body.get("traits")
@@ -272,6 +282,6 @@ def map_webhook(
     event: Any, mapping: WebhookMapping = RECOMMENDED, *, explain: bool = False
 ) -> Result:
     """What Command AI's webhook records for `event` sent through `mapping`."""
-    if type(event) is not dict:
+    if type(event) is not dict and not isinstance(event, ProtoKeys):
         return None, NOT_AN_OBJECT
     return record_properties(apply_mapping(event, mapping), explain=explain, mapping=mapping)
