@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 import orjson
 
 from cmdai_cli.errors import DataError
+from cmdai_cli.js_json import loads
 from cmdai_cli.receiver.kept import DUPLICATE, Query
 from cmdai_cli.segment.messages import flags_for
 
@@ -209,7 +210,7 @@ def read_capture(data: bytes, where: str) -> Iterable[Item]:
         if not line.strip():
             continue
         try:
-            record = orjson.loads(line)
+            record = loads(line)  # as JSON.parse reads it, lone surrogates and all
         except orjson.JSONDecodeError:
             if number == len(lines):
                 # The last line of a file still being written: read on the next look.
