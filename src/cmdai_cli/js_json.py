@@ -37,6 +37,7 @@ characters in a string) raises orjson's own error, so reasons read as before.
 
 from __future__ import annotations
 
+import json
 import math
 import re
 from typing import Any
@@ -66,6 +67,9 @@ _TOKEN = re.compile(
     rb"|(true|false|null))"
 )
 _SPACE = re.compile(rb"[ \t\n\r]*")
+_ARRAYS_OPENED = re.compile(rb"[ \t\n\r]*\[(?:[ \t\n\r]*\[)*")
+_OBJECT_OPENED = re.compile(rb'[ \t\n\r]*\{[ \t\n\r]*"([^"\\\x00-\x1f]*)"[ \t\n\r]*:')
+_CLOSING = re.compile(rb"[ \t\n\r]*([\]}])")
 _UNESCAPE = re.compile(r"\\(u[0-9a-fA-F]{4}|.)")
 _UNESCAPED = {'"': '"', "\\": "\\", "/": "/", "b": "\b", "f": "\f", "n": "\n", "r": "\r"}
 _UNESCAPED["t"] = "\t"
@@ -96,6 +100,15 @@ def slow_loads(data: bytes | str, error: Exception) -> Any:
     """
     if not any(part in str(error) for part in _JS_READS):
         return _DONE
+    try:
+        text = data.decode("utf-8") if isinstance(data, bytes) else data
+        # The standard library's scanner, in C, reads these as JSON.parse does, once
+        # told that NaN and Infinity are not JSON; it recurses, so the deep go on.
+        return json.loads(text, parse_constant=_refuse, parse_int=_integer)
+    except RecursionError:
+        pass
+    except ValueError:  # UnicodeDecodeError and JSONDecodeError included
+        return _DONE
     raw = data.encode("utf-8", "surrogatepass") if isinstance(data, str) else data
     try:
         return _parse(raw)
@@ -103,11 +116,21 @@ def slow_loads(data: bytes | str, error: Exception) -> Any:
         return _DONE
 
 
+def _refuse(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+def _integer(text: str) -> int | float:
+    return _number(text.encode(), None)
+
+
 NOT_JSON = _DONE
 """What `slow_loads` returns when the text is not JSON to JavaScript either."""
 
 
 def _parse(data: bytes) -> Any:
+    """JSON.parse for what the standard library's scanner cannot: nesting past Python's
+    recursion. Runs of brackets (the shape of deep nesting) are taken a run at a time."""
     # Containers open so far, and for objects the key waiting for its value.
     stack: list[Any] = []
     keys: list[Any] = []
@@ -122,6 +145,22 @@ def _parse(data: bytes) -> Any:
             if _SPACE.match(data, pos).end() != len(data):  # type: ignore[union-attr]
                 raise ValueError("unexpected content after the value")
             return root
+        if want in ("value", "value]"):
+            run = _ARRAYS_OPENED.match(data, pos)
+            if run is not None:
+                count = run.group().count(b"[")
+                stack.extend([] for _ in range(count))
+                keys.extend([None] * count)
+                pos = run.end()
+                want = "value]"
+                continue
+            opened = _OBJECT_OPENED.match(data, pos)
+            if opened is not None:
+                stack.append({})
+                keys.append(opened.group(1).decode("utf-8"))
+                pos = opened.end()
+                want = "value"
+                continue
         found = token(data, pos)
         if found is None:
             raise ValueError("unexpected character")
@@ -146,19 +185,11 @@ def _parse(data: bytes) -> Any:
             if mark == b",":
                 want = "value" if want == ",]" else "key"
                 continue
-            if mark is None or mark != want[1:].encode():
-                raise ValueError("expected ',' or a closing bracket")
-            value = stack.pop()
-            keys.pop()
+            raise ValueError("expected ',' or a closing bracket")
         elif mark == b"{":
             stack.append({})
             keys.append(None)
             want = "key}"
-            continue
-        elif mark == b"[":
-            stack.append([])
-            keys.append(None)
-            want = "value]"
             continue
         elif mark == b"]" and want == "value]":
             value = stack.pop()
@@ -171,16 +202,27 @@ def _parse(data: bytes) -> Any:
             value = _number(found.group(3), found.group(4) or found.group(5))
         else:
             value = _LITERALS[found.group(6)]
-        # A value is complete: it goes into its container, or it is the whole text.
-        if not stack:
-            root = value
-            want = "end"
-        elif type(stack[-1]) is list:
-            stack[-1].append(value)
-            want = ",]"
-        else:
-            stack[-1][keys[-1]] = value
-            want = ",}"
+        # A value is complete: into its container, and so on up a run of closings.
+        while True:
+            if not stack:
+                root = value
+                want = "end"
+                break
+            parent = stack[-1]
+            if type(parent) is list:
+                parent.append(value)
+                want = ",]"
+            else:
+                parent[keys[-1]] = value
+                want = ",}"
+            closing = _CLOSING.match(data, pos)
+            if closing is None:
+                break
+            pos = closing.end()
+            if closing.group(1) != (b"]" if want == ",]" else b"}"):
+                raise ValueError("a closing bracket that does not match")
+            value = stack.pop()
+            keys.pop()
 
 
 def _text(raw: bytes) -> str:
@@ -200,6 +242,7 @@ def _unescape(found: re.Match[str]) -> str:
 
 
 def _number(text: bytes, fraction: bytes | None) -> int | float:
+    """An integer as orjson reads it (a double past 64 bits), -0 as -0.0, else a double."""
     if fraction is None:
         if text == b"-0":
             return -0.0

@@ -10,6 +10,7 @@ Webhook mapping
     ``user_property.plan``.
 
 Recording rules (applied to the body)
+    * values are read as the body Command AI receives holds them: an infinity is null;
     * a body whose ``userId`` is missing, null or ``""`` is ignored (reason
       ``no userId``); a ``userId`` that is neither a string nor a number is ignored too;
     * each field of ``traits`` (when it is an object) becomes a user property; ``traits``
@@ -30,6 +31,7 @@ depth, and a body field named ``__proto__`` sets the body's prototype instead of
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -204,11 +206,16 @@ def record_properties(
     user_id = body.get("userId")
     traits = body.get("traits")
     if traits is not None and type(traits) is not dict:
-        return None, TRAITS_NOT_OBJECT
+        if not _crosses_as_null(traits):
+            return None, TRAITS_NOT_OBJECT
+        traits = None
     if user_id is None or user_id == "":
         return _ignored_webhook(NO_USER_ID), None
-    if type(user_id) is not str and (type(user_id) not in (int, float)):
-        return _ignored_webhook(BAD_USER_ID), None
+    if type(user_id) is not str:
+        if type(user_id) not in (int, float):
+            return _ignored_webhook(BAD_USER_ID), None
+        if _crosses_as_null(user_id):
+            return _ignored_webhook(NO_USER_ID), None
     props: dict[str, Any] = dict(traits) if traits else {}
     # One scan in C over all key names is much cheaper than testing each key.
     named = (
@@ -230,6 +237,12 @@ def record_properties(
     if explain:
         record["explain"] = _explain_webhook(body, props, named or [], event_name, mapping)
     return record, None
+
+
+def _crosses_as_null(value: Any) -> bool:
+    # An infinity (JSON.parse's reading of 1e400) is sent as null: JSON.stringify
+    # writes it so, and Command AI reads the body it was sent.
+    return type(value) is float and math.isinf(value)
 
 
 def _ignored_webhook(reason: str) -> dict[str, Any]:
