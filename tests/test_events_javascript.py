@@ -156,3 +156,21 @@ def test_an_infinity_reaches_command_ai_as_null() -> None:
     assert problem is None and record is not None and record["ignored"] == "no userId"
     record, problem = map_webhook(loads(b'{"userId":"u","traits":-1e400}'))
     assert problem is None and record == {"userId": "u", "properties": {}, "ignored": None}
+
+
+def test_commands_show_lone_surrogates_as_escapes(cli: Any, tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        "h.ndjson",
+        b'{"type":"track","event":"E\\ud800","userId":"u\\udc00","properties":{"n":1e400}}\n',
+    )
+    result = cli("validate", path)
+    assert result.exit_code == 1 and "#0 E\\ud800: unplanned event" in result.stdout
+    result = cli("validate", "--json", path)
+    assert b'"by_event":{"E\\ud800":' in result.stdout_bytes
+    result = cli("map-payload", "--format", "table", "--target", "destination", path)
+    assert result.exit_code == 0 and '["E\\ud800",{"n":null}]' in result.stdout
+    result = cli("map-payload", "--format", "table", path)
+    assert result.exit_code == 0 and "u\\udc00" in result.stdout
+    result = cli("map-payload", "--format", "json", path)
+    assert loads(result.stdout_bytes)[0]["userId"] == "u\udc00"

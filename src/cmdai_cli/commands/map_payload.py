@@ -160,13 +160,13 @@ class _TableSink:
         self.rows: list[list[Any]] = []
 
     def write_indexed(self, index: int, record: dict[str, Any]) -> None:
-        import orjson
+        from cmdai_cli.js_json import dumps
 
         row: list[Any] = [index]
         for column in self.columns[1:]:
             value = record.get(column)
             if isinstance(value, (dict, list)):
-                value = orjson.dumps(value).decode()
+                value = dumps(value).decode()
             row.append(value)
         self.rows.append(row)
         if len(self.rows) >= self.PAGE:

@@ -111,7 +111,7 @@ class _TextSink:
 
     def flush(self) -> None:
         if self.lines:
-            sys.stdout.write("".join(self.lines))
+            sys.stdout.write(output.printable("".join(self.lines)))
             self.lines = []
         sys.stdout.flush()
 
@@ -133,11 +133,11 @@ class _JsonSink:
         self.writer.write_indexed(index, record)
 
     def finish(self, summary: Summary) -> None:
-        import orjson
+        from cmdai_cli.js_json import compact
 
         self.writer.flush()
         record = {"summary": summary.as_json()}
-        sys.stdout.buffer.write(orjson.dumps(record, option=orjson.OPT_APPEND_NEWLINE))
+        sys.stdout.buffer.write(compact(record) + b"\n")
 
     def close(self) -> None:
         self.writer.close()
