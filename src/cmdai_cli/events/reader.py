@@ -210,6 +210,9 @@ class _Reader:
             parts = data.split(b"\n")
             pending = parts.pop()
             batch = self.batch
+            # A `__proto__` key is spelt out, or escaped with a backslash: one search of
+            # the chunk for each (in C, about 0.3 ns a byte) spares its records the check.
+            suspect = b"__proto__" in data or b"\\" in data
             for at, raw in enumerate(parts):
                 number += 1
                 if len(raw) > max_record:
@@ -248,12 +251,10 @@ class _Reader:
                         yield from self.bad(number, reason_of(exc))
                     batch = self.batch
                     continue
-                # Two byte searches in C spare ordinary records the `__proto__` check.
                 if (
                     type(value) is dict
                     and len(raw) <= max_bytes
-                    and b"__proto__" not in raw
-                    and b"\\u00" not in raw
+                    and not (suspect and (b"__proto__" in raw or b"\\u00" in raw))
                 ):
                     index = counter[0]
                     counter[0] = index + 1

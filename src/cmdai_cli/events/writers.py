@@ -34,18 +34,26 @@ class NdjsonWriter:
             data = orjson.dumps(record, option=orjson.OPT_APPEND_NEWLINE)
         except TypeError:
             data = dumps(record) + b"\n"
-        else:
-            if b"-0.0" in data:
-                data = dumps(record) + b"\n"
         self.parts.append(b'{"index":%d,%b' % (index, data[1:]))
         if len(self.parts) >= self.flush_every:
             self.flush()
 
     def flush(self) -> None:
         if self.parts:
-            self.stream.write(b"".join(self.parts))
+            block = b"".join(self.parts)
+            if b"-0.0" in block:
+                # orjson writes negative zero as -0.0, JSON.stringify as 0: one search
+                # of the block, and only the lines that hold it written again.
+                block = b"".join(self._stringified())
+            self.stream.write(block)
             self.parts = []
         self.stream.flush()
+
+    def _stringified(self) -> list[bytes]:
+        # orjson reads back exactly what it wrote, -0.0 included.
+        return [
+            dumps(orjson.loads(part)) + b"\n" if b"-0.0" in part else part for part in self.parts
+        ]
 
     def close(self) -> None:
         self.flush()
@@ -65,6 +73,13 @@ class JsonArrayWriter(NdjsonWriter):
         self.first = False
         if len(self.parts) >= self.flush_every:
             self.flush()
+
+    def flush(self) -> None:
+        # Each item is already as JSON.stringify writes it (`compact`).
+        if self.parts:
+            self.stream.write(b"".join(self.parts))
+            self.parts = []
+        self.stream.flush()
 
     def close(self) -> None:
         self.parts.append(b"\n]\n" if not self.first else b"]\n")
