@@ -1,4 +1,4 @@
-"""JSON text byte for byte as JavaScript's `JSON.stringify` writes it.
+"""JSON as JavaScript reads it (`JSON.parse`) and writes it (`JSON.stringify`), byte for byte.
 
 Segment's Webhooks (Actions) destination sends `JSON.stringify` of the mapped payload
 and signs `JSON.stringify` of it (segmentio/action-destinations,
@@ -24,7 +24,8 @@ InternalizeJSONProperty; V8 parses iteratively, with no depth limit of its own):
 
 * a lone surrogate escape (`"\\ud800"`) is kept as that code unit, a surrogate pair
   escape is one character, as JavaScript's UTF-16 strings hold them;
-* a number beyond the double range (`1e400`) reads as an infinity;
+* a number beyond the double range (`1e400`) reads as an infinity (these two through the
+  standard library's scanner, in C, told that NaN and Infinity are not JSON);
 * nesting deeper than orjson's 1,024 levels is read, with memory bounded by the record
   (the parser keeps an explicit stack, never Python's);
 * on the slow road `-0` reads as the double -0.0, as JavaScript holds it; orjson's integer
