@@ -47,11 +47,24 @@ def test_writer_refuses_what_it_cannot_encode_without_writing(
 ) -> None:
     sink = io.BytesIO()
     writer = writer_class(sink)
-    deep: Any = []
-    for _ in range(300):
-        deep = [deep]
     with pytest.raises(TypeError):
-        writer.write_indexed(0, {"x": deep})
+        writer.write_indexed(0, {"x": object()})
     writer.write_indexed(1, {"y": 1})
     writer.close()
     assert sink.getvalue() == expected
+
+
+@pytest.mark.parametrize("writer_class", [NdjsonWriter, JsonArrayWriter])
+def test_writer_writes_what_orjson_cannot_as_json_stringify_does(writer_class: Any) -> None:
+    sink = io.BytesIO()
+    writer = writer_class(sink)
+    deep: Any = []
+    for _ in range(3000):  # past orjson's 255 levels and Python's recursion
+        deep = [deep]
+    writer.write_indexed(0, {"x": deep})
+    writer.write_indexed(1, {"s": "a\ud800b", "n": -0.0, "i": float("inf"), "2": 1})
+    writer.close()
+    text = sink.getvalue()
+    assert b"[" * 3000 + b"]" * 3000 in text
+    # Lone surrogate escaped, -0 as 0, Infinity as null, an index key first.
+    assert b'{"index":1,"2":1,"s":"a\\ud800b","n":0,"i":null}' in text

@@ -467,3 +467,29 @@ def test_the_summary_counts_in_words(
 
     stats = Stats(requests=requests, accepted=accepted, rejected=rejected)
     assert summary_text(stats) == text
+
+
+def test_lone_surrogates_are_kept_and_what_javascript_refuses_is_400(
+    listeners: list[Listener], tmp_path: Path
+) -> None:
+    import httpx
+
+    out = tmp_path / "events.ndjson"
+    listener = Listener("--json", "--out", str(out))
+    listeners.append(listener)
+    url = json.loads(listener.first)["listening"]
+    # What analytics.js sends for a cut emoji: a lone surrogate escape, as text/plain.
+    body = b'{"userId":"u","event":"cut \\ud83d","properties":{"k\\udc00":"\\uDFFF\\uD800"}}'
+    answer = httpx.post(url + "/v1/t", content=body, headers={"Content-Type": "text/plain"})
+    assert answer.status_code == 200, answer.text
+    # Not JSON to JavaScript either: still refused.
+    refused = httpx.post(url + "/v1/t", content=b'{"userId":"u","event":"x",}')
+    assert refused.status_code == 400
+    entry = listener.line()
+    kept = b'"event":"cut \\ud83d","properties":{"k\\udc00":"\\udfff\\ud800"}'
+    assert kept.decode() in entry
+    messages = httpx.get(url + "/cmdai/messages").content
+    assert kept in messages
+    code, _, err = listener.stop()
+    assert code == 0, err
+    assert kept in out.read_bytes()

@@ -45,6 +45,14 @@ def emit_json(data: Any) -> None:
     sys.stdout.flush()
 
 
+def printable(text: str) -> str:
+    """`text` as a UTF-8 stream can carry it: a lone surrogate (JSON.parse keeps them)
+    is shown as its escape, `\\ud800`."""
+    if text.isascii():
+        return text
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
 def out(text: str) -> None:
     """A plain line of data on stdout."""
     sys.stdout.write(text + "\n")
@@ -86,5 +94,5 @@ def table(columns: list[str], rows: list[list[Any]], title: str | None = None) -
 
     grid = Table(*columns, title=title, show_edge=False, header_style="bold")
     for row in rows:
-        grid.add_row(*("" if cell is None else str(cell) for cell in row))
+        grid.add_row(*("" if cell is None else printable(str(cell)) for cell in row))
     console().print(grid)

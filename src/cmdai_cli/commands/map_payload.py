@@ -155,10 +155,11 @@ class _TableSink:
     PAGE = 500
 
     def __init__(self, columns: list[str]) -> None:
-        # Imported here, as the core is: orjson is kept off --help and Tab completion.
-        import orjson
+        # Imported here, as the core is: kept off --help and Tab completion. JavaScript's
+        # JSON text, so a lone surrogate or Infinity in a value shows as it would there.
+        from cmdai_cli.js_json import dumps
 
-        self.dumps = orjson.dumps
+        self.dumps = dumps
         self.columns = columns
         self.rows: list[list[Any]] = []
 

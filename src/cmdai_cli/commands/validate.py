@@ -117,7 +117,7 @@ class _TextSink:
 
     def flush(self) -> None:
         if self.lines:
-            sys.stdout.write("".join(self.lines))
+            sys.stdout.write(output.printable("".join(self.lines)))
             self.lines = []
         sys.stdout.flush()
 
@@ -140,11 +140,11 @@ class _JsonSink:
         self.writer.write_indexed(index, record)
 
     def finish(self, result: ValidateResult) -> None:
-        import orjson  # loaded already by the writer
+        from cmdai_cli.js_json import compact
 
         self.writer.flush()
         record = {"summary": result.as_json()}
-        sys.stdout.buffer.write(orjson.dumps(record, option=orjson.OPT_APPEND_NEWLINE))
+        sys.stdout.buffer.write(compact(record) + b"\n")
 
     def close(self) -> None:
         self.writer.close()

@@ -8,6 +8,7 @@ reason); with `skip` it is reported and counted, and reading goes on.
 
 from __future__ import annotations
 
+import re
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -22,6 +23,8 @@ __all__ = [
     "ErrorPolicy",
     "Event",
     "OnError",
+    "ProtoKeys",
+    "mark_proto_keys",
     "too_large",
 ]
 
@@ -70,3 +73,35 @@ class ErrorPolicy:
             raise DataError(bad.reason, source=bad.source, line=bad.line)
         if self.report is not None:
             self.report(bad)
+
+
+class ProtoKeys(dict[str, Any]):
+    """An event holding an own `__proto__` key somewhere inside, as `JSON.parse` makes one.
+
+    The value is the event as read; the type tells the mapping step, without a walk over
+    every event, that mapping-kit's copies will drop those keys (see `mapping.kit`).
+    """
+
+
+# A key spelt with escapes (`"\\u005f_proto__"`) is `__proto__` to JSON.parse too.
+_ESCAPED_PROTO = re.compile(rb'"(?:[_prot]|\\u00(?:5[fF]|7[024]|6[fF])){9}"')
+
+
+def mark_proto_keys(value: dict[str, Any], raw: bytes) -> dict[str, Any]:
+    """`value` as `ProtoKeys` when it holds an own `__proto__` key, else as it is.
+
+    `raw` is the record's text: only a record whose bytes could spell the key is walked.
+    """
+    if b"__proto__" not in raw and (b"\\u00" not in raw or not _ESCAPED_PROTO.search(raw)):
+        return value
+    # An explicit stack: records nest deeper than Python recurses.
+    pending: list[Any] = [value]
+    while pending:
+        item = pending.pop()
+        if type(item) is dict:
+            if "__proto__" in item:
+                return ProtoKeys(value)
+            pending.extend(child for child in item.values() if type(child) in (dict, list))
+        else:
+            pending.extend(child for child in item if type(child) in (dict, list))
+    return value

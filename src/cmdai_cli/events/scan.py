@@ -16,6 +16,7 @@ from typing import Any, Protocol
 import orjson
 
 from cmdai_cli.events.records import DEFAULT_MAX_RECORD_BYTES, Event, too_large
+from cmdai_cli.js_json import NOT_JSON, slow_loads
 
 __all__ = ["RecordSink", "prepend", "reason_of", "scan"]
 
@@ -33,7 +34,7 @@ class RecordSink(Protocol):
 
     def bad(self, line: int | None, reason: str) -> Iterator[list[Event]]: ...
 
-    def value(self, value: Any, line: int, size: int) -> Iterator[list[Event]]: ...
+    def value(self, value: Any, line: int, size: int, raw: bytes) -> Iterator[list[Event]]: ...
 
 
 def scan(
@@ -195,16 +196,19 @@ def scan(
         try:
             value = orjson.loads(raw)
         except orjson.JSONDecodeError as exc:
-            yield from sink.bad(start_line, reason_of(exc))
-            if char not in (b"{", b"[", b'"'):
-                skip_line()
-            if in_array:
-                want_comma = True
-            continue
+            # What orjson refuses and JavaScript reads takes the slow road.
+            value = slow_loads(raw, exc)
+            if value is NOT_JSON:
+                yield from sink.bad(start_line, reason_of(exc))
+                if char not in (b"{", b"[", b'"'):
+                    skip_line()
+                if in_array:
+                    want_comma = True
+                continue
         if in_array and type(value) is not dict:
             yield from sink.bad(start_line, "array item is not a JSON object")
         else:
-            yield from sink.value(value, start_line, len(raw))
+            yield from sink.value(value, start_line, len(raw), raw)
         if len(sink.batch) >= 1024:
             yield sink.batch
             sink.batch = []

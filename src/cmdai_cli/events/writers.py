@@ -1,7 +1,9 @@
 """Writing indexed records: NDJSON, or one JSON array, in large blocks.
 
-A record goes out as `{"index": i, **record}`, serialised by orjson. Records are
-joined and written `flush_every` at a time, so a long stream makes few system calls.
+A record goes out as `{"index": i, **record}`, serialised by orjson, or as JavaScript's
+`JSON.stringify` writes it where orjson cannot or would differ (`js_json.compact`: lone
+surrogates escaped, -0 as 0, nesting past 255 levels). Records are joined and written
+`flush_every` at a time, so a long stream makes few system calls.
 """
 
 from __future__ import annotations
@@ -9,6 +11,8 @@ from __future__ import annotations
 from typing import IO, Any
 
 import orjson
+
+from cmdai_cli.js_json import compact, dumps
 
 __all__ = ["JsonArrayWriter", "NdjsonWriter"]
 
@@ -24,20 +28,32 @@ class NdjsonWriter:
     def write_indexed(self, index: int, record: dict[str, Any]) -> None:
         """`{"index": index, **record}`, without building that dict; `record` not empty.
 
-        Raises TypeError (orjson.JSONEncodeError), with nothing written, when `record`
-        cannot be serialised.
+        Raises TypeError, with nothing written, when `record` cannot be serialised.
         """
-        self.parts.append(
-            b'{"index":%d,%b' % (index, orjson.dumps(record, option=orjson.OPT_APPEND_NEWLINE)[1:])
-        )
+        try:
+            data = orjson.dumps(record, option=orjson.OPT_APPEND_NEWLINE)
+        except TypeError:
+            data = dumps(record) + b"\n"
+        self.parts.append(b'{"index":%d,%b' % (index, data[1:]))
         if len(self.parts) >= self.flush_every:
             self.flush()
 
     def flush(self) -> None:
         if self.parts:
-            self.stream.write(b"".join(self.parts))
+            block = b"".join(self.parts)
+            if b"-0.0" in block:
+                # orjson writes negative zero as -0.0, JSON.stringify as 0: one search
+                # of the block, and only the lines that hold it written again.
+                block = b"".join(self._stringified())
+            self.stream.write(block)
             self.parts = []
         self.stream.flush()
+
+    def _stringified(self) -> list[bytes]:
+        # orjson reads back exactly what it wrote, -0.0 included.
+        return [
+            dumps(orjson.loads(part)) + b"\n" if b"-0.0" in part else part for part in self.parts
+        ]
 
     def close(self) -> None:
         self.flush()
@@ -52,11 +68,18 @@ class JsonArrayWriter(NdjsonWriter):
         self.stream.write(b"[")
 
     def write_indexed(self, index: int, record: dict[str, Any]) -> None:
-        item = b'{"index":%d,%b' % (index, orjson.dumps(record)[1:])
+        item = b'{"index":%d,%b' % (index, compact(record)[1:])
         self.parts.append((b"\n" if self.first else b",\n") + item)
         self.first = False
         if len(self.parts) >= self.flush_every:
             self.flush()
+
+    def flush(self) -> None:
+        # Each item is already as JSON.stringify writes it (`compact`).
+        if self.parts:
+            self.stream.write(b"".join(self.parts))
+            self.parts = []
+        self.stream.flush()
 
     def close(self) -> None:
         self.parts.append(b"\n]\n" if not self.first else b"]\n")

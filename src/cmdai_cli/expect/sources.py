@@ -23,6 +23,7 @@ import orjson
 
 from cmdai_cli.errors import DataError
 from cmdai_cli.http_errors import error_for_exception, error_for_response
+from cmdai_cli.js_json import loads
 from cmdai_cli.receiver.store import DUPLICATE, Query
 from cmdai_cli.segment.messages import flags_for
 
@@ -211,7 +212,7 @@ def read_capture(data: bytes, where: str) -> Iterable[Item]:
         if not line.strip():
             continue
         try:
-            record = orjson.loads(line)
+            record = loads(line)  # as JSON.parse reads it, lone surrogates and all
         except orjson.JSONDecodeError:
             if number == len(lines):
                 # The last line of a file still being written: read on the next look.

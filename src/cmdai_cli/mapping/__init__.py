@@ -1,6 +1,6 @@
 """What Command AI records from Segment events: a pure, documented public API.
 
-The rules themselves (`paths`, `webhook`, `destination`) do no I/O and import
+The rules themselves (`paths`, `kit`, `webhook`, `destination`) do no I/O and import
 nothing outside the standard library, so the same rules can run inside a user's own
 pipeline (a Spark UDF, a DuckDB Python function) when one machine is not enough.
 

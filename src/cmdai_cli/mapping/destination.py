@@ -18,6 +18,8 @@ checking required fields. The default subscriptions are the destination's preset
   ``trackEvent(event, properties || {})``; a falsy name makes no call.
 * other types match no subscription and make no call.
 
+Every value passed is mapping-kit's copy (`kit`): own `__proto__` keys are gone from it.
+
 JavaScript's truthiness decides, not Python's: ``{}`` and ``[]`` are truthy, ``0`` and
 ``""`` are not.
 """
@@ -28,6 +30,7 @@ import math
 from typing import Any, cast
 
 from cmdai_cli.mapping import NO_TYPE, NOT_AN_OBJECT, TRACK_NO_EVENT, Mapped
+from cmdai_cli.mapping.kit import ProtoKeys, assign_copy
 from cmdai_cli.mapping.paths import MISSING, lookup
 
 __all__ = ["js_truthy", "map_destination"]
@@ -51,6 +54,11 @@ def _ignored_call(reason: str) -> dict[str, Any]:
 def map_destination(event: Any, *, deploy: bool = False, explain: bool = False) -> Mapped:
     """The Command AI SDK call the Command AI destination makes for `event`."""
     if type(event) is not dict:
+        if isinstance(event, ProtoKeys):
+            copied, problem = map_destination(dict(event), deploy=deploy, explain=explain)
+            if copied is not None:
+                copied["args"] = assign_copy(copied["args"])
+            return copied, problem
         return None, NOT_AN_OBJECT
     kind = event.get("type")
     if kind == "identify":

@@ -10,6 +10,7 @@ Webhook mapping
     ``user_property.plan``.
 
 Recording rules (applied to the body)
+    * values are read as the body Command AI receives holds them: an infinity is null;
     * a body whose ``userId`` is missing, null or ``""`` is ignored (reason
       ``no userId``); a ``userId`` that is neither a string nor a number is ignored too;
     * each field of ``traits`` (when it is an object) becomes a user property; ``traits``
@@ -22,10 +23,15 @@ Recording rules (applied to the body)
     ``user_property.<name>`` beats ``user_property_event``, which beats ``traits``.
     (An explicit, named field is the user's clearest intent; the whole-traits copy the
     vaguest.)
+
+The body is mapping-kit's copy (`kit`): own `__proto__` keys vanish from it at every
+depth, and a body field named ``__proto__`` sets the body's prototype instead of a key
+(`resolve` assigns each field to a plain object), so it is left out.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -38,6 +44,7 @@ from cmdai_cli.mapping import (
     TRAITS_NOT_OBJECT,
     Mapped,
 )
+from cmdai_cli.mapping.kit import PROTO, ProtoKeys, assign_copy
 from cmdai_cli.mapping.paths import MISSING, Key, format_path, lookup, parse_path
 
 __all__ = [
@@ -164,17 +171,20 @@ def _kind(value: Any) -> str:
 
 def apply_mapping(event: Any, mapping: WebhookMapping = RECOMMENDED) -> Any:
     """The webhook body Segment sends for `event` (the event itself for the whole-event map)."""
+    marked = type(event) is not dict and isinstance(event, ProtoKeys)
     if not mapping.fields:
-        return event
+        return assign_copy(event) if marked else event
     body: dict[str, Any] = {}
     for field in mapping.fields:
+        if field.name == PROTO:
+            continue
         if field.keys is None:
             body[field.name] = field.source
         else:
             value = lookup(event, field.keys)
             if value is not MISSING:
                 body[field.name] = value
-    return body
+    return assign_copy(body) if marked else body
 
 
 # ---------------------------------------------------------------- recording rules
@@ -190,15 +200,22 @@ def record_properties(
     from (`mapping` resolves body fields back to event paths; null for a literal).
     """
     if type(body) is not dict:
+        if isinstance(body, ProtoKeys):  # an event given as the whole body
+            return record_properties(assign_copy(body), explain=explain, mapping=mapping)
         return None, NOT_AN_OBJECT
     user_id = body.get("userId")
     traits = body.get("traits")
     if traits is not None and type(traits) is not dict:
-        return None, TRAITS_NOT_OBJECT
+        if not _crosses_as_null(traits):
+            return None, TRAITS_NOT_OBJECT
+        traits = None
     if user_id is None or user_id == "":
         return _ignored_webhook(NO_USER_ID), None
-    if type(user_id) is not str and (type(user_id) not in (int, float)):
-        return _ignored_webhook(BAD_USER_ID), None
+    if type(user_id) is not str:
+        if type(user_id) not in (int, float):
+            return _ignored_webhook(BAD_USER_ID), None
+        if _crosses_as_null(user_id):
+            return _ignored_webhook(NO_USER_ID), None
     props: dict[str, Any] = dict(traits) if traits else {}
     # One scan in C over all key names is much cheaper than testing each key.
     named = (
@@ -220,6 +237,12 @@ def record_properties(
     if explain:
         record["explain"] = _explain_webhook(body, props, named or [], event_name, mapping)
     return record, None
+
+
+def _crosses_as_null(value: Any) -> bool:
+    # An infinity (JSON.parse's reading of 1e400) is sent as null: JSON.stringify
+    # writes it so, and Command AI reads the body it was sent.
+    return type(value) is float and math.isinf(value)
 
 
 def _ignored_webhook(reason: str) -> dict[str, Any]:
@@ -272,6 +295,6 @@ def map_webhook(
     event: Any, mapping: WebhookMapping = RECOMMENDED, *, explain: bool = False
 ) -> Mapped:
     """What Command AI's webhook records for `event` sent through `mapping`."""
-    if type(event) is not dict:
+    if type(event) is not dict and not isinstance(event, ProtoKeys):
         return None, NOT_AN_OBJECT
     return record_properties(apply_mapping(event, mapping), explain=explain, mapping=mapping)

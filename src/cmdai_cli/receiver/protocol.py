@@ -33,6 +33,7 @@ from typing import Any
 
 import orjson
 
+from cmdai_cli.js_json import compact, loads
 from cmdai_cli.segment.messages import (
     MAX_BATCH_BYTES,
     MAX_BATCH_MESSAGES,
@@ -124,8 +125,9 @@ def parse_encoded(
     With `write_key` set, a request whose Basic auth and body `writeKey` both differ
     from it is flagged, or refused with 401 when `reject_wrong_key`.
     """
+    # As JSON.parse reads it: analytics.js sends lone surrogates (a cut emoji) as escapes.
     try:
-        data = orjson.loads(body)
+        data = loads(body)
     except orjson.JSONDecodeError:
         raise Rejected(400, "invalid_request", "invalid JSON") from None
     if not isinstance(data, dict):
@@ -183,7 +185,7 @@ def parse_encoded(
         if now is not None and "receivedAt" not in message:
             message["receivedAt"] = now
             extra += added
-        raw = orjson.dumps(message)
+        raw = compact(message)
         flags = shared_flags
         if len(raw) - extra > STATED_MESSAGE_BYTES:
             size = _size_as_sent(sent[index], message, len(raw) - extra)
@@ -207,4 +209,4 @@ def _size_as_sent(sent: dict[str, Any], stored: dict[str, Any], stored_size: int
     """
     if sent is stored:
         return stored_size
-    return len(orjson.dumps(sent))
+    return len(compact(sent))
