@@ -26,7 +26,7 @@ from pydantic import (
     field_validator,
 )
 
-from cmdai_cli import private_file, redact, values
+from cmdai_cli import private_file, redact, settings_file, values
 from cmdai_cli.errors import ConfigError, UsageError
 from cmdai_cli.values import PROFILE_NAME_RE, check_profile_name
 
@@ -40,6 +40,8 @@ log = logging.getLogger("cmdai")
 _WARNED: set[tuple[Path, int]] = set()
 
 FILE_NAME = "config.toml"
+# A profile file holds a few settings per profile; a megabyte is thousands of profiles.
+PROFILE_LIMIT = settings_file.MiB
 DEFAULT_PROFILE = "default"
 ENV_PREFIX = "CMDAI_"
 REGION_HOSTS = {"us": "https://api.segment.io", "eu": "https://events.eu1.segmentapis.com"}
@@ -170,7 +172,7 @@ class Store:
         """The file's TOML as a dict, validated; {} when there is no file yet."""
         path = self.path
         try:
-            data = path.read_bytes()
+            data = settings_file.read(path, what="profile file", limit=PROFILE_LIMIT)
         except FileNotFoundError:
             return {}
         except IsADirectoryError:
@@ -181,7 +183,9 @@ class Store:
             raise ConfigError(f"{path}: cannot read the profile file: {exc.strerror}") from None
         self._warn_if_loose(path)
         try:
-            raw = tomllib.loads(data.decode("utf-8"))
+            raw = settings_file.loads_toml(
+                data.decode("utf-8"), fail=lambda reason: ConfigError(f"{path}: {reason}")
+            )
         except UnicodeDecodeError as exc:
             raise ConfigError(f"{path}: not UTF-8 text (byte {exc.start})") from None
         except tomllib.TOMLDecodeError as exc:

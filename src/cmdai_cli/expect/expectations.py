@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from cmdai_cli import settings_file
 from cmdai_cli.errors import UsageError
 from cmdai_cli.event_names import ALL
 from cmdai_cli.segment.messages import MESSAGE_TYPES
@@ -30,6 +31,8 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover - Python 3.10
     import tomli as tomllib  # type: ignore[import-not-found, unused-ignore]
 
+# Expectations are written by hand: a megabyte is thousands of them.
+EXPECT_LIMIT = settings_file.MiB
 KEYS = ("type", "event", "user_id", "properties", "count", "min", "max")
 # A Command AI `properties.type` value stands for its event's name (as send-test --event).
 _NAME_OF_TYPE = {kind: name for name, kind in ALL}
@@ -179,13 +182,20 @@ def gather(file: Path | None, fields: Mapping[str, Any], other_checks: bool) -> 
 def load_file(path: Path) -> list[Expectation]:
     """The `[[expect]]` tables of a TOML file, each checked; errors name the file's line."""
     try:
-        text = path.read_text(encoding="utf-8")
+        text = settings_file.read(
+            path,
+            what="expectation file",
+            limit=EXPECT_LIMIT,
+            fail=lambda reason: UsageError(f"{path}: {reason}"),
+        ).decode("utf-8")
     except OSError as exc:
         raise UsageError(f"{path}: cannot read the expectation file: {exc.strerror}") from None
     except UnicodeDecodeError:
         raise UsageError(f"{path}: the expectation file is not UTF-8 text") from None
     try:
-        document = tomllib.loads(text)
+        document = settings_file.loads_toml(
+            text, fail=lambda reason: UsageError(f"{path}: {reason}")
+        )
     except tomllib.TOMLDecodeError as exc:
         position = re.search(r"\(at line (\d+), column \d+\)", str(exc))
         reason = str(exc).split(" (at line")[0]

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
 import orjson
 
+from cmdai_cli import settings_file
 from cmdai_cli.errors import DataError
 from cmdai_cli.receiver.kept import DUPLICATE, Query
 from cmdai_cli.segment.messages import flags_for
@@ -26,6 +27,8 @@ from cmdai_cli.segment.messages import flags_for
 if TYPE_CHECKING:
     import httpx
 
+# listen keeps 100,000 messages by default; their capture is far below this.
+CAPTURE_LIMIT = 512 * settings_file.MiB
 SERVICE = "the collector"
 
 
@@ -176,7 +179,12 @@ class CaptureFile:
 
     def refresh(self) -> None:
         try:
-            data = self.path.read_bytes()
+            data = settings_file.read(
+                self.path,
+                what="capture file",
+                limit=CAPTURE_LIMIT,
+                fail=lambda reason: DataError(reason, source=self.where),
+            )
         except FileNotFoundError:
             raise NoCapture("no such capture file", source=self.where) from None
         except OSError as exc:

@@ -1,0 +1,137 @@
+"""Where cmdai writes: one way to open an output path, whatever the path names.
+
+A regular file (or a path not there yet) is written whole or not at all: a temporary
+file beside it, renamed over it (`write_whole`). A device, a FIFO or `/dev/stdout` is not
+a file cmdai may replace: renaming over `/dev/full` would leave a regular file there, so
+such a path is written through (opened and written as it is), and refused with the
+reason where a file must be replaced atomically (`require_regular`: a checkpoint).
+
+cmdai removes only what it created (`Created`): a file it wrote and still finds in place,
+never a node someone else made or put there since.
+
+An append that fails part way (a full disk) is cut back to where it started, so that the
+file ends with a whole line (`append_whole`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import stat
+import tempfile
+from pathlib import Path
+from typing import IO, NamedTuple
+
+from cmdai_cli import private_file
+from cmdai_cli.errors import UsageError
+
+
+def special_kind(path: str | Path) -> str | None:
+    """What `path` names when it is there and not a regular file ("a FIFO", ...), else None."""
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        return None
+    if stat.S_ISREG(mode):
+        return None
+    if stat.S_ISFIFO(mode):
+        return "a FIFO"
+    if stat.S_ISCHR(mode):
+        return "a character device"
+    if stat.S_ISBLK(mode):
+        return "a block device"
+    if stat.S_ISSOCK(mode):
+        return "a socket"
+    return "a directory" if stat.S_ISDIR(mode) else "not a regular file"
+
+
+def require_regular(path: str | Path, what: str, why: str) -> None:
+    """Refuse a `path` that is there and is not a regular file, saying `why` it must be."""
+    kind = special_kind(path)
+    if kind is not None:
+        raise UsageError(f"{path}: is {kind}; {what} must be a regular file ({why})")
+
+
+def write_whole(path: Path, data: bytes, *, private: bool = False) -> None:
+    """Make `data` the content of `path`: atomically for a file, written through otherwise.
+
+    `private` files are 0600 (`private_file.replace`), others 0644. OSError is the caller's.
+    """
+    if special_kind(path) is not None:
+        _write_through(path, data)
+        return
+    if private:
+        private_file.replace(path, data)
+        return
+    directory = path.parent if str(path.parent) else Path(".")
+    fd, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+        os.chmod(temporary, 0o644)
+        os.replace(temporary, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(temporary)
+        raise
+
+
+def _write_through(path: Path, data: bytes) -> None:
+    # A FIFO nobody reads would block the open for ever: without a reader it fails (ENXIO).
+    fd = os.open(path, os.O_WRONLY | getattr(os, "O_NONBLOCK", 0))
+    try:
+        os.set_blocking(fd, True)
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view) :]
+    finally:
+        os.close(fd)
+
+
+class Created(NamedTuple):
+    """A file cmdai made, known by its device and inode."""
+
+    path: Path
+    device: int
+    inode: int
+
+    @classmethod
+    def of(cls, path: Path) -> Created | None:
+        """The file now at `path` if it is a regular file, else None (nothing to remove)."""
+        try:
+            info = os.lstat(path)
+        except OSError:
+            return None
+        return cls(path, info.st_dev, info.st_ino) if stat.S_ISREG(info.st_mode) else None
+
+    def remove(self) -> None:
+        """Unlink the path if it still is the file cmdai made."""
+        try:
+            info = os.lstat(self.path)
+        except OSError:
+            return
+        if (info.st_dev, info.st_ino) == (self.device, self.inode):
+            with contextlib.suppress(OSError):
+                os.unlink(self.path)
+
+
+def append_whole(stream: IO[bytes], data: bytes) -> None:
+    """Append `data` to an unbuffered stream; on failure, cut it back to where it was.
+
+    Raises the OSError after cutting back (a device cannot be cut back, and is left).
+    """
+    start = None
+    with contextlib.suppress(OSError):
+        start = os.lseek(stream.fileno(), 0, os.SEEK_END)
+    try:
+        view = memoryview(data)
+        while view:
+            written = stream.write(view)
+            if not written:
+                raise OSError("nothing written")
+            view = view[written:]
+    except OSError:
+        if start is not None:
+            with contextlib.suppress(OSError):
+                os.ftruncate(stream.fileno(), start)
+        raise
