@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import contextlib
-import os
 import signal
-import tempfile
 import threading
 import time
 from collections.abc import Callable
@@ -13,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from cmdai_cli import _speed, redact
+from cmdai_cli import _speed, outpaths, redact
 from cmdai_cli.errors import UsageError
 from cmdai_cli.receiver.server import Limits
 from cmdai_cli.receiver.store import Received, Receiver, Stats
@@ -41,22 +38,16 @@ class Served:
     ended_by: str
 
 
-def write_ready_file(path: Path, url: str) -> None:
-    """Write `url` to `path` atomically: a reader sees no file or the whole URL."""
-    directory = path.parent if str(path.parent) else Path(".")
+def write_ready_file(path: Path, url: str) -> outpaths.Created | None:
+    """Write `url` to `path` atomically: a reader sees no file or the whole URL.
+
+    A device or FIFO is written through. Returns the file made, for removing it at the end.
+    """
     try:
-        fd, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=directory)
+        outpaths.write_whole(path, (url + "\n").encode("utf-8"))
     except OSError as exc:
         raise UsageError(f"{path}: cannot write the ready file: {exc.strerror}") from None
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(url + "\n")
-        os.chmod(temporary, 0o644)
-        os.replace(temporary, path)
-    except OSError as exc:
-        with contextlib.suppress(OSError):
-            os.unlink(temporary)
-        raise UsageError(f"{path}: cannot write the ready file: {exc.strerror}") from None
+    return outpaths.Created.of(path)
 
 
 def _check(port: int, keep: int, exit_after: int | None, max_duration: float | None) -> None:
@@ -118,9 +109,12 @@ def serve(
 
         check = plan_flags(Validator(load_plan(plan)))
     if ready_file is not None:
-        # A file left by an earlier run must not announce this one before it serves.
-        with contextlib.suppress(FileNotFoundError):
-            ready_file.unlink()
+        # A file left by an earlier run must not announce this one before it serves
+        # (only a regular file: a device or FIFO given as the path is not cmdai's).
+        left = outpaths.Created.of(ready_file)
+        if left is not None:
+            left.remove()
+    made: list[outpaths.Created | None] = [None]
     stop = threading.Event()
     ended = ["signal"]
     counted = [0]
@@ -164,7 +158,7 @@ def serve(
         guarded = write_key is not None and reject_wrong_key
         on_start(Listening(receiver.url, bind, not is_loopback(bind) and not guarded))
         if ready_file is not None:
-            write_ready_file(ready_file, receiver.url)
+            made[0] = write_ready_file(ready_file, receiver.url)
         try:
             while not stop.wait(_tick(deadline)):
                 if deadline is not None and time.monotonic() >= deadline:
@@ -176,9 +170,8 @@ def serve(
         receiver.stop()
         for number, handler in previous.items():
             signal.signal(number, handler)
-        if ready_file is not None:
-            with contextlib.suppress(OSError):
-                ready_file.unlink()
+        if made[0] is not None:
+            made[0].remove()
     return Served(receiver.stats, ended[0])
 
 

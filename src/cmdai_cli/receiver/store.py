@@ -20,7 +20,7 @@ from typing import IO, Any
 
 import orjson
 
-from cmdai_cli import redact
+from cmdai_cli import outpaths, redact
 from cmdai_cli.errors import UsageError
 from cmdai_cli.receiver import routes
 from cmdai_cli.receiver.kept import Entry, Kept, Row
@@ -140,7 +140,8 @@ class Receiver:
     def start(self) -> Receiver:
         if self.out_path is not None:
             try:
-                self._out = self.out_path.open("ab")
+                # Unbuffered: a failed write is cut back at once to the last whole line.
+                self._out = self.out_path.open("ab", buffering=0)
             except OSError as exc:
                 where = self.out_path
                 raise UsageError(f"{where}: cannot open for writing: {exc.strerror}") from None
@@ -301,8 +302,7 @@ class Receiver:
         data = b"\n".join(raw for _, raw, _ in messages) + b"\n"
         with self._out_lock:
             if self._out is not None:
-                self._out.write(data)
-                self._out.flush()
+                outpaths.append_whole(self._out, data)
 
     def _accept(
         self,

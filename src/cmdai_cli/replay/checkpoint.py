@@ -28,12 +28,15 @@ from typing import IO, Any
 
 import orjson
 
+from cmdai_cli import outpaths, settings_file
 from cmdai_cli.errors import UsageError
 from cmdai_cli.events.inputs import Input
 
 FORMAT = "cmdai-replay-checkpoint"
 VERSION = 1
 HEAD_BYTES = 64 * 1024
+# A journal holds ranges, not events: far below this even for a billion events.
+CHECKPOINT_LIMIT = 256 * settings_file.MiB
 
 
 class Ranges:
@@ -248,6 +251,9 @@ class Checkpoint:
         Resuming checks that the journal belongs to this run (same key) and that the
         inputs have not changed; a missing journal starts from the beginning.
         """
+        outpaths.require_regular(
+            path, "a checkpoint", "it is replaced whole at the start and read back by --resume"
+        )
         header = {"format": FORMAT, "version": VERSION, **header}
         done = Ranges()
         undelivered = {"failed": 0, "rejected": 0}
@@ -350,7 +356,12 @@ def read_journal(
     Raises UsageError if the file is not a journal.
     """
     try:
-        data = path.read_bytes()
+        data = settings_file.read(
+            path,
+            what="checkpoint",
+            limit=CHECKPOINT_LIMIT,
+            fail=lambda reason: UsageError(f"{path}: {reason}"),
+        )
     except OSError as exc:
         raise UsageError(f"{path}: cannot read the checkpoint: {exc.strerror}") from None
     lines = data.split(b"\n")

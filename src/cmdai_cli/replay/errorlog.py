@@ -8,6 +8,7 @@ be read at all has no `event`, only its place in the input.
 
 from __future__ import annotations
 
+import errno
 import os
 import threading
 from datetime import datetime, timezone
@@ -116,7 +117,13 @@ class ErrorLog:
                 return
             self._flush()
             if self._stream is not None:
-                os.fsync(self._stream.fileno())
+                try:
+                    os.fsync(self._stream.fileno())
+                except OSError as exc:
+                    # A device or FIFO given as the log (/dev/null, /dev/stdout) has
+                    # nothing to sync; a file that cannot be synced is an error.
+                    if exc.errno not in (errno.EINVAL, errno.EROFS, errno.ENOTSUP):
+                        raise
             self._dirty = False
 
     def close(self) -> None:
