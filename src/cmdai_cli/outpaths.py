@@ -16,6 +16,7 @@ file ends with a whole line (`append_whole`).
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import stat
 import tempfile
@@ -23,7 +24,10 @@ from pathlib import Path
 from typing import IO, NamedTuple
 
 from cmdai_cli import private_file
-from cmdai_cli.errors import UsageError
+from cmdai_cli.errors import CmdaiError, UsageError
+
+# The disk, not the path given: the run failed (exit 1), the flag was not wrong (exit 2).
+_DISK_ERRORS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EIO, errno.EFBIG, errno.EROFS})
 
 
 def special_kind(path: str | Path) -> str | None:
@@ -50,6 +54,15 @@ def require_regular(path: str | Path, what: str, why: str) -> None:
     kind = special_kind(path)
     if kind is not None:
         raise UsageError(f"{path}: is {kind}; {what} must be a regular file ({why})")
+
+
+def write_failure(path: str | Path, doing: str, exc: OSError) -> CmdaiError:
+    """The error for an OSError while `doing` something to `path`: a failure (exit 1) when
+    the disk is full or failing, a usage error (exit 2) when the path cannot be used."""
+    reason = exc.strerror or str(exc)
+    if exc.errno in _DISK_ERRORS:
+        return CmdaiError(f"{path}: cannot {doing}: {reason}")
+    return UsageError(f"{path}: cannot {doing}: {reason}")
 
 
 def write_whole(path: Path, data: bytes, *, private: bool = False) -> None:
