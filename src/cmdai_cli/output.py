@@ -11,6 +11,7 @@ import sys
 from typing import TYPE_CHECKING, Any
 
 from cmdai_cli import redact
+from cmdai_cli.printable import printable
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -45,14 +46,19 @@ def emit_json(data: Any) -> None:
     sys.stdout.flush()
 
 
+def shown(text: str) -> str:
+    """`text` with what a terminal would act on escaped, line by line (see `printable`)."""
+    return "\n".join(map(printable, text.split("\n")))
+
+
 def out(text: str) -> None:
-    """A plain line of data on stdout."""
-    sys.stdout.write(text + "\n")
+    """A plain line of data on stdout, made printable."""
+    sys.stdout.write(shown(text) + "\n")
 
 
 def info(text: str) -> None:
-    """A diagnostic line on stderr, with every known secret masked."""
-    sys.stderr.write(redact.scrub(text) + "\n")
+    """A diagnostic line on stderr, with every known secret masked, made printable."""
+    sys.stderr.write(shown(redact.scrub(text)) + "\n")
     sys.stderr.flush()
 
 
@@ -74,8 +80,10 @@ def is_terminal(stream: Any = None) -> bool:
 
 def table(columns: list[str], rows: list[list[Any]], title: str | None = None) -> None:
     from rich.table import Table
+    from rich.text import Text
 
     grid = Table(*columns, title=title, show_edge=False, header_style="bold")
     for row in rows:
-        grid.add_row(*("" if cell is None else str(cell) for cell in row))
+        # Text, not str: a cell is a value from outside, never Rich markup.
+        grid.add_row(*(Text("" if cell is None else printable(cell)) for cell in row))
     console().print(grid)

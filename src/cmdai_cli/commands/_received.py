@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from cmdai_cli.printable import printable
+
 if TYPE_CHECKING:
     from cmdai_cli.receiver import Received
 
@@ -47,9 +49,9 @@ def row_line(received: Received) -> str:
     message = received.message
     cells = (
         received.received_at[11:23],
-        str(message.get("type", "?")),
-        what(message),
-        who(message),
+        printable(message.get("type", "?")),
+        printable(what(message)),
+        printable(who(message)),
     )
     text = " ".join(f"{_cut(c, w):<{w}}" for c, (_, w) in zip(cells, COLUMNS, strict=True))
     return text + " " + ", ".join(received.flags)

@@ -12,6 +12,7 @@ import typer
 from cmdai_cli import output
 from cmdai_cli.commands._common import STATE, command
 from cmdai_cli.commands._inputs import RECORD_BYTES, FilesArg, MaxRecordBytesOpt, OnErrorName
+from cmdai_cli.printable import printable
 
 if TYPE_CHECKING:
     from cmdai_cli.events.records import ErrorPolicy
@@ -103,9 +104,8 @@ class _TextSink:
         from cmdai_cli.plans import KINDS
 
         at = violation.pointer or "/"
-        self.lines.append(
-            f"#{index} {event}: {KINDS[violation.kind]} at {at}: {violation.message}\n"
-        )
+        line = f"#{index} {event}: {KINDS[violation.kind]} at {at}: {violation.message}"
+        self.lines.append(printable(line) + "\n")
         if len(self.lines) >= 512:
             self.flush()
 
