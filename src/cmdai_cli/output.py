@@ -5,6 +5,8 @@ Used only by `commands/`. Rich is imported on first use so that `--help` stays f
 
 from __future__ import annotations
 
+import errno
+import io
 import json
 import os
 import sys
@@ -17,6 +19,37 @@ if TYPE_CHECKING:
     from rich.console import Console
 
 _consoles: dict[str, Console] = {}
+
+
+class _ClosedOutput(io.TextIOBase):
+    """stdout when cmdai was started with it closed (`>&-`): writing data there fails."""
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, text: Any) -> int:
+        raise OSError(errno.EBADF, "standard output is closed: nowhere to write the output")
+
+    @property
+    def buffer(self) -> _ClosedOutput:
+        """The binary side (commands that write bytes): refused alike."""
+        return self
+
+
+def fill_closed_streams() -> None:
+    """Give a standard stream that was closed at start a place (/dev/null), so that no
+    file cmdai opens later takes its descriptor; data for a closed stdout is refused."""
+    for fd, name in ((0, "stdin"), (1, "stdout"), (2, "stderr")):
+        if getattr(sys, name) is not None:
+            continue
+        null = os.open(os.devnull, os.O_RDWR)
+        if null != fd:
+            os.dup2(null, fd)
+            os.close(null)
+        if name == "stdout":
+            sys.stdout = _ClosedOutput()
+        else:
+            setattr(sys, name, open(fd, "r" if fd == 0 else "w", closefd=False))  # noqa: SIM115
 
 
 def console(stderr: bool = False) -> Console:
@@ -42,7 +75,15 @@ def reset() -> None:
 
 
 def emit_json(data: Any) -> None:
-    sys.stdout.write(json.dumps(data, ensure_ascii=False, default=str) + "\n")
+    text = json.dumps(data, ensure_ascii=False, default=str)
+    if not text.isascii():
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:
+            # A lone surrogate from outside (a key "\ud800" in a plan file) has no UTF-8:
+            # JSON's own escapes carry it.
+            text = json.dumps(data, ensure_ascii=True, default=str)
+    sys.stdout.write(text + "\n")
     sys.stdout.flush()
 
 

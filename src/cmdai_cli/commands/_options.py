@@ -102,6 +102,5 @@ PlanOpt = Annotated[
         help="Tracking plan file (`cmdai plan pull --out`, `cmdai plan show --builtin --json`) "
         "that every message is checked against.",
         show_default=False,
-        dir_okay=False,
     ),
 ]

@@ -24,7 +24,7 @@ from cmdai_cli import settings_file
 from cmdai_cli.errors import UsageError
 from cmdai_cli.event_names import ALL
 from cmdai_cli.segment.messages import MESSAGE_TYPES
-from cmdai_cli.values import parse_property
+from cmdai_cli.values import json_problem, parse_property
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -131,6 +131,9 @@ def build(fields: Mapping[str, Any], line: int | None = None) -> Expectation:
     properties = fields.get("properties") or {}
     if not isinstance(properties, Mapping):
         raise BadExpectation("properties must be a table of names and values", "properties")
+    problem = json_problem(dict(properties))
+    if problem is not None:
+        raise BadExpectation(f"properties: {problem}", "properties")
     numbers: dict[str, int | None] = {}
     for key in ("count", "min", "max"):
         value = fields.get(key)

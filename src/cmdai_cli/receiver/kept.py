@@ -156,7 +156,11 @@ def stamp(value: str) -> str:
     parsed = datetime.fromisoformat(text)
     if parsed.tzinfo is None:
         parsed = parsed.replace(tzinfo=timezone.utc)
-    utc = parsed.astimezone(timezone.utc)
+    try:
+        utc = parsed.astimezone(timezone.utc)
+    except OverflowError:
+        # 9999-12-31T23:59:59-01:00 is in year 10000 in UTC: no datetime holds it.
+        raise ValueError(f"{value!r} is past the times that can be compared") from None
     return utc.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
