@@ -102,5 +102,7 @@ PlanOpt = Annotated[
         help="Tracking plan file (`cmdai plan pull --out`, `cmdai plan show --builtin --json`) "
         "that every message is checked against.",
         show_default=False,
+        dir_okay=False,
+        readable=False,  # an unreadable plan is a plan file problem (exit 3), said by the loader
     ),
 ]
