@@ -102,11 +102,11 @@ def _write_through(path: Path, data: bytes) -> None:
 
 
 class Created(NamedTuple):
-    """A file cmdai made, known by its device and inode."""
+    """A file cmdai made, known by its device, inode and change time (an inode number is
+    reused by the next file made after an unlink; the change time tells them apart)."""
 
     path: Path
-    device: int
-    inode: int
+    identity: tuple[int, int, int]
 
     @classmethod
     def of(cls, path: Path) -> Created | None:
@@ -115,7 +115,7 @@ class Created(NamedTuple):
             info = os.lstat(path)
         except OSError:
             return None
-        return cls(path, info.st_dev, info.st_ino) if stat.S_ISREG(info.st_mode) else None
+        return cls(path, _identity(info)) if stat.S_ISREG(info.st_mode) else None
 
     def remove(self) -> None:
         """Unlink the path if it still is the file cmdai made."""
@@ -123,9 +123,13 @@ class Created(NamedTuple):
             info = os.lstat(self.path)
         except OSError:
             return
-        if (info.st_dev, info.st_ino) == (self.device, self.inode):
+        if _identity(info) == self.identity:
             with contextlib.suppress(OSError):
                 os.unlink(self.path)
+
+
+def _identity(info: os.stat_result) -> tuple[int, int, int]:
+    return (info.st_dev, info.st_ino, info.st_ctime_ns)
 
 
 def append_whole(stream: IO[bytes], data: bytes) -> None:

@@ -9,6 +9,9 @@ import typer
 
 from cmdai_cli.errors import UsageError
 
+# A secret is a line of at most this many characters (write keys are about 32).
+SECRET_LIMIT = 4096
+
 
 def read_secret(value: str | None, *, what: str, env: str) -> str:
     """A secret from its flag, `-` (a line of stdin), `$env`, or a hidden prompt.
@@ -17,7 +20,12 @@ def read_secret(value: str | None, *, what: str, env: str) -> str:
     terminal is asked, so that an exported variable is never prompted for.
     """
     if value == "-":
-        line = sys.stdin.readline()
+        # Bounded: stdin may be /dev/zero or a stream that never ends a line.
+        line = sys.stdin.readline(SECRET_LIMIT + 1)
+        if len(line.rstrip("\r\n")) > SECRET_LIMIT:
+            raise UsageError(
+                f"the {what} on stdin is over {SECRET_LIMIT} characters, more than cmdai reads"
+            )
         return line.rstrip("\r\n")
     if value is not None:
         return value

@@ -27,6 +27,8 @@ from cmdai_cli.receiver.kept import Entry, Kept, Row
 from cmdai_cli.receiver.protocol import now_stamp
 from cmdai_cli.receiver.server import Exchange, Limits, Server
 
+# The flag of a message the --plan check could not finish.
+NOT_CHECKED = "plan: not checked (the check failed)"
 log = logging.getLogger("cmdai")
 
 
@@ -315,7 +317,7 @@ class Receiver:
         try:
             check = self.check
             if check is not None:
-                messages = [(m, raw, flags + check(m)) for m, raw, flags in messages]
+                messages = [(m, raw, flags + _checked(check, m)) for m, raw, flags in messages]
             with self._lock:
                 all_flags = self.kept.add_batch(messages, now, path)
                 if self._wants_objects:
@@ -351,6 +353,18 @@ class Receiver:
                     with self._lock:
                         self._stats.callback_errors += 1
                     log.debug("a receiver callback failed", exc_info=True)
+
+
+def _checked(
+    check: Callable[[Mapping[str, Any]], tuple[str, ...]], message: dict[str, Any]
+) -> tuple[str, ...]:
+    """The flags `check` gives a message; a check that fails flags it, and it is still kept:
+    it was acknowledged already."""
+    try:
+        return check(message)
+    except Exception:
+        log.debug("a message could not be checked", exc_info=True)
+        return (NOT_CHECKED,)
 
 
 def _received(entry: Entry) -> Received:
