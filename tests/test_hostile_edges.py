@@ -484,7 +484,12 @@ def test_listen_out_on_a_full_disk_ends_with_a_whole_line(
     fill(small_disk, 4096 * 2)
     listen = Listen("--out", str(out))
     listens.append(listen)
-    message = {"type": "track", "event": "E", "userId": "u", "properties": {"pad": "x" * 900}}
+    message: dict[str, Any] = {
+        "type": "track",
+        "event": "E",
+        "userId": "u",
+        "properties": {"pad": "x" * 900},
+    }
     answers = []
     for n in range(20):
         message["properties"]["n"] = n
