@@ -610,3 +610,22 @@ def test_an_unreadable_plan_is_a_plan_problem(
     result = cli("expect", "--from", str(events), "--plan", str(plan))
     no_internal_error(result)
     assert result.exit_code == 3 and "Permission denied" in result.stderr
+
+
+@pytest.mark.parametrize("answer", [[], None, {"received": "many"}, {"received": 1}, 7])
+@pytest.mark.parametrize("path", ["/cmdai/summary", "/cmdai/messages"])
+def test_expect_from_a_collector_answering_wrong_types(
+    cli, httpserver, answer: Any, path: str
+) -> None:
+    good_summary = {"received": 0, "flagged": 0, "byFlag": {}, "byEvent": {}}
+    httpserver.expect_request("/cmdai/summary").respond_with_json(
+        answer if path == "/cmdai/summary" else good_summary
+    )
+    httpserver.expect_request("/cmdai/messages").respond_with_json(
+        answer if path == "/cmdai/messages" else []
+    )
+    result = cli("expect", "--from", httpserver.url_for("/").rstrip("/"), "--event", "E")
+    no_internal_error(result)
+    assert result.exit_code in (1, 5), result.stderr
+    if result.exit_code == 5:
+        assert path in result.stderr
