@@ -91,6 +91,12 @@ def plan_cases() -> list[PlanCase]:
             ("$ref loop", "/definitions/a", "/definitions/b"),
         ),
         PlanCase(
+            "$ref loop through a dependency",
+            rule_plan({"dependencies": {"a": {"$ref": "#"}}}),
+            3,
+            ("$ref loop", "/dependencies/a"),
+        ),
+        PlanCase(
             "$ref to file://",
             rule_plan({"properties": {"x": {"$ref": "file:///etc/passwd"}}}),
             3,

@@ -388,6 +388,12 @@ def test_ready_file_on_a_device_or_fifo_is_written_through_and_left(
     assert listen.proc.returncode == 0 and Path("/dev/null").is_char_device()
 
 
+def test_listen_out_to_a_fifo_nobody_reads_is_refused_at_once(cli, tmp_path: Path) -> None:
+    fifo = corpus.make_fifo(tmp_path)
+    result = cli("listen", "--port", "0", "--out", str(fifo))
+    assert result.exit_code == 2 and "a FIFO that nobody reads" in result.stderr
+
+
 def test_a_ready_file_replaced_by_someone_else_is_not_removed(
     listens: list[Listen], tmp_path: Path
 ) -> None:
@@ -437,7 +443,7 @@ def test_plan_pull_out_to_a_device_is_written_through(
 
     plan = Plan("p", (Rule("TRACK", "E", {}),))
     fifo = corpus.make_fifo(tmp_path)
-    with pytest.raises(DataError, match="No such device"):
+    with pytest.raises(DataError, match="a FIFO that nobody reads"):
         save_plan(plan, fifo)  # no reader: refused at once, not blocked for ever
     reader = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)
     try:

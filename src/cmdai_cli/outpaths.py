@@ -90,10 +90,8 @@ def write_whole(path: Path, data: bytes, *, private: bool = False) -> None:
 
 
 def _write_through(path: Path, data: bytes) -> None:
-    # A FIFO nobody reads would block the open for ever: without a reader it fails (ENXIO).
-    fd = os.open(path, os.O_WRONLY | getattr(os, "O_NONBLOCK", 0))
+    fd = _open_writing(path, 0)
     try:
-        os.set_blocking(fd, True)
         view = memoryview(data)
         while view:
             view = view[os.write(fd, view) :]
@@ -126,6 +124,27 @@ class Created(NamedTuple):
         if _identity(info) == self.identity:
             with contextlib.suppress(OSError):
                 os.unlink(self.path)
+
+
+def open_append(path: str | Path, mode: int = 0o644) -> IO[bytes]:
+    """`path` opened to append, unbuffered (see `append_whole`), created if missing.
+
+    A FIFO nobody reads fails at once (ENXIO) instead of blocking the open for ever.
+    """
+    fd = _open_writing(path, os.O_CREAT | os.O_APPEND, mode)
+    return os.fdopen(fd, "ab", buffering=0)
+
+
+def _open_writing(path: str | Path, flags: int, mode: int = 0o644) -> int:
+    """A descriptor to write `path`; a FIFO without a reader fails (ENXIO), saying so."""
+    try:
+        fd = os.open(path, os.O_WRONLY | flags | getattr(os, "O_NONBLOCK", 0), mode)
+    except OSError as exc:
+        if exc.errno == errno.ENXIO:
+            raise OSError(errno.ENXIO, "a FIFO that nobody reads", str(path)) from None
+        raise
+    os.set_blocking(fd, True)
+    return fd
 
 
 def _identity(info: os.stat_result) -> tuple[int, int, int]:

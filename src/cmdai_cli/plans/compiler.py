@@ -283,6 +283,14 @@ def _refuse_loops(schema: Any, schemas: Mapping[str, Any], where: str) -> None:
         for key in _SAME_VALUE_ONE:
             if isinstance(node.get(key), dict):
                 out.append(f"{at}/{key}")
+        dependencies = node.get("dependencies")
+        if isinstance(dependencies, dict):
+            # The schema form of a dependency applies to the object itself.
+            out.extend(
+                f"{at}/dependencies/{name.replace('~', '~0').replace('/', '~1')}"
+                for name, item in dependencies.items()
+                if isinstance(item, dict)
+            )
         for key in _SAME_VALUE_MANY:
             items = node.get(key)
             if isinstance(items, list):

@@ -143,7 +143,7 @@ class Receiver:
         if self.out_path is not None:
             try:
                 # Unbuffered: a failed write is cut back at once to the last whole line.
-                self._out = self.out_path.open("ab", buffering=0)
+                self._out = outpaths.open_append(self.out_path)
             except OSError as exc:
                 where = self.out_path
                 raise UsageError(f"{where}: cannot open for writing: {exc.strerror}") from None

@@ -17,6 +17,7 @@ from typing import IO, Any
 
 import orjson
 
+from cmdai_cli import outpaths
 from cmdai_cli.errors import UsageError
 
 
@@ -97,10 +98,9 @@ class ErrorLog:
             assert self.path is not None
             try:
                 self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-                fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+                self._stream = outpaths.open_append(self.path, 0o600)
             except OSError as exc:
                 raise UsageError(f"{self.path}: cannot write: {exc.strerror}") from None
-            self._stream = os.fdopen(fd, "ab")
         return self._stream
 
     def _flush(self) -> None:
