@@ -75,6 +75,12 @@ def plan_cases() -> list[PlanCase]:
             1,
             ("does not match",),
         ),
+        PlanCase(
+            "a $ inside a character class, which fastjsonschema's `re` misreads",
+            rule_plan(properties_schema({"a": {"type": "string", "pattern": "^[$]x"}})),
+            1,
+            ("does not match",),
+        ),
         PlanCase("$ref to itself", rule_plan({"$ref": "#"}), 3, ("$ref loop",)),
         PlanCase(
             "$ref loop through definitions",

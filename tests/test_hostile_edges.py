@@ -90,6 +90,25 @@ def test_a_slow_pattern_costs_a_bounded_time_per_message() -> None:
     assert took < compiler.MESSAGE_SECONDS * 2 + 0.5
 
 
+@pytest.mark.parametrize(
+    ("pattern", "text", "matches"),
+    [
+        ("^a$", "a", True),
+        ("^a$", "a\n", False),  # ECMA-262: $ is the end of the text only
+        (r"^(a)\1$", "aa", True),  # a back-reference: the time-limited engine
+        (r"^(a)\1$", "aa\n", False),
+        (r"^[$]x(?=y)", "$xy", True),
+        (r"^[$]x(?=y)", "$xz", False),
+    ],
+)
+def test_safe_patterns_keep_ecma_262_meaning(pattern: str, text: str, matches: bool) -> None:
+    from cmdai_cli.plans import compiler
+
+    budget = compiler.Budget()
+    budget.start()
+    assert compiler.SafePattern(pattern, budget).search(text) is matches
+
+
 # ------------------------------------------------------------------ listen --plan
 
 

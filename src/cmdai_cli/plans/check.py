@@ -15,6 +15,7 @@ which lists every error with its path; each error becomes a `Violation` of one k
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any, NamedTuple
 
@@ -120,9 +121,10 @@ class _Compiled:
             raise ConfigError(f"{where}: the schema is nested too deeply") from None
         self.slow = compiler.safe_validator_class(cls, budget)(rule.schema)
         handlers = {scheme: _refuse_remote for scheme in ("http", "https", "file", "ftp")}
+        fast = compiler.fast_schema(rule.schema)
         try:
             self.fast = fastjsonschema.compile(
-                compiler.fast_schema(rule.schema),
+                fast.schema,
                 handlers=handlers,
                 use_default=False,  # it would write defaults into the event checked
                 use_formats=False,
@@ -131,9 +133,12 @@ class _Compiled:
             raise ConfigError(f"{where}: {exc.message}") from None
         except fastjsonschema.JsonSchemaDefinitionException as exc:
             raise ConfigError(f"{where}: cannot compile its JSON Schema: {exc}") from None
+        except re.error as exc:
+            # A pattern reached only through a $ref, which Python's `re` refuses.
+            raise ConfigError(f"{where}: cannot compile its JSON Schema: {exc}") from None
         except RecursionError:
             raise ConfigError(f"{where}: the schema is nested too deeply") from None
-        compiler.use_safe_patterns(self.fast, budget, where)
+        compiler.use_safe_patterns(self.fast, fast.patterns, budget, where)
 
     def violations(self, message: Mapping[str, Any]) -> list[Violation]:
         """Every violation jsonschema finds in a message the fast check refused."""

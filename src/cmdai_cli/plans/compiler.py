@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator, Mapping
-from typing import Any
+from typing import Any, NamedTuple
 
 from cmdai_cli.errors import ConfigError
 
@@ -82,8 +82,7 @@ class SafePattern:
         try:
             self._linear = re2.compile(pattern, options)
         except re2.error:
-            # `$` is the end of the text in ECMA-262, not also before a last newline.
-            self._slow = regex.compile(regex.sub(r"(?<!\\)\$", r"\\Z", pattern))
+            self._slow = regex.compile(_text_end(pattern))
 
     def search(self, text: str) -> bool:
         if self._linear is not None:
@@ -105,6 +104,29 @@ class SafePattern:
             return False
 
 
+def _text_end(pattern: str) -> str:
+    """`pattern` with each `$` outside a character class made `\\Z`: in ECMA-262 `$`
+    is the end of the text, in Python's engines also the place before a last newline."""
+    out: list[str] = []
+    in_class = False
+    index = 0
+    while index < len(pattern):
+        char = pattern[index]
+        if char == "\\":
+            out.append(pattern[index : index + 2])
+            index += 2
+            continue
+        if in_class:
+            in_class = char != "]"
+        elif char == "[":
+            in_class = True
+        elif char == "$":
+            char = "\\Z"
+        out.append(char)
+        index += 1
+    return "".join(out)
+
+
 def compile_pattern(pattern: str, budget: Budget, where: str) -> SafePattern:
     regex = _engines()[2]
     try:
@@ -115,20 +137,24 @@ def compile_pattern(pattern: str, budget: Budget, where: str) -> SafePattern:
         ) from None
 
 
-def use_safe_patterns(validate: Callable[..., Any], budget: Budget, where: str) -> None:
+def use_safe_patterns(
+    validate: Callable[..., Any], patterns: Mapping[str, str], budget: Budget, where: str
+) -> None:
     """Make a fastjsonschema validator match its patterns with `SafePattern`.
 
     fastjsonschema compiles `pattern` and `patternProperties` with Python's `re` into
-    the `REGEX_PATTERNS` table of the validator's globals, keyed by the schema's own
-    pattern text (formats are off, so nothing else is there); each is swapped for a
-    `SafePattern` of the same text. Its code calls `.search` and `.match` and tests
-    the answer for truth, which a bool answers as a match object would.
+    the `REGEX_PATTERNS` table of the validator's globals, keyed by the pattern text it
+    was given: the tokens of `fast_schema` (`patterns` maps each to the real pattern),
+    or a pattern itself where a `$ref` reached a part the tokens did not (formats are
+    off, so nothing else is there). Each entry becomes a `SafePattern`; fastjsonschema's
+    code calls `.search` and `.match` and tests the answer for truth, which a bool
+    answers as a match object would.
     """
     table = getattr(validate, "__globals__", {}).get("REGEX_PATTERNS")
     if not table:
         return
     for key in list(table):
-        table[key] = compile_pattern(key, budget, where)
+        table[key] = compile_pattern(patterns.get(key, key), budget, where)
 
 
 def safe_validator_class(cls: Any, budget: Budget) -> Any:
@@ -190,21 +216,68 @@ def safe_validator_class(cls: Any, budget: Budget) -> Any:
     )
 
 
-def fast_schema(schema: Any) -> Any:
-    """The schema as fastjsonschema is given it: the same meaning, no `re` at compile time.
+# Draft-07 keywords whose value is a schema, a list of schemas, or a map of them.
+_ONE_SCHEMA = (
+    "additionalProperties",
+    "additionalItems",
+    "items",
+    "contains",
+    "propertyNames",
+    "not",
+    "if",
+    "then",
+    "else",
+)
+_SCHEMA_LISTS = ("allOf", "anyOf", "oneOf", "items")
+_SCHEMA_MAPS = ("properties", "definitions", "dependencies")
 
-    With `additionalProperties: false`, fastjsonschema checks each required name against
-    every `patternProperties` pattern with Python's `re` while compiling; `{"not": {}}`
-    means the same (no other property is allowed) and skips that check.
+
+class FastSchema(NamedTuple):
+    """A schema as fastjsonschema is given it, and the patterns its tokens stand for."""
+
+    schema: Any
+    patterns: dict[str, str]
+
+
+def fast_schema(schema: Any) -> FastSchema:
+    """The schema as fastjsonschema is given it: the same meaning, no `re` on a pattern.
+
+    Each pattern (and `patternProperties` key) becomes a plain token, which is what
+    fastjsonschema compiles with `re` (no user pattern then meets `re`: no backtracking
+    while compiling, no ECMA-262 pattern `re` misreads); `use_safe_patterns` puts the
+    real pattern back behind each token. With `additionalProperties: false`,
+    fastjsonschema checks the required names against the patterns while compiling;
+    `{"not": {}}` means the same (no other property is allowed) and skips that.
     """
-    if isinstance(schema, list):
-        return [fast_schema(item) for item in schema]
-    if not isinstance(schema, dict):
-        return schema
-    copy = {key: fast_schema(value) for key, value in schema.items()}
-    if copy.get("additionalProperties") is False and copy.get("patternProperties"):
-        copy["additionalProperties"] = {"not": {}}
-    return copy
+    patterns: dict[str, str] = {}
+
+    def token(pattern: str) -> str:
+        name = f"cmdai pattern {len(patterns)}"
+        patterns[name] = pattern
+        return name
+
+    def copy(node: Any) -> Any:
+        if not isinstance(node, dict):
+            return node
+        out: dict[str, Any] = {}
+        for key, value in node.items():
+            if key == "pattern" and isinstance(value, str):
+                out[key] = token(value)
+            elif key == "patternProperties" and isinstance(value, dict):
+                out[key] = {token(name): copy(item) for name, item in value.items()}
+            elif key in _SCHEMA_MAPS and isinstance(value, dict):
+                out[key] = {name: copy(item) for name, item in value.items()}
+            elif key in _SCHEMA_LISTS and isinstance(value, list):
+                out[key] = [copy(item) for item in value]
+            elif key in _ONE_SCHEMA:
+                out[key] = copy(value)
+            else:
+                out[key] = value  # enum, const, default...: values, not schemas
+        if out.get("additionalProperties") is False and out.get("patternProperties"):
+            out["additionalProperties"] = {"not": {}}
+        return out
+
+    return FastSchema(copy(schema), patterns)
 
 
 def check_schema(schema: Mapping[str, Any], where: str, budget: Budget) -> None:
