@@ -248,30 +248,27 @@ class Validator:
 
     def check(self, message: Mapping[str, Any]) -> list[Violation]:
         """Every way `message` (one Segment message) breaks the plan; [] when it keeps it."""
-        self._budget.start()
+        self._budget.ends = 0.0  # a new message: Budget.start, without the call
+        found: list[Violation] = []
         try:
-            return self._check(message)
+            rule = self.rule_for(message)
+            if rule is None:
+                unplanned = _unplanned(message)
+                if unplanned is not None:
+                    found.append(unplanned)
+            else:
+                try:
+                    rule.fast(message)
+                except self._invalid:
+                    found.extend(rule.violations(message))
+            for common in self._common:
+                try:
+                    common.fast(message)
+                except self._invalid:
+                    found.extend(common.violations(message))
         except RecursionError:
             # A recursive schema over a deeply nested message: a finding, not a crash.
-            return [Violation("invalid_value", "", "nested too deeply to check", None)]
-
-    def _check(self, message: Mapping[str, Any]) -> list[Violation]:
-        found: list[Violation] = []
-        rule = self.rule_for(message)
-        if rule is None:
-            unplanned = _unplanned(message)
-            if unplanned is not None:
-                found.append(unplanned)
-        else:
-            try:
-                rule.fast(message)
-            except self._invalid:
-                found.extend(rule.violations(message))
-        for common in self._common:
-            try:
-                common.fast(message)
-            except self._invalid:
-                found.extend(common.violations(message))
+            found.append(Violation("invalid_value", "", "nested too deeply to check", None))
         return found
 
 

@@ -54,7 +54,11 @@ def _engines() -> tuple[Any, Any, Any]:
 
 
 class Budget:
-    """How much backtracking time is left for the message being checked."""
+    """How much backtracking time is left for the message being checked.
+
+    `start()` is called for every message, so it only marks a new one (`ends` 0); the
+    clock is read when the first match on the backtracking engine asks `left()`.
+    """
 
     __slots__ = ("ends",)
 
@@ -62,10 +66,13 @@ class Budget:
         self.ends = 0.0
 
     def start(self) -> None:
-        self.ends = time.monotonic() + MESSAGE_SECONDS
+        self.ends = 0.0
 
     def left(self) -> float:
-        return self.ends - time.monotonic()
+        now = time.monotonic()
+        if not self.ends:
+            self.ends = now + MESSAGE_SECONDS
+        return self.ends - now
 
 
 class SafePattern:
