@@ -19,7 +19,9 @@ from typing import Any
 import pytest
 
 from tests import hostile_corpus as corpus
-from tests.conftest import WRITE_KEY
+from tests.conftest import TOKEN, WRITE_KEY
+from tests.fake_public_api import FakePublicApi, running
+from tests.test_plans import ORDER
 
 pytestmark = pytest.mark.timeout(10)
 
@@ -654,3 +656,27 @@ def test_expect_from_a_collector_answering_wrong_types(
     assert result.exit_code in (1, 5), result.stderr
     if result.exit_code == 5:
         assert path in result.stderr
+
+
+@pytest.fixture
+def api(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakePublicApi]:
+    monkeypatch.setenv("CMDAI_PUBLIC_API_TOKEN", TOKEN)
+    with running(TOKEN) as fake:
+        monkeypatch.setenv("CMDAI_API_HOST", fake.url)
+        yield fake
+
+
+def test_plan_pull_out_to_dev_null_and_a_fifo(cli, api: FakePublicApi, tmp_path: Path) -> None:
+    plan = api.add_tracking_plan("Shop", [ORDER])
+    result = cli("plan", "pull", "--tracking-plan", plan["id"], "--out", "/dev/null")
+    assert result.exit_code == 0, result.stderr
+    assert Path("/dev/null").is_char_device()
+    fifo = corpus.make_fifo(tmp_path)
+    reader = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)
+    try:
+        result = cli("plan", "pull", "--tracking-plan", plan["id"], "--out", str(fifo))
+        got = os.read(reader, 1 << 20)
+    finally:
+        os.close(reader)
+    assert result.exit_code == 0, result.stderr
+    assert json.loads(got)["name"] == "Shop" and fifo.is_fifo()
