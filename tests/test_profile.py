@@ -7,10 +7,11 @@ import os
 import stat
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from cmdai_cli import profile
+from cmdai_cli import profile, settings_file
 from cmdai_cli.errors import ConfigError, UsageError
 
 KEY = "wk_TESTSECRET_0123456789abcdef"
@@ -234,15 +235,15 @@ def test_directory_in_place_of_file(config_path):
 
 def test_unreadable_file(config_path, monkeypatch):
     write(config_path, '[profiles.default]\norg_id = "x"\n')
-    real = Path.read_bytes
+    real = settings_file.read
 
-    def denied(self: Path) -> bytes:
-        if self == config_path:
+    def denied(path: Path, **options: Any) -> bytes:
+        if path == config_path:
             raise PermissionError(13, "Permission denied")
-        return real(self)
+        return real(path, **options)
 
     # Root reads any file, so the refusal is simulated at the one call that reads it.
-    monkeypatch.setattr(Path, "read_bytes", denied)
+    monkeypatch.setattr(settings_file, "read", denied)
     with pytest.raises(ConfigError, match="permission denied"):
         store_at(config_path).load()
 

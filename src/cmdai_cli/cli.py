@@ -106,6 +106,7 @@ def root(
 
 
 def main() -> None:
+    output.fill_closed_streams()
     if os.environ.get(COMPLETE_VAR):
         init_completion()
     try:

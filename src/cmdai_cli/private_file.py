@@ -1,6 +1,8 @@
 """A file that holds secrets: written whole or not at all, 0600 in a 0700 directory, locked.
 
 `locked(path)` serialises read-change-write cycles of cmdai processes on one file;
+`held(path)` keeps one for a whole run, refusing at once (`Busy`, with the holder's pid)
+when another process holds it;
 `replace(path, text)` writes a new version beside it and renames it into place, so that
 a reader sees the old file or the new one, never half of either.
 """
@@ -35,6 +37,41 @@ def locked(path: Path) -> Iterator[None]:
                 yield
             finally:
                 fcntl.flock(fd, fcntl.LOCK_UN)
+    finally:
+        os.close(fd)
+
+
+class Busy(Exception):
+    """Another process holds the lock; `pid` is the one it wrote, None when unknown."""
+
+    def __init__(self, pid: int | None) -> None:
+        super().__init__(pid)
+        self.pid = pid
+
+
+@contextlib.contextmanager
+def held(path: Path) -> Iterator[None]:
+    """Hold the lock on `path` (through `<path>.lock`, as `locked` does) for the block's
+    life without waiting: raise `Busy` when another process holds it."""
+    lock_path = path.with_name(path.name + ".lock")
+    fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        try:
+            import fcntl
+        except ImportError:  # pragma: no cover - no advisory locks on this platform
+            yield
+            return
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            text = os.pread(fd, 32, 0).decode("ascii", "replace").strip()
+            raise Busy(int(text) if text.isdigit() else None) from None
+        try:
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, f"{os.getpid()}\n".encode("ascii"), 0)
+            yield
+        finally:
+            fcntl.flock(fd, fcntl.LOCK_UN)
     finally:
         os.close(fd)
 

@@ -27,7 +27,7 @@ from pydantic import (
     field_validator,
 )
 
-from cmdai_cli import private_file, redact, values
+from cmdai_cli import private_file, redact, settings_file, values
 from cmdai_cli.errors import ConfigError, UsageError
 from cmdai_cli.segment.messages import REGION_HOSTS
 from cmdai_cli.values import PROFILE_NAME_RE, check_profile_name, must_be
@@ -42,6 +42,8 @@ log = logging.getLogger("cmdai")
 _WARNED: set[tuple[Path, int]] = set()
 
 FILE_NAME = "config.toml"
+# A profile file holds a few settings per profile; a megabyte is thousands of profiles.
+PROFILE_LIMIT = settings_file.MiB
 DEFAULT_PROFILE = "default"
 ENV_PREFIX = "CMDAI_"
 PUBLIC_API_HOSTS = {"us": "https://api.segmentapis.com", "eu": "https://eu1.api.segmentapis.com"}
@@ -173,7 +175,7 @@ class Store:
         """The file's TOML as a dict, validated; {} when there is no file yet."""
         path = self.path
         try:
-            data = path.read_bytes()
+            data = settings_file.read(path, what="profile file", limit=PROFILE_LIMIT)
         except FileNotFoundError:
             return {}
         except IsADirectoryError:
@@ -184,7 +186,9 @@ class Store:
             raise ConfigError(f"{path}: cannot read the profile file: {exc.strerror}") from None
         self._warn_if_loose(path)
         try:
-            raw = tomllib.loads(data.decode("utf-8"))
+            raw = settings_file.loads_toml(
+                data.decode("utf-8"), fail=lambda reason: ConfigError(f"{path}: {reason}")
+            )
         except UnicodeDecodeError as exc:
             raise ConfigError(f"{path}: not UTF-8 text (byte {exc.start})") from None
         except tomllib.TOMLDecodeError as exc:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import math
 import re
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -37,7 +38,11 @@ def check_url(value: str, *, what: str = "host", base: bool = True) -> str:
     text = value.strip()
     if any(ch.isspace() or ord(ch) < 0x20 or ord(ch) == 0x7F for ch in text):
         raise UsageError(f"{what} {value!r} holds spaces or control characters")
-    parts = urlsplit(text)
+    try:
+        parts = urlsplit(text)
+        parts.hostname  # noqa: B018 - parsed lazily: a bracket left open raises here
+    except ValueError as exc:
+        raise UsageError(f"{what} {value!r} is not a URL ({exc})") from None
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise UsageError(f"{what} {value!r} is not an http(s) URL")
     try:
@@ -110,8 +115,15 @@ def parse_property(pair: str) -> tuple[str, Any]:
         raise UsageError(f"--property {pair!r} is not KEY=VALUE")
     try:
         value: Any = json.loads(raw)
+    except RecursionError:
+        raise UsageError(
+            f"--property {key.strip()}: nested too deeply (over 1024 levels)"
+        ) from None
     except ValueError:
         value = raw
+    problem = json_problem(value)
+    if problem is not None:
+        raise UsageError(f"--property {key.strip()}: {problem}")
     return key.strip(), value
 
 
@@ -167,3 +179,26 @@ _BOUNDS = {
 def plural(count: int, noun: str) -> str:
     """`noun` as it goes after `count`: "1 event", "2 events" (a regular plural only)."""
     return noun if count == 1 else noun + "s"
+
+
+# What a person writes as one value: deeper than this is a mistake (and would exhaust
+# the recursion of the code that encodes or compares it).
+MAX_VALUE_DEPTH = 64
+
+
+def json_problem(value: Any) -> str | None:
+    """Why `value` cannot be sent as JSON (Infinity or NaN, a date, too deep), else None."""
+    stack: list[tuple[Any, int]] = [(value, 0)]
+    while stack:
+        item, depth = stack.pop()
+        if depth > MAX_VALUE_DEPTH:
+            return f"nested too deeply (over {MAX_VALUE_DEPTH} levels)"
+        if isinstance(item, dict):
+            stack.extend((child, depth + 1) for child in item.values())
+        elif isinstance(item, list):
+            stack.extend((child, depth + 1) for child in item)
+        elif isinstance(item, float) and not math.isfinite(item):
+            return f"{item!r} is not a JSON number (JSON has no Infinity or NaN)"
+        elif item is not None and not isinstance(item, (str, int, float, bool)):
+            return f"a {type(item).__name__} is not a JSON value: write it as a string"
+    return None

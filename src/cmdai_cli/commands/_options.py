@@ -114,6 +114,7 @@ PlanOpt = Annotated[
         "that every message is checked against.",
         show_default=False,
         dir_okay=False,
+        readable=False,  # an unreadable plan is a plan file problem (exit 3), said by the loader
     ),
 ]
 
@@ -157,6 +158,10 @@ def report_bad_record(bad: BadRecord) -> None:
 # ---------------------------------------------------------------- secrets
 
 
+# A secret is a line of at most this many characters (write keys are about 32).
+SECRET_LIMIT = 4096
+
+
 def read_secret(value: str | None, *, what: str, env: str) -> str:
     """A secret from its flag, `-` (a line of stdin), `$env`, or a hidden prompt.
 
@@ -164,7 +169,12 @@ def read_secret(value: str | None, *, what: str, env: str) -> str:
     terminal is asked, so that an exported variable is never prompted for.
     """
     if value == "-":
-        line = sys.stdin.readline()
+        # Bounded: stdin may be /dev/zero or a stream that never ends a line.
+        line = sys.stdin.readline(SECRET_LIMIT + 1)
+        if len(line.rstrip("\r\n")) > SECRET_LIMIT:
+            raise UsageError(
+                f"the {what} on stdin is over {SECRET_LIMIT} characters, more than cmdai reads"
+            )
         return line.rstrip("\r\n")
     if value is not None:
         return value

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from cmdai_cli import output
+from cmdai_cli.printable import printable
 from cmdai_cli.values import is_loopback
 
 if TYPE_CHECKING:
@@ -55,9 +56,9 @@ def row_line(received: Received) -> str:
     message = received.message
     cells = (
         received.received_at[11:23],
-        str(message.get("type", "?")),
-        what(message),
-        who(message),
+        printable(message.get("type", "?")),
+        printable(what(message)),
+        printable(who(message)),
     )
     text = " ".join(f"{_cut(c, w):<{w}}" for c, (_, w) in zip(cells, COLUMNS, strict=True))
     return text + " " + ", ".join(received.flags)

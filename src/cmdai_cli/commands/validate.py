@@ -17,7 +17,7 @@ from cmdai_cli.commands._options import (
     OnErrorName,
     report_bad_record,
 )
-from cmdai_cli.plans import KINDS
+from cmdai_cli.printable import printable
 from cmdai_cli.values import plural
 
 if TYPE_CHECKING:
@@ -105,19 +105,23 @@ def validate(
 
 class _TextSink:
     def __init__(self) -> None:
+        # Imported here, as the core is: the plans package costs about 27 ms (python -X
+        # importtime) that --help and Tab completion never need.
+        from cmdai_cli.plans import KINDS
+
+        self.kinds = KINDS
         self.lines: list[str] = []
 
     def write(self, index: int, event: str, violation: Violation) -> None:
         at = violation.pointer or "/"
-        self.lines.append(
-            f"#{index} {event}: {KINDS[violation.kind]} at {at}: {violation.message}\n"
-        )
+        line = f"#{index} {event}: {self.kinds[violation.kind]} at {at}: {violation.message}"
+        self.lines.append(printable(line) + "\n")
         if len(self.lines) >= 512:
             self.flush()
 
     def flush(self) -> None:
         if self.lines:
-            sys.stdout.write(output.printable("".join(self.lines)))
+            sys.stdout.write("".join(self.lines))
             self.lines = []
         sys.stdout.flush()
 
@@ -151,6 +155,8 @@ class _JsonSink:
 
 
 def _summary(result: ValidateResult) -> None:
+    from cmdai_cli.plans import KINDS  # loaded by the run already; see _TextSink
+
     errors = sum(result.errors.values())
     output.info(
         f"validate: {result.events} {plural(result.events, 'event')} against "

@@ -20,16 +20,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from cmdai_cli import settings_file
 from cmdai_cli.errors import UsageError
 from cmdai_cli.event_names import ALL
 from cmdai_cli.segment.messages import MESSAGE_TYPES
-from cmdai_cli.values import parse_property
+from cmdai_cli.values import json_problem, parse_property
 
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover - Python 3.10
     import tomli as tomllib  # type: ignore[import-not-found, unused-ignore]
 
+# Expectations are written by hand: a megabyte is thousands of them.
+EXPECT_LIMIT = settings_file.MiB
 KEYS = ("type", "event", "user_id", "properties", "count", "min", "max")
 # A Command AI `properties.type` value stands for its event's name (as send-test --event).
 _NAME_OF_TYPE = {kind: name for name, kind in ALL}
@@ -128,6 +131,9 @@ def build(fields: Mapping[str, Any], line: int | None = None) -> Expectation:
     properties = fields.get("properties") or {}
     if not isinstance(properties, Mapping):
         raise BadExpectation("properties must be a table of names and values", "properties")
+    problem = json_problem(dict(properties))
+    if problem is not None:
+        raise BadExpectation(f"properties: {problem}", "properties")
     numbers: dict[str, int | None] = {}
     for key in ("count", "min", "max"):
         value = fields.get(key)
@@ -179,13 +185,20 @@ def gather(file: Path | None, fields: Mapping[str, Any], other_checks: bool) -> 
 def load_file(path: Path) -> list[Expectation]:
     """The `[[expect]]` tables of a TOML file, each checked; errors name the file's line."""
     try:
-        text = path.read_text(encoding="utf-8")
+        text = settings_file.read(
+            path,
+            what="expectation file",
+            limit=EXPECT_LIMIT,
+            fail=lambda reason: UsageError(f"{path}: {reason}"),
+        ).decode("utf-8")
     except OSError as exc:
         raise UsageError(f"{path}: cannot read the expectation file: {exc.strerror}") from None
     except UnicodeDecodeError:
         raise UsageError(f"{path}: the expectation file is not UTF-8 text") from None
     try:
-        document = tomllib.loads(text)
+        document = settings_file.loads_toml(
+            text, fail=lambda reason: UsageError(f"{path}: {reason}")
+        )
     except tomllib.TOMLDecodeError as exc:
         position = re.search(r"\(at line (\d+), column \d+\)", str(exc))
         reason = str(exc).split(" (at line")[0]

@@ -21,12 +21,15 @@ from typing import Any, NamedTuple, Protocol
 import httpx
 import orjson
 
-from cmdai_cli.errors import DataError
+from cmdai_cli import settings_file
+from cmdai_cli.errors import DataError, RemoteRefused
 from cmdai_cli.http_errors import error_for_exception, error_for_response
 from cmdai_cli.js_json import loads
 from cmdai_cli.receiver.store import DUPLICATE, Query
 from cmdai_cli.segment.messages import flags_for
 
+# listen keeps 100,000 messages by default; their capture is far below this.
+CAPTURE_LIMIT = 512 * settings_file.MiB
 SERVICE = "the collector"
 
 
@@ -148,19 +151,44 @@ class Collector:
         pass
 
     def messages(self, query: Query) -> list[Item]:
-        found = self._get("/cmdai/messages", _query_params(query))
-        return [Item(d["message"], tuple(d["flags"]), d["receivedAt"]) for d in found]
+        path = "/cmdai/messages"
+        found = self._get(path, _query_params(query))
+        if not isinstance(found, list):
+            raise self._unlike(path, "not a list of messages")
+        items = []
+        for entry in found:
+            if not isinstance(entry, dict) or not isinstance(entry.get("message"), dict):
+                raise self._unlike(path, "an entry without a message object")
+            items.append(
+                Item(entry["message"], flag_texts(entry.get("flags")), str(entry.get("receivedAt")))
+            )
+        return items
 
     def counts(self) -> Counts:
-        summary = self._get("/cmdai/summary")
-        return Counts(
-            summary["received"],
-            summary["flagged"],
-            summary["byFlag"],
-            summary["byEvent"],
-            kept=summary.get("kept", summary["received"]),
-            dropped=summary.get("droppedByKeep", 0),
-            keep=summary.get("keep"),
+        path = "/cmdai/summary"
+        summary = self._get(path)
+        if not isinstance(summary, dict):
+            raise self._unlike(path, "not a JSON object")
+        received: Any = summary.get("received")
+        kept: Any = summary.get("kept", received)
+        flagged: Any = summary.get("flagged")
+        dropped: Any = summary.get("droppedByKeep", 0)
+        by_flag: Any = summary.get("byFlag")
+        by_event: Any = summary.get("byEvent")
+        keep: Any = summary.get("keep")
+        whole = all(type(n) is int for n in (received, kept, flagged, dropped))
+        tables = all(
+            isinstance(table, dict) and all(type(n) is int for n in table.values())
+            for table in (by_flag, by_event)
+        )
+        if not (whole and tables and (keep is None or type(keep) is int)):
+            raise self._unlike(path, "counts that are not whole numbers")
+        return Counts(received, flagged, by_flag, by_event, kept=kept, dropped=dropped, keep=keep)
+
+    def _unlike(self, path: str, what: str) -> RemoteRefused:
+        return RemoteRefused(
+            f"{SERVICE} at {self.where}{path} answered {what}",
+            hint="is it `cmdai listen` (with the inspection API) that answers there?",
         )
 
     def close(self) -> None:
@@ -179,7 +207,12 @@ class CaptureFile:
 
     def refresh(self) -> None:
         try:
-            data = self.path.read_bytes()
+            data = settings_file.read(
+                self.path,
+                what="capture file",
+                limit=CAPTURE_LIMIT,
+                fail=lambda reason: DataError(reason, source=self.where),
+            )
         except FileNotFoundError:
             raise NoCapture("no such capture file", source=self.where) from None
         except OSError as exc:
@@ -204,6 +237,15 @@ class CaptureFile:
         pass
 
 
+def flag_texts(value: Any) -> tuple[str, ...]:
+    """Flags as text, whatever a capture line or a server gave (a list of strings, else
+    each shown as its JSON)."""
+    if value is None:
+        return ()
+    items = value if isinstance(value, list) else [value]
+    return tuple(item if isinstance(item, str) else orjson.dumps(item).decode() for item in items)
+
+
 def read_capture(data: bytes, where: str) -> Iterable[Item]:
     """The messages of a capture, with flags (a repeated messageId's too)."""
     seen: set[str] = set()
@@ -221,9 +263,9 @@ def read_capture(data: bytes, where: str) -> Iterable[Item]:
         if not isinstance(record, dict):
             raise DataError("not a JSON object", source=where, line=number)
         wrapped = record.get("message")
-        if isinstance(wrapped, dict) and isinstance(record.get("flags"), list):
+        if isinstance(wrapped, dict) and "flags" in record:
             # A line of `listen --json`: flags as the receiver gave them.
-            yield Item(wrapped, tuple(record["flags"]), str(record.get("receivedAt", "")))
+            yield Item(wrapped, flag_texts(record["flags"]), str(record.get("receivedAt", "")))
             continue
         if "type" not in record and {"listening", "summary"} & record.keys():
             continue

@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from cmdai_cli import settings_file
 from cmdai_cli.errors import DataError
 from cmdai_cli.mapping.webhook import WebhookMapping, parse_mapping
 
@@ -26,6 +27,8 @@ else:  # pragma: no cover
 
 __all__ = ["load_mapping_file", "resolve_mapping"]
 
+# A mapping names a few dozen paths; a megabyte of them is not a mapping.
+MAPPING_LIMIT = settings_file.MiB
 _TOML_POSITION = re.compile(r"\(at line (\d+), column \d+\)")
 _HEADER = re.compile(r"\s*\[\s*([^\[\]]+?)\s*\]\s*(?:#.*)?$")
 
@@ -54,7 +57,12 @@ def load_mapping_file(path: str | Path) -> WebhookMapping:
     """
     source = str(path)
     try:
-        data = Path(path).read_bytes()
+        data = settings_file.read(
+            path,
+            what="mapping file",
+            limit=MAPPING_LIMIT,
+            fail=lambda reason: DataError(reason, source=source),
+        )
     except FileNotFoundError:
         raise DataError("no such mapping file", source=source) from None
     except IsADirectoryError:
@@ -71,7 +79,9 @@ def load_mapping_file(path: str | Path) -> WebhookMapping:
 def _parse_text(text: str, *, source: str) -> WebhookMapping:
     """Parse mapping-file TOML `text`; errors name `source`."""
     try:
-        document = tomllib.loads(text)
+        document = settings_file.loads_toml(
+            text, fail=lambda reason: DataError(reason, source=source)
+        )
     except tomllib.TOMLDecodeError as exc:
         message = str(exc)
         position = _TOML_POSITION.search(message)

@@ -19,8 +19,10 @@ import re
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any, NamedTuple
 
+import cmdai_cli.plans.compiler as compiler
 from cmdai_cli.errors import ConfigError
 from cmdai_cli.plans.rules import Plan, Rule
+from cmdai_cli.printable import printable
 
 # Violation kinds, and how a person reads them. The first four are the kinds users know
 # from RudderStack's tracking-plan checks and from Segment Protocols; a value outside an
@@ -92,9 +94,9 @@ def _refuse_remote(uri: str) -> Any:
 class _Compiled:
     """One rule's schema, compiled once: the fast yes/no check and the detailed one."""
 
-    __slots__ = ("fast", "label", "rule", "slow")
+    __slots__ = ("budget", "fast", "label", "rule", "slow")
 
-    def __init__(self, rule: Rule, origin: str) -> None:
+    def __init__(self, rule: Rule, origin: str, budget: compiler.Budget) -> None:
         # Imported here: jsonschema costs about 40 ms (python -X importtime), which
         # importing `plans` (listen, expect) does not pay until a plan is checked.
         import fastjsonschema
@@ -104,7 +106,11 @@ class _Compiled:
 
         self.rule = rule
         self.label = rule.label
-        where = f"{origin}: rule {rule.label}" if origin else f"rule {rule.label}"
+        self.budget = budget
+        where = (
+            f"{origin}: rule {printable(rule.label)}" if origin else f"rule {printable(rule.label)}"
+        )
+        compiler.check_schema(rule.schema, where, budget)
         cls = validator_for(rule.schema, default=Draft7Validator)
         try:
             cls.check_schema(rule.schema)
@@ -113,11 +119,15 @@ class _Compiled:
             raise ConfigError(
                 f"{where}: not a valid JSON Schema at {at}: {_short(exc.message)}"
             ) from None
-        self.slow = cls(rule.schema)
+        except RecursionError:
+            raise ConfigError(f"{where}: the schema is nested too deeply") from None
+        self.slow = compiler.safe_validator_class(cls, budget)(rule.schema)
+        handlers = {scheme: _refuse_remote for scheme in ("http", "https", "file", "ftp")}
+        fast = compiler.fast_schema(rule.schema)
         try:
             self.fast = fastjsonschema.compile(
-                rule.schema,
-                handlers={"http": _refuse_remote, "https": _refuse_remote},
+                fast.schema,
+                handlers=handlers,
                 use_default=False,  # it would write defaults into the event checked
                 use_formats=False,
             )
@@ -125,12 +135,18 @@ class _Compiled:
             raise ConfigError(f"{where}: {exc.message}") from None
         except fastjsonschema.JsonSchemaDefinitionException as exc:
             raise ConfigError(f"{where}: cannot compile its JSON Schema: {exc}") from None
+        except re.error as exc:
+            # A pattern reached only through a $ref, which Python's `re` refuses.
+            raise ConfigError(f"{where}: cannot compile its JSON Schema: {exc}") from None
+        except RecursionError:
+            raise ConfigError(f"{where}: the schema is nested too deeply") from None
+        compiler.use_safe_patterns(self.fast, fast.patterns, budget, where)
 
     def violations(self, message: Mapping[str, Any]) -> list[Violation]:
         """Every violation jsonschema finds in a message the fast check refused."""
         found: dict[tuple[str, str], Violation] = {}
         for error in self.slow.iter_errors(message):
-            for violation in _classify(error, self.label):
+            for violation in _classify(error, self.label, self.budget):
                 found.setdefault((violation.kind, violation.pointer), violation)
         return list(found.values())
 
@@ -139,7 +155,7 @@ def _short(text: str) -> str:
     return text if len(text) <= MAX_MESSAGE else text[: MAX_MESSAGE - 3] + "..."
 
 
-def _classify(error: Any, label: str) -> Iterator[Violation]:
+def _classify(error: Any, label: str, budget: compiler.Budget) -> Iterator[Violation]:
     path = list(error.absolute_path)
     keyword = error.validator
     instance = error.instance
@@ -155,9 +171,11 @@ def _classify(error: Any, label: str) -> Iterator[Violation]:
         return
     if keyword == "additionalProperties" and isinstance(instance, dict):
         known = error.schema.get("properties", {})
-        patterns = list(error.schema.get("patternProperties", {}))
+        patterns = [
+            compiler.SafePattern(p, budget) for p in error.schema.get("patternProperties", {})
+        ]
         for name in instance:
-            if name not in known and not any(re.search(p, name) for p in patterns):
+            if name not in known and not any(p.search(name) for p in patterns):
                 yield Violation(
                     "additional_properties",
                     pointer([*path, name]),
@@ -202,12 +220,13 @@ class Validator:
         import fastjsonschema
 
         self.plan = plan
+        self._budget = compiler.Budget()
         self._invalid = fastjsonschema.JsonSchemaValueException
         self._track: dict[str, _Compiled] = {}
         self._other: dict[tuple[str, str | None], _Compiled] = {}
         self._common: list[_Compiled] = []
         for rule in plan.rules:
-            compiled = _Compiled(rule, plan.origin)
+            compiled = _Compiled(rule, plan.origin, self._budget)
             if rule.type == "COMMON":
                 self._common.append(compiled)
             elif rule.type == "TRACK" and rule.key is not None:
@@ -231,22 +250,27 @@ class Validator:
 
     def check(self, message: Mapping[str, Any]) -> list[Violation]:
         """Every way `message` (one Segment message) breaks the plan; [] when it keeps it."""
+        self._budget.ends = 0.0  # a new message: Budget.start, without the call
         found: list[Violation] = []
-        rule = self.rule_for(message)
-        if rule is None:
-            unplanned = _unplanned(message)
-            if unplanned is not None:
-                found.append(unplanned)
-        else:
-            try:
-                rule.fast(message)
-            except self._invalid:
-                found.extend(rule.violations(message))
-        for common in self._common:
-            try:
-                common.fast(message)
-            except self._invalid:
-                found.extend(common.violations(message))
+        try:
+            rule = self.rule_for(message)
+            if rule is None:
+                unplanned = _unplanned(message)
+                if unplanned is not None:
+                    found.append(unplanned)
+            else:
+                try:
+                    rule.fast(message)
+                except self._invalid:
+                    found.extend(rule.violations(message))
+            for common in self._common:
+                try:
+                    common.fast(message)
+                except self._invalid:
+                    found.extend(common.violations(message))
+        except RecursionError:
+            # A recursive schema over a deeply nested message: a finding, not a crash.
+            found.append(Violation("invalid_value", "", "nested too deeply to check", None))
         return found
 
 

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from cmdai_cli import outpaths, settings_file
 from cmdai_cli.errors import ConfigError, DataError
 
 RULE_TYPES = ("TRACK", "IDENTIFY", "GROUP", "PAGE", "SCREEN", "COMMON")
@@ -31,6 +32,8 @@ PAYLOAD_FIELD = {
     "group": "traits",
 }
 DRAFT_07 = "http://json-schema.org/draft-07/schema#"
+# Segment's largest plans are a few megabytes of JSON; past this it is not a plan.
+PLAN_LIMIT = 32 * settings_file.MiB
 
 
 @dataclass(frozen=True)
@@ -144,7 +147,7 @@ def load_plan(path: str | Path) -> Plan:
     """The plan in a JSON file; ConfigError names the file (and the rule) when unusable."""
     source = str(path)
     try:
-        raw = Path(path).read_bytes()
+        raw = settings_file.read(path, what="plan file", limit=PLAN_LIMIT)
     except FileNotFoundError:
         raise ConfigError(f"{source}: no such plan file") from None
     except IsADirectoryError:
@@ -152,7 +155,7 @@ def load_plan(path: str | Path) -> Plan:
     except OSError as exc:
         raise ConfigError(f"{source}: cannot read the plan file: {exc.strerror}") from None
     try:
-        data = json.loads(raw)
+        data = settings_file.loads_json(raw, fail=lambda reason: ConfigError(f"{source}: {reason}"))
     except UnicodeDecodeError:
         raise ConfigError(f"{source}: the plan file is not UTF-8 text") from None
     except ValueError as exc:
@@ -164,10 +167,7 @@ def save_plan(plan: Plan, path: str | Path) -> None:
     """Write a plan file, whole or not at all (a failed write leaves the old one)."""
     target = Path(path)
     text = json.dumps(plan.as_file(), indent=2, ensure_ascii=False) + "\n"
-    partial = target.with_name(f".{target.name}.partial")
     try:
-        partial.write_text(text, encoding="utf-8")
-        partial.replace(target)
+        outpaths.write_whole(target, text.encode("utf-8", "surrogatepass"))
     except OSError as exc:
-        partial.unlink(missing_ok=True)
         raise DataError(f"cannot write the plan file: {exc.strerror}", source=str(target)) from None

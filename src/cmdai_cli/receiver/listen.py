@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-import contextlib
-import os
-import tempfile
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Literal
 
-from cmdai_cli import _speed
+from cmdai_cli import _speed, outpaths
 from cmdai_cli.errors import ExitCode, UsageError
 from cmdai_cli.plans import Validator, load_plan, plan_flags
 from cmdai_cli.receiver.options import ListenOptions
@@ -72,22 +69,16 @@ class ListenResult:
         )
 
 
-def write_ready_file(path: Path, url: str) -> None:
-    """Write `url` to `path` atomically: a reader sees no file or the whole URL."""
-    directory = path.parent if str(path.parent) else Path(".")
+def write_ready_file(path: Path, url: str) -> outpaths.Created | None:
+    """Write `url` to `path` atomically: a reader sees no file or the whole URL.
+
+    A device or FIFO is written through. Returns the file made, for removing it at the end.
+    """
     try:
-        fd, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=directory)
+        outpaths.write_whole(path, (url + "\n").encode("utf-8"))
     except OSError as exc:
         raise UsageError(f"{path}: cannot write the ready file: {exc.strerror}") from None
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(url + "\n")
-        os.chmod(temporary, 0o644)
-        os.replace(temporary, path)
-    except OSError as exc:
-        with contextlib.suppress(OSError):
-            os.unlink(temporary)
-        raise UsageError(f"{path}: cannot write the ready file: {exc.strerror}") from None
+    return outpaths.Created.of(path)
 
 
 def run(
@@ -115,9 +106,12 @@ def run(
     check = None if options.plan is None else plan_flags(Validator(load_plan(options.plan)))
     ready_file = options.ready_file
     if ready_file is not None:
-        # A file left by an earlier run must not announce this one before it serves.
-        with contextlib.suppress(FileNotFoundError):
-            ready_file.unlink()
+        # A file left by an earlier run must not announce this one before it serves
+        # (only a regular file: a device or FIFO given as the path is not cmdai's).
+        left = outpaths.Created.of(ready_file)
+        if left is not None:
+            left.remove()
+    made: list[outpaths.Created | None] = [None]
     exit_after = options.exit_after
     ended: list[EndedBy] = ["signal"]
     counted = [0]
@@ -145,12 +139,11 @@ def run(
             bind = options.bind
             on_start(Listening(receiver.url, bind, not is_loopback(bind) and not guarded))
             if ready_file is not None:
-                write_ready_file(ready_file, receiver.url)
+                made[0] = write_ready_file(ready_file, receiver.url)
             if not stop.wait(options.max_duration):
                 ended[0] = "max-duration"
         finally:
             receiver.stop()
-            if ready_file is not None:
-                with contextlib.suppress(OSError):
-                    ready_file.unlink()
+            if made[0] is not None:
+                made[0].remove()
     return ListenResult(receiver.stats, ended[0], exit_after, options.max_duration)

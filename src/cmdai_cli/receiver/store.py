@@ -28,10 +28,13 @@ from typing import IO, Any, NamedTuple, Protocol, TypeVar
 
 import orjson
 
+from cmdai_cli import outpaths
 from cmdai_cli.errors import UsageError
 from cmdai_cli.receiver.protocol import now_stamp
 from cmdai_cli.segment.messages import flags_for
 
+# The flag of a message the --plan check could not finish.
+NOT_CHECKED = "plan: not checked (the check failed)"
 log = logging.getLogger("cmdai")
 
 DUPLICATE = "duplicate messageId"
@@ -168,7 +171,11 @@ def stamp(value: str) -> str:
     parsed = datetime.fromisoformat(text)
     if parsed.tzinfo is None:
         parsed = parsed.replace(tzinfo=timezone.utc)
-    utc = parsed.astimezone(timezone.utc)
+    try:
+        utc = parsed.astimezone(timezone.utc)
+    except OverflowError:
+        # 9999-12-31T23:59:59-01:00 is in year 10000 in UTC: no datetime holds it.
+        raise ValueError(f"{value!r} is past the times that can be compared") from None
     return utc.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
@@ -375,7 +382,8 @@ class Store:
         """Open the `out` file for appending (UsageError when it cannot be)."""
         if self.out_path is not None:
             try:
-                self._out = self.out_path.open("ab")
+                # Unbuffered: a failed write is cut back at once to the last whole line.
+                self._out = outpaths.open_append(self.out_path)
             except OSError as exc:
                 where = self.out_path
                 raise UsageError(f"{where}: cannot open for writing: {exc.strerror}") from None
@@ -411,8 +419,7 @@ class Store:
         data = b"\n".join(raw for _, raw, _ in messages) + b"\n"
         with self._out_lock:
             if self._out is not None:
-                self._out.write(data)
-                self._out.flush()
+                outpaths.append_whole(self._out, data)
 
     def accept(self, path: str, messages: Parsed, now: str) -> Callable[[], None]:
         """The bookkeeping of acknowledged messages, to run after their answer.
@@ -431,7 +438,7 @@ class Store:
         try:
             check = self.check
             if check is not None:
-                messages = [(m, raw, flags + check(m)) for m, raw, flags in messages]
+                messages = [(m, raw, flags + _checked(check, m)) for m, raw, flags in messages]
             with self._lock:
                 all_flags = self.kept.add_batch(messages, now, path)
                 if self.on_batch is not None:
@@ -526,6 +533,18 @@ class Store:
                 self._arrived.wait(remaining)
                 found = matching()
             return found
+
+
+def _checked(
+    check: Callable[[Mapping[str, Any]], tuple[str, ...]], message: dict[str, Any]
+) -> tuple[str, ...]:
+    """The flags `check` gives a message; a check that fails flags it, and it is still kept:
+    it was acknowledged already."""
+    try:
+        return check(message)
+    except Exception:
+        log.debug("a message could not be checked", exc_info=True)
+        return (NOT_CHECKED,)
 
 
 def _received(entry: Entry) -> Received:

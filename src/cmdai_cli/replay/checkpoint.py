@@ -18,6 +18,7 @@ rewritten compacted, so it does not grow across many resumes.
 from __future__ import annotations
 
 import bisect
+import contextlib
 import hashlib
 import os
 import threading
@@ -28,13 +29,15 @@ from typing import IO, Any
 
 import orjson
 
-from cmdai_cli import private_file
+from cmdai_cli import outpaths, private_file, settings_file
 from cmdai_cli.errors import UsageError
 from cmdai_cli.events.inputs import Input
 
 FORMAT = "cmdai-replay-checkpoint"
 VERSION = 1
 HEAD_BYTES = 64 * 1024
+# A journal holds ranges, not events: far below this even for a billion events.
+CHECKPOINT_LIMIT = 256 * settings_file.MiB
 
 
 class Ranges:
@@ -241,6 +244,8 @@ class Checkpoint:
         self._durable = 0
         self._writing = False
         self._error: BaseException | None = None
+        # The lock on the journal, held until `close`: one run per checkpoint.
+        self._hold = contextlib.ExitStack()
 
     @classmethod
     def open(cls, path: Path, header: dict[str, Any], *, resume: bool) -> Checkpoint:
@@ -249,6 +254,31 @@ class Checkpoint:
         Resuming checks that the journal belongs to this run (same key) and that the
         inputs have not changed; a missing journal starts from the beginning.
         """
+        outpaths.require_regular(
+            path, "a checkpoint", "it is replaced whole at the start and read back by --resume"
+        )
+        hold = contextlib.ExitStack()
+        try:
+            path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+            hold.enter_context(private_file.held(path))
+        except private_file.Busy as busy:
+            who = f"process {busy.pid}" if busy.pid else "another process"
+            raise UsageError(
+                f"{path}: the checkpoint is in use by {who}, another replay of the same "
+                "events; wait for it to end, or give this run its own --checkpoint"
+            ) from None
+        except OSError as exc:
+            raise outpaths.write_failure(path, "lock the checkpoint", exc) from None
+        try:
+            return cls._open_held(path, header, resume=resume, hold=hold)
+        except BaseException:
+            hold.close()
+            raise
+
+    @classmethod
+    def _open_held(
+        cls, path: Path, header: dict[str, Any], *, resume: bool, hold: contextlib.ExitStack
+    ) -> Checkpoint:
         header = {"format": FORMAT, "version": VERSION, **header}
         done = Ranges()
         undelivered = {"failed": 0, "rejected": 0}
@@ -265,8 +295,10 @@ class Checkpoint:
         try:
             fd = os.open(path, os.O_WRONLY | os.O_APPEND)
         except OSError as exc:
-            raise UsageError(f"{path}: cannot write the checkpoint: {exc.strerror}") from None
-        return cls(path, os.fdopen(fd, "ab"), done, undelivered)
+            raise outpaths.write_failure(path, "write the checkpoint", exc) from None
+        opened = cls(path, os.fdopen(fd, "ab"), done, undelivered)
+        opened._hold = hold
+        return opened
 
     def commit(
         self, start: int, end: int, *, failed: int = 0, rejected: int = 0, wait: bool = True
@@ -299,6 +331,8 @@ class Checkpoint:
         # Called with the lock held.
         while self._durable < ticket:
             if self._error is not None:
+                if isinstance(self._error, OSError):
+                    raise outpaths.write_failure(self.path, "write the checkpoint", self._error)
                 raise RuntimeError(f"the checkpoint could not be written: {self._error}")
             if self._writing:
                 self._cond.wait()
@@ -326,6 +360,8 @@ class Checkpoint:
             self._writing = False
             self._error = exc
             self._cond.notify_all()
+            if isinstance(exc, OSError):
+                raise outpaths.write_failure(self.path, "write the checkpoint", exc) from None
             raise
         self._cond.acquire()
         self._writing = False
@@ -338,9 +374,16 @@ class Checkpoint:
                 self._cond.wait()
             if self._pending and self._error is None:
                 self._write_pending()
-            if self._stream is not None:
-                self._stream.close()
-                self._stream = None
+            stream, self._stream = self._stream, None
+            try:
+                if stream is not None:
+                    stream.close()
+            except OSError as exc:
+                # After a failed write the same failure comes back here: the first counts.
+                if self._error is None:
+                    raise outpaths.write_failure(self.path, "write the checkpoint", exc) from None
+            finally:
+                self._hold.close()
 
 
 def read_journal(
@@ -351,7 +394,12 @@ def read_journal(
     Raises UsageError if the file is not a journal.
     """
     try:
-        data = path.read_bytes()
+        data = settings_file.read(
+            path,
+            what="checkpoint",
+            limit=CHECKPOINT_LIMIT,
+            fail=lambda reason: UsageError(f"{path}: {reason}"),
+        )
     except OSError as exc:
         raise UsageError(f"{path}: cannot read the checkpoint: {exc.strerror}") from None
     lines = data.split(b"\n")
@@ -386,4 +434,4 @@ def _write_atomically(path: Path, data: bytes) -> None:
         path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         private_file.replace(path, data)
     except OSError as exc:
-        raise UsageError(f"{path}: cannot write the checkpoint: {exc.strerror}") from None
+        raise outpaths.write_failure(path, "write the checkpoint", exc) from None

@@ -8,6 +8,7 @@ be read at all has no `event`, only its place in the input.
 
 from __future__ import annotations
 
+import errno
 import os
 import threading
 from datetime import datetime, timezone
@@ -16,6 +17,7 @@ from typing import IO, Any
 
 import orjson
 
+from cmdai_cli import outpaths
 from cmdai_cli.errors import UsageError
 
 
@@ -96,10 +98,9 @@ class ErrorLog:
             assert self.path is not None
             try:
                 self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-                fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+                self._stream = outpaths.open_append(self.path, 0o600)
             except OSError as exc:
                 raise UsageError(f"{self.path}: cannot write: {exc.strerror}") from None
-            self._stream = os.fdopen(fd, "ab")
         return self._stream
 
     def _flush(self) -> None:
@@ -116,7 +117,13 @@ class ErrorLog:
                 return
             self._flush()
             if self._stream is not None:
-                os.fsync(self._stream.fileno())
+                try:
+                    os.fsync(self._stream.fileno())
+                except OSError as exc:
+                    # A device or FIFO given as the log (/dev/null, /dev/stdout) has
+                    # nothing to sync; a file that cannot be synced is an error.
+                    if exc.errno not in (errno.EINVAL, errno.EROFS, errno.ENOTSUP):
+                        raise
             self._dirty = False
 
     def close(self) -> None:
