@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import importlib.util
+import json
 import subprocess
 import sys
+import time
 from pathlib import Path
 from types import ModuleType
 
@@ -102,3 +104,42 @@ def test_walk_visits_nested_groups() -> None:
         "x inner",
         "x inner leaf",
     ]
+
+
+def test_json_streams_end_with_one_summary_line_as_the_reference_says(cli, tmp_path: Path) -> None:
+    reference = (ROOT / "docs" / "cli.md").read_text(encoding="utf-8")
+    assert "`listen --json`" in reference and "`validate --json`" in reference
+    assert '`{"summary": {...}}`' in reference
+    events = tmp_path / "events.ndjson"
+    events.write_text('{"type":"track","userId":"u1","event":"Not Planned"}\n')
+    validated = cli("validate", "--json", str(events)).stdout.splitlines()
+    for lines in (validated, listened(tmp_path)):
+        parsed = [json.loads(line) for line in lines]
+        assert set(parsed[-1]) == {"summary"} and isinstance(parsed[-1]["summary"], dict)
+        assert all("summary" not in item for item in parsed[:-1]), lines
+
+
+def listened(tmp_path: Path) -> list[str]:
+    """`listen --json`'s stdout for one message sent through the Python SDK."""
+    from segment.analytics import Client
+
+    ready = tmp_path / "collector.url"
+    with subprocess.Popen(
+        [
+            *(sys.executable, "-m", "cmdai_cli", "listen", "--json", "--port", "0"),
+            *("--exit-after", "1", "--max-duration", "20", "--ready-file", str(ready)),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    ) as proc:
+        deadline = time.monotonic() + 10
+        while not (ready.exists() and ready.read_text().strip()):
+            assert time.monotonic() < deadline and proc.poll() is None, "listen did not start"
+            time.sleep(0.02)
+        sdk = Client("wk_docs_stream_0123", host=ready.read_text().strip(), max_retries=0)
+        sdk.track("u1", "Opened", {"type": "opened"})
+        sdk.flush()
+        sdk.join()
+        out, _ = proc.communicate(timeout=20)
+    return out.splitlines()
