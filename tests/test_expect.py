@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import socket
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -209,7 +210,7 @@ def test_nearest_messages_say_what_differs(collector: Receiver) -> None:
 
 def test_a_misspelt_event_gets_a_suggestion(collector: Receiver) -> None:
     [outcome] = check(collector.url, Expectation(event="Opend")).outcomes
-    assert outcome.hint == "no 'Opend' events; did you mean 'Opened'"
+    assert outcome.hint == "no 'Opend' events; did you mean 'Opened'?"
     assert all(n.differences == ['event "Opened"'] for n in outcome.nearest)
 
 
@@ -528,3 +529,31 @@ def test_cli_ctrl_c_while_waiting_exits_130() -> None:
             out, err = proc.communicate(timeout=30)
     assert proc.returncode == 130
     assert out == "" and err == "cmdai: error: interrupted\n"
+
+
+def closed_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def test_what_expect_says_reads_as_a_sentence(cli, tmp_path: Path) -> None:
+    other = cli("expect", "--from", "ftp://x", "--event", "Opened")
+    assert other.exit_code == 2
+    assert other.stderr.startswith("cmdai: error: --from ftp://x: ftp:// is neither")
+    assert "no such capture file" not in other.stderr
+    port = closed_port()
+    down = cli("expect", "--from", f"http://127.0.0.1:{port}", "--event", "Opened")
+    assert down.exit_code == 6
+    # The system's words come after what failed, the question last.
+    assert "Connection refused; is `cmdai listen` running?" in down.stderr
+    capture = tmp_path / "capture.ndjson"
+    capture.write_text('{"type":"track","userId":"u","event":"Invoice Sent"}\n')
+    near = cli("expect", "--from", str(capture), "--event", "Invoice Sen")
+    assert near.exit_code == 1
+    assert "did you mean 'Invoice Sent'?" in near.stdout + near.stderr
+
+
+def test_a_one_character_key_is_one_character(cli) -> None:
+    said = cli("connect", "--write-key", "x", "--no-verify")
+    assert said.exit_code == 2 and "has 1 character;" in said.stderr

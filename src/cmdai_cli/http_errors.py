@@ -227,11 +227,11 @@ def error_for_failure(
     message = f"{service}{' at ' + host if host else ''} {what}"
     if where:
         message += f" ({where})"
-    if context:
-        message += f"; {context}"
     cause = cause.strip()
     if cause:
         message += f": {_clip(cause)}"
+    if context:
+        message += f"; {context}"
     return RemoteUnreachable(
         redact.scrub(message), hint="check the host and your network, then try again"
     )

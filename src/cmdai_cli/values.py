@@ -94,7 +94,9 @@ def check_write_key(key: str) -> str:
     if not key.isascii() or not key.isprintable():
         raise UsageError("the write key must be printable ASCII")
     if not 8 <= len(key) <= 200:
-        raise UsageError(f"the write key has {len(key)} characters; expected 8 to 200")
+        raise UsageError(
+            f"the write key has {len(key)} {plural(len(key), 'character')}; expected 8 to 200"
+        )
     return key
 
 

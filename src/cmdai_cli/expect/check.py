@@ -295,7 +295,9 @@ def explain(looker: Looker, outcome: Outcome) -> None:
     ranked = sorted(candidates.values(), key=lambda entry: (entry[0], entry[1]))
     outcome.nearest = [near for _, _, near in ranked[:NEAREST]]
     if close:
-        outcome.hint = f"no {names[0]!r} events; did you mean " + " or ".join(map(repr, close))
+        outcome.hint = (
+            f"no {names[0]!r} events; did you mean " + " or ".join(map(repr, close)) + "?"
+        )
     elif not counts.received:
         outcome.hint = "the collector has received no messages"
     elif not outcome.nearest:

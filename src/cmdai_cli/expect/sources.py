@@ -13,6 +13,7 @@ have them.
 from __future__ import annotations
 
 import contextlib
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,9 +23,10 @@ import httpx
 import orjson
 
 from cmdai_cli import settings_file
-from cmdai_cli.errors import DataError, RemoteRefused
+from cmdai_cli.errors import DataError, RemoteRefused, UsageError
 from cmdai_cli.http_errors import error_for_exception, error_for_response
 from cmdai_cli.js_json import loads
+from cmdai_cli.printable import printable
 from cmdai_cli.receiver.store import DUPLICATE, Query
 from cmdai_cli.segment.messages import flags_for
 
@@ -96,6 +98,12 @@ def open_source(text: str, *, timeout: float) -> Source:
     """A collector for an http(s) URL, else a capture file."""
     if text.startswith(("http://", "https://")):
         return Collector(text, timeout=timeout)
+    scheme = re.match(r"^([A-Za-z][A-Za-z0-9+.-]*)://", text)
+    if scheme:
+        raise UsageError(
+            f"--from {printable(text)}: {scheme.group(1)}:// is neither a collector's URL "
+            "(http:// or https://, where `cmdai listen` answers) nor a capture file"
+        )
     return CaptureFile(Path(text))
 
 
