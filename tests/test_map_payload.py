@@ -261,3 +261,32 @@ def test_a_reader_that_goes_away_ends_the_run_quietly(tmp_path: Path) -> None:
     assert process.returncode == 0, err
     assert b"Traceback" not in err and b"Exception ignored" not in err
     assert b"map-payload: " in err  # the summary still says what was done
+
+
+def test_reading_a_terminal_says_so_and_ends_at_ctrl_d() -> None:
+    import os
+    import pty
+    import subprocess
+    import sys
+
+    leader, follower = pty.openpty()
+    with subprocess.Popen(
+        [sys.executable, "-m", "cmdai_cli", "map-payload"],
+        stdin=follower,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    ) as proc:
+        os.close(follower)
+        assert proc.stderr is not None
+        notice = proc.stderr.readline().decode()
+        assert notice == "cmdai: reading events from stdin (end with Ctrl-D, or give a FILE)\n"
+        os.write(leader, b'{"type":"identify","userId":"u1","traits":{"plan":"team"}}\n\x04')
+        out, _ = proc.communicate(timeout=30)
+    os.close(leader)
+    assert proc.returncode == 0
+    assert json.loads(out.decode().splitlines()[0])["userId"] == "u1"
+
+
+def test_reading_a_pipe_says_nothing_of_it(cli) -> None:
+    result = cli("map-payload", input='{"type":"identify","userId":"u1","traits":{}}\n')
+    assert "reading events from stdin" not in result.stderr

@@ -138,6 +138,21 @@ FilesArg = Annotated[
         show_default=False,
     ),
 ]
+
+
+def event_files(files: list[str] | None) -> list[str]:
+    """The FILE arguments, saying on stderr when events will be read from a terminal.
+
+    With no file, events come from stdin, as with jq; on a terminal that would look like
+    a hang, so the wait is named and how to end it.
+    """
+    given = files or []
+    reads_stdin = not given or "-" in given
+    if reads_stdin and output.is_terminal(sys.stdin):
+        output.info("cmdai: reading events from stdin (end with Ctrl-D, or give a FILE)")
+    return given
+
+
 MaxRecordBytesOpt = Annotated[
     int,
     typer.Option(

@@ -16,6 +16,7 @@ from cmdai_cli.commands._options import (
     MappingOpt,
     MaxRecordBytesOpt,
     OnErrorName,
+    event_files,
     report_bad_record,
 )
 from cmdai_cli.values import plural
@@ -110,7 +111,7 @@ def map_payload(
 
     request = MapRequest(
         settings=resolve_settings({"deploy_via_segment": deploy}),
-        files=files or [],
+        files=event_files(files),
         target=target.value,
         mapping_file=mapping_file,
         explain=explain,

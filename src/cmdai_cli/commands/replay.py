@@ -18,6 +18,7 @@ from cmdai_cli.commands._options import (
     MaxRecordBytesOpt,
     OnErrorName,
     TimeoutOpt,
+    event_files,
 )
 from cmdai_cli.commands._replay_progress import replay_progress
 from cmdai_cli.commands._replay_summary import render
@@ -253,7 +254,7 @@ def replay(
     from cmdai_cli.replay.select import Filters, parse_shard
 
     options = ReplayOptions(
-        inputs=files or [],
+        inputs=event_files(files),
         to=to.value,
         host=host,
         url=url,

@@ -15,6 +15,7 @@ from cmdai_cli.commands._options import (
     FilesArg,
     MaxRecordBytesOpt,
     OnErrorName,
+    event_files,
     report_bad_record,
 )
 from cmdai_cli.printable import printable
@@ -71,7 +72,7 @@ def validate(
     from cmdai_cli.plans.run import ValidateRequest, ValidateResult, validate_events
 
     request = ValidateRequest(
-        files=files or [],
+        files=event_files(files),
         plan_file=plan_file,
         on_error=on_error.value,
         max_record_bytes=max_record_bytes,

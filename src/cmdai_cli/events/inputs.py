@@ -79,6 +79,11 @@ class Input:
             stream = open_url(self.url, self.size)
         elif self.path is None:
             stream = sys.stdin.buffer
+            raw = getattr(stream, "raw", None)
+            if raw is not None and stream.isatty():
+                # A terminal's Ctrl-D ends one read with no bytes; a buffered reader asked
+                # for a block would read again and wait for a second Ctrl-D.
+                stream = cast(IO[bytes], raw)
         else:
             try:
                 stream = open(self.path, "rb")  # noqa: SIM115 (the reader closes it)
