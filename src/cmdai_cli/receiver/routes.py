@@ -20,6 +20,7 @@ import logging
 from collections.abc import Mapping
 
 from cmdai_cli.receiver.browser import answer_other, cors_headers
+from cmdai_cli.receiver.conformance import CatalogueCheck
 from cmdai_cli.receiver.debugger import VIEWS, Planned, answer_view
 from cmdai_cli.receiver.exchange import Request, Response, json_response
 from cmdai_cli.receiver.inspection import PREFIX, inspect
@@ -62,6 +63,7 @@ class Routes:
         self.own_url = ""
         self.gate = Gate(ui_token)
         self.planned = planned
+        self.catalogue = CatalogueCheck(store)
 
     def answer(self, request: Request) -> Response:
         """The answer to `request`, after storing what it brought."""
@@ -93,6 +95,8 @@ class Routes:
                     content_type="text/event-stream",
                     stream=Feed(self.store),
                 )
+            if method == "GET" and route == "catalogue":
+                return json_response(200, self.catalogue.answer(), cors)
             if method == "GET" and route in VIEWS:
                 status, view = answer_view(self.store, route, query, self.planned)
                 return json_response(status, view, {**PAGE_HEADERS, **cors})
