@@ -21,7 +21,7 @@ from typing import Any, NamedTuple, Protocol
 import httpx
 import orjson
 
-from cmdai_cli.errors import DataError
+from cmdai_cli.errors import DataError, RemoteRefused
 from cmdai_cli.http_errors import error_for_exception, error_for_response
 from cmdai_cli.receiver.store import DUPLICATE, Query
 from cmdai_cli.segment.messages import flags_for
@@ -84,6 +84,9 @@ class Source(Protocol):
     def messages(self, query: Query) -> list[Item]: ...
 
     def counts(self) -> Counts: ...
+
+    def catalogue(self) -> tuple[int, list[tuple[Item, list[str]]]] | None:
+        """The source's own catalogue check (messages checked, those broken), if it has one."""
 
     def close(self) -> None: ...
 
@@ -162,6 +165,21 @@ class Collector:
             keep=summary.get("keep"),
         )
 
+    def catalogue(self) -> tuple[int, list[tuple[Item, list[str]]]] | None:
+        """The collector's own check of its messages against the catalogue: how many
+        were checked, and those that break it; None from a collector without it."""
+        try:
+            found = self._get("/cmdai/catalogue")
+        except RemoteRefused as exc:
+            if exc.status == 404:
+                return None
+            raise
+        broken = [
+            (Item(d["message"], tuple(d["flags"]), d["receivedAt"]), d["problems"])
+            for d in found["broken"]
+        ]
+        return found["checked"], broken
+
     def close(self) -> None:
         if self._client is not None:
             self._client.close()
@@ -198,6 +216,9 @@ class CaptureFile:
             if item.type == "track" and isinstance(item.event, str):
                 counts.by_event[item.event] = counts.by_event.get(item.event, 0) + 1
         return counts
+
+    def catalogue(self) -> None:
+        return None
 
     def close(self) -> None:
         pass
