@@ -29,7 +29,7 @@ MESSAGES: list[dict[str, Any]] = [
 
 def outcome(source: Any) -> tuple[int, list[tuple[Any, list[str]]]]:
     source.refresh()
-    found = check_catalogue(Looker(source), Validator(builtin_plan()))
+    found = check_catalogue(Looker(source), lambda: Validator(builtin_plan()))
     return found.checked, [(item.message, problems) for item, problems in found.broken]
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import difflib
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
@@ -315,7 +315,9 @@ def check_flagged(looker: Looker) -> FlaggedOutcome:
     return FlaggedOutcome(counts.flagged, dict(counts.by_flag), examples)
 
 
-def check_catalogue(looker: Looker, validator: Validator) -> CatalogueOutcome:
+def check_catalogue(looker: Looker, validator: Callable[[], Validator]) -> CatalogueOutcome:
+    """`--catalogue` at the source: `validator()` gives the catalogue's plan when the
+    messages are checked here."""
     # A running collector checks its own messages (receiver.conformance): nothing moves
     # but what breaks the catalogue.
     answer = looker.source.catalogue()
@@ -329,7 +331,7 @@ def check_catalogue(looker: Looker, validator: Validator) -> CatalogueOutcome:
         if not is_command_ai_event(item.message):
             continue
         checked += 1
-        problems = catalogue_problems(validator, item.message)
+        problems = catalogue_problems(validator(), item.message)
         if problems:
             broken.append((item, problems))
     return CatalogueOutcome(checked, broken)
