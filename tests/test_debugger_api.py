@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import fnmatch
 import http.client
 import json
 import re
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,6 +19,11 @@ import pytest
 
 from cmdai_cli.receiver import ListenOptions, Receiver
 from cmdai_cli.receiver.ui import ASSETS, CSP, asset
+
+if sys.version_info >= (3, 11):
+    pass
+else:  # pragma: no cover
+    pass
 
 UI = Path(__file__).parent.parent / "src" / "cmdai_cli" / "receiver" / "ui"
 
@@ -218,3 +225,15 @@ def test_listen_prints_the_debugger_and_opens_it(cli: Any, monkeypatch: pytest.M
     as_json = cli("--json", "listen", "--port", "0", "--max-duration", "0.05")
     first = json.loads(as_json.stdout.splitlines()[0])
     assert first["debugger"] == first["listening"] + "/cmdai/ui/"
+
+
+def test_every_file_of_the_page_ships_in_the_package() -> None:
+
+    import tomllib
+
+    pyproject = tomllib.loads((UI.parents[3] / "pyproject.toml").read_text())
+    patterns = pyproject["tool"]["setuptools"]["package-data"]["cmdai_cli.receiver"]
+    files = sorted(path.name for path in UI.iterdir())
+    assert files == sorted({name for name, _ in ASSETS.values()})
+    for name in files:
+        assert any(fnmatch.fnmatch(f"ui/{name}", pattern) for pattern in patterns), name
