@@ -21,9 +21,9 @@ from cmdai_cli.receiver import ListenOptions, Receiver
 from cmdai_cli.receiver.ui import ASSETS, CSP, asset
 
 if sys.version_info >= (3, 11):
-    pass
+    import tomllib
 else:  # pragma: no cover
-    pass
+    import tomli as tomllib
 
 UI = Path(__file__).parent.parent / "src" / "cmdai_cli" / "receiver" / "ui"
 
@@ -228,9 +228,6 @@ def test_listen_prints_the_debugger_and_opens_it(cli: Any, monkeypatch: pytest.M
 
 
 def test_every_file_of_the_page_ships_in_the_package() -> None:
-
-    import tomllib
-
     pyproject = tomllib.loads((UI.parents[3] / "pyproject.toml").read_text())
     patterns = pyproject["tool"]["setuptools"]["package-data"]["cmdai_cli.receiver"]
     files = sorted(path.name for path in UI.iterdir())
