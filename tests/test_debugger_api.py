@@ -79,6 +79,11 @@ def test_the_page_is_small_and_writes_data_only_as_text() -> None:
         assert markup_sink not in script
 
 
+def test_no_other_site_may_read_the_page_views(receiver: Receiver) -> None:
+    asked = httpx.get(receiver.url + "/cmdai/page", headers={"Origin": "https://elsewhere.example"})
+    assert asked.status_code == 200 and "access-control-allow-origin" not in asked.headers
+
+
 def test_a_browser_asking_for_the_root_is_sent_to_the_page(receiver: Receiver) -> None:
     browser = httpx.get(receiver.url + "/", headers={"Accept": "text/html,*/*"})
     assert browser.status_code == 303 and browser.headers["location"] == "/cmdai/ui/"

@@ -13,11 +13,13 @@ import os
 import signal
 import subprocess
 import sys
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from segment.analytics import Client
 
@@ -131,6 +133,30 @@ def test_messages_appear_live_and_pause_holds_them(listen: Listen, browser: Brow
     browser.evaluate("document.getElementById('live').click()")
     browser.wait_for("!!" + row(held))
     assert ids_shown(browser)[:2] == [held, first]
+
+
+def test_the_list_keeps_up_with_thousands_of_messages_a_second(
+    listen: Listen, browser: Browser
+) -> None:
+    browser.goto(listen.debugger)
+    before = browser.evaluate("fetch('/cmdai/summary').then(r => r.json()).then(s => s.received)")
+    sent = 0
+    started = time.monotonic()
+    with httpx.Client(base_url=listen.url) as client:
+        while sent < 10_000:
+            batch = [
+                {"type": "track", "event": "Burst", "userId": "burst", "messageId": f"b-{n}"}
+                for n in range(sent, sent + 500)
+            ]
+            assert client.post("/v1/batch", json={"batch": batch}).status_code == 200
+            sent += len(batch)
+    print(f"sent {sent} messages at {sent / (time.monotonic() - started):.0f} a second")
+    browser.wait_for("!!" + row(f"b-{sent - 1}"))
+    total = before + sent
+    counts = "document.getElementById('counts').textContent"
+    browser.wait_for(f"{counts}.startsWith('{total} received')")
+    shown = ids_shown(browser)
+    assert len(shown) == 100 and shown[:3] == [f"b-{sent - n}" for n in (1, 2, 3)]
 
 
 def set_filter(browser: Browser, name: str, value: str) -> None:

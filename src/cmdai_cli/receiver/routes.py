@@ -91,7 +91,7 @@ class Routes:
                 return Response(
                     200,
                     OPENING,
-                    {**PAGE_HEADERS, **cors},
+                    PAGE_HEADERS,
                     content_type="text/event-stream",
                     stream=Feed(self.store),
                 )
@@ -99,7 +99,8 @@ class Routes:
                 return json_response(200, self.catalogue.answer(), cors)
             if method == "GET" and route in VIEWS:
                 status, view = answer_view(self.store, route, query, self.planned)
-                return json_response(status, view, {**PAGE_HEADERS, **cors})
+                # The page's own: no CORS, so no other site's page can read them.
+                return json_response(status, view, PAGE_HEADERS)
             status, body = inspect(self.store, method, target)
             # A reset whose body was refused is still a reset; the connection goes, though.
             close = request.refused is not None

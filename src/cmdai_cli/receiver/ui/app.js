@@ -161,15 +161,15 @@
       showCounts();
       return;
     }
-    if (filtered() || state.offset) {
+    if (filtered() || state.offset || batch.new > batch.rows.length) {
+      // More arrived than the event carries (a burst), or the list is filtered: the
+      // server pages it.
       reload();
     } else {
       total = Math.min(total + batch.new, batch.received);
       const body = $("rows");
       const fragment = document.createDocumentFragment();
-      const fresh = batch.new >= batch.rows.length ? batch.rows : batch.rows.slice(0, batch.new);
-      for (const item of fresh) fragment.append(rowFor(item));
-      if (batch.new >= PAGE) clear(body);
+      for (const item of batch.rows.slice(0, batch.new)) fragment.append(rowFor(item));
       body.prepend(fragment);
       while (body.rows.length > PAGE) body.deleteRow(body.rows.length - 1);
       $("empty").hidden = body.rows.length > 0;
