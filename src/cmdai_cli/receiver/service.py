@@ -45,6 +45,9 @@ class Receiver:
     ) -> None:
         self.options = options = options or ListenOptions()
         redact.register(options.write_key)
+        # A token the user chose is a secret like the key; one made up here is printed
+        # once, as the way in (`listen`'s Debugger line).
+        redact.register(options.ui_token)
         # Bound off loopback, the page and the inspection API need a token (`ui.Gate`).
         self.ui_token = options.ui_token
         if self.ui_token is None and not is_loopback(options.bind):

@@ -112,7 +112,11 @@
       el("td", {}, plan.map((f) => el("span", { class: "badge plan", text: f.slice(6), title: f }))),
     ]);
     if (String(item.seq) === state.seq) row.classList.add("open");
+    row.tabIndex = 0;
     row.addEventListener("click", () => openMessage(String(item.seq)));
+    row.addEventListener("keydown", (event) => {
+      if (event.key === "Enter") openMessage(String(item.seq));
+    });
     return row;
   }
 
