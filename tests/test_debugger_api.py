@@ -239,3 +239,14 @@ def test_every_file_of_the_page_ships_in_the_package() -> None:
     assert files == sorted({name for name, _ in ASSETS.values()})
     for name in files:
         assert any(fnmatch.fnmatch(f"ui/{name}", pattern) for pattern in patterns), name
+
+
+def test_listen_prints_a_made_up_token_but_never_a_chosen_one(cli: Any) -> None:
+    chosen = "chosen-ui-token-0123"
+    given = cli("listen", "--port", "0", "--ui-token", chosen, "--max-duration", "0.05")
+    assert given.exit_code == 0, given.stderr
+    assert chosen not in given.stdout + given.stderr
+    assert "Debugger: http://127.0.0.1:" in given.stderr and "?token=..." in given.stderr
+    made = cli("listen", "--bind", "0.0.0.0", "--port", "0", "--max-duration", "0.05")
+    found = re.search(r"Debugger: (http://\S+/cmdai/ui/\?token=(\S+))", made.stderr)
+    assert found is not None and len(found.group(2)) >= 20, made.stderr
