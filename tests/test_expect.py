@@ -298,6 +298,9 @@ class LateSource:
     def counts(self) -> Any:
         return self.inner.counts()
 
+    def catalogue(self) -> Any:
+        return self.inner.catalogue()
+
     def close(self) -> None:
         self.inner.close()
 

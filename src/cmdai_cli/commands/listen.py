@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import stat
 import sys
 import threading
+import webbrowser
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -140,6 +142,20 @@ def listen(
         ),
     ] = None,
     plan: PlanOpt = None,
+    open_page: Annotated[
+        bool,
+        typer.Option("--open", help="Open the Source Debugger page in the default browser."),
+    ] = False,
+    ui_token: Annotated[
+        str | None,
+        typer.Option(
+            "--ui-token",
+            help="The token the Source Debugger page and the inspection API need (made up "
+            "when bound off loopback); the Tracking API never needs one.",
+            envvar="CMDAI_UI_TOKEN",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
     """Serve Segment's Tracking API locally and show each message as it arrives.
 
@@ -158,6 +174,10 @@ def listen(
 
     With --plan, every message is also checked against a tracking plan, live: each
     violation is a flag ("plan: required property missing at /properties/trigger").
+
+    The Source Debugger, a page at /cmdai/ui/ (its address is printed; --open opens
+    it), shows each message live, finds one among thousands, and shows what Command AI
+    records of it. Bound off loopback it needs a token (printed, or --ui-token).
     """
     from cmdai_cli.receiver import ListenOptions
     from cmdai_cli.receiver.listen import run
@@ -173,26 +193,33 @@ def listen(
         ready_file=ready_file,
         exit_after=exit_after,
         max_duration=max_duration,
+        ui_token=ui_token,
     )
     result = run(
         options,
         on_batch=_Printer(STATE.json),
-        on_start=_started,
+        on_start=functools.partial(_started, open_page=open_page),
         on_batch_may_block=not _is_file(sys.stdout),
     )
     finish(result, render)
 
 
-def _started(listening: Listening) -> None:
+def _started(listening: Listening, *, open_page: bool = False) -> None:
     if STATE.json:
-        output.emit_json({"listening": listening.url})
+        output.emit_json({"listening": listening.url, "debugger": listening.debugger})
     else:
         output.out(f"Listening on {listening.url}")
+        output.info(f"Debugger: {listening.debugger}")
+        if listening.token_given:
+            output.info("The debugger asks for the --ui-token: add ?token=... once.")
         output.info(
             "Segment Tracking API: POST /v1/batch, /v1/{identify,track,page,screen,group,"
             "alias} and analytics.js's paths; inspection API under /cmdai/. Point an "
             "SDK's host (and analytics.js's cdnURL) at this URL; Ctrl-C stops."
         )
+    # A browser that cannot be started is no reason to stop listening.
+    if open_page and not webbrowser.open(listening.debugger):
+        output.warn(f"could not open a browser: open {listening.debugger} yourself")
     if listening.unguarded:
         where = listening.bind
         output.warn(

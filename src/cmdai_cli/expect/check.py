@@ -10,17 +10,17 @@ from __future__ import annotations
 
 import difflib
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
 import orjson
 
-from cmdai_cli.event_names import ALL
 from cmdai_cli.expect.expectations import Expectation
 from cmdai_cli.expect.sources import Counts, Item, Source
 from cmdai_cli.plans import Validator
 from cmdai_cli.plans.check import violation_flag
+from cmdai_cli.receiver.conformance import TRACK_NAMES, catalogue_problems, is_command_ai_event
 from cmdai_cli.receiver.store import Query
 from cmdai_cli.values import plural
 
@@ -30,10 +30,6 @@ NEAR_POOL = 5000
 EXAMPLES = 5
 _MISSING = object()
 # Command AI's track events by name; its identify is told by the traits it boots with.
-TRACK_NAMES = tuple(name for name, kind in ALL if kind != "booted")
-BOOT_TRAITS = ("formFactor", "userAttributes")
-_TYPE_OF = {name: kind for name, kind in ALL}
-_NAME_OF = {kind: name for name, kind in ALL}
 
 
 def same(a: Any, b: Any) -> bool:
@@ -321,32 +317,14 @@ def check_flagged(looker: Looker) -> FlaggedOutcome:
     return FlaggedOutcome(counts.flagged, dict(counts.by_flag), examples)
 
 
-def is_command_ai_event(message: Mapping[str, Any]) -> bool:
-    """A track named in Command AI's catalogue, or the identify its bar sends on boot."""
-    kind = message.get("type")
-    if kind == "track":
-        event = message.get("event")
-        return type(event) is str and event in _TYPE_OF
-    traits = message.get("traits")
-    return kind == "identify" and isinstance(traits, dict) and any(k in traits for k in BOOT_TRAITS)
-
-
-def name_problems(message: Mapping[str, Any]) -> list[str]:
-    """A track whose `properties.type` belongs to another Command AI event."""
-    properties = message.get("properties")
-    event = message.get("event")
-    if message.get("type") != "track" or not isinstance(properties, dict):
-        return []
-    kind = properties.get("type")
-    if not isinstance(kind, str) or kind == _TYPE_OF.get(str(event)):
-        return []
-    owner = _NAME_OF.get(kind)
-    if owner is None:
-        return [f"/properties/type: {kind!r} is not {event}'s type {_TYPE_OF.get(str(event))!r}"]
-    return [f"/properties/type: {kind!r} is the type of {owner!r}, not of {event!r}"]
-
-
-def check_catalogue(looker: Looker, validator: Validator) -> CatalogueOutcome:
+def check_catalogue(looker: Looker, validator: Callable[[], Validator]) -> CatalogueOutcome:
+    """`--catalogue` at the source: `validator()` gives the catalogue's plan when the
+    messages are checked here."""
+    # A running collector checks its own messages (receiver.conformance): nothing moves
+    # but what breaks the catalogue.
+    answer = looker.source.catalogue()
+    if answer is not None:
+        return CatalogueOutcome(*answer)
     items = looker.messages(Query(types=["track"], events=list(TRACK_NAMES)))
     items = items + looker.messages(Query(types=["identify"]))
     checked = 0
@@ -355,9 +333,7 @@ def check_catalogue(looker: Looker, validator: Validator) -> CatalogueOutcome:
         if not is_command_ai_event(item.message):
             continue
         checked += 1
-        problems = [
-            f"{v.pointer or '/'}: {v.message}" for v in validator.check(item.message)
-        ] + name_problems(item.message)
+        problems = catalogue_problems(validator(), item.message)
         if problems:
             broken.append((item, problems))
     return CatalogueOutcome(checked, broken)

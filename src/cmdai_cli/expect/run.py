@@ -9,8 +9,9 @@ nearest messages are worked out only once, for what still fails at the end.
 
 from __future__ import annotations
 
+import functools
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -116,7 +117,7 @@ def look(
     expectations: list[Expectation],
     *,
     no_flagged: bool,
-    validator: Validator | None,
+    validator: Callable[[], Validator] | None,
     plan: Validator | None = None,
 ) -> tuple[ExpectResult, Looker]:
     """Every check, once, against what the source holds now."""
@@ -164,9 +165,9 @@ def run(
     plan: Validator | None = None,
 ) -> ExpectResult:
     """Check until all holds or `within` seconds passed; explain what still fails."""
-    validator = None
-    if catalogue:
-        validator = Validator(builtin_plan())
+    # Built only when a capture file must be checked here: a collector checks its own,
+    # and compiling the catalogue's schemas cost `expect --catalogue` 0.15 s of 0.45.
+    validator = functools.cache(lambda: Validator(builtin_plan())) if catalogue else None
     started = time.monotonic()
     deadline = started + within
     # A look decodes up to every kept message (100,000 dicts): with the collector on,
@@ -183,7 +184,7 @@ def _poll(
     source: Source,
     expectations: list[Expectation],
     no_flagged: bool,
-    validator: Validator | None,
+    validator: Callable[[], Validator] | None,
     plan: Validator | None,
     deadline: float,
 ) -> tuple[ExpectResult, int]:

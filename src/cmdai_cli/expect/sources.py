@@ -91,6 +91,9 @@ class Source(Protocol):
 
     def counts(self) -> Counts: ...
 
+    def catalogue(self) -> tuple[int, list[tuple[Item, list[str]]]] | None:
+        """The source's own catalogue check (messages checked, those broken), if it has one."""
+
     def close(self) -> None: ...
 
 
@@ -199,6 +202,33 @@ class Collector:
             hint="is it `cmdai listen` (with the inspection API) that answers there?",
         )
 
+    def catalogue(self) -> tuple[int, list[tuple[Item, list[str]]]] | None:
+        """The collector's own check of its messages against the catalogue: how many
+        were checked, and those that break it; None from a collector without it."""
+        try:
+            found = self._get("/cmdai/catalogue")
+        except RemoteRefused as exc:
+            if exc.status == 404:
+                return None
+            raise
+        path = "/cmdai/catalogue"
+        entries = found.get("broken") if isinstance(found, dict) else None
+        checked = found.get("checked") if isinstance(found, dict) else None
+        if type(checked) is not int or not isinstance(entries, list):
+            raise self._unlike(path, "no count of checked messages and list of broken ones")
+        broken = []
+        for entry in entries:
+            if not isinstance(entry, dict) or not isinstance(entry.get("message"), dict):
+                raise self._unlike(path, "an entry without a message object")
+            problems = entry.get("problems")
+            if not isinstance(problems, list):
+                raise self._unlike(path, "an entry without a list of problems")
+            item = Item(
+                entry["message"], flag_texts(entry.get("flags")), str(entry.get("receivedAt"))
+            )
+            broken.append((item, [str(problem) for problem in problems]))
+        return checked, broken
+
     def close(self) -> None:
         if self._client is not None:
             self._client.close()
@@ -240,6 +270,9 @@ class CaptureFile:
             if item.type == "track" and isinstance(item.event, str):
                 counts.by_event[item.event] = counts.by_event.get(item.event, 0) + 1
         return counts
+
+    def catalogue(self) -> None:
+        return None
 
     def close(self) -> None:
         pass

@@ -1,12 +1,11 @@
 """One client connection of the receiver: h11's state, the request's phase, its deadline.
 
 A connection is `new` (no request yet), `idle` (kept alive after an answer), in its
-request's `head` or `body`,
-`handling` (the request is complete and being answered; nothing more is read), or
-`closed`. Waiting and sending phases have
-a deadline fixed when they start, so a client that sends a byte now and then gains
-nothing: the headers must all arrive within `header_timeout` of their first byte, the
-body within `body_timeout`.
+request's `head` or `body`, `handling` (the request is complete and being answered;
+nothing more is read), `streaming` (an answer that goes on, as server-sent events do),
+or `closed`. Waiting and sending phases have a deadline fixed when they start, so a
+client that sends a byte now and then gains nothing: the headers must all arrive within
+`header_timeout` of their first byte, the body within `body_timeout`.
 """
 
 from __future__ import annotations
@@ -20,7 +19,7 @@ from typing import Protocol
 
 import h11
 
-from cmdai_cli.receiver.exchange import Headers, Request, Response, json_response
+from cmdai_cli.receiver.exchange import Headers, Request, Response, Stream, json_response
 from cmdai_cli.receiver.protocol import Rejected, too_large
 from cmdai_cli.segment.messages import MAX_BATCH_BYTES
 
@@ -270,7 +269,7 @@ class Connection(asyncio.Protocol):
 
     def next_cycle(self) -> None:
         """The request is answered and its work done: on to the next one, or close."""
-        if self.phase == "closed":
+        if self.phase in ("closed", "streaming"):
             return
         http = self.http
         if http.our_state is not h11.DONE or http.their_state is not h11.DONE:
@@ -297,7 +296,10 @@ class Connection(asyncio.Protocol):
         if self.phase == "closed":
             return
         payload = response.body
-        fields = [("Content-Type", "application/json"), ("Content-Length", str(len(payload)))]
+        stream = response.stream
+        fields = [("Content-Type", response.content_type)]
+        if stream is None:
+            fields.append(("Content-Length", str(len(payload))))
         fields.extend(response.headers.items())
         if response.close or self.refused is not None:
             fields.append(("Connection", "close"))
@@ -311,12 +313,33 @@ class Connection(asyncio.Protocol):
             if self.request is None or self.request.method != b"HEAD":
                 # An answer to HEAD has the headers of the answer to GET, and no body.
                 data = (data or b"") + (http.send(h11.Data(data=payload)) or b"")
-            data = (data or b"") + (http.send(h11.EndOfMessage()) or b"")
+            if stream is None:
+                data = (data or b"") + (http.send(h11.EndOfMessage()) or b"")
         except h11.LocalProtocolError:
             # h11 refuses an answer in the state the client left it in.
             self.abort()
             return
         self.write(data)
+        if stream is not None:
+            # Nothing more is read from a client that is being streamed to; it goes
+            # when it closes, or when the server stops.
+            self.enter("streaming", None)
+            self.loop.call_later(stream.every, self.feed, stream)
+
+    def feed(self, stream: Stream) -> None:
+        """Send what `stream` has now, and ask it again in a while, until the end."""
+        if self.phase != "streaming":
+            return
+        if not self.writing_paused:
+            # A client that does not keep up gets fewer, larger pieces: nothing piles up.
+            data = stream.poll()
+            if data:
+                try:
+                    self.write(self.http.send(h11.Data(data=data)))
+                except h11.LocalProtocolError:
+                    self.abort()
+                    return
+        self.loop.call_later(stream.every, self.feed, stream)
 
     def send_error(self, status: int, code: str, message: str) -> None:
         body = {"success": False, "code": code, "message": message}

@@ -8,13 +8,13 @@ see nothing else of HTTP: no sockets, no parsing, no timeouts.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, Protocol
 
 import orjson
 
 from cmdai_cli.receiver.protocol import Rejected
 
-__all__ = ["NO_HEADERS", "OK", "Headers", "Request", "Response", "json_response"]
+__all__ = ["NO_HEADERS", "OK", "Headers", "Request", "Response", "Stream", "json_response"]
 
 NO_HEADERS: Mapping[str, str] = {}
 # `{"success": true}`, encoded once: the answer to nearly every request.
@@ -60,9 +60,20 @@ class Request(NamedTuple):
         return self.body
 
 
+class Stream(Protocol):
+    """An answer that goes on (server-sent events): the connection asks it, every
+    `every` seconds on the loop, for what to send next (b"" for nothing yet); it must
+    not block."""
+
+    every: float
+
+    def poll(self) -> bytes: ...
+
+
 class Response(NamedTuple):
-    """One answer: a JSON `body` with `headers` besides its type and length; `close`
-    ends the connection after it.
+    """One answer: a `body` of `content_type` with `headers` besides its type and
+    length; `close` ends the connection after it. With `stream`, the body is the start
+    of an answer that goes on while the client stays (see `Stream`).
 
     The routes run on the transport's event loop, so they must not block: work that may
     (callbacks, printing) is `then`, which runs once the answer is on its way (in a
@@ -74,6 +85,8 @@ class Response(NamedTuple):
     headers: Mapping[str, str] = NO_HEADERS
     close: bool = False
     then: Callable[[], None] | None = None
+    content_type: str = "application/json"
+    stream: Stream | None = None
 
 
 def json_response(

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Literal
@@ -14,6 +14,7 @@ from cmdai_cli.plans import Validator, load_plan, plan_flags
 from cmdai_cli.receiver.options import ListenOptions
 from cmdai_cli.receiver.service import Receiver
 from cmdai_cli.receiver.store import Received, Stats
+from cmdai_cli.receiver.ui import UI_PATH
 from cmdai_cli.stopping import stop_on_signals
 from cmdai_cli.values import is_loopback
 
@@ -27,6 +28,10 @@ class Listening:
     url: str
     bind: str
     unguarded: bool
+    # The Source Debugger's address, with its token when one was made up for this run.
+    debugger: str = ""
+    # Whether the debugger needs a token the user gave (`--ui-token`): not printed.
+    token_given: bool = False
 
 
 @dataclass(frozen=True)
@@ -103,7 +108,14 @@ def run(
     `listen --json` 7% of its intake (0.88 against 0.95 of a do-nothing sink,
     benchmarks/receiver.py).
     """
-    check = None if options.plan is None else plan_flags(Validator(load_plan(options.plan)))
+    check = planned = None
+    if options.plan is not None:
+        validator = Validator(load_plan(options.plan))
+        check = plan_flags(validator)
+
+        def planned(message: Mapping[str, Any]) -> bool:
+            return validator.rule_for(message) is not None
+
     ready_file = options.ready_file
     if ready_file is not None:
         # A file left by an earlier run must not announce this one before it serves
@@ -131,13 +143,18 @@ def run(
 
         workers = options.limits.workers if on_batch_may_block else 0
         limits = replace(options.limits, workers=workers)
-        receiver = Receiver(replace(options, limits=limits), on_batch=batch, check=check)
+        receiver = Receiver(
+            replace(options, limits=limits), on_batch=batch, check=check, planned=planned
+        )
         receiver.start()
         _speed.settle_long_lived()
         try:
             guarded = options.write_key is not None and options.reject_wrong_key
             bind = options.bind
-            on_start(Listening(receiver.url, bind, not is_loopback(bind) and not guarded))
+            given = options.ui_token is not None
+            debugger = receiver.url + UI_PATH if given else receiver.ui_url
+            unguarded = not is_loopback(bind) and not guarded
+            on_start(Listening(receiver.url, bind, unguarded, debugger, given))
             if ready_file is not None:
                 made[0] = write_ready_file(ready_file, receiver.url)
             if not stop.wait(options.max_duration):

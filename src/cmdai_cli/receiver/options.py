@@ -35,6 +35,8 @@ class ListenOptions:
     remember_ids: int = 100_000
     limits: Limits = field(default_factory=Limits)
     plan: Path | None = None
+    # The Source Debugger's token (`--ui-token`): off loopback one is made up when not given.
+    ui_token: str | None = None
     ready_file: Path | None = None
     exit_after: int | None = None
     max_duration: float | None = None
@@ -51,6 +53,16 @@ class ListenOptions:
         if self.max_duration is not None and not self.max_duration > 0:
             raise UsageError(
                 f"--max-duration {self.max_duration}: give a number of seconds above 0"
+            )
+        if self.ui_token is not None and (
+            len(self.ui_token) < 8
+            or not self.ui_token.isascii()
+            or not self.ui_token.isprintable()
+            or any(c in self.ui_token for c in " ;,")
+        ):
+            raise UsageError(
+                "--ui-token: give at least 8 printable ASCII characters, without spaces, "
+                "commas or semicolons"
             )
         if self.write_key is not None and not self.write_key.strip():
             # An empty key would silently turn the check off: say so instead.

@@ -5,7 +5,9 @@ nothing here may block: slow work goes after the answer, see `Response.then`); t
 `Store` keeps what is accepted. New endpoints go in `Routes.answer`, and need to know
 nothing of sockets or timeouts.
 
-- /cmdai/...: the inspection API (`inspection`), with CORS and preflight as below
+- /cmdai/...: the inspection API (`inspection`), with CORS and preflight as below; the
+  Source Debugger's page (`ui`, behind its `Gate`), views (`debugger`) and live
+  stream (`stream`); a browser's `GET /` is sent to the page
 - POST to Segment's Tracking API paths, analytics.js's short ones included: answered as
   Segment does (`protocol`); analytics.js's metrics are read and acknowledged
 - OPTIONS, GET health and the CDN settings document, with CORS on every answer
@@ -18,6 +20,8 @@ import logging
 from collections.abc import Mapping
 
 from cmdai_cli.receiver.browser import answer_other, cors_headers
+from cmdai_cli.receiver.conformance import CatalogueCheck
+from cmdai_cli.receiver.debugger import VIEWS, Planned, answer_view
 from cmdai_cli.receiver.exchange import Request, Response, json_response
 from cmdai_cli.receiver.inspection import PREFIX, inspect
 from cmdai_cli.receiver.protocol import (
@@ -31,6 +35,8 @@ from cmdai_cli.receiver.protocol import (
     parse_encoded,
 )
 from cmdai_cli.receiver.store import Store
+from cmdai_cli.receiver.stream import OPENING, Feed
+from cmdai_cli.receiver.ui import PAGE_HEADERS, UI_PATH, Gate, answer_ui, redirect, wants_page
 
 log = logging.getLogger("cmdai")
 
@@ -42,11 +48,22 @@ class Routes:
     document names it when a request's Host cannot be used.
     """
 
-    def __init__(self, store: Store, write_key: str | None, reject_wrong_key: bool) -> None:
+    def __init__(
+        self,
+        store: Store,
+        write_key: str | None,
+        reject_wrong_key: bool,
+        *,
+        ui_token: str | None = None,
+        planned: Planned | None = None,
+    ) -> None:
         self.store = store
         self.write_key = write_key
         self.reject_wrong_key = reject_wrong_key
         self.own_url = ""
+        self.gate = Gate(ui_token)
+        self.planned = planned
+        self.catalogue = CatalogueCheck(store)
 
     def answer(self, request: Request) -> Response:
         """The answer to `request`, after storing what it brought."""
@@ -62,6 +79,28 @@ class Routes:
         if target.startswith(PREFIX):
             if method == "OPTIONS":
                 return Response(200, headers=cors)
+            target, refused = self.gate.check(request)
+            if refused is not None:
+                return refused
+            if target.split("?", 1)[0] == UI_PATH[:-1]:
+                return redirect(UI_PATH)
+            if target.startswith(UI_PATH):
+                return answer_ui(request, target.split("?", 1)[0][len(UI_PATH) :])
+            route, _, query = target[len(PREFIX) :].partition("?")
+            if method == "GET" and route == "stream":
+                return Response(
+                    200,
+                    OPENING,
+                    PAGE_HEADERS,
+                    content_type="text/event-stream",
+                    stream=Feed(self.store),
+                )
+            if method == "GET" and route == "catalogue":
+                return json_response(200, self.catalogue.answer(), cors)
+            if method == "GET" and route in VIEWS:
+                status, view = answer_view(self.store, route, query, self.planned)
+                # The page's own: no CORS, so no other site's page can read them.
+                return json_response(status, view, PAGE_HEADERS)
             status, body = inspect(self.store, method, target)
             # A reset whose body was refused is still a reset; the connection goes, though.
             close = request.refused is not None
@@ -69,6 +108,8 @@ class Routes:
                 return Response(status, body, cors, close)
             return json_response(status, body, cors, close=close)
         path = target.split("?", 1)[0].rstrip("/")
+        if path == "" and wants_page(request):
+            return redirect(UI_PATH)
         if method != "POST":
             return answer_other(request, path, self.write_key, self.own_url, cors)
         return self.tracking_api(request, path, cors)

@@ -9,16 +9,20 @@ deadlines and memory are bounded (`server`, `connection`, `store`).
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Callable, Mapping
 from dataclasses import replace
 from typing import Any
 
 from cmdai_cli import redact
 from cmdai_cli.errors import UsageError
+from cmdai_cli.receiver.debugger import Planned
 from cmdai_cli.receiver.options import ListenOptions
 from cmdai_cli.receiver.routes import Routes
 from cmdai_cli.receiver.server import Server
 from cmdai_cli.receiver.store import Received, Stats, Store
+from cmdai_cli.receiver.ui import UI_PATH
+from cmdai_cli.values import is_loopback
 
 
 class Receiver:
@@ -37,9 +41,17 @@ class Receiver:
         *,
         on_batch: Callable[[list[Received]], Any] | None = None,
         check: Callable[[Mapping[str, Any]], tuple[str, ...]] | None = None,
+        planned: Planned | None = None,
     ) -> None:
         self.options = options = options or ListenOptions()
         redact.register(options.write_key)
+        # A token the user chose is a secret like the key; one made up here is printed
+        # once, as the way in (`listen`'s Debugger line).
+        redact.register(options.ui_token)
+        # Bound off loopback, the page and the inspection API need a token (`ui.Gate`).
+        self.ui_token = options.ui_token
+        if self.ui_token is None and not is_loopback(options.bind):
+            self.ui_token = secrets.token_urlsafe(18)
         self.port = options.port
         self.store = Store(
             keep=options.keep,
@@ -48,7 +60,13 @@ class Receiver:
             on_batch=on_batch,
             check=check,
         )
-        self.routes = Routes(self.store, options.write_key, options.reject_wrong_key)
+        self.routes = Routes(
+            self.store,
+            options.write_key,
+            options.reject_wrong_key,
+            ui_token=self.ui_token,
+            planned=planned,
+        )
         self.limits = options.limits if on_batch is not None else replace(options.limits, workers=0)
         self._server: Server | None = None
 
@@ -85,6 +103,12 @@ class Receiver:
         bind = self.options.bind
         host = f"[{bind}]" if ":" in bind else bind
         return f"http://{host}:{self.port}"
+
+    @property
+    def ui_url(self) -> str:
+        """The Source Debugger's address (with the token when one is needed)."""
+        url = self.url + UI_PATH
+        return url if self.ui_token is None else f"{url}?token={self.ui_token}"
 
     # ------------------------------------------------------------------ what arrived
 

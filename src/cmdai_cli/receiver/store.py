@@ -258,6 +258,19 @@ class Kept:
         """A copy of the kept rows, oldest first."""
         return list(self._entries)
 
+    def numbered(self) -> tuple[int, list[Row]]:
+        """The number of the oldest kept message (counted from the start or the last
+        reset), and a copy of the kept rows, oldest first: a message keeps its number
+        while it is kept, so a page can ask for it again."""
+        return self.received - len(self._entries), list(self._entries)
+
+    def tail(self, limit: int) -> tuple[int, list[Row]]:
+        """How many messages arrived (since the start or the last reset), and the newest
+        `limit` kept rows, newest first."""
+        entries = self._entries
+        newest = [entries[-1 - n] for n in range(min(limit, len(entries)))]
+        return self.received, newest
+
     def entries(self) -> list[Entry]:
         """A copy of the kept entries, oldest first."""
         new = tuple.__new__
@@ -491,6 +504,18 @@ class Store:
         with self._arrived:
             self._settle()
             return self.kept.rows()
+
+    def numbered_rows(self) -> tuple[int, list[Row]]:
+        """`Kept.numbered`, once every request answered before is kept."""
+        with self._arrived:
+            self._settle()
+            return self.kept.numbered()
+
+    def tail(self, limit: int) -> tuple[int, list[Row]]:
+        """`Kept.tail` as it is now, without waiting: the event stream asks it on the
+        server's loop, which must never wait on the work after answers."""
+        with self._lock:
+            return self.kept.tail(limit)
 
     def summary(self) -> dict[str, Any]:
         """Counts since the start or the last reset, as `GET /cmdai/summary` gives them."""
