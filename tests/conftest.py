@@ -17,6 +17,27 @@ from typer.testing import CliRunner
 from cmdai_cli import redact
 from cmdai_cli.cli import app
 
+def _start_the_resource_tracker_unmeasured() -> None:
+    """Start multiprocessing's resource tracker now, outside coverage's measurement.
+
+    Replay's Segment worker (run in-process by CliRunner) starts the tracker, a Python
+    process that lives as long as the test session and runs nothing of cmdai. Started
+    under coverage's subprocess patch, it writes its (empty) data file only once the
+    session has ended, after the data files were combined, and leaves a `.coverage.*`
+    file behind.
+    """
+    from multiprocessing import resource_tracker
+
+    names = ("COVERAGE_PROCESS_CONFIG", "COVERAGE_PROCESS_START")
+    saved = {name: os.environ.pop(name) for name in names if name in os.environ}
+    try:
+        resource_tracker.ensure_running()
+    finally:
+        os.environ.update(saved)
+
+
+_start_the_resource_tracker_unmeasured()
+
 WRITE_KEY = "wk_TESTSECRET_0123456789abcdef"
 TOKEN = "sgp_TESTTOKEN_0123456789abcdef"
 SHARED_SECRET = "whsec_TESTSHARED_0123456789"
