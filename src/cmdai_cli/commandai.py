@@ -18,9 +18,10 @@ from __future__ import annotations
 import hashlib
 import hmac
 import threading
+import time
 from typing import TYPE_CHECKING, NamedTuple
 
-from cmdai_cli import __version__
+from cmdai_cli import __version__, retry
 
 if TYPE_CHECKING:
     import httpx
@@ -32,13 +33,16 @@ USER_AGENT = f"cmdai-replay/{__version__}"
 
 class Answer(NamedTuple):
     """The answer to one request: `status` None when none came (`timed_out` if none came
-    in time)."""
+    in time). `remaining` and `reset` are the server's quota when it said (requests left
+    in its window, seconds until the window resets), on any answer."""
 
     ok: bool
     status: int | None
     detail: str | None = None
     retry_after: float | None = None
     timed_out: bool = False
+    remaining: int | None = None
+    reset: float | None = None
 
 
 def signature(secret: str, data: bytes) -> str:
@@ -183,6 +187,11 @@ class AsyncClient:
         except http11.TransportError as exc:
             return _no_answer(_as_httpx_error(exc, url), service)
         if 200 <= reply.status < 300:
+            for name, _ in reply.headers:
+                if name.endswith(b"ratelimit-remaining"):  # rare: a dict only then
+                    quota = {k.decode("latin-1"): v.decode("latin-1") for k, v in reply.headers}
+                    remaining, reset = retry.quota_hint(quota, now=time.time())
+                    return Answer(True, reply.status, remaining=remaining, reset=reset)
             return Answer(True, reply.status)
         import httpx
 
@@ -250,14 +259,13 @@ def _no_answer(exc: httpx.HTTPError, service: str) -> Answer:
 def _answer(response: httpx.Response, service: str) -> Answer:
     """A response as an `Answer`, with the wait a 429 or 503 asked for."""
     status = response.status_code
+    remaining, reset = retry.quota_hint(response.headers, now=time.time(), refused=status == 429)
     if 200 <= status < 300:
-        return Answer(True, status)
-    from cmdai_cli import http_errors, retry
+        return Answer(True, status, remaining=remaining, reset=reset)
+    from cmdai_cli import http_errors
 
     wait = retry.parse_retry_after(response.headers.get("Retry-After"))
     if wait is None and status == 429:
-        import time
-
-        wait = retry.parse_reset(response.headers.get("X-RateLimit-Reset"), now=time.time())
+        wait = reset
     error = http_errors.error_for_response(response, service=service)
-    return Answer(False, status, error.message, wait)
+    return Answer(False, status, error.message, wait, remaining=remaining, reset=reset)
