@@ -49,6 +49,7 @@ class Job:
     batch: Batch
     attempts: int = 0
     waited: float = 0.0
+    sent_at: float = 0.0  # when its last try went (time.monotonic)
     slot: bool = True  # holds an in-flight slot until recorded
     # What the recorder is to do: (answer) for an ack, (reason, status) for a failure.
     answer: Answer | None = None
