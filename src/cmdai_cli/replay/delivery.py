@@ -319,15 +319,13 @@ class Delivery:
                 self.quota.refused(answer.reset)
             else:
                 self.quota.answered(answer.remaining, answer.reset, self._flying.unanswered)
-        if (
-            self.learnt.answered(status, job.sent_at)
-            and self.learnt.cuts == 1
-            and answer.retry_after is not None
-        ):
-            # The first 429s, before any rate is known: the server's wait is what there
-            # is to go by (at most the policy's longest wait; a longer one is still
-            # waited by the request that was told it).
-            self.learnt.hold(time.monotonic() + min(answer.retry_after, self.policy.max_delay))
+        # The wait a 429 asked for, as the learnt rate may take it for every request: at
+        # most the policy's longest (a longer one is still waited by the request that
+        # was told it, under the policy's bound on waiting).
+        wait = answer.retry_after
+        self.learnt.answered(
+            status, job.sent_at, None if wait is None else min(wait, self.policy.max_delay)
+        )
         if answer.ok:
             self.limit.clean(self._flying.counted)
             self._record(job, answer=answer)

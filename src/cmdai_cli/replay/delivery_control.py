@@ -134,17 +134,17 @@ class LearntRate:
 
     - the first cut sets the cap to `FACTOR` times what was accepted over the last
       `WINDOW` (a second, however long the run has been going): no more than the
-      server's burst plus its refill. When the server asked for a wait (`hold`), only one
-      request goes every `TRY_EVERY` seconds until then: one that gets through shows a
-      server that refills as it goes (a token bucket), and the wait ends there, while a
-      spent window refuses them until its reset;
+      server's burst plus its refill. When the server asked for a wait, only one request
+      goes every `TRY_EVERY` seconds until then: one that gets through shows a server
+      that refills as it goes (a token bucket), and the wait ends there, while a spent
+      window refuses them until its reset, and its quota sets the cap;
     - the first cap is too low after a short burst (a tenth of the rate for a bucket of
       a tenth of a second), so it then grows fast (`FIND` per second, compounded) until a
       429. That 429 stops the growth for `SHORT` seconds, and the cap becomes `FACTOR`
       times what got through meanwhile (a bucket's refill, whatever burst it had saved),
       or, when nothing did for `SETTLE` seconds, what got through over the last
-      `WINDOW` (a spent window's quota; a window can pass for a bucket when it resets
-      just before the first try);
+      `WINDOW`: a spent window (which passes for a bucket when it resets just before
+      the first try), waited out as above;
     - later cuts set the cap to `FACTOR` times what was accepted over the last `WINDOW`,
       and from `HOLD` seconds after a cut the cap grows slowly (`PROBE` per second,
       compounded), so that a server whose limit rose is found again, while a burst's
@@ -183,8 +183,11 @@ class LearntRate:
         self._met: float | None = None  # when the search met the limit
         self._frozen: float | None = None  # the cap it had then
 
-    def answered(self, status: int | None, sent: float | None = None) -> bool:
-        """Count an answer (to a request `sent` then); whether it cut the rate."""
+    def answered(
+        self, status: int | None, sent: float | None = None, wait: float | None = None
+    ) -> bool:
+        """Count an answer (to a request `sent` then, asking for a `wait` in seconds);
+        whether it cut the rate."""
         now = self.clock()
         kind = 0 if status is not None and 200 <= status < 300 else 1 if status == 429 else 2
         answers = self._answers
@@ -197,7 +200,7 @@ class LearntRate:
             self._oks -= old == 0
             self._limited -= old == 1
         if self._waiting is not None:
-            # Answers to what was in flight at the cut still come in: the burst's whole.
+            # Answers to what was in flight at the cut still come in: the quota's whole.
             self._peak = max(self._peak, self._oks)
             if sent is not None and self._last_cut < sent < self._waiting:  # a try
                 if not self._tried and kind == 1:
@@ -225,13 +228,15 @@ class LearntRate:
             # reset, and its quota is what got through in the last second.
             if now - self._met < (self.SETTLE if not since else self.SHORT):
                 return False
-            accepted = min(since, self._oks / self.WINDOW) if since else self._oks / self.WINDOW
+            accepted = since or self._oks / self.WINDOW
+            spent = not since
         elif (
             self._limited >= self.MIN_429
             and len(answers) >= self.MIN_ANSWERS
             and self._limited > self.SHARE * len(answers)
         ):
             accepted = self._oks / self.WINDOW
+            spent = self.cuts == 0
         else:
             return False
         current = self.current(now)
@@ -242,12 +247,16 @@ class LearntRate:
         self._base = self.rate
         self._last_cut = self._growing = now
         self.cuts += 1
+        if spent and wait is not None:
+            # The first 429s, or a search that met a spent window: the server's wait is
+            # what there is to go by.
+            self.hold(now + wait)
         return True
 
     def hold(self, until: float) -> None:
         """The server asked for a wait until `until`, as the first cut was made."""
         now = self.clock()
-        if self.finding and until > now:
+        if until > now:
             self._waiting = until
             self._tried = False
             # The first try after a pause long enough for a bucket to refill some.
