@@ -238,6 +238,10 @@ class FaultServer:
 
         class Server(ThreadingHTTPServer):
             daemon_threads = True
+            # Python's default listen backlog is 5: a sender opening many connections at
+            # once (after a rate limit's wait) would see some refused by the kernel and
+            # time out, as no real server's backlog does.
+            request_queue_size = 256
 
             def handle_error(self, request: Any, client_address: Any) -> None:
                 # A client that went away mid-answer (a killed sender) is expected here.
