@@ -329,25 +329,13 @@ class Quota:
         self.left: int | None = None  # requests that may go before the reset
         self.reset_at = 0.0
         self.holds = 0  # how often nothing was left
-        # A window's whole quota, as the most it said was left, plus the one answered:
-        # a new window gets that much before its own answers say (which, with many in
-        # flight, come after the window is spent).
-        self.size = 0
-        self._assumed = False  # `left` is the assumed size of a window no answer spoke of
 
     def answered(self, remaining: int | None, reset: float | None, in_flight: int) -> None:
         """An answer said `remaining` (None: nothing) and `reset` (seconds from now)."""
         if remaining is None or reset is None:
             return
-        now = self.clock()
-        self.size = max(self.size, remaining + 1)
-        left = remaining - in_flight
-        # Within a window answers come out of order, and the lowest count is the truest.
-        if self.left is not None and not self._assumed and now < self.reset_at:
-            left = min(left, self.left)
-        self._assumed = False
-        self.left = left
-        self.reset_at = now + min(max(0.0, reset), self.most)
+        self.left = remaining - in_flight
+        self.reset_at = self.clock() + min(max(0.0, reset), self.most)
         if self.left <= 0:
             self.holds += 1
 
@@ -357,20 +345,13 @@ class Quota:
 
     def wait(self) -> float:
         """Seconds before the next request may go (0: now)."""
-        if self.left is None:
+        if self.left is None or self.left > 0:
             return 0.0
-        if self._assumed:
-            if self.left <= 0:
-                # The assumed window is spent and no answer said when the next starts.
-                self.left, self._assumed = None, False
+        left = self.reset_at - self.clock()
+        if left <= 0:
+            self.left = None  # a new window: unknown until an answer says
             return 0.0
-        now = self.clock()
-        if now >= self.reset_at:
-            # A new window: as large as the largest seen, until an answer says.
-            self.left = self.size or None
-            self._assumed = self.left is not None
-            return 0.0
-        return 0.0 if self.left > 0 else self.reset_at - now
+        return left
 
     def sent(self) -> None:
         if self.left is not None:
