@@ -129,22 +129,6 @@ def test_a_spent_quota_holds_everything_until_its_reset() -> None:
     assert quota.wait() == pytest.approx(30.0)
 
 
-def test_the_lowest_count_of_a_window_holds_and_a_new_window_gets_the_last_ones_size() -> None:
-    now = [0.0]
-    quota = Quota(30.0, clock=lambda: now[0])
-    quota.answered(99, 1.0, in_flight=0)  # a window of 100
-    quota.answered(60, 1.0, in_flight=0)
-    quota.answered(90, 1.0, in_flight=0)  # an older answer, come late
-    assert quota.left == 60
-    now[0] = 1.0
-    assert quota.wait() == 0.0
-    assert quota.left == 100  # the next window, before any answer of its own
-    for _ in range(100):
-        quota.sent()
-    assert quota.wait() == 0.0  # spent with no answer saying when it resets: unknown
-    assert quota.left is None
-
-
 def test_remaining_zero_stops_sending_before_any_429() -> None:
     sent: list[float] = []
 
