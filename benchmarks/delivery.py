@@ -15,6 +15,14 @@ it can, and never the sender's interpreter lock):
 - rate limit: the sink accepts 200 requests/s (a token bucket, bursts of 20) and answers
   429 with `Retry-After: 1` above; target: all delivered, >= 160 events/s, 429s <= 10%
   of all requests;
+- shapes (`--only shapes`): a matrix of rate limits, each shape of
+  `tests/fault_server.py`'s `SHAPES` (token buckets with bursts of 1/10 s and of a
+  whole second, fixed and sliding one-second windows, 429s that say `Retry-After` in
+  seconds or as a date, `X-RateLimit-Remaining`/`-Reset` only, or nothing) at 100, 200
+  and 1,000 requests/s, `--seconds` worth of events each; one line per shape and rate:
+  429s as a share of all requests (target <= 10%) and throughput as a share of the
+  limit (target >= 80%), throughput being accepted requests per second from the sink's
+  first request to its last, so that the replay's start-up is not counted;
 - memory: peak RSS of a clean replay of 100,000 and of 300,000 events (`--memory-events`;
   flat: what the delivery holds is bounded, not the input).
 
@@ -26,6 +34,7 @@ Command AI's webhook takes them.
     python benchmarks/delivery.py                    # 20,000 events (rate limit: 3,000)
     python benchmarks/delivery.py --events 5000 --no-memory
     python benchmarks/delivery.py --only faults latency
+    python benchmarks/delivery.py --only shapes --shapes bucket-1s no-hint --rates 200
 """
 
 from __future__ import annotations
@@ -46,6 +55,10 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+# The limiter shapes live with the tests' fault server, at the repository's root.
+from tests.fault_server import SHAPES, Limiter, shape
+
 SECRET = "whsec_benchmark_0123456789"
 FAULT_KINDS = ("500", "503", "429", "drop", "slow")
 
@@ -55,7 +68,13 @@ FAULT_KINDS = ("500", "503", "429", "drop", "slow")
 
 class Sink:
     def __init__(
-        self, faults: float, latency: float, rate: float | None, slow: float, seed: int
+        self,
+        faults: float,
+        latency: float,
+        rate: float | None,
+        slow: float,
+        seed: int,
+        limit: str = "",
     ) -> None:
         self.faults = faults
         self.slow = slow
@@ -68,8 +87,22 @@ class Sink:
         self.ids: Counter[str] = Counter()
         self.statuses: Counter[str] = Counter()
         self.bad_signatures = 0
+        # A shaped limit instead of the token bucket above: "name:rate".
+        self.limiter = (
+            Limiter(shape(limit.split(":")[0], float(limit.split(":")[1]))) if limit else None
+        )
+        self.headers = b""  # the shaped limit's headers for the answer being made
+        self.first = self.last = 0.0  # the first request's arrival, the last 200's answer
+        self.timeline: Counter[tuple[int, str]] = Counter()  # (quarter second, status)
 
     def fault(self) -> str | None:
+        if self.limiter is not None:
+            passed, headers = self.limiter.admit()
+            self.headers = b"".join(
+                b"%s: %s\r\n" % (k.encode(), v.encode()) for k, v in headers.items()
+            )
+            if not passed:
+                return "429"
         if self.rate is not None:
             now = time.monotonic()
             self.tokens = min(self.burst, self.tokens + (now - self.refilled) * self.rate)
@@ -97,7 +130,11 @@ class Sink:
                     self.reply(writer, 200, json.dumps(self.stats()).encode())
                     await writer.drain()
                     continue
+                if not self.first:
+                    self.first = time.monotonic()
                 fault = self.fault()
+                quarter = int((time.monotonic() - self.first) * 4)
+                self.timeline[quarter, fault or "200"] += 1
                 if self.latency:
                     await asyncio.sleep(self.latency)
                 if fault == "drop":
@@ -110,6 +147,8 @@ class Sink:
                 if fault is not None:
                     self.statuses[fault] += 1
                     extra = b"Retry-After: 1\r\n" if fault == "429" else b""
+                    if self.limiter is not None:
+                        extra = self.headers
                     self.reply(writer, int(fault), b'{"message":"injected"}', extra)
                     await writer.drain()
                     continue
@@ -122,7 +161,8 @@ class Sink:
                     continue
                 self.ids[str(json.loads(body).get("messageId"))] += 1
                 self.statuses["200"] += 1
-                self.reply(writer, 200, b'{"success":true}')
+                self.last = time.monotonic()
+                self.reply(writer, 200, b'{"success":true}', self.headers)
                 await writer.drain()
         except (asyncio.IncompleteReadError, ConnectionError, ValueError):
             pass
@@ -142,11 +182,15 @@ class Sink:
             "unique": len(self.ids),
             "bad_signatures": self.bad_signatures,
             "statuses": dict(self.statuses),
+            "busy_s": self.last - self.first,
+            "timeline": [[q, code, n] for (q, code), n in sorted(self.timeline.items())],
         }
 
 
-async def _sink_main(faults: float, latency: float, rate: float | None, slow: float) -> None:
-    sink = Sink(faults, latency, rate, slow, seed=14)
+async def _sink_main(
+    faults: float, latency: float, rate: float | None, slow: float, limit: str
+) -> None:
+    sink = Sink(faults, latency, rate, slow, seed=14, limit=limit)
     server = await asyncio.start_server(sink.serve, "127.0.0.1", 0, backlog=1024)
     print(server.sockets[0].getsockname()[1], flush=True)
     async with server:
@@ -160,9 +204,10 @@ class SinkProcess:
         latency: float = 0.0,
         rate: float | None = None,
         slow: float = 1.0,
+        limit: str = "",
     ) -> None:
         argv = [sys.executable, __file__, "--serve"]
-        argv += [str(faults), str(latency), str(rate or 0), str(slow)]
+        argv += [str(faults), str(latency), str(rate or 0), str(slow), limit]
         self.proc = subprocess.Popen(argv, stdout=subprocess.PIPE, text=True)
         assert self.proc.stdout is not None
         self.url = f"http://127.0.0.1:{int(self.proc.stdout.readline())}"
@@ -239,6 +284,47 @@ def peak_rss(source: Path, env: dict[str, str], sink: SinkProcess) -> int:
     return int(usage.ru_maxrss)
 
 
+def shapes_matrix(base: Path, env: dict[str, str], args: argparse.Namespace) -> None:
+    """One replay per shape and rate; one line each, and how many met both targets."""
+    print(f"\nshapes: {args.seconds:g} s of events at each rate; targets: 429s <= 10%, >= 80%")
+    passed = total = 0
+    for rate in args.rates:
+        n = int(rate * args.seconds)
+        path = base / f"shapes-{n}.ndjson"
+        if not path.exists():
+            write_events(path, n)
+        for name in args.shapes:
+            sink = SinkProcess(limit=f"{name}:{rate:g}")
+            try:
+                result = replay(path, n, env, sink, list(args.replay_args))
+            finally:
+                sink.close()
+            statuses = result["stats"]["statuses"]
+            share = statuses.get("429", 0) / result["requests"]
+            busy = max(result["stats"]["busy_s"], 1e-9)
+            of_limit = (n / busy) / rate
+            ok = share <= 0.10 and of_limit >= 0.80
+            passed += ok
+            total += 1
+            print(
+                f"{name:17} {rate:6,.0f}/s  429s {share:6.1%}  throughput {of_limit:5.2f} "
+                f"of the limit ({n / busy:7,.0f}/s; {result['rate']:6,.0f}/s with start-up)  "
+                f"{'pass' if ok else 'FAIL'}",
+                flush=True,
+            )
+            if args.timeline:
+                quarters: dict[int, Counter[str]] = {}
+                for q, code, count in result["stats"]["timeline"]:
+                    quarters.setdefault(q, Counter())[code] += count
+                print(
+                    "    "
+                    + " ".join(
+                        f"{q / 4:g}:{c['200']}/{c['429']}" for q, c in sorted(quarters.items())
+                    )
+                )
+    print(f"shapes: {passed} of {total} met both targets")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--events", type=int, default=20_000)
@@ -250,10 +336,23 @@ def main() -> None:
         "replay_args", nargs="*", help="more options for cmdai replay (after --)", default=[]
     )
     parser.add_argument(
-        "--only", nargs="*", choices=("clean", "faults", "latency", "limit"), default=None
+        "--only",
+        nargs="*",
+        choices=("clean", "faults", "latency", "limit", "shapes"),
+        default=None,
+    )
+    parser.add_argument("--shapes", nargs="*", choices=tuple(SHAPES), default=list(SHAPES))
+    parser.add_argument("--rates", nargs="*", type=float, default=[100.0, 200.0, 1000.0])
+    parser.add_argument(
+        "--seconds", type=float, default=8.0, help="events per shape: this many seconds' worth"
+    )
+    parser.add_argument(
+        "--timeline",
+        action="store_true",
+        help="shapes: print accepted/429 per quarter second of each run",
     )
     args = parser.parse_args()
-    only = set(args.only or ("clean", "faults", "latency", "limit"))
+    only = set(args.only or ("clean", "faults", "latency", "limit", "shapes"))
     if "faults" in only:
         only.add("clean")
     count = args.events
@@ -268,7 +367,8 @@ def main() -> None:
         }
         env.pop("PYTHONDONTWRITEBYTECODE", None)
         source = base / "events.ndjson"
-        write_events(source, count)
+        if only & {"clean", "faults", "latency"}:
+            write_events(source, count)
         print(f"events: {count:,} single-event webhook requests; sink: asyncio, own process")
         results: dict[str, dict[str, Any]] = {}
         conditions = {
@@ -311,6 +411,8 @@ def main() -> None:
                 f"rate limit 200/s: {r['rate']:,.0f} events/s (target >= 160), "
                 f"429s {share:.1%} of requests (target <= 10%)"
             )
+        if "shapes" in only:
+            shapes_matrix(base, env, args)
         if not args.no_memory:
             small_n = args.memory_events
             small, big = base / "memory-1x.ndjson", base / "memory-3x.ndjson"
@@ -329,8 +431,8 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    if len(sys.argv) == 6 and sys.argv[1] == "--serve":
-        faults, latency, rate, slow = (float(x) for x in sys.argv[2:])
-        asyncio.run(_sink_main(faults, latency, rate or None, slow))
+    if len(sys.argv) == 7 and sys.argv[1] == "--serve":
+        faults, latency, rate, slow = (float(x) for x in sys.argv[2:6])
+        asyncio.run(_sink_main(faults, latency, rate or None, slow, sys.argv[6]))
     else:
         main()

@@ -17,6 +17,7 @@ from typer.testing import CliRunner
 from cmdai_cli import redact
 from cmdai_cli.cli import app
 
+
 def _start_the_resource_tracker_unmeasured() -> None:
     """Start multiprocessing's resource tracker now, outside coverage's measurement.
 

@@ -5,8 +5,9 @@ script of faults decides each request's fate in arrival order (or, with `by_firs
 by the first message id the request carries, whatever order requests come in): answer
 200, answer an error status (with `Retry-After` if given), drop the connection without
 answering, or answer slowly. Every answer can be made late (`delay`, a remote server's
-latency), and `rate_limit` answers 429 with `Retry-After` to what passes a token bucket
-of that many requests per second. Messages are counted only from requests it answered
+latency), and a rate limit (`limit`, a `Limiter` of any `Shape`: token buckets, fixed
+and sliding windows, each with its own way of saying when to come back) answers 429 to
+what goes past it. Messages are counted only from requests it answered
 200, so the counts are exactly what a client was told had been delivered. Webhook
 signatures and credentials are verified on every request.
 """
@@ -15,12 +16,14 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import math
 import sys
 import threading
 import time
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from email.utils import formatdate
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -37,6 +40,7 @@ class Fault:
     status: int = 200
     retry_after: str | None = None
     delay: float = 0.0
+    headers: tuple[tuple[str, str], ...] = ()  # more headers for the answer
 
 
 OK = Fault()
@@ -49,6 +53,119 @@ def status(code: int, retry_after: str | None = None) -> Fault:
 
 def slow(seconds: float) -> Fault:
     return Fault("slow", delay=seconds)
+
+
+@dataclass(frozen=True)
+class Shape:
+    """A rate limit's shape: how it counts, and what its answers say.
+
+    `limiter` is `bucket` (a token bucket refilled at `rate`, holding `burst` seconds'
+    worth), `fixed` (at most `rate` requests in each wall-clock second) or `sliding` (at
+    most `rate` in any second). `hint` is what a 429 says: `seconds` (`Retry-After` in
+    whole seconds, rounded up, as RFC 9110 section 10.2.3 has it), `date` (`Retry-After`
+    as an HTTP date), `reset` (no Retry-After; every answer carries GitHub's
+    `X-RateLimit-Limit`, `-Remaining` and `-Reset` as a Unix time), `reset-delta` (the
+    same with the reset in seconds from now, as the IETF RateLimit header fields draft
+    has it) or `none` (a bare 429).
+    """
+
+    limiter: str
+    rate: float
+    burst: float = 0.1
+    hint: str = "seconds"
+
+
+# The shapes of the delivery benchmark and tests, by name: (limiter, burst, hint).
+SHAPES: dict[str, tuple[str, float, str]] = {
+    "bucket-0.1s": ("bucket", 0.1, "seconds"),
+    "bucket-1s": ("bucket", 1.0, "seconds"),
+    "fixed-1s": ("fixed", 0.0, "seconds"),
+    "sliding-1s": ("sliding", 0.0, "seconds"),
+    "retry-after-date": ("fixed", 0.0, "date"),
+    "reset-headers": ("fixed", 0.0, "reset"),
+    "reset-delta": ("fixed", 0.0, "reset-delta"),
+    "no-hint": ("bucket", 1.0, "none"),
+}
+
+
+def shape(name: str, rate: float) -> Shape:
+    limiter, burst, hint = SHAPES[name]
+    return Shape(limiter, rate, burst, hint)
+
+
+class Limiter:
+    """One `Shape` in action: `admit()` says whether a request passes, and the headers
+    its answer carries. Not thread-safe: the caller holds its own lock."""
+
+    def __init__(
+        self,
+        limit: Shape,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        wall: Callable[[], float] = time.time,
+    ) -> None:
+        self.shape = limit
+        self.clock = clock
+        self.wall = wall
+        self.capacity = max(1.0, limit.burst * limit.rate)
+        self._tokens = self.capacity
+        self._refilled = clock()
+        self._window = -1
+        self._count = 0
+        self._log: deque[float] = deque()
+
+    def admit(self) -> tuple[bool, dict[str, str]]:
+        passed, remaining, wait, reset_at = self._count_request()
+        hint = self.shape.hint
+        headers: dict[str, str] = {}
+        if hint in ("reset", "reset-delta"):
+            headers["X-RateLimit-Limit"] = str(int(self.shape.rate))
+            headers["X-RateLimit-Remaining"] = str(max(0, remaining))
+            if hint == "reset":
+                headers["X-RateLimit-Reset"] = str(math.ceil(reset_at))
+            else:
+                headers["X-RateLimit-Reset"] = str(math.ceil(reset_at - self.wall()))
+        elif not passed and hint == "seconds":
+            headers["Retry-After"] = str(max(1, math.ceil(wait)))
+        elif not passed and hint == "date":
+            # Whole seconds only: the next second at which a request passes.
+            headers["Retry-After"] = formatdate(math.ceil(self.wall() + wait), usegmt=True)
+        return passed, headers
+
+    def _count_request(self) -> tuple[bool, int, float, float]:
+        """(passed, remaining after it, seconds until one passes, wall time of the reset)"""
+        kind = self.shape.limiter
+        rate = self.shape.rate
+        if kind == "bucket":
+            now = self.clock()
+            self._tokens = min(self.capacity, self._tokens + (now - self._refilled) * rate)
+            self._refilled = now
+            passed = self._tokens >= 1.0
+            if passed:
+                self._tokens -= 1.0
+            wait = max(0.0, (1.0 - self._tokens) / rate)
+            full = (self.capacity - self._tokens) / rate
+            return passed, int(self._tokens), wait, self.wall() + full
+        if kind == "fixed":
+            wall = self.wall()
+            window = int(wall)
+            if window != self._window:
+                self._window, self._count = window, 0
+            passed = self._count < rate
+            self._count += passed
+            left = int(rate) - self._count
+            return passed, left, 0.0 if left > 0 else window + 1 - wall, float(window + 1)
+        now = self.clock()
+        log = self._log
+        while log and log[0] <= now - 1.0:
+            log.popleft()
+        passed = len(log) < rate
+        if passed:
+            log.append(now)
+        left = int(rate) - len(log)
+        wait = 0.0 if left > 0 else log[0] + 1.0 - now
+        reset = (log[0] + 1.0 - now) if log else 0.0
+        return passed, left, wait, self.wall() + reset
 
 
 @dataclass
@@ -71,7 +188,8 @@ class FaultServer:
     `fault_for(n)` (n counts from 0) is used instead when given; `by_first_id` maps a
     request's first message id to the faults its tries get, one per try. `delay` slows
     every answer. `rate_limit` (requests per second, bursts of `burst`) answers 429 with
-    `Retry-After: {limit_retry_after}` beyond it. `write_key`, `secret` and `auth`
+    `Retry-After: {limit_retry_after}` beyond it; `limit` is a rate limit of any `Shape`
+    instead. `write_key`, `secret` and `auth`
     (header name, value) are checked. `max_active` is the most requests handled at once.
     """
 
@@ -83,6 +201,7 @@ class FaultServer:
     rate_limit: float | None = None
     burst: float = 1.0
     limit_retry_after: str = "1"
+    limit: Shape | None = None
     max_active: int = 0
     write_key: str | None = None
     secret: str | None = None
@@ -101,6 +220,7 @@ class FaultServer:
         self._server: ThreadingHTTPServer | None = None
         self._tokens = self.burst
         self._refilled = time.monotonic()
+        self._limiter = Limiter(self.limit) if self.limit is not None else None
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -118,6 +238,10 @@ class FaultServer:
 
         class Server(ThreadingHTTPServer):
             daemon_threads = True
+            # Python's default listen backlog is 5: a sender opening many connections at
+            # once (after a rate limit's wait) would see some refused by the kernel and
+            # time out, as no real server's backlog does.
+            request_queue_size = 256
 
             def handle_error(self, request: Any, client_address: Any) -> None:
                 # A client that went away mid-answer (a killed sender) is expected here.
@@ -165,12 +289,19 @@ class FaultServer:
             self._count += 1
             if self.rate_limit is not None and not self._take_token():
                 return status(429, self.limit_retry_after)
+            extra: dict[str, str] = {}
+            if self._limiter is not None:
+                passed, extra = self._limiter.admit()
+                if not passed:
+                    return Fault("status", 429, headers=tuple(extra.items()))
             if first is not None:
                 script = self.by_first_id.get(first)
-                return script.pop(0) if script else OK
-            if self.fault_for is not None:
-                return self.fault_for(n)
-            return self._script.pop(0) if self._script else OK
+                fault = script.pop(0) if script else OK
+            elif self.fault_for is not None:
+                fault = self.fault_for(n)
+            else:
+                fault = self._script.pop(0) if self._script else OK
+            return replace(fault, headers=tuple(extra.items())) if extra else fault
 
     def _take_token(self) -> bool:
         # Called with the lock held.
@@ -231,6 +362,7 @@ class FaultServer:
             time.sleep(fault.delay)
         if fault.kind == "status":
             extra = {"Retry-After": fault.retry_after} if fault.retry_after else {}
+            extra.update(fault.headers)
             _reply(handler, fault.status, {"code": "fault", "message": "injected"}, extra)
             return
         try:
@@ -242,7 +374,7 @@ class FaultServer:
             self.ids.update(ids)
             self.bodies.append(body)
             seen.items = len(ids)
-        _reply(handler, 200, {"success": True})
+        _reply(handler, 200, {"success": True}, dict(fault.headers))
 
     def _parse(self, handler: BaseHTTPRequestHandler, raw: bytes) -> tuple[list[str], Any]:
         headers = handler.headers

@@ -119,3 +119,18 @@ def test_a_retry_loop_is_bounded_in_tries_and_in_time(
             break
         waited += decision.delay
     assert waited <= budget + 1e-9
+
+
+def test_quota_hint_reads_both_header_families_and_the_reset_only_beside_a_count() -> None:
+    from cmdai_cli.retry import quota_hint
+
+    now = 1_700_000_000.0
+    github = {"x-ratelimit-remaining": "0", "x-ratelimit-reset": "1700000030"}
+    assert quota_hint(github, now=now) == (0, 30.0)
+    draft = {"ratelimit-remaining": "12", "ratelimit-reset": "5"}
+    assert quota_hint(draft, now=now) == (12, 5.0)
+    # A reset alone says nothing on a clean answer; on a 429 it is when to come back
+    # (Segment sends it so, in seconds).
+    assert quota_hint({"x-ratelimit-reset": "5"}, now=now) == (None, None)
+    assert quota_hint({"x-ratelimit-reset": "5"}, now=now, refused=True) == (None, 5.0)
+    assert quota_hint({"x-ratelimit-remaining": "lots"}, now=now) == (None, None)

@@ -186,6 +186,11 @@ class AsyncClient:
             error = error_for_failure(exc.kind, str(exc), service=service, method="POST", url=url)
             return Answer(False, None, error.message, timed_out=exc.kind == "timeout")
         if 200 <= reply.status < 300:
+            for name, _ in reply.headers:
+                if name.endswith(b"ratelimit-remaining"):  # rare: a dict only then
+                    quota = {k.decode("latin-1"): v.decode("latin-1") for k, v in reply.headers}
+                    remaining, reset = retry.quota_hint(quota, now=time.time())
+                    return Answer(True, reply.status, remaining=remaining, reset=reset)
             return Answer(True, reply.status)
         # h11 gives header names in lower case.
         answered = {
@@ -231,12 +236,13 @@ def _no_answer(exc: httpx.HTTPError, service: str) -> Answer:
 
 
 def _answer(status: int, headers: Mapping[str, str], body: bytes, url: str, service: str) -> Answer:
-    """An answer as an `Answer`, with the wait a 429 or 503 asked for. `headers` must
-    find lower-case names (httpx's do, whatever the case)."""
+    """An answer as an `Answer`, with the wait a 429 or 503 asked for and the server's
+    quota. `headers` must find lower-case names (httpx's do, whatever the case)."""
+    remaining, reset = retry.quota_hint(headers, now=time.time(), refused=status == 429)
     if 200 <= status < 300:
-        return Answer(True, status)
+        return Answer(True, status, remaining=remaining, reset=reset)
     wait = retry.parse_retry_after(headers.get("retry-after"))
     if wait is None and status == 429:
-        wait = retry.parse_reset(headers.get("x-ratelimit-reset"), now=time.time())
+        wait = reset
     error = error_for_response(status, headers, body, service=service, method="POST", url=url)
-    return Answer(False, status, error.message, wait)
+    return Answer(False, status, error.message, wait, remaining=remaining, reset=reset)

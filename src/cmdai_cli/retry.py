@@ -10,6 +10,7 @@ of retries and by a total time spent waiting.
 from __future__ import annotations
 
 import random
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from email.utils import parsedate_to_datetime
@@ -60,9 +61,14 @@ def parse_retry_after(value: str | None, *, now: datetime | None = None) -> floa
 def parse_reset(value: str | None, *, now: float) -> float | None:
     """Seconds to wait from an `X-RateLimit-Reset` value, whose unit servers disagree on.
 
-    A large number is a Unix time (in milliseconds above 10^12, else in seconds) and the
-    wait is the time until then; a small one is already a number of seconds to wait.
-    `now` is the current Unix time in seconds.
+    GitHub sends the Unix time of the reset in seconds (docs.github.com, "Rate limits for
+    the REST API"), some services in milliseconds; Segment's Tracking API the seconds to
+    wait (segment-docs `http-api/index.md`, "Rate limits"), as the IETF draft's
+    `RateLimit-Reset` does (draft-ietf-httpapi-ratelimit-headers-06, delta-seconds). So
+    the magnitude decides: a number of 10^9 or more is a Unix time (in milliseconds from
+    10^12) and the wait is the time until then, since no server asks for a wait of 30
+    years; a smaller one is already the seconds to wait. `now` is the current Unix time in
+    seconds.
     """
     if value is None:
         return None
@@ -77,6 +83,49 @@ def parse_reset(value: str | None, *, now: float) -> float | None:
     if number >= 1e9:
         return max(0.0, number - now)
     return number
+
+
+def parse_remaining(value: str | None) -> int | None:
+    """Requests left in the server's current window, from `X-RateLimit-Remaining` (or the
+    IETF draft's `RateLimit-Remaining`); None when absent or unreadable."""
+    if value is None:
+        return None
+    try:
+        number = int(value.strip())
+    except ValueError:
+        return None
+    return max(0, number)
+
+
+# The names a server's quota comes under: the common X- form (GitHub, Segment) and the
+# IETF draft's (draft-ietf-httpapi-ratelimit-headers-06). Lower case, as h11 and httpx
+# give header names.
+REMAINING_HEADERS = ("x-ratelimit-remaining", "ratelimit-remaining")
+RESET_HEADERS = ("x-ratelimit-reset", "ratelimit-reset")
+
+
+def quota_hint(
+    headers: Mapping[str, str], *, now: float, refused: bool = False
+) -> tuple[int | None, float | None]:
+    """(requests left, seconds until the window resets) from an answer's headers.
+
+    The reset is read only beside a `Remaining`, or on a refusal (`refused`: a 429,
+    where Segment sends it alone): it says nothing otherwise. `headers` must find lower
+    case names. `now` is the current Unix time in seconds.
+    """
+    remaining = None
+    for name in REMAINING_HEADERS:
+        remaining = parse_remaining(headers.get(name))
+        if remaining is not None:
+            break
+    if remaining is None and not refused:
+        return None, None
+    reset = None
+    for name in RESET_HEADERS:
+        reset = parse_reset(headers.get(name), now=now)
+        if reset is not None:
+            break
+    return remaining, reset
 
 
 @dataclass(frozen=True)

@@ -8,6 +8,11 @@ and waits in a schedule ordered by due time; due retries go before new batches. 
 is admitted but not yet answered for (in flight, waiting or queued) is bounded, so
 `submit` blocks while it is full and memory stays flat however long the input.
 
+The server's word comes first: with its quota spent (`X-RateLimit-Remaining: 0`)
+nothing goes before its reset, and when the first 429s teach a rate (`LearntRate`)
+little goes before the wait the server asked for. A request answered 429 waits as
+long as its own answer said (`Retry-After` or the reset), under the retry policy.
+
 A request that has taken many times the usual latency stops counting against the limit
 (`InFlight`), up to twice the ceiling's number of such stragglers: a few hung requests
 cannot stall every slot (benchmarks/delivery.py, 2% of answers 2 s late: with only
@@ -35,7 +40,13 @@ from collections import deque
 from collections.abc import Awaitable, Callable
 
 from cmdai_cli.replay.batching import Batch
-from cmdai_cli.replay.delivery_control import AdaptiveLimit, InFlight, LearntRate, RateLimiter
+from cmdai_cli.replay.delivery_control import (
+    AdaptiveLimit,
+    InFlight,
+    LearntRate,
+    Quota,
+    RateLimiter,
+)
 from cmdai_cli.replay.delivery_record import Acked, Answer, Counters, Failed, Job, Recorder, Send
 from cmdai_cli.retry import Decision, RetryPolicy
 
@@ -54,6 +65,7 @@ class Delivery:
         policy: RetryPolicy,
         concurrency: int = 4,
         limiter: RateLimiter | None = None,
+        request_rate: float | None = None,
         backlog: int | None = None,
         flush: Callable[[], None] | None = None,
         close: Callable[[], Awaitable[None]] | None = None,
@@ -69,6 +81,10 @@ class Delivery:
         self.limiter = limiter
         self.limit = AdaptiveLimit(concurrency, start=start)
         self.learnt = LearntRate()
+        # A target's ceiling in requests per second; bursts of a tenth of a second, so
+        # that no second ever holds more than 1.1 times the rate.
+        self.requests = RateLimiter(request_rate, burst=0.1) if request_rate else None
+        self.quota = Quota(policy.max_delay)
         self.grace = grace
         self.counters = Counters(limit=self.limit.current)
         self.error: BaseException | None = None
@@ -256,7 +272,9 @@ class Delivery:
             delay = self.learnt.delay()
             if self.limiter is not None:
                 delay = max(delay, self.limiter.reserve(len(job.batch)))
-            if delay > 0:
+            if self.requests is not None:
+                delay = max(delay, self.requests.reserve(1))
+            while (delay := max(delay, self.quota.wait())) > 0:
                 until = clock() + delay
                 while not self._stopping.is_set() and (left := until - clock()) > 0:
                     await self._nap(left)
@@ -264,6 +282,10 @@ class Delivery:
                     self._room.release()
                     self._abandon(job)
                     return
+                # An answer that came meanwhile may say the quota is spent.
+                delay = 0.0
+            self.quota.sent()
+            job.sent_at = clock()
             self._flying.sent(job)
             counters.in_flight += 1
             if counters.in_flight > counters.max_in_flight:
@@ -291,12 +313,24 @@ class Delivery:
         counters.requests += 1
         self._flying.answered(job, timed_out=answer.timed_out)
         status = answer.status
-        self.learnt.answered(status)
+        if answer.reset is not None:
+            if status == 429:
+                self.quota.refused(answer.reset)
+            else:
+                self.quota.answered(answer.remaining, answer.reset, self._flying.unanswered)
+        # The wait a 429 asked for, as the learnt rate may take it for every request: at
+        # most the policy's longest (a longer one is still waited by the request that
+        # was told it, under the policy's bound on waiting).
+        wait = answer.retry_after
+        self.learnt.answered(
+            status, job.sent_at, None if wait is None else min(wait, self.policy.max_delay)
+        )
         if answer.ok:
             self.limit.clean(self._flying.counted)
             self._record(job, answer=answer)
             return
-        if status in (429, 503) or answer.timed_out:
+        # A 429 is about the rate: LearntRate answers it. The in-flight limit is for load.
+        if status == 503 or answer.timed_out:
             self.limit.overloaded()
         counters.limit = self.limit.current
         decision = self.policy.decide(

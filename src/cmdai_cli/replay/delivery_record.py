@@ -23,13 +23,16 @@ from cmdai_cli.replay.batching import Batch
 
 class Answer(NamedTuple):
     """The answer to one request: `status` None when none came (`timed_out` if none came
-    in time)."""
+    in time). `remaining` and `reset` are the server's quota when it said (requests left
+    in its window, seconds until the window resets), on any answer."""
 
     ok: bool
     status: int | None
     detail: str | None = None
     retry_after: float | None = None
     timed_out: bool = False
+    remaining: int | None = None
+    reset: float | None = None
 
 
 @dataclass
@@ -63,6 +66,7 @@ class Job:
     batch: Batch
     attempts: int = 0
     waited: float = 0.0
+    sent_at: float = 0.0  # when its last try went (time.monotonic)
     slot: bool = True  # holds an in-flight slot until recorded
     # What the recorder is to do: (answer) for an ack, (reason, status) for a failure.
     answer: Answer | None = None

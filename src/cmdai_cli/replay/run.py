@@ -32,6 +32,7 @@ from cmdai_cli.replay.result import Progress, ReplayResult
 from cmdai_cli.replay.select import ensure_message_id, strip_transport
 from cmdai_cli.replay.setup import Setup, estimate_total
 from cmdai_cli.retry import RetryPolicy
+from cmdai_cli.segment.messages import REPLAY_REQUESTS_PER_SECOND
 from cmdai_cli.stopping import stop_on_signals
 
 # ---------------------------------------------------------------- the run
@@ -279,6 +280,7 @@ class _Run:
             # fewer of them queued (memory), where one-event requests may queue by the
             # hundred.
             backlog=0 if self.target.name == "segment" else None,
+            request_rate=REPLAY_REQUESTS_PER_SECOND if self.target.name == "segment" else None,
             flush=checkpoint.flush,
             close=self.target.aclose,
         )

@@ -29,6 +29,11 @@ MAX_BATCH_BYTES = 500 * 1024
 SEND_BATCH_BYTES = 500_000
 MAX_BATCH_MESSAGES = 2500
 MAX_MESSAGE_ID = 100
+# "For each workspace, Segment recommends you to not exceed 1,000 requests per second with
+# the HTTP API", past which it may answer 429 (segment-docs http-api/index.md, "Rate
+# limits"). A replay keeps a tenth below, as the workspace's other sources send too.
+MAX_REQUESTS_PER_SECOND = 1000
+REPLAY_REQUESTS_PER_SECOND = 900
 
 _TYPES = frozenset(MESSAGE_TYPES)
 _OBJECT_FIELDS = ("context", "integrations", "properties", "traits")
