@@ -27,6 +27,8 @@ from typing import IO, TYPE_CHECKING, Any
 import orjson
 
 from cmdai_cli.errors import DataError, ExitCode, RemoteRefused, UsageError
+from cmdai_cli.plans.builtin import builtin_plan
+from cmdai_cli.plans.check import Validator
 from cmdai_cli.scenarios import format as scenario_format
 from cmdai_cli.scenarios.format import Scenario
 from cmdai_cli.scenarios.generate import Plan, events, rounds_needed, samples, user_spec
@@ -211,9 +213,6 @@ def load_checked(specs: Iterable[str], overrides: Iterable[tuple[str, Any]]) -> 
 
 def check(scenarios: list[Scenario]) -> None:
     """Every step's events against the built-in plan and Segment's rules (DataError)."""
-    from cmdai_cli.plans.builtin import builtin_plan
-    from cmdai_cli.plans.check import Validator
-
     validator = Validator(builtin_plan())
     rounds = rounds_needed(scenarios)
     spec = user_spec(scenarios)
@@ -328,6 +327,8 @@ def _send(
     result: TriggerResult,
     progress: Callable[[Progress], None] | None,
 ) -> None:
+    # Imported here: replay's run (segment-analytics-python, its workers) adds about
+    # 90 ms (python -X importtime) that `trigger --out` does not need.
     from cmdai_cli.replay.options import EventSource, ReplayOptions
     from cmdai_cli.replay.run import replay
 
