@@ -21,6 +21,8 @@ import typer
 from cmdai_cli import __version__, output, redact
 from cmdai_cli._fast_typer import FastCommand, HelpGroup
 from cmdai_cli.errors import CmdaiError, ExitCode, UsageError
+from cmdai_cli.event_names import ALL
+from cmdai_cli.values import check_url
 
 if TYPE_CHECKING:
     from cmdai_cli.profile import Resolved
@@ -52,10 +54,10 @@ def resolve_settings(flags: Mapping[str, Any] | None = None, *, create: bool = F
     --api-host say how to reach
     Segment's Public API this run: commands use them and never store them."""
     # Imported here: the profile loads pydantic, about 100 ms (python -X importtime) that
-    # --help, --version and Tab completion never need.
+    # --help, --version and Tab completion never need (the profile loads Segment's
+    # messages module too).
     from cmdai_cli import profile
     from cmdai_cli.segment.messages import REGION_HOSTS
-    from cmdai_cli.values import check_url
 
     given = {key: value for key, value in (flags or {}).items() if value is not None}
     region = given.get("region")
@@ -84,9 +86,6 @@ def complete_events(incomplete: str) -> list[tuple[str, str]]:
     Names hold spaces, which bash splits on insertion, so a lower-case start completes
     the `properties.type` values instead ("nudge_shown"); `--event` accepts both.
     """
-    # Imported here: every run loads this module, and only completing --event needs it.
-    from cmdai_cli.event_names import ALL
-
     by_type = incomplete[:1].islower()
     pairs = {kind: name for name, kind in ALL} if by_type else dict(ALL)
     return [(value, about) for value, about in pairs.items() if value.startswith(incomplete)]
