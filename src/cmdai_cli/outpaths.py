@@ -36,6 +36,11 @@ def special_kind(path: str | Path) -> str | None:
         mode = os.stat(path).st_mode
     except OSError:
         return None
+    return kind_of(mode)
+
+
+def kind_of(mode: int) -> str | None:
+    """What a file of `mode` (`st_mode`) is when not a regular file ("a FIFO", ...), else None."""
     if stat.S_ISREG(mode):
         return None
     if stat.S_ISFIFO(mode):
