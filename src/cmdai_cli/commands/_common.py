@@ -14,7 +14,7 @@ import sys
 import traceback
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Annotated, Any, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, Protocol, TypeVar
 
 import typer
 
@@ -254,6 +254,34 @@ def command(app: typer.Typer, name: str | None = None, **kwargs: Any) -> Callabl
         return func
 
     return decorate
+
+
+class Closing(Protocol):
+    def close(self) -> None: ...
+
+
+def stream(
+    run: Callable[[], object], opened: Callable[[], Closing | None], summary: Callable[[], None]
+) -> bool:
+    """Run a command that writes records to stdout through a sink it opens with the first
+    one (`opened()`: that sink, None until then). Once a sink is open it is closed, and the
+    run summed up on stderr (`summary`), however the run ended; when the arguments failed
+    nothing was written and there is no run to sum up. False when stdout's reader went
+    away (`| head`): there is then no result to finish with."""
+    try:
+        run()
+    except BrokenPipeError:
+        quiet_stdout()
+        return False
+    finally:
+        sink = opened()
+        if sink is not None:
+            try:
+                sink.close()
+            except BrokenPipeError:
+                quiet_stdout()
+            summary()
+    return True
 
 
 def finish(result: R, render: Callable[[R], None] | None) -> None:

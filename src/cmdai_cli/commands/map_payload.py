@@ -9,7 +9,13 @@ from typing import TYPE_CHECKING, Annotated, Any, Protocol
 import typer
 
 from cmdai_cli import output
-from cmdai_cli.commands._common import STATE, command, finish, quiet_stdout, resolve_settings
+from cmdai_cli.commands._common import (
+    STATE,
+    command,
+    finish,
+    resolve_settings,
+    stream,
+)
 from cmdai_cli.commands._options import (
     RECORD_BYTES,
     FilesArg,
@@ -128,20 +134,12 @@ def map_payload(
         return opened.write_indexed
 
     result = MapResult()
-    try:
-        map_events(request, open_output, report=report_bad_record, result=result)
-    except BrokenPipeError:
-        quiet_stdout()
-        return
-    finally:
-        # Nothing was written, nor is there a run to sum up, when the arguments failed.
-        if sink is not None:
-            try:
-                sink.close()
-            except BrokenPipeError:
-                quiet_stdout()
-            _summary(result)
-    finish(result, None)
+    if stream(
+        lambda: map_events(request, open_output, report=report_bad_record, result=result),
+        lambda: sink,
+        lambda: _summary(result),
+    ):
+        finish(result, None)
 
 
 def _default_format() -> str:

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from cmdai_cli import output
-from cmdai_cli.commands._common import STATE, command, finish, quiet_stdout
+from cmdai_cli.commands._common import STATE, command, finish, stream
 from cmdai_cli.commands._options import (
     RECORD_BYTES,
     FilesArg,
@@ -86,22 +86,13 @@ def validate(
         opened = sink = _JsonSink() if STATE.json else _TextSink()
         return opened.write
 
-    try:
+    def run() -> None:
         validate_events(request, open_output, report=report_bad_record, result=result)
         if sink is not None:
             sink.finish(result)
-    except BrokenPipeError:
-        quiet_stdout()
-        return
-    finally:
-        # Nothing was written, nor is there a run to sum up, when the arguments failed.
-        if sink is not None:
-            try:
-                sink.close()
-            except BrokenPipeError:
-                quiet_stdout()
-            _summary(result)
-    finish(result, None)
+
+    if stream(run, lambda: sink, lambda: _summary(result)):
+        finish(result, None)
 
 
 class _TextSink:
