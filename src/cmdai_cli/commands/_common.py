@@ -71,7 +71,8 @@ def resolve_settings(flags: Mapping[str, Any] | None = None, *, create: bool = F
 
 def complete_profiles(incomplete: str) -> list[str]:
     try:
-        # Imported here: see `resolve_settings`; only completing --profile needs it.
+        # Imported here: see `resolve_settings` (about 100 ms); only completing --profile
+        # needs it.
         from cmdai_cli.profile import Store
 
         names = list(Store().load().profiles)

@@ -185,7 +185,7 @@ def show(
     timeout: ApiTimeoutOpt = 15.0,
 ) -> None:
     """Show the destination set-up the profile holds (secrets masked)."""
-    # Imported here: see `configure`.
+    # Imported here: see `configure` (about 360 ms).
     from cmdai_cli import destination
 
     request = destination.ShowRequest(
