@@ -249,7 +249,7 @@ def replay(
     ] = False,
 ) -> None:
     # Imported here: the run loads the Segment library, httpx and the mapping rules,
-    # about 260 ms (python -X importtime) that --help and Tab completion never need.
+    # about 200 ms (python -X importtime) that --help and Tab completion never need.
     from cmdai_cli.replay.options import ReplayOptions
     from cmdai_cli.replay.run import replay as run_replay
     from cmdai_cli.replay.select import Filters, parse_shard

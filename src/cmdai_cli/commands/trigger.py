@@ -144,7 +144,7 @@ def trigger(
     sent, as Segment would take the events and drop them. The summary counts the events
     by name. Exit 0 when every event was written or delivered; 5 or 6 as replay's.
     """
-    # Imported here: the scenarios' checker, generator and replay's delivery, about 300 ms
+    # Imported here: the scenarios' checker, generator and replay's delivery, about 200 ms
     # (python -X importtime) that --help and Tab completion never need.
     from cmdai_cli.scenarios.run import (
         TriggerRequest,

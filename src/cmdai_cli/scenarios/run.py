@@ -328,7 +328,7 @@ def _send(
     progress: Callable[[Progress], None] | None,
 ) -> None:
     # Imported here: replay's run (segment-analytics-python, its workers) adds about
-    # 90 ms (python -X importtime) that `trigger --out` does not need.
+    # 70 ms (python -X importtime) that `trigger --out` does not need.
     from cmdai_cli.replay.options import EventSource, ReplayOptions
     from cmdai_cli.replay.run import replay
 
