@@ -239,12 +239,13 @@ def test_a_host_that_never_answers_gives_up_within_the_timeout(silent_url: str) 
 
 
 def test_a_stopped_consumer_does_not_hang_send(rx: Receiver) -> None:
-    sender = Sender(KEY, rx.url, timeout=5)
+    sender = Sender(KEY, rx.url, timeout=30)
     sender.close()
     started = time.monotonic()
     outcome = sender.send_one(full_message("track"))
     assert outcome.status == "unreachable"
-    assert time.monotonic() - started < 2
+    # Hanging would wait out the 30 s timeout.
+    assert time.monotonic() - started < 10
 
 
 def test_long_rate_limit_is_reported_within_the_timeout(httpserver: HTTPServer) -> None:
