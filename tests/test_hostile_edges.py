@@ -23,6 +23,10 @@ from tests.conftest import TOKEN, WRITE_KEY
 from tests.fake_public_api import FakePublicApi, running
 from tests.test_plans import ORDER
 
+# A deadline, not a speed test: a pattern that backtracks, or a reference loop, would run
+# for minutes (or for ever); a loaded machine takes a few seconds at most.
+ENDS_WITHIN = 30.0
+
 pytestmark = pytest.mark.timeout(10)
 
 
@@ -42,7 +46,7 @@ def test_validate_against_each_hostile_plan(cli, tmp_path: Path, case: corpus.Pl
     events.write_text(corpus.hostile_events())
     started = time.monotonic()
     result = cli("validate", "--plan", str(plan), str(events))
-    assert time.monotonic() - started < 5
+    assert time.monotonic() - started < ENDS_WITHIN
     no_internal_error(result)
     assert result.exit_code == case.exit_code, result.stderr
     shown = result.stdout + result.stderr
@@ -64,7 +68,7 @@ def test_expect_plan_against_each_hostile_plan(cli, tmp_path: Path, case: corpus
     capture.write_text(corpus.hostile_events())
     started = time.monotonic()
     result = cli("expect", "--from", str(capture), "--plan", str(plan))
-    assert time.monotonic() - started < 5
+    assert time.monotonic() - started < ENDS_WITHIN
     no_internal_error(result)
     assert result.exit_code == case.exit_code, result.stderr
 
@@ -178,7 +182,7 @@ def test_listen_with_a_backtracking_plan_keeps_answering_and_stops(
         assert listen.post(message) == 200
     started = time.monotonic()
     status, summary = listen.get("/cmdai/summary")
-    assert status == 200 and time.monotonic() - started < 2
+    assert status == 200 and time.monotonic() - started < ENDS_WITHIN
     deadline = time.monotonic() + 5
     while summary["received"] < 5 and time.monotonic() < deadline:
         _, summary = listen.get("/cmdai/summary")

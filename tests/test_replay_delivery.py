@@ -308,15 +308,15 @@ def test_progress_follows_what_was_acknowledged_while_the_reader_waits(tmp_path,
     from tests.test_replay_cli import make_events, write_ndjson
 
     monkeypatch.setenv("CMDAI_WEBHOOK_SHARED_SECRET", SHARED_SECRET)
-    source = write_ndjson(tmp_path / "in.ndjson", make_events(300))
+    source = write_ndjson(tmp_path / "in.ndjson", make_events(100))
     snapshots: list[Any] = []
     with FaultServer(kind="webhook", secret=SHARED_SECRET, delay=0.01) as server:
         options = ReplayOptions(inputs=[str(source)], to="webhook", url=server.url, concurrency=2)
         result = replay(options, profile.resolve(None, {}), on_progress=snapshots.append)
-    assert result.sent == 300 and result.max_in_flight <= 2
+    assert result.sent == 100 and result.max_in_flight <= 2
     # The reader spent the run waiting for room; the bar moved with the answers.
-    assert len({s.sent for s in snapshots if 0 < s.sent < 300}) > 3
+    assert len({s.sent for s in snapshots if 0 < s.sent < 100}) > 3
     assert all(s.done <= s.read and s.sent <= s.done for s in snapshots)
     assert [s.done for s in snapshots] == sorted(s.done for s in snapshots)
-    assert all(s.total == 300 for s in snapshots)
+    assert all(s.total == 100 for s in snapshots)
     assert any(0 < s.in_flight <= s.limit <= 2 for s in snapshots)

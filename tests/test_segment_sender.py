@@ -184,12 +184,12 @@ def test_exit_does_not_wait_for_a_request_in_flight(silent_url: str) -> None:
     import subprocess
     import sys
 
-    started = time.monotonic()
+    # The deadline is on the process ending: left behind, the join alone would hold it
+    # for 10 s, and the silent server holds the request for 30.
     done = subprocess.run(
-        [sys.executable, "-c", EXIT_SCRIPT, silent_url], capture_output=True, timeout=30
+        [sys.executable, "-c", EXIT_SCRIPT, silent_url], capture_output=True, timeout=8
     )
     assert done.returncode == 0, done.stderr
-    assert time.monotonic() - started < 4
 
 
 def test_unreachable_host() -> None:
@@ -233,17 +233,19 @@ def test_a_host_that_never_answers_gives_up_within_the_timeout(silent_url: str) 
         outcome = sender.send_one(full_message("track"))
     elapsed = time.monotonic() - started
     assert outcome.status == "unreachable"
-    assert elapsed < 4
+    # Waiting for the answer would take the server's 30 s; the timeout is 1.5 s.
+    assert elapsed < 15
     assert "no answer" in (outcome.detail or "")
 
 
 def test_a_stopped_consumer_does_not_hang_send(rx: Receiver) -> None:
-    sender = Sender(KEY, rx.url, timeout=5)
+    sender = Sender(KEY, rx.url, timeout=30)
     sender.close()
     started = time.monotonic()
     outcome = sender.send_one(full_message("track"))
     assert outcome.status == "unreachable"
-    assert time.monotonic() - started < 2
+    # Hanging would wait out the 30 s timeout.
+    assert time.monotonic() - started < 10
 
 
 def test_long_rate_limit_is_reported_within_the_timeout(httpserver: HTTPServer) -> None:
@@ -253,7 +255,8 @@ def test_long_rate_limit_is_reported_within_the_timeout(httpserver: HTTPServer) 
     started = time.monotonic()
     [outcome] = send([full_message("track")], write_key=KEY, host=httpserver.url_for(""), timeout=2)
     assert (outcome.status, outcome.http_status) == ("refused", 429)
-    assert time.monotonic() - started < 4
+    # Honouring the Retry-After would take 120 s; the timeout is 2 s.
+    assert time.monotonic() - started < 30
 
 
 def test_a_503_with_retry_after_is_reported_as_a_503(httpserver: HTTPServer) -> None:
@@ -372,7 +375,8 @@ def test_post_batch_unreachable_and_timeout(silent_url: str) -> None:
     started = time.monotonic()
     result = post_batch([full_message("track")], write_key=KEY, host=silent_url, timeout=0.5)
     assert result.status == "unreachable" and "timed out" in (result.message or "")
-    assert time.monotonic() - started < 3
+    # Waiting for the answer would take the server's 30 s; the timeout is 0.5 s.
+    assert time.monotonic() - started < 15
 
 
 def test_repeated_message_ids_each_get_their_outcome(rx: Receiver) -> None:

@@ -28,7 +28,15 @@ from typing import Any
 
 import typer
 from typer._click.exceptions import BadParameter, ClickException
+
+# typer.completion is public; it re-exports these without declaring them.
+from typer.completion import completion_init, get_completion_script  # type: ignore[attr-defined]
 from typer.core import TyperCommand, TyperGroup
+
+try:
+    from typer import _completion_classes
+except ImportError:  # pragma: no cover - another Typer: its own bash class stays
+    _completion_classes = None  # type: ignore[assignment]
 
 from cmdai_cli import output
 from cmdai_cli.values import must_be
@@ -255,23 +263,15 @@ def init_completion() -> None:
     otherwise register them. Bash's class is replaced by one that escapes candidates:
     bash inserts a candidate as it is, so `Survey Response` would become two words.
     """
-    # typer.completion is public; it re-exports these without declaring them.
-    from typer.completion import completion_init  # type: ignore[attr-defined]
-
     completion_init()
-    try:
-        from typer._completion_classes import (  # type: ignore[attr-defined]
-            BashComplete,
-            add_completion_class,
-        )
-    except ImportError:  # another Typer: its own bash class stays
+    if _completion_classes is None:  # pragma: no cover
         return
 
-    class EscapingBashComplete(BashComplete):
+    class EscapingBashComplete(_completion_classes.BashComplete):
         def format_completion(self, item: Any) -> str:
             return bash_escape(str(item.value))
 
-    add_completion_class(EscapingBashComplete, "bash")
+    _completion_classes.add_completion_class(EscapingBashComplete, "bash")  # type: ignore[attr-defined]
 
 
 # What bash reads as something else than a letter of the word (bash(1), QUOTING).
@@ -302,8 +302,6 @@ fi"""
 
 def completion_script(*, prog_name: str, complete_var: str, shell: str) -> str:
     """The Tab-completion script for `shell` (bash, zsh or fish): Typer's, made to work."""
-    from typer.completion import get_completion_script  # type: ignore[attr-defined]
-
     script = str(get_completion_script(prog_name=prog_name, complete_var=complete_var, shell=shell))
     if shell == "zsh":
         func = f"_{prog_name}_completion"

@@ -113,10 +113,8 @@ def main() -> None:
         app(prog_name="cmdai")
     except OSError as exc:
         # Help or a usage message that could not be written (stdout on a full disk).
-        from cmdai_cli.commands._common import os_problem, quiet_stdout
-
-        sys.stderr.write(f"cmdai: error: {os_problem(exc)}\n")
-        quiet_stdout()
+        sys.stderr.write(f"cmdai: error: {_common.os_problem(exc)}\n")
+        _common.quiet_stdout()
         sys.exit(1)
     finally:
         _speed.skip_final_collection()

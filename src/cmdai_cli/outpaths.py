@@ -20,6 +20,7 @@ import errno
 import os
 import stat
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, NamedTuple
 
@@ -36,6 +37,11 @@ def special_kind(path: str | Path) -> str | None:
         mode = os.stat(path).st_mode
     except OSError:
         return None
+    return kind_of(mode)
+
+
+def kind_of(mode: int) -> str | None:
+    """What a file of `mode` (`st_mode`) is when not a regular file ("a FIFO", ...), else None."""
     if stat.S_ISREG(mode):
         return None
     if stat.S_ISFIFO(mode):
@@ -76,12 +82,24 @@ def write_whole(path: Path, data: bytes, *, private: bool = False) -> None:
     if private:
         private_file.replace(path, data)
         return
+    with replacing(path) as handle:
+        handle.write(data)
+
+
+@contextlib.contextmanager
+def replacing(path: Path, mode: int = 0o644) -> Iterator[IO[bytes]]:
+    """A new file beside `path` to write, renamed over it (made `mode`) when the block
+    ends well and removed when it does not: readers see the old file or the whole new one.
+
+    OSError (the temporary file cannot be made: no such directory, no permission) is the
+    caller's.
+    """
     directory = path.parent if str(path.parent) else Path(".")
     fd, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
     try:
         with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-        os.chmod(temporary, 0o644)
+            yield handle
+        os.chmod(temporary, mode)
         os.replace(temporary, path)
     except BaseException:
         with contextlib.suppress(OSError):

@@ -16,6 +16,11 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
+try:
+    import fcntl
+except ImportError:  # pragma: no cover - no advisory locks on this platform
+    fcntl = None  # type: ignore[assignment]
+
 
 @contextlib.contextmanager
 def locked(path: Path) -> Iterator[None]:
@@ -27,9 +32,7 @@ def locked(path: Path) -> Iterator[None]:
     lock_path = directory / (path.name + ".lock")
     fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o600)
     try:
-        try:
-            import fcntl
-        except ImportError:  # pragma: no cover - no advisory locks on this platform
+        if fcntl is None:  # pragma: no cover
             yield
         else:
             fcntl.flock(fd, fcntl.LOCK_EX)
@@ -56,9 +59,7 @@ def held(path: Path) -> Iterator[None]:
     lock_path = path.with_name(path.name + ".lock")
     fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o600)
     try:
-        try:
-            import fcntl
-        except ImportError:  # pragma: no cover - no advisory locks on this platform
+        if fcntl is None:  # pragma: no cover
             yield
             return
         try:

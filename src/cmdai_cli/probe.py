@@ -8,6 +8,7 @@ layer's, `cmdai_cli.segment.sender`).
 from __future__ import annotations
 
 import difflib
+import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -27,6 +28,7 @@ from cmdai_cli.segment.cdn import KeyCheck, check_write_key
 from cmdai_cli.segment.sender import (
     NETWORK_HINT,
     SERVER_FAILED_HINT,
+    Sender,
     host_for,
     not_taken,
     segment_hint,
@@ -191,14 +193,22 @@ def send_to(
 
 
 def send_local(message: dict[str, Any], event: str, *, timeout: float) -> Sent:
-    """Send `message` to a receiver started in-process on a free loopback port."""
-    # Imported here: the receiver (asyncio, h11) adds about 35 ms (python -X importtime)
-    # that only --local needs.
-    from cmdai_cli.receiver.local import local_round_trip
+    """Send `message` through the real Segment client to a receiver started in-process on
+    a free loopback port, and wait for it to arrive there."""
+    # Imported here: the receiver (asyncio, h11, its routes) adds about 60 ms
+    # (python -X importtime) that only --local needs.
+    from cmdai_cli.receiver import ListenOptions, Receiver
 
-    result = local_round_trip(message, timeout=timeout)
-    sent = _sent(message, event, result.outcome, result.url, local=True)
-    sent.received = result.received
+    key = "local-" + secrets.token_hex(12)
+    with Receiver(ListenOptions(write_key=key, keep=100)) as receiver:
+        with Sender(key, receiver.url, timeout=timeout) as sender:
+            outcome = sender.send_one(message)
+        arrived = None
+        if outcome.ok and outcome.message_id:
+            found = receiver.wait_for(message_id=outcome.message_id, timeout=timeout)
+            arrived = found[0] if found else None
+    sent = _sent(message, event, outcome, receiver.url, local=True)
+    sent.received = arrived
     return sent
 
 

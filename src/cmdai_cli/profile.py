@@ -18,6 +18,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+import tomli_w
+from platformdirs import user_config_dir, user_state_dir
 from pydantic import (
     BaseModel,
     ConfigDict,
@@ -151,8 +153,6 @@ def config_dir() -> Path:
     env = os.environ.get("CMDAI_CONFIG_DIR")
     if env:
         return Path(env)
-    from platformdirs import user_config_dir
-
     return Path(user_config_dir("cmdai", appauthor=False))
 
 
@@ -160,8 +160,6 @@ def state_dir() -> Path:
     env = os.environ.get("CMDAI_STATE_DIR")
     if env:
         return Path(env)
-    from platformdirs import user_state_dir
-
     return Path(user_state_dir("cmdai", appauthor=False))
 
 
@@ -243,8 +241,6 @@ class Store:
             ) from None
 
     def _write(self, raw: Mapping[str, Any]) -> None:
-        import tomli_w
-
         private_file.replace(self.path, tomli_w.dumps(raw))
 
 

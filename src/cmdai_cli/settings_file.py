@@ -23,6 +23,7 @@ from typing import IO, Any
 
 import orjson
 
+from cmdai_cli import outpaths
 from cmdai_cli.errors import CmdaiError, ConfigError
 
 if sys.version_info >= (3, 11):
@@ -36,18 +37,6 @@ MAX_DEPTH = 64
 TOO_DEEP = "nested too deeply (over 1024 levels)"
 
 Fail = Callable[[str], CmdaiError]
-
-
-def _kind(mode: int) -> str:
-    if stat.S_ISFIFO(mode):
-        return "a FIFO"
-    if stat.S_ISCHR(mode):
-        return "a character device"
-    if stat.S_ISBLK(mode):
-        return "a block device"
-    if stat.S_ISSOCK(mode):
-        return "a socket"
-    return "not a regular file"
 
 
 def size_text(limit: int) -> str:
@@ -66,7 +55,7 @@ def read(path: str | Path, *, what: str, limit: int, fail: Fail | None = None) -
         if stat.S_ISDIR(mode):
             raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), str(path))
         if not stat.S_ISREG(mode):
-            raise refuse(f"is {_kind(mode)}; a {what} must be a regular file")
+            raise refuse(f"is {outpaths.kind_of(mode)}; a {what} must be a regular file")
         with os.fdopen(fd, "rb", closefd=False) as handle:
             data = handle.read(limit + 1)
     finally:

@@ -14,13 +14,15 @@ import sys
 import traceback
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Annotated, Any, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, Protocol, TypeVar
 
 import typer
 
 from cmdai_cli import __version__, output, redact
 from cmdai_cli._fast_typer import FastCommand, HelpGroup
 from cmdai_cli.errors import CmdaiError, ExitCode, UsageError
+from cmdai_cli.event_names import ALL
+from cmdai_cli.values import check_url
 
 if TYPE_CHECKING:
     from cmdai_cli.profile import Resolved
@@ -52,10 +54,10 @@ def resolve_settings(flags: Mapping[str, Any] | None = None, *, create: bool = F
     --api-host say how to reach
     Segment's Public API this run: commands use them and never store them."""
     # Imported here: the profile loads pydantic, about 100 ms (python -X importtime) that
-    # --help, --version and Tab completion never need.
+    # --help, --version and Tab completion never need (the profile loads Segment's
+    # messages module too).
     from cmdai_cli import profile
     from cmdai_cli.segment.messages import REGION_HOSTS
-    from cmdai_cli.values import check_url
 
     given = {key: value for key, value in (flags or {}).items() if value is not None}
     region = given.get("region")
@@ -69,7 +71,8 @@ def resolve_settings(flags: Mapping[str, Any] | None = None, *, create: bool = F
 
 def complete_profiles(incomplete: str) -> list[str]:
     try:
-        # Imported here: see `resolve_settings`; only completing --profile needs it.
+        # Imported here: see `resolve_settings` (about 100 ms); only completing --profile
+        # needs it.
         from cmdai_cli.profile import Store
 
         names = list(Store().load().profiles)
@@ -84,9 +87,6 @@ def complete_events(incomplete: str) -> list[tuple[str, str]]:
     Names hold spaces, which bash splits on insertion, so a lower-case start completes
     the `properties.type` values instead ("nudge_shown"); `--event` accepts both.
     """
-    # Imported here: every run loads this module, and only completing --event needs it.
-    from cmdai_cli.event_names import ALL
-
     by_type = incomplete[:1].islower()
     pairs = {kind: name for name, kind in ALL} if by_type else dict(ALL)
     return [(value, about) for value, about in pairs.items() if value.startswith(incomplete)]
@@ -255,6 +255,34 @@ def command(app: typer.Typer, name: str | None = None, **kwargs: Any) -> Callabl
         return func
 
     return decorate
+
+
+class Closing(Protocol):
+    def close(self) -> None: ...
+
+
+def stream(
+    run: Callable[[], object], opened: Callable[[], Closing | None], summary: Callable[[], None]
+) -> bool:
+    """Run a command that writes records to stdout through a sink it opens with the first
+    one (`opened()`: that sink, None until then). Once a sink is open it is closed, and the
+    run summed up on stderr (`summary`), however the run ended; when the arguments failed
+    nothing was written and there is no run to sum up. False when stdout's reader went
+    away (`| head`): there is then no result to finish with."""
+    try:
+        run()
+    except BrokenPipeError:
+        quiet_stdout()
+        return False
+    finally:
+        sink = opened()
+        if sink is not None:
+            try:
+                sink.close()
+            except BrokenPipeError:
+                quiet_stdout()
+            summary()
+    return True
 
 
 def finish(result: R, render: Callable[[R], None] | None) -> None:

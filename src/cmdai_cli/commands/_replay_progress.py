@@ -25,6 +25,8 @@ def replay_progress(
     if not show:
         yield None
         return
+    # Imported here: Rich's progress bar costs about 18 ms (python -X importtime) that
+    # `replay --help` and `trigger --help`, which load this module, do not need.
     from rich.progress import (
         BarColumn,
         MofNCompleteColumn,

@@ -9,7 +9,6 @@ from __future__ import annotations
 import os
 import textwrap
 from datetime import datetime
-from typing import TYPE_CHECKING
 
 from rich import box
 from rich.console import Group, RenderableType
@@ -17,9 +16,7 @@ from rich.table import Table
 from rich.text import Text
 
 from cmdai_cli import output, redact
-
-if TYPE_CHECKING:
-    from cmdai_cli.workspace.status import StatusResult
+from cmdai_cli.workspace.status import DEVICE_MODE_NOTE, StatusResult
 
 BLOCKS = "▁▂▃▄▅▆▇█"
 ASCII_LEVELS = "_.-:=+*#"
@@ -212,8 +209,6 @@ def _destinations(result: StatusResult, ascii_only: bool) -> list[RenderableType
 
 
 def _delivery(result: StatusResult, width: int, ascii_only: bool) -> list[RenderableType]:
-    from cmdai_cli.workspace.status import DEVICE_MODE_NOTE
-
     parts: list[RenderableType] = [_section("Delivery (Segment -> Command AI webhook)", ascii_only)]
     delivery = result.delivery
     if delivery is None:

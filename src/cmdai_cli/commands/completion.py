@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from cmdai_cli import output
+from cmdai_cli._fast_typer import completion_script
 from cmdai_cli.commands._common import COMPLETE_VAR, STATE, command
 
 PROG_NAME = "cmdai"
@@ -25,8 +26,6 @@ def register(app: typer.Typer) -> None:
 
 def script_for(shell: str) -> str:
     """The completion script for `shell`, as `completions/` holds it."""
-    from cmdai_cli._fast_typer import completion_script
-
     return completion_script(prog_name=PROG_NAME, complete_var=COMPLETE_VAR, shell=shell) + "\n"
 
 

@@ -35,6 +35,8 @@ def render(report: DoctorResult) -> None:
 
 def render_styled(report: DoctorResult) -> None:
     """Symbols and colours, a hint under each failure, and a count of each outcome."""
+    # Imported here, as output's console is: Rich costs about 15-25 ms (python -X
+    # importtime) that `doctor --help` and `--json` never need.
     from rich.text import Text
 
     console = output.console()

@@ -179,6 +179,8 @@ def listen(
     it), shows each message live, finds one among thousands, and shows what Command AI
     records of it. Bound off loopback it needs a token (printed, or --ui-token).
     """
+    # Imported here: the receiver (asyncio, h11, its routes) adds about 70 ms
+    # (python -X importtime) that --help and Tab completion never need.
     from cmdai_cli.receiver import ListenOptions
     from cmdai_cli.receiver.listen import run
 

@@ -58,6 +58,7 @@ def show(
     ] = None,
 ) -> None:
     """Show a profile's resolved settings and where each comes from; secrets masked."""
+    # Imported here: see `list_` (about 100 ms).
     from cmdai_cli import profile
 
     resolved = profile.resolve(name or STATE.profile)
@@ -81,6 +82,7 @@ def show(
 @command(group, "use")
 def use(name: NameArg) -> None:
     """Make NAME the default profile."""
+    # Imported here: see `list_` (about 100 ms).
     from cmdai_cli import profile
 
     store = profile.Store()
@@ -94,6 +96,7 @@ def use(name: NameArg) -> None:
 @command(group, "delete")
 def delete(name: NameArg) -> None:
     """Delete profile NAME from the file."""
+    # Imported here: see `list_` (about 100 ms).
     from cmdai_cli import profile
 
     store = profile.Store()
@@ -107,6 +110,7 @@ def delete(name: NameArg) -> None:
 @command(group, "path")
 def path() -> None:
     """Print the path of the profile file."""
+    # Imported here: see `list_` (about 100 ms).
     from cmdai_cli import profile
 
     where = profile.Store().path

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import sys
+from importlib import resources
 from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from cmdai_cli import output
-from cmdai_cli.commands._common import STATE, command, finish
+from cmdai_cli.commands._common import STATE, command, finish, resolve_settings
 from cmdai_cli.commands._options import REGIONS, CdnHostOpt, HostOpt, RegionOpt, TimeoutOpt
 from cmdai_cli.commands._replay_progress import replay_progress
+from cmdai_cli.errors import UsageError
 
 if TYPE_CHECKING:
     from cmdai_cli.scenarios.run import TriggerResult
@@ -18,8 +20,6 @@ if TYPE_CHECKING:
 
 def complete_scenarios(incomplete: str) -> list[str]:
     # The names from the package's folder: Tab does not load the scenarios' checker.
-    from importlib import resources
-
     folder = resources.files("cmdai_cli.scenarios") / "builtin"
     names = sorted(e.name[:-5] for e in folder.iterdir() if e.name.endswith(".toml"))
     return [name for name in names if name.startswith(incomplete)]
@@ -144,8 +144,8 @@ def trigger(
     sent, as Segment would take the events and drop them. The summary counts the events
     by name. Exit 0 when every event was written or delivered; 5 or 6 as replay's.
     """
-    from cmdai_cli import profile
-    from cmdai_cli.errors import UsageError
+    # Imported here: the scenarios' checker, generator and replay's delivery, about 200 ms
+    # (python -X importtime) that --help and Tab completion never need.
     from cmdai_cli.scenarios.run import (
         TriggerRequest,
         parse_duration,
@@ -153,7 +153,6 @@ def trigger(
         parse_start,
     )
     from cmdai_cli.scenarios.run import trigger as run_trigger
-    from cmdai_cli.values import check_url
 
     if STATE.json and out == "-":
         raise UsageError("--json and --out - would both write to stdout: give --out a file")
@@ -162,10 +161,7 @@ def trigger(
     sending = not list_ and out is None and not dry_run
     settings = None
     if sending:
-        if cdn_host is not None:
-            cdn_host = check_url(cdn_host, what="--cdn-host")
-        flags = {"segment_host": host, "region": region, "cdn_host": cdn_host}
-        settings = profile.resolve(STATE.profile, flags)
+        settings = resolve_settings({"segment_host": host, "region": region, "cdn_host": cdn_host})
     request = TriggerRequest(
         scenarios=tuple(scenarios or ()),
         list_only=list_,

@@ -217,6 +217,7 @@ class Validator:
     """A plan compiled for checking messages; build it once, call `check` per message."""
 
     def __init__(self, plan: Plan) -> None:
+        # With jsonschema's import in _Compiled (fastjsonschema alone is about 2 ms).
         import fastjsonschema
 
         self.plan = plan

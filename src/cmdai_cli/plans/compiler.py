@@ -24,6 +24,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any, NamedTuple
+from urllib.parse import unquote
 
 from cmdai_cli.errors import ConfigError
 
@@ -168,6 +169,8 @@ def safe_validator_class(cls: Any, budget: Budget) -> Any:
     """jsonschema's validator class `cls` whose keywords that match patterns (`pattern`,
     `patternProperties`, and `additionalProperties`, which asks the latter) use
     `SafePattern`."""
+    # Imported here: jsonschema costs about 40 ms (python -X importtime), paid only by
+    # the plan's checker (plans/check.py imports it the same way).
     from jsonschema import validators
     from jsonschema.exceptions import ValidationError
 
@@ -342,8 +345,6 @@ def _walk(schema: Any, where: str, budget: Budget) -> dict[str, Any]:
 
 
 def _target(ref: str, schemas: Mapping[str, Any], where: str, at: str) -> str:
-    from urllib.parse import unquote
-
     target = unquote(ref[1:])
     if target in ("", "/"):
         return ""

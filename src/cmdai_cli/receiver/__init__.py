@@ -1,4 +1,5 @@
-"""A local Segment Tracking API: what `cmdai listen` serves and `send-test --local` uses.
+"""A local Segment Tracking API: what `cmdai listen` serves and `send-test --local` uses
+(`probe.send_local`).
 
 - `protocol`: Segment's answers (paths, bodies, write keys, limits) as a server gives them
 - `routes`: what each request is answered (a `Request` in, one `Response` out)
@@ -12,7 +13,6 @@
 - `options`: `ListenOptions`, what a receiver (and `cmdai listen`) is set up with
 - `service`: the `Receiver`, the store behind the routes and the server, started as one
 - `listen`: the `cmdai listen` run, until Ctrl-C, SIGTERM, enough messages or time
-- `local`: one message through the real Segment client to a receiver started for it
 """
 
 from cmdai_cli.receiver.options import ListenOptions

@@ -29,6 +29,7 @@ import orjson
 
 from cmdai_cli.mapping.destination import map_destination
 from cmdai_cli.mapping.webhook import RECOMMENDED, map_webhook
+from cmdai_cli.plans.check import json_type
 from cmdai_cli.receiver.store import Row, Store
 
 __all__ = ["VIEWS", "BadView", "View", "answer_view", "summarize"]
@@ -258,20 +259,6 @@ def timeline(store: Store, view: View) -> dict[str, Any]:
     return {"step": step, "types": sorted(types), "bars": bars}
 
 
-def _json_type(value: Any) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "boolean"
-    if isinstance(value, int):
-        return "integer"
-    if isinstance(value, float):
-        return "number"
-    if isinstance(value, str):
-        return "string"
-    return "array" if isinstance(value, list) else "object"
-
-
 _PROPERTIES = {"track": "properties", "page": "properties", "screen": "properties"}
 
 
@@ -316,7 +303,7 @@ def schema(store: Store, planned: Planned | None) -> dict[str, Any]:
                         "lastSeen": "",
                     }
                 seen["count"] += 1
-                seen["types"][_json_type(value)] = None
+                seen["types"][json_type(value)] = None
                 seen["lastSeen"] = max(seen["lastSeen"], row[2])
     listed = []
     for entry in sorted(events.values(), key=lambda e: (-e["count"], e["type"], e["name"])):
