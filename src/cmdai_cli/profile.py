@@ -30,7 +30,7 @@ from pydantic import (
 )
 
 from cmdai_cli import private_file, redact, settings_file, values
-from cmdai_cli.errors import ConfigError, UsageError
+from cmdai_cli.errors import ConfigError, ExitCode, UsageError
 from cmdai_cli.segment.messages import REGION_HOSTS
 from cmdai_cli.values import PROFILE_NAME_RE, check_profile_name, must_be
 
@@ -327,6 +327,83 @@ def use_profile(store: Store, name: str) -> None:
     store.update(change)
 
 
+# ---------------------------------------------------------------- the profile commands' results
+
+
+@dataclass(frozen=True)
+class Listing:
+    """`profile list`: the file's profiles, which is active and which is the default."""
+
+    path: Path
+    active: str
+    default: str | None
+    names: tuple[str, ...]
+
+    def as_json(self) -> dict[str, Any]:
+        rows = [
+            {"name": name, "active": name == self.active, "default": name == self.default}
+            for name in self.names
+        ]
+        return {"path": str(self.path), "active": self.active, "profiles": rows}
+
+    exit_code = ExitCode.OK
+    problem = None
+
+
+@dataclass(frozen=True)
+class Change:
+    """`profile use` and `profile delete`: what changed in which file."""
+
+    action: Literal["default_profile", "deleted"]
+    name: str
+    path: Path
+
+    def as_json(self) -> dict[str, Any]:
+        return {self.action: self.name, "path": str(self.path)}
+
+    exit_code = ExitCode.OK
+    problem = None
+
+
+@dataclass(frozen=True)
+class Location:
+    """`profile path`: where the profile file is, or would be."""
+
+    path: Path
+
+    def as_json(self) -> dict[str, Any]:
+        return {"path": str(self.path)}
+
+    exit_code = ExitCode.OK
+    problem = None
+
+
+def locate() -> Location:
+    return Location(Store().path)
+
+
+def list_profiles(flag: str | None, store: Store | None = None) -> Listing:
+    """The profiles in the file; a profile named by --profile or $CMDAI_PROFILE must exist."""
+    store = store or Store()
+    config = store.load()
+    active = active_name(flag, config)
+    if named_profile(flag) is not None:
+        check_exists(active, config, store.path)
+    return Listing(store.path, active, config.default_profile, tuple(config.profiles))
+
+
+def choose_profile(name: str, store: Store | None = None) -> Change:
+    store = store or Store()
+    use_profile(store, name)
+    return Change("default_profile", name, store.path)
+
+
+def remove_profile(name: str, store: Store | None = None) -> Change:
+    store = store or Store()
+    delete_profile(store, name)
+    return Change("deleted", name, store.path)
+
+
 # ---------------------------------------------------------------- resolution
 
 
@@ -364,6 +441,19 @@ class Resolved:
     def masked(self) -> dict[str, Any]:
         secrets = secret_fields()
         return {k: redact.mask(v) if k in secrets else v for k, v in self.values.items()}
+
+    # `profile show`'s result: the settings with their sources, secrets masked.
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "profile": self.profile,
+            "path": str(self.path),
+            "exists": self.exists,
+            "settings": self.masked(),
+            "sources": self.sources,
+        }
+
+    exit_code = ExitCode.OK
+    problem = None
 
 
 def resolve(

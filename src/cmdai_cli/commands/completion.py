@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from enum import Enum
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
 from cmdai_cli import output
 from cmdai_cli._fast_typer import completion_script
-from cmdai_cli.commands._common import COMPLETE_VAR, STATE, command
+from cmdai_cli.commands._common import COMPLETE_VAR, command, finish
+from cmdai_cli.errors import ExitCode
 
 PROG_NAME = "cmdai"
 
@@ -49,8 +51,20 @@ def completion(
       zsh   cmdai completion zsh > ~/.zfunc/_cmdai  (~/.zshrc: fpath+=~/.zfunc before compinit)
       fish  cmdai completion fish > ~/.config/fish/completions/cmdai.fish
     """
-    text = script_for(shell.value)
-    if STATE.json:
-        output.emit_json({"shell": shell.value, "script": text})
-    else:
-        output.out(text.rstrip("\n"))
+    finish(
+        Script(shell.value, script_for(shell.value)), lambda done: output.out(done.text.rstrip())
+    )
+
+
+@dataclass(frozen=True)
+class Script:
+    """A shell's completion script, as `completions/` holds it."""
+
+    shell: str
+    text: str
+
+    def as_json(self) -> dict[str, Any]:
+        return {"shell": self.shell, "script": self.text}
+
+    exit_code = ExitCode.OK
+    problem = None

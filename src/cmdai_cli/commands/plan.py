@@ -10,14 +10,14 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from cmdai_cli import output
-from cmdai_cli.commands._common import STATE, command, finish, quiet_stdout, resolve_settings
+from cmdai_cli.commands._common import command, finish, quiet_stdout, resolve_settings
 from cmdai_cli.commands._common import group as new_group
 from cmdai_cli.commands._options import ApiHostOpt, ApiTimeoutOpt, TokenOpt
 from cmdai_cli.errors import UsageError
 from cmdai_cli.values import plural
 
 if TYPE_CHECKING:
-    from cmdai_cli.plans import Rule
+    from cmdai_cli.plans import Plan, Rule
     from cmdai_cli.plans.pull import PullResult
 
 group = new_group("Tracking plans: show the built-in one or a plan file, pull one from Segment.")
@@ -50,9 +50,10 @@ def show(
     if builtin == (plan_file is not None):
         raise UsageError("give a plan FILE or --builtin (one of them)")
     plan = plans.builtin_plan() if plan_file is None else plans.load_plan(plan_file)
-    if STATE.json:
-        output.emit_json(plan.as_file())
-        return
+    finish(plan, _render_plan)
+
+
+def _render_plan(plan: Plan) -> None:
     rules = len(plan.rules)
     lines = [f"{plan.name}: {rules} {plural(rules, 'rule')}"]
     for rule in plan.rules:

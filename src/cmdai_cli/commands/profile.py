@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from cmdai_cli import output
-from cmdai_cli.commands._common import STATE, command, complete_profiles
+from cmdai_cli.commands._common import STATE, command, complete_profiles, finish
+
+if TYPE_CHECKING:
+    from cmdai_cli.profile import Listing, Resolved
 from cmdai_cli.commands._common import group as new_group
 
 group = new_group("List, show, choose and delete profiles.")
@@ -28,22 +31,14 @@ def list_() -> None:
     # importtime) that --help and Tab completion never need.
     from cmdai_cli import profile
 
-    store = profile.Store()
-    config = store.load()
-    active = profile.active_name(STATE.profile, config)
-    if profile.named_profile(STATE.profile) is not None:
-        profile.check_exists(active, config, store.path)
-    rows = [
-        {"name": name, "active": name == active, "default": name == config.default_profile}
-        for name in config.profiles
-    ]
-    if STATE.json:
-        output.emit_json({"path": str(store.path), "active": active, "profiles": rows})
-        return
-    if not rows:
-        output.info(f"No profiles yet in {store.path}; `cmdai connect` creates one.")
-    for row in rows:
-        output.out(("* " if row["active"] else "  ") + str(row["name"]))
+    finish(profile.list_profiles(STATE.profile), _render_listing)
+
+
+def _render_listing(listing: Listing) -> None:
+    if not listing.names:
+        output.info(f"No profiles yet in {listing.path}; `cmdai connect` creates one.")
+    for name in listing.names:
+        output.out(("* " if name == listing.active else "  ") + name)
 
 
 @command(group, "show")
@@ -61,21 +56,12 @@ def show(
     # Imported here: see `list_` (about 100 ms).
     from cmdai_cli import profile
 
-    resolved = profile.resolve(name or STATE.profile)
-    values = resolved.masked()
-    if STATE.json:
-        output.emit_json(
-            {
-                "profile": resolved.profile,
-                "path": str(resolved.path),
-                "exists": resolved.exists,
-                "settings": values,
-                "sources": resolved.sources,
-            }
-        )
-        return
+    finish(profile.resolve(name or STATE.profile), _render_settings)
+
+
+def _render_settings(resolved: Resolved) -> None:
     output.out(f"profile {resolved.profile} ({resolved.path})")
-    rows = [[key, value, resolved.sources[key]] for key, value in values.items()]
+    rows = [[key, value, resolved.sources[key]] for key, value in resolved.masked().items()]
     output.table(["setting", "value", "from"], rows)
 
 
@@ -85,12 +71,7 @@ def use(name: NameArg) -> None:
     # Imported here: see `list_` (about 100 ms).
     from cmdai_cli import profile
 
-    store = profile.Store()
-    profile.use_profile(store, name)
-    if STATE.json:
-        output.emit_json({"default_profile": name, "path": str(store.path)})
-    else:
-        output.out(f"Default profile is now '{name}'")
+    finish(profile.choose_profile(name), lambda c: output.out(f"Default profile is now '{c.name}'"))
 
 
 @command(group, "delete")
@@ -99,12 +80,7 @@ def delete(name: NameArg) -> None:
     # Imported here: see `list_` (about 100 ms).
     from cmdai_cli import profile
 
-    store = profile.Store()
-    profile.delete_profile(store, name)
-    if STATE.json:
-        output.emit_json({"deleted": name, "path": str(store.path)})
-    else:
-        output.out(f"Deleted profile '{name}'")
+    finish(profile.remove_profile(name), lambda c: output.out(f"Deleted profile '{c.name}'"))
 
 
 @command(group, "path")
@@ -113,8 +89,4 @@ def path() -> None:
     # Imported here: see `list_` (about 100 ms).
     from cmdai_cli import profile
 
-    where = profile.Store().path
-    if STATE.json:
-        output.emit_json({"path": str(where)})
-    else:
-        output.out(str(where))
+    finish(profile.locate(), lambda found: output.out(str(found.path)))

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from cmdai_cli import outpaths, settings_file
-from cmdai_cli.errors import ConfigError, DataError
+from cmdai_cli.errors import ConfigError, DataError, ExitCode
 
 RULE_TYPES = ("TRACK", "IDENTIFY", "GROUP", "PAGE", "SCREEN", "COMMON")
 # Where each Segment message type keeps what its rule's schema describes.
@@ -75,6 +75,13 @@ class Plan:
             **self.meta,
             "rules": [rule.as_api() for rule in self.rules],
         }
+
+    # `plan show`'s result: its --json document is the plan as a plan file.
+    def as_json(self) -> dict[str, Any]:
+        return self.as_file()
+
+    exit_code = ExitCode.OK
+    problem = None
 
 
 def event_schema(payload_field: str, payload: Mapping[str, Any]) -> dict[str, Any]:
