@@ -20,9 +20,10 @@ from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
 import orjson
 
-from cmdai_cli.errors import DataError
+from cmdai_cli.errors import DataError, RemoteRefused
 from cmdai_cli.receiver.kept import DUPLICATE, Query
 from cmdai_cli.segment.messages import flags_for
+from cmdai_cli.values import refuse_credentials
 
 if TYPE_CHECKING:
     import httpx
@@ -91,6 +92,7 @@ class Source(Protocol):
 
 def open_source(text: str, *, timeout: float) -> Source:
     """A collector for an http(s) URL, else a capture file."""
+    refuse_credentials(text, what="--from")
     if text.startswith(("http://", "https://")):
         return Collector(text, timeout=timeout)
     return CaptureFile(Path(text))
@@ -125,19 +127,29 @@ class Collector:
     def _get(self, path: str, params: list[tuple[str, str]] | tuple[()] = ()) -> Any:
         import httpx
 
+        from cmdai_cli import http_policy
         from cmdai_cli.http_errors import error_for_exception, error_for_response
 
         if self._client is None:
-            self._client = httpx.Client(timeout=self.timeout)
+            self._client = http_policy.client(timeout=self.timeout)
         hints = {404: "is it `cmdai listen` (with the inspection API) that answers there?"}
         try:
-            response = self._client.get(self.where + path, params=list(params))
+            response = http_policy.send(
+                self._client,
+                "GET",
+                self.where + path,
+                service=SERVICE,
+                limit=http_policy.COLLECTOR_LIMIT,
+                seconds=self.timeout,
+                params=list(params),
+            )
         except httpx.HTTPError as exc:
             context = "is `cmdai listen` running?"
             raise error_for_exception(exc, service=SERVICE, context=context) from None
         if response.status_code == 200:
             with contextlib.suppress(orjson.JSONDecodeError):
                 return orjson.loads(response.content)
+            raise self._unlike(path, "a body that is not JSON")
         raise error_for_response(
             response.status_code,
             response.headers,
@@ -148,23 +160,62 @@ class Collector:
             hints=hints,
         )
 
+    def _unlike(self, path: str, what: str) -> RemoteRefused:
+        return RemoteRefused(
+            f"{SERVICE} answered GET {path} with {what}, not what `cmdai listen` answers",
+            hint="is it `cmdai listen` (with the inspection API) that answers there?",
+        )
+
     def refresh(self) -> None:
         pass
 
     def messages(self, query: Query) -> list[Item]:
         found = self._get("/cmdai/messages", _query_params(query))
-        return [Item(d["message"], tuple(d["flags"]), d["receivedAt"]) for d in found]
+        items = []
+        for entry in found if isinstance(found, list) else [None]:
+            if not isinstance(entry, dict):
+                raise self._unlike("/cmdai/messages", "something other than a list of messages")
+            message, flags = entry.get("message"), entry.get("flags")
+            received_at = entry.get("receivedAt")
+            if (
+                not isinstance(message, dict)
+                or not isinstance(flags, list)
+                or not all(isinstance(flag, str) for flag in flags)
+                or not isinstance(received_at, str)
+            ):
+                raise self._unlike("/cmdai/messages", "a message of the wrong shape")
+            items.append(Item(message, tuple(flags), received_at))
+        return items
 
     def counts(self) -> Counts:
         summary = self._get("/cmdai/summary")
+        if not isinstance(summary, dict):
+            raise self._unlike("/cmdai/summary", "something other than a summary object")
+
+        def number(key: str, default: int | None = None) -> int:
+            value = summary.get(key, default)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+                raise self._unlike("/cmdai/summary", f"a {key!r} that is not a count")
+            return value
+
+        def tally(key: str) -> dict[str, int]:
+            value = summary.get(key)
+            if not isinstance(value, dict) or not all(
+                isinstance(n, int) and not isinstance(n, bool) for n in value.values()
+            ):
+                raise self._unlike("/cmdai/summary", f"a {key!r} that is not counts by name")
+            return {str(k): n for k, n in value.items()}
+
+        received = number("received")
+        keep = summary.get("keep")
         return Counts(
-            summary["received"],
-            summary["flagged"],
-            summary["byFlag"],
-            summary["byEvent"],
-            kept=summary.get("kept", summary["received"]),
-            dropped=summary.get("droppedByKeep", 0),
-            keep=summary.get("keep"),
+            received,
+            number("flagged"),
+            tally("byFlag"),
+            tally("byEvent"),
+            kept=number("kept", received),
+            dropped=number("droppedByKeep", 0),
+            keep=keep if isinstance(keep, int) and not isinstance(keep, bool) else None,
         )
 
     def close(self) -> None:
