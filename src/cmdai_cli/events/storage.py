@@ -122,9 +122,12 @@ def filesystem(protocol: str) -> AbstractFileSystem:
     return fs
 
 
-# How long an http(s) input may take to connect, and to send the next bytes of an answer.
+# How long an http(s) input may take to connect, to send the next bytes of an answer, and
+# to answer one request in all (fsspec fetches an object in blocks of `BLOCK_BYTES` where
+# the server takes ranges: 60 s for 8 MiB is a slow link, not a server trickling bytes).
 HTTP_CONNECT_TIMEOUT = 10.0
 HTTP_READ_TIMEOUT = 30.0
+HTTP_REQUEST_TIMEOUT = 60.0
 
 
 class RedirectRefused(RemoteRefused):
@@ -138,7 +141,8 @@ def _http_client_kwargs() -> dict[str, Any]:
     follow as the object itself; a trace hook refuses every redirect before it is
     followed, as every client of cmdai does (`cmdai_cli.http_policy`): an input URL may
     carry a key in its query. Time-outs are per connect and per read: an object may be
-    gigabytes long, so no deadline is put on the whole of it.
+    gigabytes long, so the deadline is per request (a block where the server takes
+    ranges), not on the whole of it.
     """
     import aiohttp  # fsspec's HTTP file system needs it; loaded with fsspec, see the top
 
@@ -160,7 +164,9 @@ def _http_client_kwargs() -> dict[str, Any]:
     return {
         "trace_configs": [trace],
         "timeout": aiohttp.ClientTimeout(
-            sock_connect=HTTP_CONNECT_TIMEOUT, sock_read=HTTP_READ_TIMEOUT
+            total=HTTP_REQUEST_TIMEOUT,
+            sock_connect=HTTP_CONNECT_TIMEOUT,
+            sock_read=HTTP_READ_TIMEOUT,
         ),
     }
 
@@ -178,8 +184,17 @@ def _fail(exc: BaseException, source: str) -> NoReturn:
     if isinstance(exc, FileNotFoundError):
         cause = _connection_failure(exc)
         if cause is not None:
-            raise RemoteUnreachable(f"{source}: cannot be reached ({cause})") from None
+            if isinstance(cause, TimeoutError):
+                raise RemoteUnreachable(f"{source}: did not answer in time") from None
+            raise RemoteUnreachable(
+                f"{source}: cannot be reached ({cause or type(cause).__name__})"
+            ) from None
         raise DataError("no such bucket, object or prefix", source=source) from None
+    if isinstance(exc, TimeoutError):  # fsspec's FSTimeoutError among them
+        raise RemoteUnreachable(
+            f"{source}: no complete answer in time (a request may take "
+            f"{HTTP_REQUEST_TIMEOUT:g} s, and {HTTP_READ_TIMEOUT:g} s between reads)"
+        ) from None
     if isinstance(exc, PermissionError):
         raise RemoteRefused(f"{source}: access denied ({exc})") from None
     if isinstance(exc, ImportError):
