@@ -228,3 +228,17 @@ def test_waits_are_reported(api: FakePublicApi, sleeps: Sleeps) -> None:
     with client(api, sleeps, on_wait=told.append) as c:
         c.list_sources()
     assert told == ["Segment Public API rate limited (GET /sources); retrying in 0.2 s"]
+
+
+def test_a_wait_past_the_deadline_says_so_with_what_was_tried(
+    api: FakePublicApi, sleeps: Sleeps
+) -> None:
+    # Segment asks for 5 s; 1 s of deadline is left: the message says that it was the
+    # next wait, not a deadline already passed, and how many attempts were made.
+    api.fail("GET", "/sources", 429, times=100, body={"data": {"msBeforeNext": 5000}})
+    with client(api, sleeps, deadline=1.0) as c, pytest.raises(RemoteRefused) as info:
+        c.list_sources()
+    assert sleeps == []
+    message = info.value.message
+    assert "gave up after 1 attempt in " in message
+    assert "the next wait (5.0 s) would pass the overall deadline of 1 s" in message

@@ -197,9 +197,10 @@ class PublicApi:
                     idempotent=unsent or idempotent,
                     rng=self.rng,
                 )
-                if not decision.retry:
+                reason = decision.reason if not decision.retry else self._past(decision.delay)
+                if reason is not None:
                     raise http_errors.error_for_exception(
-                        exc, service=SERVICE, context=self._tried(attempt, decision.reason)
+                        exc, service=SERVICE, context=self._tried(attempt, reason)
                     ) from None
                 self._wait(
                     decision.delay,
@@ -224,9 +225,10 @@ class PublicApi:
                 server_wait=wait,
                 rng=self.rng,
             )
-            if not decision.retry:
+            reason = decision.reason if not decision.retry else self._past(decision.delay)
+            if reason is not None:
                 retried = status in (429,) or status >= 500
-                context = self._tried(attempt, decision.reason) if retried else None
+                context = self._tried(attempt, reason) if retried else None
                 raise http_errors.error_for_response(
                     status,
                     response.headers,
@@ -250,6 +252,16 @@ class PublicApi:
         if reason and not reason.startswith("gave up after"):
             return f"gave up after {tried}: {reason}"
         return f"gave up after {tried}"
+
+    def _past(self, delay: float) -> str | None:
+        """Why a wait of `delay` seconds is not worth starting: it would end past the
+        deadline. None when it is."""
+        if self._ends is None or self._ends - self.monotonic() - delay > 0:
+            return None
+        return (
+            f"the next wait ({delay:.1f} s) would pass the overall deadline of "
+            f"{self.deadline:g} s ({DEADLINE_FACTOR} x --timeout)"
+        )
 
     def _time_left(self, method: str, path: str, attempt: int, waiting: float = 0.0) -> float:
         """How long the next request may take; RemoteUnreachable when the deadline passed
