@@ -238,3 +238,33 @@ def test_memory_stays_bounded(
     assert code in ({0} if command == "replay-webhook" else {5}), err
     assert rss_kb < RSS_LIMIT_KB, f"{command} against {mode}: {rss_kb // 1024} MB"
     assert WRITE_KEY not in err and TOKEN not in err
+
+
+def test_sigterm_to_the_group_stops_a_replay_to_segment_quietly(
+    server: HostileServer, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    # The forked sending process gets the signal too: no `ForkProcess-1` traceback.
+    server.mode = "trickle-headers"
+    args = replay("segment", "--host")(monkeypatch, server.url, tmp_path)
+    args[args.index("--timeout") + 1] = "5"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "cmdai_cli", *args],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        start_new_session=True,
+    )
+    deadline = time.monotonic() + BOUND
+    while not server.requests and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert server.requests, "the replay never sent"
+    os.killpg(process.pid, 15)
+    try:
+        _, err = process.communicate(timeout=BOUND)
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, 9)
+    text = err.decode(errors="replace")
+    assert "Traceback" not in text and "ForkProcess" not in text, text
+    assert process.returncode == 130, text
