@@ -170,18 +170,22 @@ class _Stream(httpcore.NetworkStream):
         self._stream = stream
 
     @staticmethod
-    def _clip(timeout: float | None) -> float | None:
+    def _clip(timeout: float | None, late: type[Exception] = httpcore.ReadTimeout) -> float | None:
+        """What is left of `timeout` and of the request's deadline; `late` raised when
+        nothing is (a time-out of 0 would make the socket non-blocking instead)."""
         ends = _ENDS.get()
         if ends is None:
             return timeout
-        left = max(0.0, ends - time.monotonic())
+        left = ends - time.monotonic()
+        if left <= 0:
+            raise late("the whole-request deadline has passed")
         return left if timeout is None else min(timeout, left)
 
     def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
         return self._stream.read(max_bytes, self._clip(timeout))
 
     def write(self, buffer: bytes, timeout: float | None = None) -> None:
-        self._stream.write(buffer, self._clip(timeout))
+        self._stream.write(buffer, self._clip(timeout, httpcore.WriteTimeout))
 
     def close(self) -> None:
         self._stream.close()
@@ -192,7 +196,8 @@ class _Stream(httpcore.NetworkStream):
         server_hostname: str | None = None,
         timeout: float | None = None,
     ) -> httpcore.NetworkStream:
-        return _Stream(self._stream.start_tls(ssl_context, server_hostname, self._clip(timeout)))
+        clipped = self._clip(timeout, httpcore.ConnectTimeout)
+        return _Stream(self._stream.start_tls(ssl_context, server_hostname, clipped))
 
     def get_extra_info(self, info: str) -> Any:
         return self._stream.get_extra_info(info)
@@ -210,9 +215,8 @@ class _Backend(httpcore.NetworkBackend):
         local_address: str | None = None,
         socket_options: Iterable[Any] | None = None,
     ) -> httpcore.NetworkStream:
-        stream = self._backend.connect_tcp(
-            host, port, _Stream._clip(timeout), local_address, socket_options
-        )
+        clipped = _Stream._clip(timeout, httpcore.ConnectTimeout)
+        stream = self._backend.connect_tcp(host, port, clipped, local_address, socket_options)
         return _Stream(stream)
 
     def connect_unix_socket(
