@@ -152,11 +152,21 @@ def test_5xx_backs_off_then_succeeds(api: FakePublicApi, sleeps: Sleeps) -> None
 
 
 def test_5xx_that_persists_fails_as_unreachable(api: FakePublicApi, sleeps: Sleeps) -> None:
-    api.fail("GET", "/sources", 500, times=100)
+    api.fail("GET", "/sources", 503, times=100)
     with client(api, sleeps) as c, pytest.raises(RemoteUnreachable) as info:
         c.list_sources()
     assert info.value.exit_code == ExitCode.UNREACHABLE
     assert len(api.requests) == 4
+    assert "gave up after 4 attempts in " in info.value.message
+
+
+def test_a_500_is_not_retried(api: FakePublicApi, sleeps: Sleeps) -> None:
+    # A failure, not a busy service: the same request meets it again.
+    api.fail("GET", "/sources", 500, times=100)
+    with client(api, sleeps) as c, pytest.raises(RemoteUnreachable):
+        c.list_sources()
+    assert len(api.requests) == 1
+    assert sleeps == []
 
 
 def test_a_post_is_not_repeated_after_a_500(api: FakePublicApi, sleeps: Sleeps) -> None:
@@ -179,7 +189,7 @@ def test_a_dropped_connection_is_retried_for_a_read_only(
     assert [r.method for r in api.requests] == ["GET", "GET", "POST"]
 
 
-def test_an_unreachable_host_fails_after_retries(sleeps: Sleeps) -> None:
+def test_an_unreachable_host_is_not_retried(sleeps: Sleeps) -> None:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
@@ -190,7 +200,9 @@ def test_an_unreachable_host_fails_after_retries(sleeps: Sleeps) -> None:
     ):
         c.list_sources()
     assert "could not be reached" in info.value.message
-    assert len(sleeps) == 3
+    # A refused connection is not a busy server: no retry, and the message says so.
+    assert sleeps == []
+    assert "gave up after 1 attempt in " in info.value.message
 
 
 def test_422_names_the_fields(api: FakePublicApi, sleeps: Sleeps) -> None:
@@ -216,3 +228,17 @@ def test_waits_are_reported(api: FakePublicApi, sleeps: Sleeps) -> None:
     with client(api, sleeps, on_wait=told.append) as c:
         c.list_sources()
     assert told == ["Segment Public API rate limited (GET /sources); retrying in 0.2 s"]
+
+
+def test_a_wait_past_the_deadline_says_so_with_what_was_tried(
+    api: FakePublicApi, sleeps: Sleeps
+) -> None:
+    # Segment asks for 5 s; 1 s of deadline is left: the message says that it was the
+    # next wait, not a deadline already passed, and how many attempts were made.
+    api.fail("GET", "/sources", 429, times=100, body={"data": {"msBeforeNext": 5000}})
+    with client(api, sleeps, deadline=1.0) as c, pytest.raises(RemoteRefused) as info:
+        c.list_sources()
+    assert sleeps == []
+    message = info.value.message
+    assert "gave up after 1 attempt in " in message
+    assert "the next wait (5.0 s) would pass the overall deadline of 1 s" in message

@@ -255,7 +255,7 @@ def test_eu_workspaces_use_the_eu_host(cli, api: FakePublicApi, source, monkeypa
     real = httpx.Client
 
     def client(*args: Any, **kwargs: Any) -> httpx.Client:
-        return real(*args, transport=ToStandIn(api.url), **kwargs)
+        return real(*args, **{**kwargs, "transport": ToStandIn(api.url)})
 
     monkeypatch.setattr(httpx, "Client", client)
     monkeypatch.delenv("CMDAI_API_HOST")

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from cmdai_cli import __version__, retry
+from cmdai_cli.errors import CmdaiError
 from cmdai_cli.http_errors import error_for_exception, error_for_failure, error_for_response
 from cmdai_cli.replay.delivery_record import Answer
 
@@ -85,10 +86,11 @@ class Client:
             if self._client is None:
                 import httpx  # see the note at the top
 
+                from cmdai_cli import http_policy  # loads httpx: see the note at the top
+
                 n = self.concurrency
-                self._client = httpx.Client(
+                self._client = http_policy.client(
                     timeout=self.timeout,
-                    follow_redirects=False,
                     limits=httpx.Limits(max_connections=n, max_keepalive_connections=n),
                     headers={"User-Agent": USER_AGENT, "Content-Type": "application/json"},
                 )
@@ -123,10 +125,23 @@ class Client:
         """POST once; the answer, with the wait a 429 or 503 asked for."""
         import httpx  # see the note at the top
 
+        from cmdai_cli import http_policy  # as httpx
+
         try:
-            response = self._http().post(url, content=body, headers=headers)
+            response = http_policy.send(
+                self._http(),
+                "POST",
+                url,
+                service=service,
+                limit=http_policy.ERROR_BODY_LIMIT,
+                seconds=self.timeout,
+                content=body,
+                headers=headers,
+            )
         except httpx.HTTPError as exc:
             return _no_answer(exc, service)
+        except http_policy.AnswerTooLarge as exc:
+            return _too_large(exc)
         return _answer(response.status_code, response.headers, response.content, url, service)
 
 
@@ -212,11 +227,33 @@ class AsyncClient:
                 limits=httpx.Limits(max_connections=n, max_keepalive_connections=n),
                 headers={"User-Agent": USER_AGENT, "Content-Type": "application/json"},
             )
+        from cmdai_cli import http_policy  # as httpx
+
         try:
-            response = await self._httpx.post(url, content=body, headers=headers)
+            response = await http_policy.send_async(
+                self._httpx,
+                "POST",
+                url,
+                service=service,
+                limit=http_policy.ERROR_BODY_LIMIT,
+                seconds=self.timeout,
+                content=body,
+                headers=headers,
+            )
         except httpx.HTTPError as exc:
             return _no_answer(exc, service)
+        except http_policy.AnswerTooLarge as exc:
+            return _too_large(exc)
         return _answer(response.status_code, response.headers, response.content, url, service)
+
+
+def _too_large(exc: CmdaiError) -> Answer:
+    """An answer whose body passed its cap: its status counts (a 2xx took the request),
+    the body is not read."""
+    status = getattr(exc, "status", None)
+    if status is not None and 200 <= status < 300:
+        return Answer(True, status)
+    return Answer(False, status, exc.message)
 
 
 def _behind_proxy(url: str) -> bool:

@@ -9,7 +9,8 @@ parsing is not hand-written: chunked bodies, framing and keep-alive rules are h1
 spends under 0.1 ms, and sends 4 to 5 times as many requests per second.
 
 It does only what replay needs: one POST at a time per connection, a whole-request
-deadline, TLS with httpx's default context. A caller behind a proxy uses httpx instead
+deadline, at most `MAX_BODY` bytes of an answer, no redirects followed (a 3xx is an
+answer), TLS with httpx's default context. A caller behind a proxy uses httpx instead
 (`cmdai_cli.commandai` decides). Failures raise `TransportError`, saying whether the
 request may have reached the server (`sent`).
 """
@@ -27,6 +28,10 @@ if TYPE_CHECKING:
     import ssl
 
 READ_BYTES = 65536
+# The most of an answer's body kept: replay reads answers only for their status and error
+# message. The rest is not read, and the connection is closed (the limit of
+# `http_policy.ERROR_BODY_LIMIT`, which is not imported here: it loads httpx).
+MAX_BODY = 65536
 
 
 class Reply(NamedTuple):
@@ -120,6 +125,7 @@ class Pool:
         status = 0
         headers: list[tuple[bytes, bytes]] = []
         chunks: list[bytes] = []
+        size = 0
         while True:
             event = conn.next_event()
             if event is h11.NEED_DATA:
@@ -130,6 +136,10 @@ class Pool:
                 status, headers = event.status_code, list(event.headers)
             elif isinstance(event, h11.Data):
                 chunks.append(bytes(event.data))
+                size += len(event.data)
+                if size > MAX_BODY:
+                    # Cut short: the exchange is not DONE, so the connection is closed.
+                    return Reply(status, headers, b"".join(chunks)[:MAX_BODY])
             elif isinstance(event, h11.EndOfMessage):
                 return Reply(status, headers, b"".join(chunks))
             elif isinstance(event, h11.ConnectionClosed):

@@ -173,6 +173,8 @@ def error_for_response(
     is not available to do the work, just as when it cannot be reached.
     """
     where = _where(method, url)
+    if 300 <= status < 400:
+        return _redirect(status, headers, service=service, where=where)
     found = body_problems(headers, body)
     detail = describe(found)
     try:
@@ -197,6 +199,34 @@ def error_for_response(
     if status >= 500:
         return RemoteUnreachable(message, hint=hint or "the service failed; try again later")
     return RemoteRefused(message, status=status, hint=hint)
+
+
+def shown_url(url: str) -> str:
+    """`url` as cmdai shows it: scheme, host, port and path; never credentials or query."""
+    try:
+        parts = urlsplit(url.strip())
+    except ValueError:
+        return "an unreadable URL"
+    path = parts.path or ("/" if parts.netloc else "")
+    if not parts.netloc:
+        return _clip(path) or "nowhere"
+    return _clip(f"{parts.scheme}://{_host(url)}{path}")
+
+
+def _redirect(status: int, headers: Mapping[str, str], *, service: str, where: str) -> CmdaiError:
+    """A 3xx: an answer, refused. The request may carry a secret (a write key, a token, a
+    signature, a key in its URL), and a redirect may point anywhere: cmdai follows none."""
+    location = headers.get("location") or headers.get("Location")
+    to = f" redirecting to {shown_url(location)}" if location else " (a redirect)"
+    message = f"{service} answered {status}{to}"
+    if where:
+        message += f" for {where}"
+    message += "; cmdai follows no redirects, so that no key reaches a host it was not given"
+    return RemoteRefused(
+        redact.scrub(message),
+        status=status,
+        hint="give the URL the service redirects to, if it is the right service",
+    )
 
 
 _FAILED = {

@@ -17,9 +17,9 @@ from urllib.parse import quote
 
 import httpx
 
-from cmdai_cli import http_errors, redact
+from cmdai_cli import http_errors, http_policy, redact
 from cmdai_cli.errors import ConfigError, RemoteRefused, RemoteUnreachable
-from cmdai_cli.retry import RetryPolicy, parse_reset, parse_retry_after
+from cmdai_cli.retry import NOT_PROCESSED, RetryPolicy, parse_reset, parse_retry_after
 
 SERVICE = "Segment Public API"
 STABLE_MEDIA_TYPE = "application/vnd.segment.v1+json"
@@ -123,12 +123,12 @@ class PublicApi:
         self.rng = rng
         self.page_size = page_size
         self.on_wait = on_wait
-        self._client = httpx.Client(
+        self._client = http_policy.client(
             base_url=self.host,
             headers={"Authorization": f"Bearer {token}", "User-Agent": "cmdai"},
             timeout=timeout,
-            follow_redirects=False,
         )
+        self._started = monotonic()
 
     def close(self) -> None:
         self._client.close()
@@ -168,17 +168,27 @@ class PublicApi:
         while True:
             attempt += 1
             try:
-                response = self._client.request(
+                response = http_policy.send(
+                    self._client,
                     method,
                     path,
+                    service=SERVICE,
+                    limit=http_policy.PUBLIC_API_PAGE_LIMIT,
+                    seconds=self._time_left(method, path, attempt - 1),
                     params=params,
                     content=content,
                     headers=headers,
-                    timeout=self._time_left(method, path),
                 )
             except httpx.HTTPError as exc:
-                # A failed connect reached nothing: safe to send again whatever the method.
-                unsent = isinstance(exc, (httpx.ConnectError, httpx.ConnectTimeout))
+                # A host that cannot be reached (a name that does not resolve, a refused
+                # connection) will not be reachable in a second either: only a server
+                # that is there (slow, or dropping a connection) is worth another try. A
+                # connect that timed out reached nothing: safe to retry whatever the method.
+                unsent = isinstance(exc, httpx.ConnectTimeout)
+                if isinstance(exc, httpx.ConnectError):
+                    raise http_errors.error_for_exception(
+                        exc, service=SERVICE, context=self._tried(attempt)
+                    ) from None
                 decision = self.policy.decide(
                     attempt,
                     waited,
@@ -186,28 +196,38 @@ class PublicApi:
                     idempotent=unsent or idempotent,
                     rng=self.rng,
                 )
-                if not decision.retry:
+                reason = decision.reason if not decision.retry else self._past(decision.delay)
+                if reason is not None:
                     raise http_errors.error_for_exception(
-                        exc, service=SERVICE, context=decision.reason
+                        exc, service=SERVICE, context=self._tried(attempt, reason)
                     ) from None
-                what = "cannot reach" if unsent else "no answer from"
-                self._wait(decision.delay, f"{what} {SERVICE} ({method} {path})", method, path)
+                self._wait(
+                    decision.delay,
+                    f"no answer from {SERVICE} ({method} {path})",
+                    method,
+                    path,
+                    attempt,
+                )
                 waited += decision.delay
                 continue
             if response.is_success:
                 return self._data(response)
             status = response.status_code
             wait = server_wait(response, now=self.clock()) if status == 429 else None
+            # Only a busy or rate-limiting service is worth asking again: a 500 is a
+            # failure that the same request will meet again.
             decision = self.policy.decide(
                 attempt,
                 waited,
                 status=status,
-                idempotent=idempotent,
+                idempotent=idempotent and status in NOT_PROCESSED,
                 server_wait=wait,
                 rng=self.rng,
             )
-            if not decision.retry:
-                context = decision.reason if status in (429,) or status >= 500 else None
+            reason = decision.reason if not decision.retry else self._past(decision.delay)
+            if reason is not None:
+                retried = status in (429,) or status >= 500
+                context = self._tried(attempt, reason) if retried else None
                 raise http_errors.error_for_response(
                     status,
                     response.headers,
@@ -219,24 +239,52 @@ class PublicApi:
                     context=context,
                 )
             what = "rate limited" if status == 429 else f"answered {status}"
-            self._wait(decision.delay, f"{SERVICE} {what} ({method} {path})", method, path)
+            self._wait(decision.delay, f"{SERVICE} {what} ({method} {path})", method, path, attempt)
             waited += decision.delay
 
-    def _time_left(self, method: str, path: str, waiting: float = 0.0) -> float:
-        """How long the next request may take; RemoteUnreachable when the deadline passed."""
+    def _tried(self, attempt: int, reason: str | None = None) -> str:
+        """What was tried, as it happened: attempts and seconds since this client began."""
+        elapsed = self.monotonic() - self._started
+        tried = f"{attempt} attempt{'s' if attempt != 1 else ''} in {elapsed:.1f} s"
+        if not attempt:
+            tried = f"{elapsed:.1f} s"
+        if reason and not reason.startswith("gave up after"):
+            return f"gave up after {tried}: {reason}"
+        return f"gave up after {tried}"
+
+    def _past(self, delay: float) -> str | None:
+        """Why a wait of `delay` seconds is not worth starting: it would end past the
+        deadline. None when it is."""
+        if self._ends is None or self._ends - self.monotonic() - delay > 0:
+            return None
+        return (
+            f"the next wait ({delay:.1f} s) would pass the overall deadline of "
+            f"{self.deadline:g} s ({DEADLINE_FACTOR} x --timeout)"
+        )
+
+    def _time_left(self, method: str, path: str, attempt: int, waiting: float = 0.0) -> float:
+        """How long the next request may take; RemoteUnreachable when the deadline passed
+        or a wait of `waiting` seconds would pass it."""
         if self._ends is None:
             return self.timeout
         left = self._ends - self.monotonic() - waiting
         if left <= 0:
-            raise RemoteUnreachable(
-                f"{SERVICE}: gave up on {method} {path}: no result within the overall "
-                f"deadline of {self.deadline:g} s ({DEADLINE_FACTOR} x --timeout)"
-            )
+            if waiting:
+                why = (
+                    f"the next wait ({waiting:.1f} s) would pass the overall deadline of "
+                    f"{self.deadline:g} s ({DEADLINE_FACTOR} x --timeout)"
+                )
+            else:
+                why = (
+                    f"the overall deadline of {self.deadline:g} s ({DEADLINE_FACTOR} x "
+                    "--timeout) has passed"
+                )
+            raise RemoteUnreachable(f"{SERVICE}: {method} {path}: {self._tried(attempt)}: {why}")
         return min(self.timeout, left)
 
-    def _wait(self, delay: float, why: str, method: str, path: str) -> None:
+    def _wait(self, delay: float, why: str, method: str, path: str, attempt: int) -> None:
         # A wait that would end past the deadline is not worth starting.
-        self._time_left(method, path, waiting=delay)
+        self._time_left(method, path, attempt, waiting=delay)
         if self.on_wait is not None:
             self.on_wait(f"{why}; retrying in {delay:.1f} s")
         self.sleep(delay)

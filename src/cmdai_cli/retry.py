@@ -179,7 +179,9 @@ class RetryPolicy:
         if network_error and not idempotent:
             return Decision(False, 0.0, "the request may have been processed")
         if attempt > self.max_retries:
-            return Decision(False, 0.0, f"gave up after {attempt} attempts")
+            return Decision(
+                False, 0.0, f"gave up after {attempt} attempt{'s' if attempt != 1 else ''}"
+            )
         # The server knows its own load better than any backoff guess.
         delay = max(0.0, server_wait) if server_wait is not None else self.backoff(attempt, rng)
         remaining = self.max_total_wait - waited

@@ -16,6 +16,7 @@ from urllib.parse import urlsplit
 
 from cmdai_cli import probe, redact
 from cmdai_cli.errors import ExitCode, RemoteRefused
+from cmdai_cli.http_policy import AnswerTooLarge
 from cmdai_cli.profile import DEFAULTS, Resolved, Store, save_profile
 from cmdai_cli.segment.cdn import KeyCheck, check_write_key
 from cmdai_cli.segment.messages import REGION_HOSTS
@@ -166,7 +167,11 @@ def doctor_findings(resolved: Resolved, *, timeout: float) -> list[Finding]:
     if not key:
         why = "not checked without a write key"
         return [("source", "skip", why, None), *_skipped(why)]
-    check = check_write_key(key, cdn_host, timeout)
+    try:
+        check = check_write_key(key, cdn_host, timeout)
+    except AnswerTooLarge as exc:
+        # A check among others: the report goes on, the source check failed.
+        return [("source", "fail", exc.message, exc.hint), *_skipped("the source was not read")]
     if check.status == "unknown":
         detail = f"no Segment source has this write key ({check.detail})"
         return [("source", "fail", detail, UNKNOWN_KEY_HINT), *_skipped("no source to check")]

@@ -35,6 +35,7 @@ def check_url(value: str, *, what: str = "host", base: bool = True) -> str:
     may hold spaces or control characters. A base URL (`base=True`), to which paths are
     joined, may not have a query or fragment and loses its trailing slash.
     """
+    refuse_credentials(value, what=what)
     text = value.strip()
     if any(ch.isspace() or ord(ch) < 0x20 or ord(ch) == 0x7F for ch in text):
         raise UsageError(f"{what} {value!r} holds spaces or control characters")
@@ -57,11 +58,23 @@ def check_url(value: str, *, what: str = "host", base: bool = True) -> str:
         raise UsageError(
             f"{what} {value!r} must use https (plain http is allowed only on loopback)"
         )
-    if parts.username or parts.password:
-        raise UsageError(f"{what} must not carry credentials in the URL")
     if base and (parts.query or parts.fragment or text.endswith(("?", "#"))):
         raise UsageError(f"{what} {value!r} must not have a query or fragment")
     return text.rstrip("/") if base else text
+
+
+def refuse_credentials(value: str, *, what: str) -> None:
+    """UsageError for a URL with credentials in it (`user:password@host`), never echoing
+    them: the one message for every URL option, before any other check of the URL."""
+    _, sep, rest = value.strip().partition("://")
+    if not sep:
+        return
+    authority = re.split(r"[/?#]", rest, maxsplit=1)[0]
+    if "@" in authority:
+        raise UsageError(
+            f"{what} must not carry credentials in the URL (user:password@host)",
+            hint="give the credentials with the command's own option, or in the profile",
+        )
 
 
 # A DNS name: dot-separated labels of letters, digits, '-' (and '_', which private

@@ -78,7 +78,12 @@ MappingOpt = Annotated[
 ]
 TimeoutOpt = Annotated[
     float,
-    typer.Option("--timeout", help="Seconds to wait for each answer.", min=0.1, max=300),
+    typer.Option(
+        "--timeout",
+        help="Seconds each request may take in all (connecting, sending, the whole answer).",
+        min=0.1,
+        max=300,
+    ),
 ]
 MappingOrRecommendedOpt = Annotated[
     Path | None,
@@ -100,8 +105,8 @@ ApiTimeoutOpt = Annotated[
     float,
     typer.Option(
         "--timeout",
-        help="Seconds to wait for each answer of the Public API; the command gives up "
-        "after 8 times this in all.",
+        help="Seconds each request to the Public API may take in all (connecting, sending, "
+        "the whole answer); the command gives up after 8 times this in all.",
         min=0.5,
         max=300,
     ),

@@ -22,13 +22,14 @@ from typing import Any, NamedTuple, Protocol
 import httpx
 import orjson
 
-from cmdai_cli import settings_file
+from cmdai_cli import http_policy, settings_file
 from cmdai_cli.errors import DataError, RemoteRefused, UsageError
 from cmdai_cli.http_errors import error_for_exception, error_for_response
 from cmdai_cli.js_json import loads
 from cmdai_cli.printable import printable
 from cmdai_cli.receiver.store import DUPLICATE, Query
 from cmdai_cli.segment.messages import flags_for
+from cmdai_cli.values import refuse_credentials
 
 # listen keeps 100,000 messages by default; their capture is far below this.
 CAPTURE_LIMIT = 512 * settings_file.MiB
@@ -99,6 +100,7 @@ class Source(Protocol):
 
 def open_source(text: str, *, timeout: float) -> Source:
     """A collector for an http(s) URL, else a capture file."""
+    refuse_credentials(text, what="--from")
     if text.startswith(("http://", "https://")):
         return Collector(text, timeout=timeout)
     scheme = re.match(r"^([A-Za-z][A-Za-z0-9+.-]*)://", text)
@@ -138,16 +140,26 @@ class Collector:
 
     def _get(self, path: str, params: list[tuple[str, str]] | tuple[()] = ()) -> Any:
         if self._client is None:
-            self._client = httpx.Client(timeout=self.timeout)
+            self._client = http_policy.client(timeout=self.timeout)
         hints = {404: "is it `cmdai listen` (with the inspection API) that answers there?"}
         try:
-            response = self._client.get(self.where + path, params=list(params))
+            response = http_policy.send(
+                self._client,
+                "GET",
+                self.where + path,
+                service=SERVICE,
+                limit=http_policy.COLLECTOR_LIMIT,
+                seconds=self.timeout,
+                params=list(params),
+            )
         except httpx.HTTPError as exc:
             context = "is `cmdai listen` running?"
             raise error_for_exception(exc, service=SERVICE, context=context) from None
         if response.status_code == 200:
             with contextlib.suppress(orjson.JSONDecodeError):
-                return orjson.loads(response.content)
+                # As JSON.parse reads it: listen writes a lone surrogate as its escape.
+                return loads(response.content)
+            raise self._unlike(path, "a body that is not JSON")
         raise error_for_response(
             response.status_code,
             response.headers,

@@ -141,9 +141,12 @@ def _serve(
 ) -> None:
     for end in parent_ends:
         end.close()
-    # Ctrl-C reaches the whole process group; the parent decides what becomes of the
-    # batches in flight, so the worker finishes its requests and waits for the pipe.
+    # Ctrl-C reaches the whole process group, and so may SIGTERM (a CI runner, `kill` of
+    # a group); the parent decides what becomes of the batches in flight, so the worker
+    # finishes its requests (each within its time-out) and waits for the pipe. It must
+    # not run the parent's handlers it was forked with: they would print a traceback.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     _speed.forked_worker()
     # The Segment library (70 ms and more to import, python -X importtime) is loaded here,
     # in the worker, while the parent reads, rather than by the parent before it reads.

@@ -26,7 +26,7 @@ from urllib.parse import quote, urlsplit
 import httpx
 import orjson
 
-from cmdai_cli import redact
+from cmdai_cli import http_errors, http_policy, redact
 
 CDN_HOST = "https://cdn.segment.com"
 # The Tracking API host of each region, as the settings document names it.
@@ -110,7 +110,8 @@ def parse_settings(document: Any) -> SourceSettings:
     api_host = segment.get("apiHost") if isinstance(segment, dict) else None
     api_host = api_host if isinstance(api_host, str) else None
     found = []
-    for plugin in document.get("remotePlugins") or []:
+    plugins = document.get("remotePlugins")
+    for plugin in plugins if isinstance(plugins, list) else []:
         if not isinstance(plugin, dict):
             continue
         settings = plugin.get("settings")
@@ -130,18 +131,37 @@ def settings_url(cdn_host: str, write_key: str) -> str:
 
 
 def check_write_key(write_key: str, cdn_host: str = CDN_HOST, timeout: float = 10.0) -> KeyCheck:
-    """Ask the CDN for the source with `write_key`. Never raises for the network."""
+    """Ask the CDN for the source with `write_key`, within `timeout` seconds in all.
+
+    Never raises for the network; an answer over `http_policy.CDN_SETTINGS_LIMIT` raises
+    `http_policy.AnswerTooLarge` (exit 5). A redirect is not followed (the key is in the
+    URL) and leaves the key unverified.
+    """
     redact.register(write_key)
+    service = f"Segment's CDN at {cdn_host}"
     try:
-        with httpx.Client(timeout=timeout, follow_redirects=True) as client:
-            response = client.get(settings_url(cdn_host, write_key))
+        with http_policy.client(timeout=timeout) as client:
+            response = http_policy.send(
+                client,
+                "GET",
+                settings_url(cdn_host, write_key),
+                service=service,
+                limit=http_policy.CDN_SETTINGS_LIMIT,
+                seconds=timeout,
+            )
     except httpx.TimeoutException:
-        return KeyCheck("unverified", cdn_host, detail=f"{cdn_host} did not answer in time")
+        detail = f"{cdn_host} did not answer within {timeout:g} s"
+        return KeyCheck("unverified", cdn_host, detail=detail)
     except (httpx.HTTPError, OSError) as exc:
         detail = redact.scrub(f"{cdn_host} could not be reached: {exc}")
         return KeyCheck("unverified", cdn_host, detail=detail)
     if response.status_code == 404:
         return KeyCheck("unknown", cdn_host, detail=f"{cdn_host} knows no source with this key")
+    if response.is_redirect or 300 <= response.status_code < 400:
+        error = http_errors.error_for_response(
+            response.status_code, response.headers, b"", service=cdn_host
+        )
+        return KeyCheck("unverified", cdn_host, detail=error.message)
     if response.status_code != 200:
         detail = f"{cdn_host} answered {response.status_code}"
         return KeyCheck("unverified", cdn_host, detail=detail)

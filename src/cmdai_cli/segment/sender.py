@@ -19,6 +19,7 @@ answers (`not_taken`, the hints) is written here once, for every command that se
 from __future__ import annotations
 
 import atexit
+import contextlib
 import copy
 import logging
 import re
@@ -28,7 +29,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from cmdai_cli import redact
+from cmdai_cli import http_errors, redact
 from cmdai_cli.segment.messages import REGION_HOSTS, check_message, parse_timestamp
 from cmdai_cli.values import check_url
 
@@ -134,6 +135,157 @@ def _quiet_library_log() -> None:
     lib_log.propagate = False
 
 
+# The most of an answer of the Tracking API read (it answers `{"success": true}` or a
+# short error): the rest is not read.
+MAX_ANSWER = 64 * 1024
+
+
+def _install_session() -> None:
+    """Put cmdai's HTTP policy under the library: it posts through the one requests
+    Session it creates at import (`segment.analytics.request._session`, a module global
+    its `post` looks up on every call), which would follow redirects (with the write key,
+    in the body and in Basic auth), give each read of the answer the whole time-out
+    again, and read any answer whole. This session follows none (a 3xx reaches the
+    library as an answer, which it refuses), ends a request at its time-out however
+    slowly the headers or the body come, and reads at most `MAX_ANSWER` bytes of a body.
+    """
+    from segment.analytics import request as library  # see the note at the top
+
+    session_class = _policy_session_class()
+    if not isinstance(library._session, session_class):
+        library._session = session_class()
+
+
+_SESSION_CLASS: Any = None
+# The connections that the requests of each thread are using (see `_policy_session_class`).
+_IN_USE = threading.local()
+
+
+def _policy_session_class() -> Any:
+    global _SESSION_CLASS
+    if _SESSION_CLASS is not None:
+        return _SESSION_CLASS
+    import socket
+
+    import requests  # loaded with the library: see the note at the top
+    import urllib3
+    from requests.adapters import HTTPAdapter
+    from urllib3.connection import HTTPConnection, HTTPSConnection
+
+    from cmdai_cli.http_policy import Inflater, iter_chunks
+
+    # urllib3 gives each read of a socket the whole time-out: a server sending a byte of
+    # its headers now and then holds a request for ever. A watchdog ends the request at
+    # its time-out by shutting down the socket it uses, which the connection classes
+    # below tell it (each records itself for its thread when it sends a request).
+    def mark(connection: Any) -> None:
+        box = getattr(_IN_USE, "box", None)
+        if box is not None:
+            box.append(connection)
+
+    class Connection(HTTPConnection):
+        def request(self, *args: Any, **kwargs: Any) -> Any:
+            mark(self)
+            return super().request(*args, **kwargs)
+
+    class SecureConnection(HTTPSConnection):
+        def request(self, *args: Any, **kwargs: Any) -> Any:
+            mark(self)
+            return super().request(*args, **kwargs)
+
+    class Pool(urllib3.HTTPConnectionPool):
+        ConnectionCls = Connection
+
+    class SecurePool(urllib3.HTTPSConnectionPool):
+        ConnectionCls = SecureConnection
+
+    class Adapter(HTTPAdapter):
+        def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
+            super().init_poolmanager(*args, **kwargs)
+            self.poolmanager.pool_classes_by_scheme = {"http": Pool, "https": SecurePool}
+
+    def cut(box: list[Any], fired: threading.Event) -> None:
+        fired.set()
+        for connection in box:
+            sock = getattr(connection, "sock", None)
+            if sock is not None:
+                with contextlib.suppress(OSError):
+                    sock.shutdown(socket.SHUT_RDWR)
+
+    class PolicySession(requests.Session):
+        def __init__(self) -> None:
+            super().__init__()
+            self.mount("http://", Adapter())
+            self.mount("https://", Adapter())
+
+        def request(self, method: Any, url: Any, *args: Any, **kwargs: Any) -> Any:
+            kwargs["allow_redirects"] = False
+            kwargs["stream"] = True
+            timeout = kwargs.get("timeout")
+            seconds = float(timeout) if isinstance(timeout, (int, float)) else None
+            box: list[Any] = []
+            fired = threading.Event()
+            watchdog = None
+            if seconds is not None:
+                watchdog = threading.Timer(seconds, cut, (box, fired))
+                watchdog.daemon = True
+                watchdog.start()
+            _IN_USE.box = box
+            try:
+                response = super().request(method, url, *args, **kwargs)
+                try:
+                    response._content = _read_answer(response)
+                finally:
+                    response.close()
+            except requests.RequestException:
+                if fired.is_set():
+                    raise requests.exceptions.ReadTimeout(
+                        f"no complete answer within {seconds:g} s"
+                    ) from None
+                raise
+            finally:
+                _IN_USE.box = None
+                if watchdog is not None:
+                    watchdog.cancel()
+            if fired.is_set():
+                raise requests.exceptions.ReadTimeout(f"no complete answer within {seconds:g} s")
+            response.headers.pop("content-encoding", None)
+            return response
+
+    def _read_answer(response: Any) -> bytes:
+        try:
+            inflater = Inflater(response.headers.get("content-encoding"), MAX_ANSWER)
+        except ValueError:
+            inflater = Inflater(None, MAX_ANSWER)
+        try:
+            for chunk in iter_chunks(response.raw.read):
+                inflater.feed(chunk)
+        except (OverflowError, ValueError):
+            pass  # what was read is enough for a status and a message
+        return inflater.body()[:MAX_ANSWER]
+
+    _SESSION_CLASS = PolicySession
+    return PolicySession
+
+
+def _redirect_detail(exc: Any) -> str | None:
+    """The one wording of a refused redirect, for a library error that carries a 3xx."""
+    status = getattr(exc, "status", None)
+    response = getattr(exc, "response", None)
+    if not isinstance(status, int) or not 300 <= status < 400 or response is None:
+        return None
+    url = getattr(getattr(response, "request", None), "url", None)
+    error = http_errors.error_for_response(
+        status,
+        dict(response.headers),
+        b"",
+        service="the Tracking API",
+        method="POST",
+        url=str(url) if url else None,
+    )
+    return error.message
+
+
 def describe_failure(exc: BaseException, timeout: float | None = None) -> str:
     """A one-line account of a transport failure, without a library's long chains."""
     names = {cls.__name__ for cls in type(exc).__mro__}
@@ -202,6 +354,7 @@ class Sender:
         from segment.analytics import Client  # see the note at the top
 
         _quiet_library_log()
+        _install_session()
         redact.register(write_key)
         self.host = host.rstrip("/")
         self.timeout = timeout
@@ -268,7 +421,7 @@ class Sender:
             http_status = getattr(exc, "status", None)
             if isinstance(http_status, int):
                 status = answered_status(http_status)
-                detail = str(getattr(exc, "message", "") or exc)
+                detail = _redirect_detail(exc) or str(getattr(exc, "message", "") or exc)
                 if status == "unreachable":
                     detail = f"kept failing with HTTP {http_status}: {detail}"
             elif "rate limit" in str(exc).lower() or "rate-limit" in str(exc).lower():
@@ -421,6 +574,7 @@ def post_batch(
     from segment.analytics.request import APIError, parse_retry_after, post  # see the top
 
     _quiet_library_log()
+    _install_session()
     redact.register(write_key)
     # The library reads the messages and never changes them, so plain dicts go as they
     # are; other mappings become dicts for its encoder.
@@ -434,7 +588,8 @@ def post_batch(
         if exc.response is not None:
             parsed = parse_retry_after(exc.response)
             retry_after = None if parsed is None else float(parsed)
-        return BatchResult("refused", exc.status, redact.scrub(str(exc.message)), retry_after)
+        detail = _redirect_detail(exc) or str(exc.message)
+        return BatchResult("refused", exc.status, redact.scrub(detail), retry_after)
     except Exception as exc:
         return BatchResult("unreachable", None, redact.scrub(describe_failure(exc, timeout)))
     return BatchResult("accepted", response.status_code, _success_message(response))
