@@ -256,9 +256,9 @@ class Forwarder:
             body, in_body = self._rewrite(intake)
             if body is not intake.body:
                 headers.pop("Content-Encoding", None)
-            if auth is not None or not in_body:
+            if auth or not in_body:
                 auth = self._key_auth
-        if auth is not None:
+        if auth:
             headers["Authorization"] = auth
         return body, headers
 
