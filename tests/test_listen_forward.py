@@ -187,6 +187,16 @@ def test_the_request_goes_as_it_came(forwarding) -> None:
     assert all(r.headers["X-Team"] == "web" for r in seen.values())
 
 
+def test_an_authorization_header_given_is_sent_instead_of_the_apps(forwarding) -> None:
+    # A webhook sink checks the header.
+    with FaultServer(kind="webhook", auth=("Authorization", "Bearer staging")) as sink:
+        receiver = forwarding(sink.url, headers=(("Authorization", "Bearer staging"),))
+        post(receiver.url, [batch_body(0, 1)])
+        wait_until(lambda: forwarded(receiver) == 1)
+        assert sink.requests[0].headers["Authorization"] == "Bearer staging"
+        assert sink.bad_auth == 0
+
+
 def test_rewrite_key_replaces_the_key_wherever_it_was(forwarding, secrets) -> None:
     other = secrets.add("wk_OTHERSECRET_fedcba9876543210")
     with FaultServer(write_key=other) as sink:
@@ -311,7 +321,7 @@ def processes() -> Iterator[list[Listen]]:
 
 def test_sigterm_drains_what_is_in_flight(processes: list[Listen], tmp_path: Path) -> None:
     dead = tmp_path / "dead.ndjson"
-    with FaultServer(write_key=WRITE_KEY, delay=0.5) as sink:
+    with FaultServer(write_key=WRITE_KEY, delay=1.0) as sink:
         listen = Listen("--forward-to", sink.url, "--forward-dead-letter", str(dead))
         processes.append(listen)
         post(listen.url, [batch_body(10 * n, 10) for n in range(5)])
@@ -320,7 +330,7 @@ def test_sigterm_drains_what_is_in_flight(processes: list[Listen], tmp_path: Pat
         out, err = listen.proc.communicate(timeout=10)
         assert listen.proc.returncode == 0, err
         assert set(sink.ids) == ids(50) and sink.duplicates == 0
-    assert "Forwarding 50 messages still on their way" in err
+    assert "messages still on their way (up to --drain 10 s" in err
     assert not dead.exists()
     lines = [json.loads(line) for line in out.splitlines()]
     shown = [line for line in lines if "message" in line]

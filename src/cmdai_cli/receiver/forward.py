@@ -149,6 +149,8 @@ class Forwarder:
         self.counts = ForwardCounts(self.shown)
         self._base = options.url.rstrip("/")
         self._extra = dict(options.headers)
+        # An Authorization given with --forward-header is sent instead of the app's.
+        self._own_auth = any(name.lower() == "authorization" for name in self._extra)
         self._key_auth = (
             None
             if options.rewrite_key is None
@@ -249,15 +251,16 @@ class Forwarder:
     def _request(self, intake: Intake) -> tuple[bytes, dict[str, str]]:
         headers = dict(self._extra)
         body = intake.body
-        if intake.encoding:
-            headers["Content-Encoding"] = intake.encoding
-        auth = intake.auth
+        encoding = intake.encoding
+        auth = None if self._own_auth else intake.auth
         if self._key_auth is not None:
             body, in_body = self._rewrite(intake)
             if body is not intake.body:
-                headers.pop("Content-Encoding", None)
-            if auth or not in_body:
+                encoding = None  # re-encoded, uncompressed
+            if not self._own_auth and (auth or not in_body):
                 auth = self._key_auth
+        if encoding:
+            headers["Content-Encoding"] = encoding
         if auth:
             headers["Authorization"] = auth
         return body, headers

@@ -77,7 +77,13 @@ def parse_header(text: str) -> tuple[str, str]:
     name, value = name.strip(), value.strip()
     if not sep or not name or any(c in name for c in " \t\r\n") or "\n" in value or "\r" in value:
         raise UsageError(f"--forward-header {text!r}: give NAME:VALUE")
-    if name.lower() in ("host", "content-length", "content-encoding", "transfer-encoding"):
+    if name.lower() in (
+        "host",
+        "content-length",
+        "content-encoding",
+        "content-type",
+        "transfer-encoding",
+    ):
         raise UsageError(f"--forward-header: {name} is set by the forwarded request itself")
     return name, value
 
