@@ -293,9 +293,10 @@ def test_outcomes_are_reported_with_the_kept_flags(forwarding) -> None:
 
 
 class Listen:
-    def __init__(self, *args: str) -> None:
+    def __init__(self, *args: str, json_mode: bool = True) -> None:
+        mode = ["--json"] if json_mode else []
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "cmdai_cli", "listen", "--port", "0", "--json", *args],
+            [sys.executable, "-m", "cmdai_cli", "listen", "--port", "0", *mode, *args],
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
@@ -306,7 +307,7 @@ class Listen:
         if not first:
             _, err = self.proc.communicate(timeout=10)
             pytest.fail(f"cmdai listen exited {self.proc.returncode} at start: {err}")
-        self.url = json.loads(first)["listening"]
+        self.url = json.loads(first)["listening"] if json_mode else first.split()[-1]
 
 
 @pytest.fixture
@@ -361,6 +362,28 @@ def test_sigterm_after_the_drain_dead_letters_the_rest(
     assert "--drain 0.3 s" in lines[0]["error"]["reason"]
     assert f"12 messages not forwarded to {sink.url}" in err
     assert json.loads(out.splitlines()[-1])["summary"]["forward"]["failed"] == 12
+
+
+def test_the_table_shows_each_forwards_outcome(processes: list[Listen], tmp_path: Path) -> None:
+    dead = tmp_path / "dead.ndjson"
+    with FaultServer(write_key=WRITE_KEY, faults=[status(503, "0.05")]) as sink:
+        args = ("--forward-to", sink.url, "--forward-dead-letter", str(dead))
+        listen = Listen(*args, json_mode=False)
+        processes.append(listen)
+        post(listen.url, [batch_body(0, 1)])
+        wait_until(lambda: sink.delivered == 1)
+        listen.proc.send_signal(signal.SIGINT)
+        out, err = listen.proc.communicate(timeout=10)
+    assert listen.proc.returncode == 0, err
+    header, *rows = out.splitlines()
+    assert header.split()[-2:] == ["forward", "flags"]
+    assert [row.split()[-2:] if "retrying" in row else row.split()[-3:] for row in rows] == [
+        ["retrying", "(503)"],
+        ["200", "(2", "tries)"],
+    ]
+    assert f"Forwarding each accepted request to {sink.url}" in err
+    assert "Forwarded 1 message to" in err and "0 failed" in err
+    assert WRITE_KEY not in out + err
 
 
 # ---------------------------------------------------------------- refusals

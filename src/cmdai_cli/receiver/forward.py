@@ -239,9 +239,9 @@ class Forwarder:
         while (intake := self._incoming.get()) is not None:
             if self._stopping:
                 continue  # stays open: dead-lettered by `drain`
-            events = [
-                Pending(intake.number, "listen", None, message) for message, _, _ in intake.messages
-            ]
+            # The delivery counts a batch's events (its rate and counters) and reads
+            # nothing else of them: the messages themselves stay with the intake.
+            events = [Pending(intake.number, "listen", None, {})] * len(intake.messages)
             batch = Batch(intake.number, intake.number + 1, [intake], events)
             try:
                 delivery.submit(batch)
