@@ -43,8 +43,10 @@ class _Sink(BaseHTTPRequestHandler):
     def do_POST(self) -> None:
         data = self.rfile.read(int(self.headers.get("Content-Length", 0)))
         if self.counts is not None:
+            # Counted without decoding: this sink shares the machine with what is measured.
+            found = data.count(b'"messageId"')
             with open(self.counts, "a") as handle:
-                handle.write(f"{len(json.loads(data).get('batch', [None]))}\n")
+                handle.write(f"{found}\n")
         body = b'{"success": true}'
         self.send_response(200)
         self.send_header("Content-Type", "application/json")
@@ -196,7 +198,19 @@ def main() -> None:
         plain = statistics.median(rates["cmdai listen --json --out"])
         ahead = statistics.median(rates["cmdai listen --forward-to"])
         got = sum(int(n) for n in (work / "forwarded.counts").read_text().split())
-        print(f"  --forward-to against listen alone: ratio {ahead / plain:.2f}")
+        # Each round's pair ran one after the other: their ratio drifts less with load.
+        pairs = [
+            a / b
+            for a, b in zip(
+                rates["cmdai listen --forward-to"], rates["cmdai listen --json --out"], strict=True
+            )
+        ]
+        print(
+            f"  --forward-to against listen alone: ratio {ahead / plain:.2f} of medians, "
+            f"{statistics.median(pairs):.2f} median of rounds ("
+            + " ".join(f"{pair:.2f}" for pair in pairs)
+            + ")"
+        )
         print(f"  the forward sink got {got} of {expected} messages")
 
 
