@@ -19,6 +19,7 @@ from cmdai_cli.commands._common import STATE, command, finish
 from cmdai_cli.commands._options import PlanOpt, read_secret
 from cmdai_cli.commands._received import header_line, row_line
 from cmdai_cli.errors import UsageError
+from cmdai_cli.printable import printable
 from cmdai_cli.values import plural
 
 if TYPE_CHECKING:
@@ -102,7 +103,8 @@ class _Printer:
             data = "".join(row_line(received, column) + "\n" for received in rows).encode()
         if intake.state == "failed" and intake.outcome not in self.warned:
             self.warned.add(intake.outcome)
-            output.warn(f"not forwarded, to the dead letter: {intake.outcome}")
+            reason = printable(intake.outcome.removeprefix("failed: "))
+            output.warn(f"not forwarded (its messages go to the dead letter): {reason}")
         self._write(data)
 
     def _write(self, data: bytes) -> None:
