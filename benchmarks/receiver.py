@@ -9,6 +9,9 @@ with the client. Baseline: a stdlib HTTP server that reads each body and answers
 
 --compare SRC adds the same two cmdai targets run from another tree's src/ directory
 (for example the main branch's), so that before and after are measured in one run.
+--forward adds `cmdai listen --json --out --forward-to SINK`, forwarding every request
+to a second do-nothing sink on loopback (goal: within 10% of `cmdai listen --json
+--out`); it checks that the sink got every message.
 
 Prints messages/second per target and the ratio to the baseline (goal: >= 0.90).
 """
@@ -30,13 +33,20 @@ from pathlib import Path
 
 class _Sink(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    # Messages forwarded to a sink started with --serve-sink COUNTS: one line per request.
+    counts: str | None = None
 
     def setup(self) -> None:
         super().setup()
         self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
     def do_POST(self) -> None:
-        self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        data = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        if self.counts is not None:
+            # Counted without decoding: this sink shares the machine with what is measured.
+            found = data.count(b'"messageId"')
+            with open(self.counts, "a") as handle:
+                handle.write(f"{found}\n")
         body = b'{"success": true}'
         self.send_response(200)
         self.send_header("Content-Type", "application/json")
@@ -48,7 +58,8 @@ class _Sink(BaseHTTPRequestHandler):
         pass
 
 
-def serve_sink() -> None:
+def serve_sink(counts: str | None = None) -> None:
+    _Sink.counts = counts
     server = ThreadingHTTPServer(("127.0.0.1", 0), _Sink)
     server.daemon_threads = True
     print(json.dumps({"listening": f"http://127.0.0.1:{server.server_address[1]}"}), flush=True)
@@ -108,11 +119,12 @@ def main() -> None:
     parser.add_argument("--messages", type=int, default=20_000)
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--compare", metavar="SRC", help="also run the code of this src/ dir")
-    parser.add_argument("--serve-sink", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--forward", action="store_true", help="add listen --forward-to")
+    parser.add_argument("--serve-sink", nargs="?", const="", help=argparse.SUPPRESS)
     parser.add_argument("--serve-receiver", metavar="OUT", help=argparse.SUPPRESS)
     args = parser.parse_args()
-    if args.serve_sink:
-        return serve_sink()
+    if args.serve_sink is not None:
+        return serve_sink(args.serve_sink or None)
     if args.serve_receiver:
         return serve_receiver(args.serve_receiver)
 
@@ -133,6 +145,14 @@ def main() -> None:
             *(python, "-m", "cmdai_cli", "listen", "--port", "0", "--json", "--out", cli_out)
         ],
     }
+    forward_sink = None
+    if args.forward:
+        counts = work / "forwarded.counts"
+        forward_sink = start([python, __file__, "--serve-sink", str(counts)], work / "fs.stdout")
+        targets["cmdai listen --forward-to"] = [
+            *(python, "-m", "cmdai_cli", "listen", "--port", "0", "--json"),
+            *("--out", str(work / "forward.ndjson"), "--forward-to", forward_sink[1]),
+        ]
     sources: dict[str, str | None] = dict.fromkeys(targets)
     if args.compare:
         src = str(Path(args.compare).resolve())
@@ -159,7 +179,10 @@ def main() -> None:
     finally:
         for proc, _ in servers.values():
             proc.terminate()
-            proc.wait(10)
+            proc.wait(30)  # a forwarding listen drains first
+        if forward_sink is not None:
+            forward_sink[0].terminate()
+            forward_sink[0].wait(10)
     base = statistics.median(rates["do-nothing sink (baseline)"])
     print(
         f"{args.messages} messages x {args.rounds} rounds, one segment-analytics-python client, "
@@ -171,6 +194,24 @@ def main() -> None:
     stored = sum(1 for _ in (work / "cli.ndjson").open())
     expected = (args.rounds * args.messages) + 500
     print(f"  cmdai listen stored {stored} of {expected} messages sent to it")
+    if args.forward:
+        plain = statistics.median(rates["cmdai listen --json --out"])
+        ahead = statistics.median(rates["cmdai listen --forward-to"])
+        got = sum(int(n) for n in (work / "forwarded.counts").read_text().split())
+        # Each round's pair ran one after the other: their ratio drifts less with load.
+        pairs = [
+            a / b
+            for a, b in zip(
+                rates["cmdai listen --forward-to"], rates["cmdai listen --json --out"], strict=True
+            )
+        ]
+        print(
+            f"  --forward-to against listen alone: ratio {ahead / plain:.2f} of medians, "
+            f"{statistics.median(pairs):.2f} median of rounds ("
+            + " ".join(f"{pair:.2f}" for pair in pairs)
+            + ")"
+        )
+        print(f"  the forward sink got {got} of {expected} messages")
 
 
 if __name__ == "__main__":

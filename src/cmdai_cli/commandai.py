@@ -181,6 +181,11 @@ class AsyncClient:
         """As `Client.post_bulk_identify`."""
         return await self._post(url, body, headers, "Command AI")
 
+    async def post(self, url: str, body: bytes, headers: dict[str, str], service: str) -> Answer:
+        """POST `body` as it is, with `headers` besides the client's own, once; `service`
+        names the other end in the answer's detail (`listen --forward-to`'s target)."""
+        return await self._post(url, body, headers, service)
+
     async def _post(self, url: str, body: bytes, headers: dict[str, str], service: str) -> Answer:
         proxied = self._proxied.get(url)
         if proxied is None:

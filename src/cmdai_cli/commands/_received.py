@@ -48,11 +48,19 @@ def who(message: dict[str, Any]) -> str:
     return "-"
 
 
-def header_line() -> str:
-    return " ".join(f"{name:<{width}}" for name, width in COLUMNS) + " flags"
+FORWARD_WIDTH = 18
 
 
-def row_line(received: Received) -> str:
+def header_line(*, forward: bool = False) -> str:
+    """The table's header; with `forward`, a column for what became of each message's
+    forward (`listen --forward-to`)."""
+    head = " ".join(f"{name:<{width}}" for name, width in COLUMNS)
+    if forward:
+        head += " " + f"{'forward':<{FORWARD_WIDTH}}"
+    return head + " flags"
+
+
+def row_line(received: Received, forward: str | None = None) -> str:
     message = received.message
     cells = (
         received.received_at[11:23],
@@ -61,6 +69,8 @@ def row_line(received: Received) -> str:
         printable(who(message)),
     )
     text = " ".join(f"{_cut(c, w):<{w}}" for c, (_, w) in zip(cells, COLUMNS, strict=True))
+    if forward is not None:
+        text += " " + f"{_cut(forward, FORWARD_WIDTH):<{FORWARD_WIDTH}}"
     return text + " " + ", ".join(received.flags)
 
 

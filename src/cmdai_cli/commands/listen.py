@@ -11,16 +11,20 @@ import webbrowser
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
+import orjson
 import typer
 
 from cmdai_cli import output
 from cmdai_cli.commands._common import STATE, command, finish
-from cmdai_cli.commands._options import PlanOpt
+from cmdai_cli.commands._options import PlanOpt, read_secret
 from cmdai_cli.commands._received import header_line, row_line
+from cmdai_cli.errors import UsageError
+from cmdai_cli.printable import printable
 from cmdai_cli.values import plural
 
 if TYPE_CHECKING:
     from cmdai_cli.receiver import Received, Stats
+    from cmdai_cli.receiver.forward import ForwardCounts, Intake
     from cmdai_cli.receiver.listen import Listening, ListenResult
 
 
@@ -38,26 +42,75 @@ def summary_text(stats: Stats) -> str:
     )
 
 
+def forward_text(counts: ForwardCounts) -> str:
+    text = (
+        f"Forwarded {counts.forwarded} {plural(counts.forwarded, 'message')} to {counts.target} "
+        f"({counts.requests} {plural(counts.requests, 'request')}); {counts.failed} failed"
+    )
+    return text + (f" (in {counts.dead_letter})" if counts.failed else "")
+
+
 def render(result: ListenResult) -> None:
     output.info(summary_text(result.stats))
+    if result.forward is not None:
+        output.info(forward_text(result.forward))
+
+
+def outcome(intake: Intake) -> str:
+    """A forward's outcome in the table's column."""
+    status = intake.status
+    answer = "no answer" if status is None else str(status)
+    if intake.state == "forwarded":
+        return answer + (f" ({intake.attempts} tries)" if intake.attempts > 1 else "")
+    return f"{intake.state} ({answer})"
 
 
 class _Printer:
     """Prints what each request brought, in one write; handler threads call it at once."""
 
-    def __init__(self, as_json: bool) -> None:
+    def __init__(self, as_json: bool, forward: bool = False) -> None:
         self.as_json = as_json
+        self.forward = forward
         self.lock = threading.Lock()
         self.header_done = False
+        self.warned: set[str] = set()
 
     def __call__(self, batch: list[Received]) -> None:
+        # Forwarding, a message is shown once its forward has an outcome (`forwarded`).
+        if self.forward:
+            return
         if self.as_json:
             data = b"".join(received.as_json_line() for received in batch)
         else:
             data = "".join(row_line(received) + "\n" for received in batch).encode()
+        self._write(data)
+
+    def forwarded(self, intake: Intake) -> None:
+        """A request's messages, with what became of their forward: when it first waits
+        for a retry (not under --json, whose lines are final) and when it is done."""
+        rows = intake.rows()
+        if self.as_json:
+            if intake.state == "retrying":
+                return
+            state = orjson.dumps(
+                {"state": intake.state, "status": intake.status, "attempts": intake.attempts}
+            )
+            data = b"".join(
+                received.as_json_line()[:-2] + b',"forward":' + state + b"}\n" for received in rows
+            )
+        else:
+            column = outcome(intake)
+            data = "".join(row_line(received, column) + "\n" for received in rows).encode()
+        if intake.state == "failed" and intake.outcome not in self.warned:
+            self.warned.add(intake.outcome)
+            reason = printable(intake.outcome.removeprefix("failed: "))
+            output.warn(f"not forwarded (its messages go to the dead letter): {reason}")
+        self._write(data)
+
+    def _write(self, data: bytes) -> None:
         with self.lock:
             if not self.as_json and not self.header_done:
-                data = (header_line() + "\n").encode() + data
+                data = (header_line(forward=self.forward) + "\n").encode() + data
                 self.header_done = True
             stream = getattr(sys.stdout, "buffer", None)
             if stream is None:
@@ -156,6 +209,50 @@ def listen(
             show_default=False,
         ),
     ] = None,
+    forward_to: Annotated[
+        str | None,
+        typer.Option(
+            "--forward-to",
+            help="Also send each accepted request on to this base URL (its path under the "
+            "URL's), with retries, as it came: body bytes and write key.",
+            show_default=False,
+        ),
+    ] = None,
+    forward_header: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--forward-header",
+            help="A header NAME:VALUE added to every forwarded request (repeatable).",
+            show_default=False,
+        ),
+    ] = None,
+    forward_rewrite_key: Annotated[
+        str | None,
+        typer.Option(
+            "--forward-rewrite-key",
+            help="Forward with this write key instead of the app's (- reads it from stdin).",
+            show_default=False,
+        ),
+    ] = None,
+    forward_dead_letter: Annotated[
+        Path | None,
+        typer.Option(
+            "--forward-dead-letter",
+            help="NDJSON file for the messages whose forward failed for good, for `cmdai "
+            "replay` (default: one in the state directory).",
+            show_default=False,
+            dir_okay=False,
+        ),
+    ] = None,
+    drain: Annotated[
+        float,
+        typer.Option(
+            "--drain",
+            help="At Ctrl-C or SIGTERM, wait up to SECONDS for forwards still on their way; "
+            "what is left goes to the dead letter.",
+            min=0,
+        ),
+    ] = 10.0,
 ) -> None:
     """Serve Segment's Tracking API locally and show each message as it arrives.
 
@@ -178,12 +275,40 @@ def listen(
     The Source Debugger, a page at /cmdai/ui/ (its address is printed; --open opens
     it), shows each message live, finds one among thousands, and shows what Command AI
     records of it. Bound off loopback it needs a token (printed, or --ui-token).
+
+    With --forward-to URL, listen sits between an app and Segment (or any collector):
+    it answers the app itself, and sends each accepted request on to URL through
+    replay's delivery (retries with backoff, an adaptive limit, 429 and Retry-After
+    honoured), each once. The table's forward column says what became of it; messages
+    whose forward failed for good go to --forward-dead-letter, as do those still on
+    their way when --drain runs out at a stop.
     """
     # Imported here: the receiver (asyncio, h11, its routes) adds about 70 ms
     # (python -X importtime) that --help and Tab completion never need.
     from cmdai_cli.receiver import ListenOptions
     from cmdai_cli.receiver.listen import run
+    from cmdai_cli.receiver.options import ForwardOptions, parse_header
 
+    forward = None
+    if forward_to is not None:
+        key = None
+        if forward_rewrite_key is not None:
+            key = read_secret(
+                forward_rewrite_key,
+                what="forward rewrite key",
+                env="CMDAI_FORWARD_REWRITE_KEY",
+            )
+        forward = ForwardOptions(
+            forward_to,
+            headers=tuple(parse_header(text) for text in forward_header or ()),
+            rewrite_key=key,
+            dead_letter=forward_dead_letter,
+            drain=drain,
+        )
+    elif forward_header or forward_rewrite_key or forward_dead_letter:
+        raise UsageError(
+            "--forward-header, --forward-rewrite-key and --forward-dead-letter need --forward-to"
+        )
     options = ListenOptions(
         bind=bind,
         port=port,
@@ -196,17 +321,21 @@ def listen(
         exit_after=exit_after,
         max_duration=max_duration,
         ui_token=ui_token,
+        forward=forward,
     )
+    printer = _Printer(STATE.json, forward is not None)
     result = run(
         options,
-        on_batch=_Printer(STATE.json),
-        on_start=functools.partial(_started, open_page=open_page),
+        on_batch=printer,
+        on_start=functools.partial(_started, open_page=open_page, forward=forward_to),
         on_batch_may_block=not _is_file(sys.stdout),
+        on_forward=printer.forwarded if forward is not None else None,
+        on_drain=functools.partial(_draining, drain=drain),
     )
     finish(result, render)
 
 
-def _started(listening: Listening, *, open_page: bool = False) -> None:
+def _started(listening: Listening, *, open_page: bool = False, forward: str | None = None) -> None:
     if STATE.json:
         output.emit_json({"listening": listening.url, "debugger": listening.debugger})
     else:
@@ -219,6 +348,9 @@ def _started(listening: Listening, *, open_page: bool = False) -> None:
             "alias} and analytics.js's paths; inspection API under /cmdai/. Point an "
             "SDK's host (and analytics.js's cdnURL) at this URL; Ctrl-C stops."
         )
+        if forward is not None:
+            # The URL was checked to hold no credentials and no query string.
+            output.info(f"Forwarding each accepted request to {forward}")
     # A browser that cannot be started is no reason to stop listening.
     if open_page and not webbrowser.open(listening.debugger):
         output.warn(f"could not open a browser: open {listening.debugger} yourself")
@@ -228,6 +360,13 @@ def _started(listening: Listening, *, open_page: bool = False) -> None:
             f"listening on {where} without --write-key and --reject-wrong-key: "
             "anyone who reaches it can post"
         )
+
+
+def _draining(messages: int, *, drain: float) -> None:
+    output.info(
+        f"Forwarding {messages} {plural(messages, 'message')} still on their way "
+        f"(up to --drain {drain:g} s; Ctrl-C again stops at once)"
+    )
 
 
 def _is_file(stream: Any) -> bool:

@@ -11,12 +11,13 @@ from typing import Any, Literal
 from cmdai_cli import _speed, outpaths
 from cmdai_cli.errors import ExitCode, UsageError
 from cmdai_cli.plans import Validator, load_plan, plan_flags
+from cmdai_cli.receiver.forward import ForwardCounts, Intake
 from cmdai_cli.receiver.options import ListenOptions
 from cmdai_cli.receiver.service import Receiver
 from cmdai_cli.receiver.store import Received, Stats
 from cmdai_cli.receiver.ui import UI_PATH
 from cmdai_cli.stopping import stop_on_signals
-from cmdai_cli.values import is_loopback
+from cmdai_cli.values import is_loopback, plural
 
 EndedBy = Literal["signal", "exit-after", "max-duration"]
 
@@ -39,14 +40,17 @@ class ListenResult:
     """How a listen ended: the final counts, why it stopped, and what it waited for.
 
     `ended_by` is "signal" (Ctrl-C or SIGTERM: how listen ends, not an interruption),
-    "exit-after" (the wanted count arrived) or "max-duration". Only a `--max-duration`
-    that passed before `--exit-after`'s count arrived is a failure.
+    "exit-after" (the wanted count arrived) or "max-duration". A `--max-duration` that
+    passed before `--exit-after`'s count arrived is a failure, and so is a message whose
+    forward failed (it is in the dead letter).
     """
 
     stats: Stats
     ended_by: EndedBy
     exit_after: int | None = None
     max_duration: float | None = None
+    # With --forward-to: what became of the forwarded messages.
+    forward: ForwardCounts | None = None
 
     @property
     def short(self) -> bool:
@@ -58,14 +62,25 @@ class ListenResult:
         )
 
     def as_json(self) -> dict[str, Any]:
-        return {"summary": self.stats.as_dict()}
+        summary = self.stats.as_dict()
+        if self.forward is not None:
+            summary["forward"] = self.forward.as_json()
+        return {"summary": summary}
 
     @property
     def exit_code(self) -> ExitCode:
-        return ExitCode.FAILURE if self.short else ExitCode.OK
+        failed = self.forward is not None and self.forward.failed > 0
+        return ExitCode.FAILURE if self.short or failed else ExitCode.OK
 
     @property
     def problem(self) -> str | None:
+        forward = self.forward
+        if forward is not None and forward.failed:
+            n = forward.failed
+            return (
+                f"{n} {plural(n, 'message')} not forwarded to {forward.target}: "
+                f"in {forward.dead_letter}, for `cmdai replay`"
+            )
         if not self.short:
             return None
         return (
@@ -92,6 +107,8 @@ def run(
     on_batch: Callable[[list[Received]], Any],
     on_start: Callable[[Listening], Any],
     on_batch_may_block: bool = True,
+    on_forward: Callable[[Intake], Any] | None = None,
+    on_drain: Callable[[int], Any] | None = None,
 ) -> ListenResult:
     """Serve as `options` say until SIGINT or SIGTERM, `exit_after` messages were
     accepted, or `max_duration` seconds passed; return the final counts.
@@ -107,6 +124,11 @@ def run(
     --out file is written) on the server's loop: the hand-over between threads cost
     `listen --json` 7% of its intake (0.88 against 0.95 of a do-nothing sink,
     benchmarks/receiver.py).
+
+    With `options.forward`, every accepted request is forwarded, and `on_forward` told
+    (on a thread of its own) when it waits for a retry and when it is done; at the stop,
+    `on_drain` is told how many messages are still being forwarded, for up to the
+    drain's seconds.
     """
     check = planned = None
     if options.plan is not None:
@@ -144,7 +166,11 @@ def run(
         workers = options.limits.workers if on_batch_may_block else 0
         limits = replace(options.limits, workers=workers)
         receiver = Receiver(
-            replace(options, limits=limits), on_batch=batch, check=check, planned=planned
+            replace(options, limits=limits),
+            on_batch=batch,
+            check=check,
+            planned=planned,
+            on_forward=on_forward,
         )
         receiver.start()
         _speed.settle_long_lived()
@@ -160,7 +186,9 @@ def run(
             if not stop.wait(options.max_duration):
                 ended[0] = "max-duration"
         finally:
-            receiver.stop()
+            receiver.stop(on_drain)
             if made[0] is not None:
                 made[0].remove()
-    return ListenResult(receiver.stats, ended[0], exit_after, options.max_duration)
+    return ListenResult(
+        receiver.stats, ended[0], exit_after, options.max_duration, receiver.forwarded
+    )

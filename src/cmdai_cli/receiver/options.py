@@ -1,16 +1,105 @@
 """What `cmdai listen` was asked to do, and the checks on it that need nothing else.
 
 A `Receiver` takes the serving part (address, key, `out`, what it keeps, its limits);
-`listen.run` the rest (a tracking plan, the ready file, when to stop).
+`listen.run` the rest (a tracking plan, the ready file, when to stop, the forward).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import urlsplit
 
+from cmdai_cli import redact
 from cmdai_cli.errors import UsageError
 from cmdai_cli.receiver.connection import Limits
+from cmdai_cli.retry import RetryPolicy
+from cmdai_cli.values import is_loopback
+
+# A target down for a minute or two is waited for; past that a message is dead-lettered.
+POLICY = RetryPolicy(max_retries=10, base_delay=0.25, max_delay=15.0, max_total_wait=120.0)
+WILDCARDS = ("0.0.0.0", "::", "")
+SELF = "--forward-to is this listen itself: every message would come back to it for ever"
+
+
+@dataclass(frozen=True)
+class ForwardOptions:
+    """Where and how `listen` forwards: `url` is a base, the request's path goes under it.
+
+    `headers` are added to every forwarded request; `rewrite_key` replaces the app's
+    write key; `dead_letter` gets the messages whose forward failed for good; `drain`
+    is how long a stop waits for forwards still open.
+    """
+
+    url: str
+    headers: tuple[tuple[str, str], ...] = ()
+    rewrite_key: str | None = None
+    dead_letter: Path | None = None
+    drain: float = 10.0
+    policy: RetryPolicy = POLICY
+    concurrency: int = 32
+    timeout: float = 15.0
+
+    def __post_init__(self) -> None:
+        check_target(self.url)
+        if not self.drain >= 0:
+            raise UsageError(f"--drain {self.drain}: give a number of seconds, 0 or more")
+        if self.rewrite_key is not None and not self.rewrite_key.strip():
+            raise UsageError("--forward-rewrite-key is empty: give the key to send instead")
+        redact.register(self.rewrite_key)
+
+
+def check_target(url: str) -> str:
+    """`url` when it can be forwarded to; UsageError naming what is wrong otherwise."""
+    parts = urlsplit(url)
+    if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
+        raise UsageError(
+            f"--forward-to: give an http:// or https:// URL, not {parts.scheme or 'a path'}"
+        )
+    if parts.username is not None or parts.password is not None:
+        # A password in a URL ends up in logs and process lists; the app's key goes as it came.
+        raise UsageError(
+            "--forward-to: the URL holds credentials; the app's write key is forwarded as "
+            "it came (or --forward-rewrite-key), and other headers with --forward-header"
+        )
+    if parts.query or parts.fragment:
+        raise UsageError("--forward-to: give the URL without a query string or fragment")
+    try:
+        parts.port  # noqa: B018 - raises on a port that is not a number
+    except ValueError:
+        raise UsageError("--forward-to: the URL's port is not a number") from None
+    return url
+
+
+def parse_header(text: str) -> tuple[str, str]:
+    """`K:V` as a header name and value (UsageError when it is not one)."""
+    name, sep, value = text.partition(":")
+    name, value = name.strip(), value.strip()
+    if not sep or not name or any(c in name for c in " \t\r\n") or "\n" in value or "\r" in value:
+        raise UsageError(f"--forward-header {text!r}: give NAME:VALUE")
+    if name.lower() in (
+        "host",
+        "content-length",
+        "content-encoding",
+        "content-type",
+        "transfer-encoding",
+    ):
+        raise UsageError(f"--forward-header: {name} is set by the forwarded request itself")
+    return name, value
+
+
+def is_self(url: str, bind: str, port: int) -> bool:
+    """Whether `url` reaches a listen bound to `bind`:`port` (port 0: not known yet)."""
+    parts = urlsplit(url)
+    target_port = parts.port or (443 if parts.scheme.lower() == "https" else 80)
+    if port == 0 or target_port != port:
+        return False
+    host = (parts.hostname or "").lower()
+    if host == bind.lower():
+        return True
+    if bind in WILDCARDS:
+        return host == "localhost" or is_loopback(host)
+    return is_loopback(bind) and (host == "localhost" or is_loopback(host))
 
 
 @dataclass(frozen=True)
@@ -40,6 +129,8 @@ class ListenOptions:
     ready_file: Path | None = None
     exit_after: int | None = None
     max_duration: float | None = None
+    # `--forward-to` and its options: each accepted request sent on (`forward`).
+    forward: ForwardOptions | None = None
 
     def __post_init__(self) -> None:
         if self.reject_wrong_key and self.write_key is None:
@@ -64,6 +155,8 @@ class ListenOptions:
                 "--ui-token: give at least 8 printable ASCII characters, without spaces, "
                 "commas or semicolons"
             )
+        if self.forward is not None and is_self(self.forward.url, self.bind, self.port):
+            raise UsageError(SELF)
         if self.write_key is not None and not self.write_key.strip():
             # An empty key would silently turn the check off: say so instead.
             raise UsageError(

@@ -17,7 +17,7 @@ nothing of sockets or timeouts.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 from cmdai_cli.receiver.browser import answer_other, cors_headers
 from cmdai_cli.receiver.conformance import CatalogueCheck
@@ -34,7 +34,7 @@ from cmdai_cli.receiver.protocol import (
     now_stamp,
     parse_encoded,
 )
-from cmdai_cli.receiver.store import Store
+from cmdai_cli.receiver.store import Linked, Parsed, Store
 from cmdai_cli.receiver.stream import OPENING, Feed
 from cmdai_cli.receiver.ui import PAGE_HEADERS, UI_PATH, Gate, answer_ui, redirect, wants_page
 
@@ -64,6 +64,12 @@ class Routes:
         self.gate = Gate(ui_token)
         self.planned = planned
         self.catalogue = CatalogueCheck(store)
+        # `listen --forward-to`: takes each acknowledged request; must not block.
+        # Called with the request's target, raw body, Content-Encoding, Authorization,
+        # messages and arrival time.
+        self.forward: Callable[[str, bytes, str | None, str | None, Parsed, str], Linked] | None = (
+            None
+        )
 
     def answer(self, request: Request) -> Response:
         """The answer to `request`, after storing what it brought."""
@@ -139,8 +145,18 @@ class Routes:
         except OSError as exc:
             log.warning("could not store a request: %s", exc.strerror)
             return self.refuse(Rejected(500, "server_error", "could not store the messages"), cors)
+        intake = None
+        if self.forward is not None:
+            intake = self.forward(
+                request.target,
+                request.body,
+                headers.get("Content-Encoding"),
+                headers.get("Authorization"),
+                messages,
+                now,
+            )
         # The client builds its next batch while the messages are kept.
-        return Response(200, headers=cors, then=store.accept(path, messages, now))
+        return Response(200, headers=cors, then=store.accept(path, messages, now, intake))
 
     def refuse(self, rejected: Rejected, cors: Mapping[str, str]) -> Response:
         """A refusal as Segment words it, counted."""

@@ -17,7 +17,8 @@ from typing import Any
 from cmdai_cli import redact
 from cmdai_cli.errors import UsageError
 from cmdai_cli.receiver.debugger import Planned
-from cmdai_cli.receiver.options import ListenOptions
+from cmdai_cli.receiver.forward import ForwardCounts, Forwarder, Intake
+from cmdai_cli.receiver.options import SELF, ListenOptions, is_self
 from cmdai_cli.receiver.routes import Routes
 from cmdai_cli.receiver.server import Server
 from cmdai_cli.receiver.store import Received, Stats, Store
@@ -31,8 +32,11 @@ class Receiver:
 
     `on_batch` is called with what each request brought, after its answer, in a worker
     thread (it may block: a terminal's reader can stop reading); `check` gives more
-    flags for each message. Without `on_batch` nothing after an answer can block, and
-    the bookkeeping runs on the server's loop, without a trip through a thread.
+    flags for each message. With `options.forward`, every accepted request is also sent
+    on (`forward`), and `on_forward` told what became of it; `stop` drains the forwards
+    and leaves their counts in `forwarded`. Without `on_batch` nothing after an answer
+    can block, and the bookkeeping runs on the server's loop, without a trip through a
+    thread.
     """
 
     def __init__(
@@ -42,6 +46,7 @@ class Receiver:
         on_batch: Callable[[list[Received]], Any] | None = None,
         check: Callable[[Mapping[str, Any]], tuple[str, ...]] | None = None,
         planned: Planned | None = None,
+        on_forward: Callable[[Intake], Any] | None = None,
     ) -> None:
         self.options = options = options or ListenOptions()
         redact.register(options.write_key)
@@ -69,6 +74,12 @@ class Receiver:
         )
         self.limits = options.limits if on_batch is not None else replace(options.limits, workers=0)
         self._server: Server | None = None
+        self.forwarder: Forwarder | None = None
+        self.forwarded: ForwardCounts | None = None
+        if options.forward is not None:
+            self.forwarder = Forwarder(options.forward, on_forward)
+            self.routes.forward = self.forwarder.take
+            self.store.forward_summary = self.forwarder.summary
 
     def start(self) -> Receiver:
         """Open `out` and bind; UsageError when either cannot be done."""
@@ -84,12 +95,31 @@ class Receiver:
             raise UsageError(f"cannot listen on {where}: {exc.strerror}") from None
         self.port = self._server.port
         self.routes.own_url = self.url
+        if self.forwarder is not None:
+            forward = options.forward
+            assert forward is not None
+            try:
+                if is_self(forward.url, options.bind, self.port):
+                    raise UsageError(SELF)
+                self.forwarder.start()
+            except UsageError:
+                self._server.stop()
+                self._server = None
+                self.store.close()
+                raise
         return self
 
-    def stop(self) -> None:
+    def stop(self, on_drain: Callable[[int], Any] | None = None) -> None:
+        """Stop serving; then forward what is still open for up to the drain's seconds
+        (`on_drain` is told how many messages that is, first, when there are any)."""
         if self._server is not None:
             self._server.stop()
             self._server = None
+        forwarder = self.forwarder
+        if forwarder is not None and self.forwarded is None and forwarder.started:
+            if on_drain is not None and forwarder.counts.pending:
+                on_drain(forwarder.counts.pending)
+            self.forwarded = forwarder.drain()
         self.store.close()
 
     def __enter__(self) -> Receiver:

@@ -57,6 +57,12 @@ class Entry(NamedTuple):
         return row_json(self)
 
 
+class Linked(Protocol):
+    """What learns of a request's kept messages (a forwarded request)."""
+
+    received: list[Received] | None
+
+
 class Keyed(Protocol):
     """What a query looks at: a kept entry, or a message read back by `cmdai expect`."""
 
@@ -390,6 +396,8 @@ class Store:
         self._out_lock = threading.Lock()
         self._arrived = threading.Condition(self._lock)
         self._out: IO[bytes] | None = None
+        # `listen --forward-to`'s counts, for the summary.
+        self.forward_summary: Callable[[], dict[str, Any]] | None = None
 
     def open(self) -> None:
         """Open the `out` file for appending (UsageError when it cannot be)."""
@@ -434,19 +442,24 @@ class Store:
             if self._out is not None:
                 outpaths.append_whole(self._out, data)
 
-    def accept(self, path: str, messages: Parsed, now: str) -> Callable[[], None]:
+    def accept(
+        self, path: str, messages: Parsed, now: str, linked: Linked | None = None
+    ) -> Callable[[], None]:
         """The bookkeeping of acknowledged messages, to run after their answer.
 
         Readers wait for it from now on, so that what a client saw acknowledged is
-        always visible to them.
+        always visible to them. `linked` (a forwarded request) gets the kept messages,
+        with all their flags, as `received`.
         """
         with self._lock:
             self._tickets += 1
             ticket = self._tickets
             self._settling.add(ticket)
-        return lambda: self._keep(path, messages, now, ticket)
+        return lambda: self._keep(path, messages, now, ticket, linked)
 
-    def _keep(self, path: str, messages: Parsed, now: str, ticket: int) -> None:
+    def _keep(
+        self, path: str, messages: Parsed, now: str, ticket: int, linked: Linked | None = None
+    ) -> None:
         accepted: list[Received] = []
         try:
             check = self.check
@@ -454,13 +467,15 @@ class Store:
                 messages = [(m, raw, flags + _checked(check, m)) for m, raw, flags in messages]
             with self._lock:
                 all_flags = self.kept.add_batch(messages, now, path)
-                if self.on_batch is not None:
+                if self.on_batch is not None or linked is not None:
                     accepted = [
                         Received(message, flags, now, path, raw)
                         for (message, raw, _), flags in zip(messages, all_flags, strict=True)
                     ]
                 self._stats.flagged += sum(1 for flags in all_flags if flags)
                 self._stats.accepted += len(messages)
+            if linked is not None:
+                linked.received = accepted
             if accepted and self.on_batch is not None:
                 try:
                     self.on_batch(accepted)
@@ -521,7 +536,10 @@ class Store:
         """Counts since the start or the last reset, as `GET /cmdai/summary` gives them."""
         with self._arrived:
             self._settle()
-            return self.kept.summary()
+            summary = self.kept.summary()
+        if self.forward_summary is not None:
+            summary["forward"] = self.forward_summary()
+        return summary
 
     def forget(self) -> int:
         """Forget the kept messages and their counts (the `out` file stays); how many."""
