@@ -134,7 +134,9 @@ def test_503s_lower_the_limit_in_a_run_and_clean_answers_raise_it_again() -> Non
             return Answer(False, 503, "overloaded", retry_after=0.0)
         return Answer(True, 200)
 
-    delivery, acked, _ = make(send, concurrency=8, start=8, policy=RetryPolicy(base_delay=0))
+    # Enough retries that no batch runs out of them whichever of the 20 503s it meets.
+    policy = RetryPolicy(base_delay=0, max_retries=25)
+    delivery, acked, _ = make(send, concurrency=8, start=8, policy=policy)
     for n in range(200):
         delivery.submit(_batch(n))
     delivery.finish()

@@ -177,6 +177,7 @@ class LearntRate:
         self._base = 0.0
         self._next = 0.0
         self._waiting: float | None = None  # until when the server asked to wait
+        self._held = 0.0  # how long that wait was
         self._tried = False  # whether a try during the wait was answered
         self._peak = 0  # the most answers accepted within a WINDOW, during the wait
         self._growing = 0.0  # when the growth (of the search, or after a cut) starts
@@ -258,15 +259,19 @@ class LearntRate:
         now = self.clock()
         if until > now:
             self._waiting = until
+            self._held = until - now
             self._tried = False
             # The first try after a pause long enough for a bucket to refill some.
             self._next = max(self._next, now + self.TRY_EVERY)
 
     def _end_wait(self, now: float) -> None:
         self._waiting = None
-        if not self._tried:
+        if not self._tried and self._held >= self.TRY_EVERY:
             # No try was answered before the wait ended (one after it cannot tell a
             # refill from a window's reset): the first cut's measure is all there is.
+            # A wait shorter than one try is a bucket's refill, not a spent window's
+            # reset: the search goes on, or a 100/s limit would be crept up to at 5%
+            # a second from the burst's first measure.
             self.finding = False
         if self.finding:
             self._growing = now
