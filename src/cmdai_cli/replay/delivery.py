@@ -338,10 +338,12 @@ class Delivery:
         self._flying.answered(job, timed_out=answer.timed_out)
         status = answer.status
         breaker = self.breaker
-        if breaker is not None and breaker.answered(status, job.sent_at, answer.detail):
-            self._trip(breaker.reason())
-        if breaker is not None and self._held and not breaker.failures:
-            self._settle_held()
+        # Nothing to do for an answer outside a run of failures: the usual case.
+        if breaker is not None and (breaker.failures or status is None or status >= 500):
+            if breaker.answered(status, job.sent_at, answer.detail):
+                self._trip(breaker.reason())
+            elif self._held and not breaker.failures:
+                self._settle_held()
         if answer.reset is not None:
             reset = answer.reset
             if status == 429 or answer.remaining == 0:  # a wait asked for
