@@ -195,3 +195,22 @@ def test_the_breaker_counts_a_run_across_the_pool() -> None:
     now[0] = 10.0
     assert not any(breaker.answered(503, sent=7.0) for _ in range(31))
     assert breaker.answered(503, sent=7.0)
+
+
+def test_a_server_closed_for_longer_than_the_run_stops_it(cli: Cli, tmp_path: Path) -> None:
+    source = write_ndjson(tmp_path / "in.ndjson", make_events(1000))
+    with FaultServer(
+        kind="webhook",
+        secret=SHARED_SECRET,
+        fault_for=lambda _n: status(429, retry_after="1000000"),
+    ) as server:
+        started = time.monotonic()
+        result = webhook(cli, source, server.url, tmp_path / "cp", "--max-wait", "1")
+        elapsed = time.monotonic() - started
+        assert server.delivered == 0
+    assert result.exit_code == 6, result.stderr
+    assert elapsed < BOUND, elapsed
+    summary = json.loads(result.stdout)
+    assert summary["pending"] == 1000 and summary["failed"] == 0
+    assert sum("asked to wait" in line for line in result.stderr.splitlines()) == 1
+    assert "looks down" in result.stderr

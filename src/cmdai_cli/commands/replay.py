@@ -61,7 +61,8 @@ before: Segment drops events whose messageId it has seen, the webhook and bulk-i
 take them again. Ctrl-C (or SIGTERM) stops within about a second, leaving what was in
 flight pending; a second Ctrl-C stops at once. An endpoint that looks down stops the
 run with exit 6: 8 requests in a row across the pool without an answer (timed out,
-refused, reset), or 32 with 5xx answers among them, reaching back at least twice
+refused, reset), or 32 with 5xx answers (or 429s asking for a longer wait than
+--max-wait allows) among them, reaching back at least twice
 --timeout (30 s at most), with no other answer between; everything not acknowledged
 is left pending for --resume. A wait the server asks for (Retry-After, a rate limit's
 reset) is cut to --max-wait, and to 30 s, with a warning. Events that cannot be delivered go to

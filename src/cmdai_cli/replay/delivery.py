@@ -24,7 +24,8 @@ everything that came in meanwhile and then `flush` once (one durable checkpoint 
 for many answers). A batch keeps its slot until it is recorded, so what can be sent
 twice after a crash is at most the batches in flight.
 
-A run of failures across the pool (no answer, or 5xx, with no other answer between:
+A run of failures across the pool (no answer, a 5xx, or a wait asked for longer than
+the policy's longest, with no other answer between:
 `Breaker`) decides that the endpoint is down: the delivery stops as `stop()` does and
 says why (`down`). A batch whose retries ran out on such a failure is held, not
 recorded as failed, while the run lasts: an answer that ends the run records it as
@@ -337,13 +338,6 @@ class Delivery:
         counters.requests += 1
         self._flying.answered(job, timed_out=answer.timed_out)
         status = answer.status
-        breaker = self.breaker
-        # Nothing to do for an answer outside a run of failures: the usual case.
-        if breaker is not None and (breaker.failures or status is None or status >= 500):
-            if breaker.answered(status, job.sent_at, answer.detail):
-                self._trip(breaker.reason())
-            elif self._held and not breaker.failures:
-                self._settle_held()
         if answer.reset is not None:
             reset = answer.reset
             if status == 429 or answer.remaining == 0:  # a wait asked for
@@ -352,15 +346,25 @@ class Delivery:
                 self.quota.refused(reset)
             else:
                 self.quota.answered(answer.remaining, reset, self._flying.unanswered)
-        wait = answer.retry_after
-        if wait is not None:
-            wait = self._cap(wait, "Retry-After")
+        wait = asked = answer.retry_after
+        if asked is not None:
+            wait = self._cap(asked, "Retry-After")
         self.learnt.answered(status, job.sent_at, wait)
+        # A sign of an endpoint that is down: no answer, a 5xx, or a wait asked for that
+        # is longer than the policy waits (a service closed for longer than this run).
+        down_sign = status is None or status >= 500 or (wait is not None and wait != asked)
+        breaker = self.breaker
+        # Nothing to do for an answer outside a run of failures: the usual case.
+        if breaker is not None and (breaker.failures or down_sign):
+            if breaker.answered(status, job.sent_at, answer.detail, failed=down_sign):
+                self._trip(breaker.reason())
+            elif self._held and not breaker.failures:
+                self._settle_held()
         if answer.ok:
             self.limit.clean(self._flying.counted)
             self._record(job, answer=answer)
             return
-        if self.down is not None and (status is None or status >= 500):
+        if self.down is not None and down_sign:
             # The endpoint was taken for down (on this answer or another): pending.
             self._release(job, abandoned=True)
             return
@@ -380,10 +384,10 @@ class Delivery:
             if status is None or status in (408, 429) or status >= 500:
                 reason += f" ({_reason_key(decision, self.policy)})"
             job.reason = reason
-            if self._stopping.is_set() and (status is None or status >= 500):
+            if self._stopping.is_set() and down_sign:
                 self._release(job, abandoned=True)
                 return
-            if breaker is not None and (status is None or status >= 500):
+            if breaker is not None and down_sign:
                 # Failed or pending: the breaker's run decides (see the module docstring).
                 job.answer = answer
                 self._held.append(job)

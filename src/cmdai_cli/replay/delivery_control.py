@@ -433,7 +433,9 @@ class Breaker:
     A request that got no answer (timed out, refused, reset) counts; a 5xx counts too,
     but a run of 5xx alone must be four times as long, since a server that answers is
     up, and a 5xx is as often one bad moment of a live service as a dead one behind a
-    proxy. Any other answer (a 2xx, a 4xx, a 429) ends the run: the endpoint is there.
+    proxy. So does a 429 asking for a wait longer than the retry policy waits (a
+    service closed for longer than the run). Any other answer (a 2xx, a 4xx, a 429
+    asking for a wait the policy takes) ends the run: the endpoint is there.
 
     It trips when the run holds `SILENT` failures without an answer (or `FAILURES` in
     all) and reaches back `span` seconds, from the sending of its first request to now.
@@ -459,10 +461,21 @@ class Breaker:
         self.since: float | None = None  # when the run's earliest request was sent
         self.last = ""  # what the run's latest failure was
 
-    def answered(self, status: int | None, sent: float, detail: str | None = None) -> bool:
+    def answered(
+        self,
+        status: int | None,
+        sent: float,
+        detail: str | None = None,
+        *,
+        failed: bool | None = None,
+    ) -> bool:
         """An answer (`status` None: none came) to a request sent at `sent`; whether the
-        endpoint is now taken for down."""
-        if status is not None and status < 500:
+        endpoint is now taken for down. `failed` says whether the answer is a sign of an
+        endpoint that is down (by default: none came, or a 5xx); one that is, but came,
+        counts as a 5xx does."""
+        if failed is None:
+            failed = status is None or status >= 500
+        if not failed:
             self.silent = self.failures = 0
             self.since = None
             return False
@@ -478,8 +491,7 @@ class Breaker:
     def reason(self) -> str:
         """Why the endpoint was taken for down, in a line."""
         span = self.clock() - (self.since if self.since is not None else self.clock())
-        what = "requests" if self.silent == self.failures else "requests (5xx included)"
         return (
-            f"the endpoint looks down: {self.failures} {what} in a row failed over "
-            f"{span:.1f} s, the last with: {self.last}"
+            f"the endpoint looks down: {self.failures} requests in a row failed "
+            f"({self.silent} without an answer) over {span:.1f} s, the last with: {self.last}"
         )
