@@ -14,9 +14,11 @@ signatures and credentials are verified on every request.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import hmac
 import math
+import socket
 import sys
 import threading
 import time
@@ -436,3 +438,51 @@ def _reply(
         handler.send_header(name, value)
     handler.end_headers()
     handler.wfile.write(payload)
+
+
+class SilentServer:
+    """A server that takes connections and reads what comes, and never answers.
+
+    `with SilentServer() as server:`; `server.connections` counts the connections taken.
+    """
+
+    def __init__(self) -> None:
+        self._listener = socket.create_server(("127.0.0.1", 0), backlog=256)
+        self._listener.settimeout(0.05)
+        self._stop = threading.Event()
+        self._lock = threading.Lock()
+        self._open: list[socket.socket] = []
+        self.connections = 0
+
+    def __enter__(self) -> SilentServer:
+        threading.Thread(target=self._accept, daemon=True).start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._listener.close()
+        with self._lock:
+            for conn in self._open:
+                conn.close()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self._listener.getsockname()[1]}"
+
+    def _accept(self) -> None:
+        while not self._stop.is_set():
+            try:
+                conn, _ = self._listener.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            with self._lock:
+                self._open.append(conn)
+                self.connections += 1
+            threading.Thread(target=self._drain, args=(conn,), daemon=True).start()
+
+    def _drain(self, conn: socket.socket) -> None:
+        with contextlib.suppress(OSError):
+            while conn.recv(65536):
+                pass

@@ -59,10 +59,16 @@ cannot be checked against the checkpoint, so save it to a file to be able to res
 Without --resume a replay starts over, with a warning when its checkpoint shows it done
 before: Segment drops events whose messageId it has seen, the webhook and bulk-identify
 take them again. Ctrl-C (or SIGTERM) stops within about a second, leaving what was in
-flight pending; a second Ctrl-C stops at once. Events that cannot be delivered go to
+flight pending; a second Ctrl-C stops at once. An endpoint that looks down stops the
+run with exit 6: 8 requests in a row across the pool without an answer (timed out,
+refused, reset), or 32 with 5xx answers (or 429s asking for a longer wait than
+--max-wait allows) among them, reaching back at least twice
+--timeout (30 s at most), with no other answer between; everything not acknowledged
+is left pending for --resume. A wait the server asks for (Retry-After, a rate limit's
+reset) is cut to --max-wait, and to 30 s, with a warning. Events that cannot be delivered go to
 the dead-letter file, unsendable ones to the reject file (a line holds the event when
 it could be read, and replaying the file sends those again).
-When any event was not delivered the exit code is 5 if the service refused some (a
+Otherwise, when any event was not delivered the exit code is 5 if the service refused some (a
 4xx, or 429 until the retries ran out), else 6 if it could not be reached, timed out or
 kept answering 5xx, else 1. A dry run reads and checks as the run would: with
 --on-error fail (the default) a bad record stops it with exit 4, with --on-error skip

@@ -24,6 +24,17 @@ everything that came in meanwhile and then `flush` once (one durable checkpoint 
 for many answers). A batch keeps its slot until it is recorded, so what can be sent
 twice after a crash is at most the batches in flight.
 
+A run of failures across the pool (no answer, a 5xx, or a wait asked for longer than
+the policy's longest, with no other answer between:
+`Breaker`) decides that the endpoint is down: the delivery stops as `stop()` does and
+says why (`down`). A batch whose retries ran out on such a failure is held, not
+recorded as failed, while the run lasts: an answer that ends the run records it as
+failed, a trip leaves it pending, so that nothing of an endpoint that was down goes to
+the dead letters.
+
+A wait the server asks for (`Retry-After`, a 429's reset, a spent quota's reset) is
+at most the policy's longest wait; `warn` is told once when one was cut.
+
 `stop()` sends nothing more: queued and waiting batches are abandoned at once, requests
 in flight get `grace` seconds to be answered and are then cancelled; whatever was not
 answered stays unrecorded, for a resume.
@@ -42,6 +53,7 @@ from collections.abc import Awaitable, Callable
 from cmdai_cli.replay.batching import Batch
 from cmdai_cli.replay.delivery_control import (
     AdaptiveLimit,
+    Breaker,
     InFlight,
     LearntRate,
     Quota,
@@ -71,6 +83,8 @@ class Delivery:
         close: Callable[[], Awaitable[None]] | None = None,
         start: int | None = None,
         grace: float = 0.5,
+        breaker: Breaker | None = None,
+        warn: Callable[[str], None] | None = None,
     ) -> None:
         self.send = send
         self.on_ack = on_ack
@@ -86,6 +100,11 @@ class Delivery:
         self.requests = RateLimiter(request_rate, burst=0.1) if request_rate else None
         self.quota = Quota(policy.max_delay)
         self.grace = grace
+        self.breaker = breaker
+        self.warn = warn
+        self.down: str | None = None  # why the endpoint was taken for down
+        self._capped = False  # whether a server's wait was cut (said once)
+        self._held: list[Job] = []  # given up on a failure of the breaker's current run
         self.counters = Counters(limit=self.limit.current)
         self.error: BaseException | None = None
         ceiling = self.limit.ceiling
@@ -229,9 +248,10 @@ class Delivery:
         self._poke()
 
     def _on_stop(self) -> None:
-        abandoned = list(self._incoming) + [job for _, _, job in self._schedule]
+        abandoned = list(self._incoming) + [job for _, _, job in self._schedule] + self._held
         self._incoming.clear()
         self._schedule.clear()
+        self._held = []
         for job in abandoned:
             self._room.release()
             self._abandon(job)
@@ -265,6 +285,11 @@ class Delivery:
             elif self._incoming:
                 job = self._incoming.popleft()
             if job is None:
+                if self._held and not schedule and counters.in_flight == 0:
+                    # Nothing in flight or waiting could end the breaker's run, and the
+                    # reader may be waiting for the room the held batches take.
+                    self._settle_held()
+                    continue
                 if self._input_closed and not schedule and counters.in_flight == 0:
                     return
                 await self._nap(schedule[0][0] - clock() if schedule else None)
@@ -314,20 +339,34 @@ class Delivery:
         self._flying.answered(job, timed_out=answer.timed_out)
         status = answer.status
         if answer.reset is not None:
+            reset = answer.reset
+            if status == 429 or answer.remaining == 0:  # a wait asked for
+                reset = self._cap(reset, "its rate limit's reset")
             if status == 429:
-                self.quota.refused(answer.reset)
+                self.quota.refused(reset)
             else:
-                self.quota.answered(answer.remaining, answer.reset, self._flying.unanswered)
-        # The wait a 429 asked for, as the learnt rate may take it for every request: at
-        # most the policy's longest (a longer one is still waited by the request that
-        # was told it, under the policy's bound on waiting).
-        wait = answer.retry_after
-        self.learnt.answered(
-            status, job.sent_at, None if wait is None else min(wait, self.policy.max_delay)
-        )
+                self.quota.answered(answer.remaining, reset, self._flying.unanswered)
+        wait = asked = answer.retry_after
+        if asked is not None:
+            wait = self._cap(asked, "Retry-After")
+        self.learnt.answered(status, job.sent_at, wait)
+        # A sign of an endpoint that is down: no answer, a 5xx, or a wait asked for that
+        # is longer than the policy waits (a service closed for longer than this run).
+        down_sign = status is None or status >= 500 or (wait is not None and wait != asked)
+        breaker = self.breaker
+        # Nothing to do for an answer outside a run of failures: the usual case.
+        if breaker is not None and (breaker.failures or down_sign):
+            if breaker.answered(status, job.sent_at, answer.detail, failed=down_sign):
+                self._trip(breaker.reason())
+            elif self._held and not breaker.failures:
+                self._settle_held()
         if answer.ok:
             self.limit.clean(self._flying.counted)
             self._record(job, answer=answer)
+            return
+        if self.down is not None and down_sign:
+            # The endpoint was taken for down (on this answer or another): pending.
+            self._release(job, abandoned=True)
             return
         # A 429 is about the rate: LearntRate answers it. The in-flight limit is for load.
         if status == 503 or answer.timed_out:
@@ -338,13 +377,22 @@ class Delivery:
             job.waited,
             status=status,
             network_error=status is None,
-            server_wait=answer.retry_after,
+            server_wait=wait,
         )
         if not decision.retry:
             reason = answer.detail or f"HTTP {status}"
             if status is None or status in (408, 429) or status >= 500:
                 reason += f" ({_reason_key(decision, self.policy)})"
             job.reason = reason
+            if self._stopping.is_set() and down_sign:
+                self._release(job, abandoned=True)
+                return
+            if breaker is not None and down_sign:
+                # Failed or pending: the breaker's run decides (see the module docstring).
+                job.answer = answer
+                self._held.append(job)
+                self._release(job, abandoned=False)
+                return
             self._record(job, answer=answer)
             return
         if self._stopping.is_set():
@@ -357,6 +405,38 @@ class Delivery:
         heapq.heappush(self._schedule, (time.monotonic() + decision.delay, self._seq, job))
         self._set_waiting()
         self._release(job, abandoned=False)
+
+    def _cap(self, wait: float, what: str) -> float:
+        """A wait the server asked for, at most the policy's longest; said once when cut."""
+        most = self.policy.max_delay
+        if wait <= most:
+            return wait
+        if not self._capped:
+            self._capped = True
+            if self.warn is not None:
+                self.warn(
+                    f"the server asked to wait {wait:g} s ({what}); waiting {most:g} s at most"
+                )
+        return most
+
+    def _trip(self, reason: str) -> None:
+        """The endpoint is down: stop, leaving everything not answered pending."""
+        if self.down is None and not self._stopping.is_set():
+            self.down = reason
+            self._stopping.set()
+            self._on_stop()
+
+    def _settle_held(self) -> None:
+        """The breaker's run ended with an answer, or nothing more can come of it: its
+        held batches failed, unless the run is long enough to call the endpoint down."""
+        breaker = self.breaker
+        if breaker is not None and breaker.failures and breaker.enough():
+            self._trip(breaker.reason())
+            return
+        held, self._held = self._held, []
+        for job in held:
+            job.slot = False  # given back when it was held
+            self._recorder.put(job)
 
     def _free(self, job: Job) -> None:
         self._flying.done(job)

@@ -22,6 +22,9 @@ counts what is in flight against the limit):
   not make another request until after the time specified by x-ratelimit-reset",
   docs.github.com, "Rate limits for the REST API").
 
+And `Breaker`, which decides that the endpoint is down, so that a replay stops rather
+than crawls through timeouts.
+
 Each is pure apart from the clock it is given, and used from one thread (the delivery
 loop's), except `RateLimiter`, which keeps its lock for callers on other threads.
 """
@@ -427,3 +430,73 @@ class InFlight(Generic[Key]):
 
     def __bool__(self) -> bool:
         return bool(self._sent)
+
+
+class Breaker:
+    """Whether the endpoint is down: a run of failures across the pool, no answer between.
+
+    A request that got no answer (timed out, refused, reset) counts; a 5xx counts too,
+    but a run of 5xx alone must be four times as long, since a server that answers is
+    up, and a 5xx is as often one bad moment of a live service as a dead one behind a
+    proxy. So does a 429 asking for a wait longer than the retry policy waits (a
+    service closed for longer than the run). Any other answer (a 2xx, a 4xx, a 429
+    asking for a wait the policy takes) ends the run: the endpoint is there.
+
+    It trips when the run holds `SILENT` failures without an answer (or `FAILURES` in
+    all) and reaches back `span` seconds, from the sending of its first request to now.
+    Eight is twice the usual in-flight start and more than a burst of resets from one
+    restarting server; the span is twice the time-out (at most `LONGEST`), so that the
+    first wave of time-outs (everything in flight, sent together, times out together)
+    cannot trip it alone: the retries of a second wave must have met silence too. A
+    blip shorter than a time-out ends with an answer and trips nothing.
+
+    `decided()` trips on the count alone: for when nothing else is going on that could
+    tell more (the input ended, or every admitted batch has given up).
+    """
+
+    SILENT = 8
+    FAILURES = 32
+    LONGEST = 30.0
+
+    def __init__(self, timeout: float, *, clock: Callable[[], float] = time.monotonic) -> None:
+        self.span = min(2.0 * timeout, self.LONGEST)
+        self.clock = clock
+        self.silent = 0  # failures without an answer, in the current run
+        self.failures = 0  # the same, and 5xx answers
+        self.since: float | None = None  # when the run's earliest request was sent
+        self.last = ""  # what the run's latest failure was
+
+    def answered(
+        self,
+        status: int | None,
+        sent: float,
+        detail: str | None = None,
+        *,
+        failed: bool | None = None,
+    ) -> bool:
+        """An answer (`status` None: none came) to a request sent at `sent`; whether the
+        endpoint is now taken for down. `failed` says whether the answer is a sign of an
+        endpoint that is down (by default: none came, or a 5xx); one that is, but came,
+        counts as a 5xx does."""
+        if failed is None:
+            failed = status is None or status >= 500
+        if not failed:
+            self.silent = self.failures = 0
+            self.since = None
+            return False
+        self.failures += 1
+        self.silent += status is None
+        self.since = sent if self.since is None else min(self.since, sent)
+        self.last = detail or f"HTTP {status}"
+        return self.enough() and self.clock() - self.since >= self.span
+
+    def enough(self) -> bool:
+        return self.silent >= self.SILENT or self.failures >= self.FAILURES
+
+    def reason(self) -> str:
+        """Why the endpoint was taken for down, in a line."""
+        span = self.clock() - (self.since if self.since is not None else self.clock())
+        return (
+            f"the endpoint looks down: {self.failures} requests in a row failed "
+            f"({self.silent} without an answer) over {span:.1f} s, the last with: {self.last}"
+        )

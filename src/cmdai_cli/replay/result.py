@@ -53,6 +53,8 @@ class ReplayResult:
     unreachable: int = 0
     max_in_flight: int = 0
     retry_wait: float = 0.0  # seconds of retry waits scheduled, summed over requests
+    # Why the run stopped early, the endpoint taken for down (delivery.Breaker).
+    down: str | None = None
 
     @property
     def undelivered(self) -> int:
@@ -94,16 +96,20 @@ class ReplayResult:
             "error": self.stopped_by.message if self.stopped_by is not None else None,
             "max_in_flight": self.max_in_flight,
             "retry_wait_s": round(self.retry_wait, 3),
+            "endpoint_down": self.down,
         }
 
     @property
     def exit_code(self) -> ExitCode:
         """A bad record under `--on-error fail` says it (4), then an interrupted run (130),
-        then what was not delivered (`_undelivered`); else 0."""
+        then an endpoint taken for down (6), then what was not delivered
+        (`_undelivered`); else 0."""
         if self.stopped_by is not None:
             return self.stopped_by.exit_code
         if self.interrupted:
             return ExitCode.INTERRUPTED
+        if self.down is not None:
+            return ExitCode.UNREACHABLE
         if self.undelivered:
             return self._undelivered()[0]
         return ExitCode.OK
@@ -114,6 +120,11 @@ class ReplayResult:
             return self.stopped_by.describe()
         if self.interrupted:
             return "interrupted; run the same command with --resume to continue"
+        if self.down is not None:
+            return (
+                f"stopped: {self.down}; {self._undelivered()[1]}; run the same command "
+                "with --resume to send the rest"
+            )
         if self.undelivered:
             return self._undelivered()[1]
         return None

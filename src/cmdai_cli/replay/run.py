@@ -25,7 +25,7 @@ from cmdai_cli.profile import Resolved
 from cmdai_cli.replay.batching import Batch, Pending
 from cmdai_cli.replay.checkpoint import Checkpoint, Ranges
 from cmdai_cli.replay.delivery import Counters, Delivery
-from cmdai_cli.replay.delivery_control import RateLimiter
+from cmdai_cli.replay.delivery_control import Breaker, RateLimiter
 from cmdai_cli.replay.errorlog import unwrap
 from cmdai_cli.replay.options import EventSource, ReplayOptions
 from cmdai_cli.replay.result import Progress, ReplayResult
@@ -105,7 +105,9 @@ def _replay(
             return run.run(warn)
     finally:
         # After a stop, what is still being sent is dropped (it stays pending).
-        setup.target.close(abort=run is None or run.result.interrupted)
+        setup.target.close(
+            abort=run is None or run.result.interrupted or run.result.down is not None
+        )
 
 
 class _Run:
@@ -182,7 +184,7 @@ class _Run:
         options = self.options
         started = time.monotonic()
         checkpoint, done = self.setup.resume_from(self.result, warn)
-        delivery = None if checkpoint is None else self._delivery(checkpoint)
+        delivery = None if checkpoint is None else self._delivery(checkpoint, warn)
         if delivery is not None:
             self.counters = delivery.counters
         result = self.result
@@ -210,6 +212,8 @@ class _Run:
             if isinstance(error, CmdaiError):
                 raise error
             raise CmdaiError(f"replay stopped: {error}") from error
+        if delivery is not None:
+            result.down = delivery.down
         c = self.counters
         result.sent = c.sent
         result.failed = c.failed
@@ -232,7 +236,9 @@ class _Run:
                 result.dead_letter = str(self.dead.path)
         return result
 
-    def _delivery(self, checkpoint: Checkpoint) -> Delivery:
+    def _delivery(
+        self, checkpoint: Checkpoint, warn: Callable[[str], None] | None = None
+    ) -> Delivery:
         options = self.options
         policy = RetryPolicy(
             max_retries=options.max_retries,
@@ -283,6 +289,8 @@ class _Run:
             request_rate=REPLAY_REQUESTS_PER_SECOND if self.target.name == "segment" else None,
             flush=checkpoint.flush,
             close=self.target.aclose,
+            breaker=Breaker(options.timeout),
+            warn=warn,
         )
 
     unsent = 0  # events read into a batch that was never handed over (interrupted)
