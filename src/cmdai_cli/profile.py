@@ -30,7 +30,8 @@ from pydantic import (
 )
 
 from cmdai_cli import private_file, redact, settings_file, values
-from cmdai_cli.errors import ConfigError, ExitCode, UsageError
+from cmdai_cli.errors import ConfigError, UsageError
+from cmdai_cli.results import Done
 from cmdai_cli.segment.messages import REGION_HOSTS
 from cmdai_cli.values import PROFILE_NAME_RE, check_profile_name, must_be
 
@@ -331,7 +332,7 @@ def use_profile(store: Store, name: str) -> None:
 
 
 @dataclass(frozen=True)
-class Listing:
+class Listing(Done):
     """`profile list`: the file's profiles, which is active and which is the default."""
 
     path: Path
@@ -346,12 +347,9 @@ class Listing:
         ]
         return {"path": str(self.path), "active": self.active, "profiles": rows}
 
-    exit_code = ExitCode.OK
-    problem = None
-
 
 @dataclass(frozen=True)
-class Change:
+class Change(Done):
     """`profile use` and `profile delete`: what changed in which file."""
 
     action: Literal["default_profile", "deleted"]
@@ -361,21 +359,15 @@ class Change:
     def as_json(self) -> dict[str, Any]:
         return {self.action: self.name, "path": str(self.path)}
 
-    exit_code = ExitCode.OK
-    problem = None
-
 
 @dataclass(frozen=True)
-class Location:
+class Location(Done):
     """`profile path`: where the profile file is, or would be."""
 
     path: Path
 
     def as_json(self) -> dict[str, Any]:
         return {"path": str(self.path)}
-
-    exit_code = ExitCode.OK
-    problem = None
 
 
 def locate() -> Location:
@@ -408,7 +400,7 @@ def remove_profile(name: str, store: Store | None = None) -> Change:
 
 
 @dataclass
-class Resolved:
+class Resolved(Done):
     """Every setting's value and where it came from: flag, env, profile or default."""
 
     profile: str
@@ -451,9 +443,6 @@ class Resolved:
             "settings": self.masked(),
             "sources": self.sources,
         }
-
-    exit_code = ExitCode.OK
-    problem = None
 
 
 def resolve(

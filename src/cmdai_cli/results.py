@@ -9,7 +9,7 @@ command decides an exit code of its own.
 
 from __future__ import annotations
 
-from typing import Any, Protocol
+from typing import Any, ClassVar, Protocol
 
 from cmdai_cli.errors import ExitCode
 
@@ -22,3 +22,11 @@ class Result(Protocol):
 
     @property
     def problem(self) -> str | None: ...
+
+
+class Done:
+    """A base for results of runs that cannot fail once they return: exit 0, nothing to
+    say on stderr (a failure is raised from the `errors` family before there is one)."""
+
+    exit_code: ClassVar[ExitCode] = ExitCode.OK
+    problem: ClassVar[None] = None

@@ -11,7 +11,7 @@ import typer
 from cmdai_cli import output
 from cmdai_cli._fast_typer import completion_script
 from cmdai_cli.commands._common import COMPLETE_VAR, command, finish
-from cmdai_cli.errors import ExitCode
+from cmdai_cli.results import Done
 
 PROG_NAME = "cmdai"
 
@@ -57,7 +57,7 @@ def completion(
 
 
 @dataclass(frozen=True)
-class Script:
+class Script(Done):
     """A shell's completion script, as `completions/` holds it."""
 
     shell: str
@@ -65,6 +65,3 @@ class Script:
 
     def as_json(self) -> dict[str, Any]:
         return {"shell": self.shell, "script": self.text}
-
-    exit_code = ExitCode.OK
-    problem = None

@@ -46,6 +46,7 @@ from cmdai_cli.destination.trigger import check_trigger
 from cmdai_cli.errors import ConfigError, ExitCode, UsageError
 from cmdai_cli.profile import Resolved, Store, save_profile
 from cmdai_cli.public_api import open_client
+from cmdai_cli.results import Done
 
 __all__ = [
     "Applied",
@@ -295,7 +296,7 @@ class ShowRequest:
 
 
 @dataclass
-class ShowResult:
+class ShowResult(Done):
     """The profile's set-up (secrets masked) and, when read, Segment's copy."""
 
     profile: str
@@ -332,14 +333,6 @@ class ShowResult:
             document["differences"] = [d.shown() for d in self.differences]
             document["in_sync"] = self.compared.in_sync
         return document
-
-    @property
-    def exit_code(self) -> ExitCode:
-        return ExitCode.OK
-
-    @property
-    def problem(self) -> str | None:
-        return None
 
 
 def show(request: ShowRequest, *, on_wait: Callable[[str], None] | None = None) -> ShowResult:

@@ -12,10 +12,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from cmdai_cli.errors import ConfigError, ExitCode, RemoteRefused
+from cmdai_cli.errors import ConfigError, RemoteRefused
 from cmdai_cli.plans.rules import Plan, parse_plan, save_plan
 from cmdai_cli.profile import Resolved
 from cmdai_cli.public_api import open_client
+from cmdai_cli.results import Done
 
 NOT_FOUND_HINT = (
     "check the tracking plan's id (in Segment: Protocols > Tracking Plans, the id is in "
@@ -34,7 +35,7 @@ class PullRequest:
 
 
 @dataclass(frozen=True)
-class PullResult:
+class PullResult(Done):
     """The plan read, and where it went (`out`; None: stdout)."""
 
     plan: Plan
@@ -59,14 +60,6 @@ class PullResult:
             "by_type": self.by_type,
             "out": str(self.out),
         }
-
-    @property
-    def exit_code(self) -> ExitCode:
-        return ExitCode.OK
-
-    @property
-    def problem(self) -> str | None:
-        return None
 
 
 def pull(request: PullRequest, *, on_wait: Callable[[str], None] | None = None) -> PullResult:

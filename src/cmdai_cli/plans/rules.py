@@ -20,7 +20,8 @@ from pathlib import Path
 from typing import Any
 
 from cmdai_cli import outpaths, settings_file
-from cmdai_cli.errors import ConfigError, DataError, ExitCode
+from cmdai_cli.errors import ConfigError, DataError
+from cmdai_cli.results import Done
 
 RULE_TYPES = ("TRACK", "IDENTIFY", "GROUP", "PAGE", "SCREEN", "COMMON")
 # Where each Segment message type keeps what its rule's schema describes.
@@ -60,7 +61,7 @@ class Rule:
 
 
 @dataclass(frozen=True)
-class Plan:
+class Plan(Done):
     """A named list of rules, and where it came from (a file, Segment, or built in)."""
 
     name: str
@@ -79,9 +80,6 @@ class Plan:
     # `plan show`'s result: its --json document is the plan as a plan file.
     def as_json(self) -> dict[str, Any]:
         return self.as_file()
-
-    exit_code = ExitCode.OK
-    problem = None
 
 
 def event_schema(payload_field: str, payload: Mapping[str, Any]) -> dict[str, Any]:
