@@ -20,7 +20,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from rich.console import Console  # noqa: E402
+from rich.console import CONSOLE_HTML_FORMAT, Console  # noqa: E402
 from rich.terminal_theme import MONOKAI  # noqa: E402
 
 from cmdai_cli.commands._status_view import view  # noqa: E402
@@ -69,7 +69,10 @@ def main() -> int:
         return 1
     with tempfile.TemporaryDirectory() as work:
         page = Path(work) / "status.html"
-        console.save_html(str(page), theme=MONOKAI)
+        # Rich's page, with room between lines: the sparklines' block characters fill a
+        # line's height, and without it the rows of the event table run together.
+        spaced = CONSOLE_HTML_FORMAT.replace('<pre style="', '<pre style="line-height:1.45;')
+        console.save_html(str(page), theme=MONOKAI, code_format=spaced)
         out = ROOT / "docs" / "status.png"
         subprocess.run(
             [
@@ -78,7 +81,7 @@ def main() -> int:
                 "--no-sandbox",
                 "--hide-scrollbars",
                 "--force-device-scale-factor=1",
-                f"--window-size={WIDTH * 10 + 24},{lines * 19 + 40}",
+                f"--window-size={WIDTH * 10 + 24},{lines * 23 + 60}",
                 f"--screenshot={out}",
                 page.as_uri(),
             ],
