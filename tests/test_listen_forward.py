@@ -243,6 +243,45 @@ def test_a_target_that_stays_down_fills_the_dead_letter_for_replay(
         assert set(sink.ids) == ids(12)
 
 
+def test_a_full_buffer_dead_letters_what_comes_and_forwards_again_once_there_is_room(
+    forwarding, tmp_path: Path
+) -> None:
+    release = threading.Event()
+    outcomes: list[tuple[int, str]] = []
+
+    def fault(n: int) -> Fault:
+        return OK if release.is_set() else status(503, "0.05")
+
+    with FaultServer(write_key=WRITE_KEY, fault_for=fault) as sink:
+        receiver = forwarding(
+            sink.url,
+            buffer=5,
+            on_forward=lambda intake: outcomes.append((intake.number, intake.state)),
+        )
+        # The first request waits for the target (3 of 5); the next three would pass 5.
+        post(receiver.url, [batch_body(3 * n, 3) for n in range(4)])
+        wait_until(lambda: receiver.store.summary()["forward"]["failed"] == 9)
+        summary = receiver.store.summary()["forward"]
+        assert (summary["pending"], summary["forwarded"]) == (3, 0)
+        release.set()
+        wait_until(lambda: forwarded(receiver) == 3)
+        post(receiver.url, [batch_body(12, 3)])  # room again: forwarded
+        wait_until(lambda: forwarded(receiver) == 6)
+        receiver.stop()
+        sink.settle()
+        assert set(sink.ids) == {f"m-{i}" for i in (0, 1, 2, 12, 13, 14)}
+        assert sink.duplicates == 0
+    lines = [json.loads(line) for line in (tmp_path / "dead.ndjson").read_text().splitlines()]
+    assert sorted(line["event"]["messageId"] for line in lines) == sorted(
+        f"m-{i}" for i in range(3, 12)
+    )
+    assert all("forward buffer was full (5 messages" in line["error"]["reason"] for line in lines)
+    assert sorted(outcomes) == [
+        (1, "forwarded"), (1, "retrying"), (2, "failed"), (3, "failed"), (4, "failed"),
+        (5, "forwarded"),
+    ]  # fmt: skip
+
+
 def test_summary_counts_retrying_then_forwarded(forwarding) -> None:
     release = threading.Event()
 
@@ -420,5 +459,9 @@ def test_a_target_that_is_this_listen_is_refused(cli) -> None:
 def test_forward_options_need_forward_to_and_headers_a_colon(cli) -> None:
     result = cli("listen", "--port", "0", "--forward-header", "X-A:1")
     assert result.exit_code == 2 and "need --forward-to" in result.stderr
+    result = cli("listen", "--port", "0", "--forward-buffer", "10")
+    assert result.exit_code == 2 and "need --forward-to" in result.stderr
+    result = cli("listen", "--forward-to", "http://example.com", "--forward-buffer", "0")
+    assert result.exit_code == 2 and "--forward-buffer" in result.stderr
     result = cli("listen", "--forward-to", "http://example.com", "--forward-header", "nocolon")
     assert result.exit_code == 2 and "NAME:VALUE" in result.stderr

@@ -244,6 +244,17 @@ def listen(
             dir_okay=False,
         ),
     ] = None,
+    forward_buffer: Annotated[
+        int | None,
+        typer.Option(
+            "--forward-buffer",
+            help="At most this many messages wait for the forward target at once (default "
+            "100,000, as many as --keep); while it is full, new ones go straight to the "
+            "dead letter.",
+            min=1,
+            show_default=False,
+        ),
+    ] = None,
     drain: Annotated[
         float,
         typer.Option(
@@ -281,7 +292,8 @@ def listen(
     replay's delivery (retries with backoff, an adaptive limit, 429 and Retry-After
     honoured), each once. The table's forward column says what became of it; messages
     whose forward failed for good go to --forward-dead-letter, as do those still on
-    their way when --drain runs out at a stop.
+    their way when --drain runs out at a stop, and those that come while
+    --forward-buffer messages already wait for the target.
     """
     # Imported here: the receiver (asyncio, h11, its routes) adds about 70 ms
     # (python -X importtime) that --help and Tab completion never need.
@@ -304,10 +316,12 @@ def listen(
             rewrite_key=key,
             dead_letter=forward_dead_letter,
             drain=drain,
+            buffer=forward_buffer or ForwardOptions.buffer,
         )
-    elif forward_header or forward_rewrite_key or forward_dead_letter:
+    elif forward_header or forward_rewrite_key or forward_dead_letter or forward_buffer:
         raise UsageError(
-            "--forward-header, --forward-rewrite-key and --forward-dead-letter need --forward-to"
+            "--forward-header, --forward-rewrite-key, --forward-dead-letter and "
+            "--forward-buffer need --forward-to"
         )
     options = ListenOptions(
         bind=bind,

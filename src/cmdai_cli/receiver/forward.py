@@ -11,10 +11,12 @@ body when the key is inside it. A request with no message is not sent on.
 
 Every request is open from `submit` until it is forwarded or failed for good; a failed
 one's messages go to the dead letter (replay's `ErrorLog` lines, which `cmdai replay`
-reads). `drain` ends it all: what is still open after `drain` seconds is given up on and
-dead-lettered too, so nothing acknowledged is lost on a normal stop. A request cut off
-in flight at that point may have reached the target; Segment drops a messageId it has
-seen, so its replay doubles nothing there.
+reads). At most `buffer` messages are open at once: a request that would pass it (a
+target down for longer than the app keeps sending) is dead-lettered as it comes, so
+memory stays bounded and nothing is lost. `drain` ends it all: what is still open after
+`drain` seconds is given up on and dead-lettered too, so nothing acknowledged is lost on
+a normal stop. A request cut off in flight at that point may have reached the target;
+Segment drops a messageId it has seen, so its replay doubles nothing there.
 """
 
 from __future__ import annotations
@@ -220,12 +222,31 @@ class Forwarder:
         n = len(intake.messages)
         if not n:
             return
-        with self.counts.lock:
+        counts = self.counts
+        with counts.lock:
             self._numbers += 1
             intake.number = self._numbers
-            self._open[intake.number] = intake
-            self.counts.pending += n
+            # One request bigger than the buffer still goes when nothing else waits.
+            full = counts.pending > 0 and counts.pending + n > self.options.buffer
+            if not full:
+                self._open[intake.number] = intake
+                counts.pending += n
+        if full:
+            self._overflow(intake)
+            return
         self._incoming.put(intake)
+
+    def _overflow(self, intake: Intake) -> None:
+        """Dead-letter a request that the buffer has no room for (see the module docstring)."""
+        reason = (
+            f"the forward buffer was full ({self.options.buffer:,} messages waiting for "
+            "the target; --forward-buffer)"
+        )
+        self._bury(intake, reason, None, 0)
+        with self.counts.lock:
+            intake.state = "failed"
+            self.counts.failed += len(intake.messages)
+        self._reports.put(intake)
 
     def summary(self) -> dict[str, Any]:
         with self.counts.lock:

@@ -28,7 +28,9 @@ class ForwardOptions:
 
     `headers` are added to every forwarded request; `rewrite_key` replaces the app's
     write key; `dead_letter` gets the messages whose forward failed for good; `drain`
-    is how long a stop waits for forwards still open.
+    is how long a stop waits for forwards still open; `buffer` is how many messages may
+    wait for the target at once (more go to the dead letter, so that a target down for
+    long cannot fill memory).
     """
 
     url: str
@@ -36,6 +38,8 @@ class ForwardOptions:
     rewrite_key: str | None = None
     dead_letter: Path | None = None
     drain: float = 10.0
+    # As many as listen keeps by default (`--keep`): the memory a listen already takes.
+    buffer: int = 100_000
     policy: RetryPolicy = POLICY
     concurrency: int = 32
     timeout: float = 15.0
@@ -44,6 +48,8 @@ class ForwardOptions:
         check_target(self.url)
         if not self.drain >= 0:
             raise UsageError(f"--drain {self.drain}: give a number of seconds, 0 or more")
+        if self.buffer < 1:
+            raise UsageError(f"--forward-buffer {self.buffer}: give 1 or more messages")
         if self.rewrite_key is not None and not self.rewrite_key.strip():
             raise UsageError("--forward-rewrite-key is empty: give the key to send instead")
         redact.register(self.rewrite_key)
