@@ -7,9 +7,10 @@ it can, and never the sender's interpreter lock):
 - clean: no faults, no latency (the reference for the next line);
 - faults: 10% of requests get a fault, in equal shares: 500, 503, 429 with
   `Retry-After: 1`, a dropped connection, an answer `--slow` seconds late (1 s: 20 times
-  the usual answer here, 10 times a remote webhook's); target >= 50% of clean. The run
-  cannot end before the last slow answer and the last retry's wait: at 20,000 events
-  that tail is a large share of the run (2 s answers: 0.45, measured);
+  the usual answer here, 10 times a remote webhook's); target: the median of five runs
+  >= 0.55 of clean, and no run under 0.50. The run cannot end before the last slow
+  answer and the last retry's wait: at 20,000 events that tail is a large share of the
+  run (2 s answers: 0.45, measured), the more so the faster the machine runs clean;
 - latency: every answer 50 ms late, as a remote server's, default options;
   target >= 1,000 events/s;
 - rate limit: the sink accepts 200 requests/s (a token bucket, bursts of 20) and answers
@@ -369,7 +370,8 @@ def main() -> None:
         source = base / "events.ndjson"
         if only & {"clean", "faults", "latency"}:
             write_events(source, count)
-        print(f"events: {count:,} single-event webhook requests; sink: asyncio, own process")
+        if only & {"clean", "faults", "latency"}:
+            print(f"events: {count:,} single-event webhook requests; sink: asyncio, own process")
         results: dict[str, dict[str, Any]] = {}
         conditions = {
             "clean": ({}, count, source),
@@ -401,7 +403,7 @@ def main() -> None:
         print()
         if "clean" in results and "faults" in results:
             ratio = results["faults"]["rate"] / results["clean"]["rate"]
-            print(f"faults / clean: {ratio:.2f} (target >= 0.50)")
+            print(f"faults / clean: {ratio:.2f} (target: median of 5 runs >= 0.55, none < 0.50)")
         if "latency" in results:
             print(f"50 ms latency: {results['latency']['rate']:,.0f} events/s (target >= 1,000)")
         if "limit" in results:
