@@ -6,6 +6,8 @@ A `Receiver` takes the serving part (address, key, `out`, what it keeps, its lim
 
 from __future__ import annotations
 
+import ipaddress
+import socket
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -14,11 +16,9 @@ from cmdai_cli import redact
 from cmdai_cli.errors import UsageError
 from cmdai_cli.receiver.connection import Limits
 from cmdai_cli.retry import RetryPolicy
-from cmdai_cli.values import is_loopback
 
 # A target down for a minute or two is waited for; past that a message is dead-lettered.
 POLICY = RetryPolicy(max_retries=10, base_delay=0.25, max_delay=15.0, max_total_wait=120.0)
-WILDCARDS = ("0.0.0.0", "::", "")
 SELF = "--forward-to is this listen itself: every message would come back to it for ever"
 
 
@@ -95,17 +95,57 @@ def parse_header(text: str) -> tuple[str, str]:
 
 
 def is_self(url: str, bind: str, port: int) -> bool:
-    """Whether `url` reaches a listen bound to `bind`:`port` (port 0: not known yet)."""
+    """Whether `url` reaches a listen bound to `bind`:`port` (port 0: not known yet).
+
+    Addresses are compared, and `localhost`; other names are not looked up (that could
+    wait on DNS). A target of 0.0.0.0 or :: reaches this machine's loopback (Linux
+    connects it there); a listen bound to one of those takes every address of this
+    machine, and one bound to an address takes that address alone (127.0.0.2 does not
+    reach a listen on 127.0.0.1).
+    """
     parts = urlsplit(url)
     target_port = parts.port or (443 if parts.scheme.lower() == "https" else 80)
     if port == 0 or target_port != port:
         return False
-    host = (parts.hostname or "").lower()
-    if host == bind.lower():
-        return True
-    if bind in WILDCARDS:
-        return host == "localhost" or is_loopback(host)
-    return is_loopback(bind) and (host == "localhost" or is_loopback(host))
+    targets = _addresses(parts.hostname or "")
+    if not targets:
+        return False
+    bound = _addresses(bind)
+    if not bound or any(address.is_unspecified for address in bound):
+        return any(address.is_loopback or _is_local(address) for address in targets)
+    return bool(targets & bound)
+
+
+_Address = ipaddress.IPv4Address | ipaddress.IPv6Address
+_LOOPBACK = (ipaddress.ip_address("127.0.0.1"), ipaddress.ip_address("::1"))
+
+
+def _addresses(host: str) -> set[_Address]:
+    """The addresses `host` stands for when it is an address or `localhost` (an
+    unspecified address stands for the loopback); empty for any other name."""
+    host = host.strip("[]").lower()
+    if host in ("localhost", ""):
+        return set(_LOOPBACK) if host else set()
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return set()
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped
+    if address.is_unspecified:
+        return {_LOOPBACK[address.version == 6], address}
+    return {address}
+
+
+def _is_local(address: _Address) -> bool:
+    """Whether `address` is one of this machine's: only those can be bound."""
+    family = socket.AF_INET6 if address.version == 6 else socket.AF_INET
+    try:
+        with socket.socket(family, socket.SOCK_STREAM) as probe:
+            probe.bind((str(address), 0))
+    except OSError:
+        return False
+    return True
 
 
 @dataclass(frozen=True)
