@@ -263,6 +263,9 @@ def test_a_full_buffer_dead_letters_what_comes_and_forwards_again_once_there_is_
         wait_until(lambda: receiver.store.summary()["forward"]["failed"] == 9)
         summary = receiver.store.summary()["forward"]
         assert (summary["pending"], summary["forwarded"]) == (3, 0)
+        assert summary["deadLetter"] == str(tmp_path / "dead.ndjson")
+        # In the file already, not only in memory: a stop that cannot wait loses none.
+        assert len((tmp_path / "dead.ndjson").read_bytes().splitlines()) == 9
         release.set()
         wait_until(lambda: forwarded(receiver) == 3)
         post(receiver.url, [batch_body(12, 3)])  # room again: forwarded
@@ -275,7 +278,10 @@ def test_a_full_buffer_dead_letters_what_comes_and_forwards_again_once_there_is_
     assert sorted(line["event"]["messageId"] for line in lines) == sorted(
         f"m-{i}" for i in range(3, 12)
     )
-    assert all("forward buffer was full (5 messages" in line["error"]["reason"] for line in lines)
+    assert all(
+        line["error"]["reason"] == "the forward buffer was full (--forward-buffer 5)"
+        for line in lines
+    )
     assert sorted(outcomes) == [
         (1, "forwarded"), (1, "retrying"), (2, "failed"), (3, "failed"), (4, "failed"),
         (5, "forwarded"),
@@ -328,6 +334,34 @@ def test_outcomes_are_reported_with_the_kept_flags(forwarding) -> None:
     assert len(done) == 2
     flags = [intake.rows()[0].flags for intake in sorted(done, key=lambda i: i.number)]
     assert flags[1] == ("duplicate messageId",)
+
+
+def test_an_outcome_known_before_the_messages_are_kept_is_reported_with_their_flags(
+    forwarding,
+) -> None:
+    # A request the full buffer turns away fails as it is taken, before the receiver
+    # has kept its messages (and found the second one's messageId repeated).
+    reported: list[tuple[int, str, tuple[str, ...]]] = []  # as the table would show it
+    release = threading.Event()
+
+    def fault(n: int) -> Fault:
+        return OK if release.is_set() else status(503, "0.05")
+
+    def report(intake: Intake) -> None:
+        reported.append((intake.number, intake.state, intake.rows()[0].flags))
+
+    with FaultServer(write_key=WRITE_KEY, fault_for=fault) as sink:
+        receiver = forwarding(sink.url, buffer=1, on_forward=report)
+        post(receiver.url, [batch_body(0, 1), batch_body(0, 1)])
+        wait_until(lambda: {state for _, state, _ in reported} == {"failed", "retrying"})
+        release.set()
+        wait_until(lambda: forwarded(receiver) == 1)
+        receiver.stop()
+    assert sorted(reported) == [
+        (1, "forwarded", ()),
+        (1, "retrying", ()),
+        (2, "failed", ("duplicate messageId",)),
+    ]
 
 
 # ---------------------------------------------------------------- a real process
@@ -405,6 +439,36 @@ def test_sigterm_after_the_drain_dead_letters_the_rest(
     assert json.loads(out.splitlines()[-1])["summary"]["forward"]["failed"] == 12
 
 
+def test_a_second_signal_cuts_the_drain_short_and_loses_nothing(
+    processes: list[Listen], tmp_path: Path
+) -> None:
+    dead = tmp_path / "dead.ndjson"
+    with FaultServer(write_key=WRITE_KEY, delay=30) as sink:
+        args = ("--forward-to", sink.url, "--forward-dead-letter", str(dead), "--drain", "60")
+        listen = Listen(*args)
+        processes.append(listen)
+        post(listen.url, [batch_body(4 * n, 4) for n in range(3)])
+        wait_until(lambda: len(sink.requests) == 3)
+        listen.proc.send_signal(signal.SIGINT)
+        assert listen.proc.stderr is not None
+        said = ""
+        while "still on their way" not in said:  # the drain has begun
+            said = listen.proc.stderr.readline()
+            assert said, "listen ended before its drain"
+        assert "Forwarding 12 messages still on their way" in said
+        started = time.monotonic()
+        listen.proc.send_signal(signal.SIGINT)
+        out, err = listen.proc.communicate(timeout=10)
+        took = time.monotonic() - started
+    assert listen.proc.returncode == 130
+    assert took < 5  # the in-flight requests' grace, not the drain's 60 s
+    assert f"stopping at once: what is still being forwarded goes to {dead}" in err
+    lines = [json.loads(line) for line in dead.read_text().splitlines()]
+    assert sorted(line["event"]["messageId"] for line in lines) == sorted(ids(12))
+    assert "stopped at once" in lines[0]["error"]["reason"]
+    assert json.loads(out.splitlines()[-1])["summary"]["forward"]["failed"] == 12
+
+
 def test_the_table_shows_each_forwards_outcome(processes: list[Listen], tmp_path: Path) -> None:
     dead = tmp_path / "dead.ndjson"
     with FaultServer(write_key=WRITE_KEY, faults=[status(503, "0.05")]) as sink:
@@ -454,6 +518,46 @@ def test_a_target_that_is_this_listen_is_refused(cli) -> None:
         result = cli("listen", "--port", port, "--forward-to", url)
         assert result.exit_code == 2
         assert "this listen itself" in result.stderr
+
+
+def _own_address() -> str | None:
+    """An address of this machine other than a loopback one, if it has one."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        try:
+            probe.connect(("192.0.2.1", 9))  # no packet is sent: this only picks a route
+        except OSError:
+            return None
+        address = str(probe.getsockname()[0])
+    return None if address.startswith("127.") else address
+
+
+@pytest.mark.parametrize(
+    ("host", "bind", "is_self"),
+    [
+        ("0.0.0.0", "127.0.0.1", True),  # Linux connects 0.0.0.0 to the loopback
+        ("0.0.0.0", "0.0.0.0", True),
+        ("[::]", "::1", True),
+        ("localhost", "127.0.0.1", True),
+        ("[::ffff:127.0.0.1]", "127.0.0.1", True),
+        ("127.0.0.2", "0.0.0.0", True),
+        ("127.0.0.2", "127.0.0.1", False),  # a listen on 127.0.0.1 does not get it
+        ("[::1]", "127.0.0.1", False),
+        ("example.com", "0.0.0.0", False),  # names are not looked up
+        ("198.51.100.7", "0.0.0.0", False),  # not this machine's
+        ("own", "0.0.0.0", True),
+        ("own", "127.0.0.1", False),
+    ],
+)
+def test_which_targets_are_this_listen(host: str, bind: str, is_self: bool) -> None:
+    from cmdai_cli.receiver.options import is_self as check
+
+    if host == "own":
+        own = _own_address()
+        if own is None:
+            pytest.skip("this machine has no address but loopback ones")
+        host = own
+    assert check(f"http://{host}:9111/v1", bind, 9111) is is_self
+    assert check(f"http://{host}:9112/v1", bind, 9111) is False
 
 
 def test_forward_options_need_forward_to_and_headers_a_colon(cli) -> None:

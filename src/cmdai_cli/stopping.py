@@ -5,7 +5,9 @@ the run to stop: `Stop.requested` turns true and whoever waits in `Stop.wait` wa
 once. A run that blocks where only an exception reaches it (a socket read, a queue:
 replay's and expect's) asks for a KeyboardInterrupt in the main thread as well. The run
 then stops taking work, finishes or leaves what it must, and reports. A second signal
-ends the process at once (exit 130), for a stop that waits on something stuck.
+ends the process at once (exit 130), for a stop that waits on something stuck; a run
+that holds what it must not lose (listen's forwards) sets `hurry` instead, which the
+second signal calls to cut the wait short, and only a third ends the process.
 
 The handler takes no lock: one held by the main thread it interrupts would never be
 released. It sets a flag and writes a byte to a socket that `wait` selects on, and
@@ -20,7 +22,7 @@ import select
 import signal
 import socket
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from types import FrameType
 
 from cmdai_cli.errors import ExitCode
@@ -40,6 +42,9 @@ class Stop:
         self.at_once = at_once
         self.requested = False
         self.signals = 0
+        # Called (without a lock, from the handler) by the second signal instead of
+        # ending the process; what it returns is said on stderr.
+        self.hurry: Callable[[], bytes] | None = None
         self._wake, self._waker = socket.socketpair()
         self._waker.setblocking(False)
         self._closed = False
@@ -60,6 +65,10 @@ class Stop:
     def on_signal(self, _signum: int, _frame: FrameType | None) -> None:
         """The handler for both signals (see the module's docstring)."""
         self.signals += 1
+        if self.signals == 2 and self.hurry is not None:
+            with contextlib.suppress(OSError):
+                os.write(2, self.hurry())
+            return
         if self.signals > 1:
             with contextlib.suppress(OSError):
                 os.write(2, self.at_once)

@@ -62,6 +62,8 @@ def outcome(intake: Intake) -> str:
     answer = "no answer" if status is None else str(status)
     if intake.state == "forwarded":
         return answer + (f" ({intake.attempts} tries)" if intake.attempts > 1 else "")
+    if not intake.attempts:  # turned away by a full buffer, or still queued at the stop
+        return f"{intake.state} (not sent)"
     return f"{intake.state} ({answer})"
 
 
@@ -292,8 +294,8 @@ def listen(
     replay's delivery (retries with backoff, an adaptive limit, 429 and Retry-After
     honoured), each once. The table's forward column says what became of it; messages
     whose forward failed for good go to --forward-dead-letter, as do those still on
-    their way when --drain runs out at a stop, and those that come while
-    --forward-buffer messages already wait for the target.
+    their way when --drain runs out at a stop (or at a second Ctrl-C, exit 130), and
+    those that come while --forward-buffer messages already wait for the target.
     """
     # Imported here: the receiver (asyncio, h11, its routes) adds about 70 ms
     # (python -X importtime) that --help and Tab completion never need.
@@ -351,7 +353,10 @@ def listen(
 
 def _started(listening: Listening, *, open_page: bool = False, forward: str | None = None) -> None:
     if STATE.json:
-        output.emit_json({"listening": listening.url, "debugger": listening.debugger})
+        started: dict[str, Any] = {"listening": listening.url, "debugger": listening.debugger}
+        if listening.dead_letter is not None:
+            started["deadLetter"] = str(listening.dead_letter)
+        output.emit_json(started)
     else:
         output.out(f"Listening on {listening.url}")
         output.info(f"Debugger: {listening.debugger}")
@@ -364,7 +369,10 @@ def _started(listening: Listening, *, open_page: bool = False, forward: str | No
         )
         if forward is not None:
             # The URL was checked to hold no credentials and no query string.
-            output.info(f"Forwarding each accepted request to {forward}")
+            output.info(
+                f"Forwarding each accepted request to {forward}; what fails for good "
+                f"goes to {listening.dead_letter}"
+            )
     # A browser that cannot be started is no reason to stop listening.
     if open_page and not webbrowser.open(listening.debugger):
         output.warn(f"could not open a browser: open {listening.debugger} yourself")
@@ -377,9 +385,10 @@ def _started(listening: Listening, *, open_page: bool = False, forward: str | No
 
 
 def _draining(messages: int, *, drain: float) -> None:
+    on_way = "still on its way" if messages == 1 else "still on their way"
     output.info(
-        f"Forwarding {messages} {plural(messages, 'message')} still on their way "
-        f"(up to --drain {drain:g} s; Ctrl-C again stops at once)"
+        f"Forwarding {messages} {plural(messages, 'message')} {on_way} (up to --drain "
+        f"{drain:g} s; Ctrl-C again writes what is left to the dead letter at once)"
     )
 
 

@@ -59,13 +59,21 @@ def default_dead_letter() -> Path:
 
 class Intake:
     """One acknowledged request on its way to the target; `state` says where it is:
-    `queued`, `retrying`, `forwarded` or `failed` (`outcome` in words)."""
+    `queued`, `retrying`, `forwarded` or `failed` (`outcome` in words).
+
+    Its outcome is reported once the receiver has kept its messages (`kept`), so that
+    a report shows every flag they got there (a duplicate messageId, a plan's
+    violation), however soon the outcome came.
+    """
 
     __slots__ = (
         "attempts",
         "auth",
         "body",
+        "due",
         "encoding",
+        "forwarder",
+        "is_kept",
         "messages",
         "number",
         "outcome",
@@ -78,6 +86,7 @@ class Intake:
 
     def __init__(
         self,
+        forwarder: Forwarder,
         path: str,
         body: bytes,
         encoding: str | None,
@@ -85,6 +94,7 @@ class Intake:
         messages: Parsed,
         received_at: str,
     ) -> None:
+        self.forwarder = forwarder
         self.path = path
         self.body = body
         self.encoding = encoding
@@ -92,11 +102,18 @@ class Intake:
         self.messages = messages
         self.received_at = received_at
         self.received: list[Received] | None = None  # with every flag, once kept
+        self.is_kept = False
+        self.due = False  # an outcome waits for `kept` to be reported
         self.number = 0
         self.state = "queued"
         self.outcome = "queued"
         self.status: int | None = None
         self.attempts = 0
+
+    def kept(self, received: list[Received] | None) -> None:
+        """`store.Linked`: the receiver kept the messages (None: it could not)."""
+        self.received = received
+        self.forwarder.on_kept(self)
 
     def rows(self) -> list[Received]:
         """The request's messages as listen shows them (kept ones carry every flag)."""
@@ -120,6 +137,7 @@ class ForwardCounts:
     requests: int = 0  # requests forwarded
     dead_letter: Path | None = None
     drained: bool = True  # every open forward was answered for before the drain's end
+    hurried: bool = False  # a second Ctrl-C cut the drain short
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def as_json(self) -> dict[str, Any]:
@@ -148,7 +166,7 @@ class Forwarder:
         self.on_outcome = on_outcome
         self.dead_letter = options.dead_letter or default_dead_letter()
         self.shown = shown_url(options.url)
-        self.counts = ForwardCounts(self.shown)
+        self.counts = ForwardCounts(self.shown, dead_letter=self.dead_letter)
         self._base = options.url.rstrip("/")
         self._extra = dict(options.headers)
         # An Authorization given with --forward-header is sent instead of the app's.
@@ -161,9 +179,11 @@ class Forwarder:
         self._incoming: queue.SimpleQueue[Intake | None] = queue.SimpleQueue()
         self._reports: queue.SimpleQueue[Intake | None] = queue.SimpleQueue()
         self._open: dict[int, Intake] = {}
+        self._unkept: dict[int, Intake] = {}  # outcomes waiting for `on_kept`
         self._numbers = 0
         self._settled = threading.Condition()
         self._stopping = False
+        self._hurried = False  # a second Ctrl-C: the drain ends now
         self._dead = ErrorLog(self.dead_letter, self.shown)
         self._client = AsyncClient(options.timeout, options.concurrency)
         self._delivery: Delivery | None = None
@@ -179,6 +199,9 @@ class Forwarder:
         where = self.dead_letter.parent
         try:
             where.mkdir(mode=0o700, parents=True, exist_ok=True)
+        except (FileExistsError, NotADirectoryError):
+            # A file where a directory of the path should be.
+            raise UsageError(f"{where}: not a directory, so no dead letter can go there") from None
         except OSError as exc:
             raise UsageError(f"{where}: cannot hold the dead letter: {exc.strerror}") from None
         if self.dead_letter.is_dir():
@@ -213,7 +236,7 @@ class Forwarder:
         received_at: str,
     ) -> Intake:
         """`Routes.forward`: an acknowledged request, taken (see `submit`)."""
-        intake = Intake(target, body, encoding, auth, messages, received_at)
+        intake = Intake(self, target, body, encoding, auth, messages, received_at)
         self.submit(intake)
         return intake
 
@@ -238,15 +261,15 @@ class Forwarder:
 
     def _overflow(self, intake: Intake) -> None:
         """Dead-letter a request that the buffer has no room for (see the module docstring)."""
-        reason = (
-            f"the forward buffer was full ({self.options.buffer:,} messages waiting for "
-            "the target; --forward-buffer)"
-        )
+        reason = f"the forward buffer was full (--forward-buffer {self.options.buffer:,})"
         self._bury(intake, reason, None, 0)
+        # Written now: the buffer fills while the target is down, when nothing else
+        # writes the dead letter, and a stop that cannot wait must not lose these.
+        self._dead.flush()
         with self.counts.lock:
             intake.state = "failed"
             self.counts.failed += len(intake.messages)
-        self._reports.put(intake)
+        self._tell(intake)
 
     def summary(self) -> dict[str, Any]:
         with self.counts.lock:
@@ -315,7 +338,7 @@ class Forwarder:
                     first = True
             intake.outcome = f"retrying: {answer.detail or f'HTTP {answer.status}'}"
             if first:
-                self._reports.put(intake)
+                self._tell(intake)
         return answer
 
     # ------------------------------------------------------------------ recording
@@ -334,7 +357,7 @@ class Forwarder:
                 self.counts.requests += 1
             else:
                 self.counts.failed += n
-        self._reports.put(intake)
+        self._tell(intake)
         with self._settled:
             self._settled.notify_all()
 
@@ -361,6 +384,24 @@ class Forwarder:
                 attempts=attempts,
             )
 
+    def _tell(self, intake: Intake) -> None:
+        """Report the intake's outcome now, or once its messages are kept."""
+        with self.counts.lock:
+            if not intake.is_kept:
+                intake.due = True
+                self._unkept[intake.number] = intake
+                return
+        self._reports.put(intake)
+
+    def on_kept(self, intake: Intake) -> None:
+        """The receiver kept the intake's messages: an outcome waiting for it is reported."""
+        with self.counts.lock:
+            intake.is_kept = True
+            due, intake.due = intake.due, False
+            self._unkept.pop(intake.number, None)
+        if due:
+            self._reports.put(intake)
+
     def _report(self) -> None:
         while (intake := self._reports.get()) is not None:
             if self.on_outcome is not None:
@@ -369,6 +410,18 @@ class Forwarder:
                     self.on_outcome(intake)
 
     # ------------------------------------------------------------------ the end
+
+    HURRY_STEP = 0.1  # how soon the drain sees `hurry`
+
+    def hurry(self) -> bytes:
+        """End the drain now (a second Ctrl-C): what is open goes to the dead letter.
+        Safe in a signal handler: it sets a flag and takes no lock."""
+        self._hurried = True
+        self.counts.hurried = True
+        return (
+            f"cmdai: stopping at once: what is still being forwarded goes to "
+            f"{self.dead_letter} (Ctrl-C again leaves it unwritten)\n"
+        ).encode()
 
     def drain(self, timeout: float | None = None) -> ForwardCounts:
         """Forward what is open for up to `timeout` seconds (default: the options'
@@ -379,11 +432,15 @@ class Forwarder:
         self._incoming.put(None)
         deadline = time.monotonic() + wait
         with self._settled:
-            drained = self._settled.wait_for(
-                lambda: not self._open or delivery.error is not None,
-                timeout=max(0.0, deadline - time.monotonic()),
-            )
-        drained = drained and not self._open
+            # In steps: `hurry` runs in a signal handler, which must not notify.
+            while (
+                self._open
+                and delivery.error is None
+                and not self._hurried
+                and (remaining := deadline - time.monotonic()) > 0
+            ):
+                self._settled.wait(min(remaining, self.HURRY_STEP))
+        drained = not self._open
         if not drained:
             self._stopping = True
             delivery.stop()
@@ -392,15 +449,23 @@ class Forwarder:
         delivery.finish()
         with self.counts.lock:
             left = sorted(self._open.values(), key=lambda intake: intake.number)
-        reason = f"not forwarded when listen stopped (--drain {wait:g} s)"
+        reason = (
+            "not forwarded: listen was stopped at once (a second Ctrl-C)"
+            if self._hurried
+            else f"not forwarded when listen stopped (--drain {wait:g} s)"
+        )
         for intake in left:
             self._bury(intake, reason, intake.status, intake.attempts)
             self._close(intake, "failed")
         self._dead.close()
+        with self.counts.lock:
+            # The receiver has stopped: what it has not kept by now it never will.
+            unkept, self._unkept = list(self._unkept.values()), {}
+        for intake in unkept:
+            self._reports.put(intake)
         self._reports.put(None)
         reporter = self._reporter
         if reporter is not None:
             reporter.join(5)
         self.counts.drained = drained
-        self.counts.dead_letter = self.dead_letter
         return self.counts

@@ -33,6 +33,8 @@ class Listening:
     debugger: str = ""
     # Whether the debugger needs a token the user gave (`--ui-token`): not printed.
     token_given: bool = False
+    # With --forward-to: where the messages whose forward fails for good go.
+    dead_letter: Path | None = None
 
 
 @dataclass(frozen=True)
@@ -42,7 +44,8 @@ class ListenResult:
     `ended_by` is "signal" (Ctrl-C or SIGTERM: how listen ends, not an interruption),
     "exit-after" (the wanted count arrived) or "max-duration". A `--max-duration` that
     passed before `--exit-after`'s count arrived is a failure, and so is a message whose
-    forward failed (it is in the dead letter).
+    forward failed (it is in the dead letter); a second Ctrl-C that cut the forwards'
+    drain short is an interruption (130), though what was open is in the dead letter.
     """
 
     stats: Stats
@@ -69,6 +72,8 @@ class ListenResult:
 
     @property
     def exit_code(self) -> ExitCode:
+        if self.forward is not None and self.forward.hurried:
+            return ExitCode.INTERRUPTED
         failed = self.forward is not None and self.forward.failed > 0
         return ExitCode.FAILURE if self.short or failed else ExitCode.OK
 
@@ -180,12 +185,16 @@ def run(
             given = options.ui_token is not None
             debugger = receiver.url + UI_PATH if given else receiver.ui_url
             unguarded = not is_loopback(bind) and not guarded
-            on_start(Listening(receiver.url, bind, unguarded, debugger, given))
+            forwarder = receiver.forwarder
+            dead_letter = forwarder.dead_letter if forwarder is not None else None
+            on_start(Listening(receiver.url, bind, unguarded, debugger, given, dead_letter))
             if ready_file is not None:
                 made[0] = write_ready_file(ready_file, receiver.url)
             if not stop.wait(options.max_duration):
                 ended[0] = "max-duration"
         finally:
+            if receiver.forwarder is not None:
+                stop.hurry = receiver.forwarder.hurry
             receiver.stop(on_drain)
             if made[0] is not None:
                 made[0].remove()

@@ -60,7 +60,8 @@ class Entry(NamedTuple):
 class Linked(Protocol):
     """What learns of a request's kept messages (a forwarded request)."""
 
-    received: list[Received] | None
+    def kept(self, received: list[Received] | None) -> None:
+        """The request's messages as kept, with every flag (None: they could not be)."""
 
 
 class Keyed(Protocol):
@@ -475,7 +476,8 @@ class Store:
                 self._stats.flagged += sum(1 for flags in all_flags if flags)
                 self._stats.accepted += len(messages)
             if linked is not None:
-                linked.received = accepted
+                linked.kept(accepted)
+                linked = None
             if accepted and self.on_batch is not None:
                 try:
                     self.on_batch(accepted)
@@ -484,6 +486,8 @@ class Store:
                         self._stats.callback_errors += 1
                     log.debug("a receiver callback failed", exc_info=True)
         finally:
+            if linked is not None:  # keeping failed: what it was told is all there is
+                linked.kept(None)
             with self._lock:
                 self._settling.discard(ticket)
                 self._arrived.notify_all()

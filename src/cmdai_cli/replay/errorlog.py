@@ -110,6 +110,12 @@ class ErrorLog:
             self._parts = []
             stream.flush()
 
+    def flush(self) -> None:
+        """Hand what was written to the operating system, without waiting for the disk:
+        a process that ends now loses none of it."""
+        with self._lock:
+            self._flush()
+
     def sync(self) -> None:
         """Write out and fsync everything written so far."""
         with self._lock:
