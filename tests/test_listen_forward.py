@@ -497,8 +497,9 @@ def test_the_table_shows_each_forwards_outcome(processes: list[Listen], tmp_path
 @pytest.mark.parametrize(
     ("url", "said"),
     [
-        ("ftp://example.com", "http:// or https://"),
-        ("example.com:8080", "http:// or https://"),
+        ("ftp://example.com", "starts with http:// or https://"),
+        ("127.0.0.1:8080", "starts with http:// or https://"),
+        ("http://", "the URL has no host"),
         ("http://user:secret@example.com", "holds credentials"),
         ("http://example.com/?key=1", "without a query string"),
         ("http://example.com:port", "port is not a number"),

@@ -48,7 +48,7 @@ def who(message: dict[str, Any]) -> str:
     return "-"
 
 
-FORWARD_WIDTH = 18
+FORWARD_WIDTH = 20  # "retrying (no answer)", "failed (not sent)", "200 (11 tries)"
 
 
 def header_line(*, forward: bool = False) -> str:

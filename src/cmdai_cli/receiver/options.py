@@ -58,10 +58,11 @@ class ForwardOptions:
 def check_target(url: str) -> str:
     """`url` when it can be forwarded to; UsageError naming what is wrong otherwise."""
     parts = urlsplit(url)
-    if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
-        raise UsageError(
-            f"--forward-to: give an http:// or https:// URL, not {parts.scheme or 'a path'}"
-        )
+    # The URL itself is not echoed: it may hold a password.
+    if parts.scheme.lower() not in ("http", "https"):
+        raise UsageError("--forward-to: give a URL that starts with http:// or https://")
+    if not parts.hostname:
+        raise UsageError("--forward-to: the URL has no host")
     if parts.username is not None or parts.password is not None:
         # A password in a URL ends up in logs and process lists; the app's key goes as it came.
         raise UsageError(
