@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import signal
 import subprocess
 import sys
 import time
@@ -75,7 +77,12 @@ def test_refused_events_are_counted_and_exit_5(cli, keyed) -> None:
         summary = json.loads(result.stdout)
         assert result.exit_code == 5
         assert summary["failed"] == 3 and summary["sent"] == 0
-        assert "3 events not delivered: 3 failed" in result.stderr
+        # Why, and where the events are kept for `cmdai replay`.
+        (reason,) = summary["failedReasons"]
+        assert "400" in reason and summary["failedReasons"][reason] == 3
+        dead = summary["deadLetter"]
+        assert f"3 events not delivered: 3 failed: {reason} (in {dead})" in result.stderr
+        assert len(Path(dead).read_text().splitlines()) == 3
 
 
 def test_rate_is_kept(cli, keyed) -> None:
@@ -166,3 +173,23 @@ def test_an_unreachable_cdn_is_said_and_sending_goes_on(cli, keyed) -> None:
         assert result.exit_code == 0, result.stderr
         assert "write key not verified" in result.stderr
         assert len(rx.messages()) == 3
+
+
+def test_an_interrupted_run_says_how_to_make_the_same_events_again(cli, keyed) -> None:
+    with Receiver(ListenOptions(write_key=WRITE_KEY)) as rx:
+        argv = [sys.executable, "-m", "cmdai_cli", "trigger", "nudge", "--users", "200"]
+        argv += ["--rate", "50", "--seed", "5", "--host", rx.url]
+        proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        rx.wait_for(1, timeout=10)
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=20)
+        assert proc.returncode == 130
+        first = {m.message["messageId"] for m in rx.messages()}
+        hint = re.search(r"run it again with (--seed 5 --start (\S+)) to make the same events", err)
+        assert hint is not None, err
+        again = sent(cli, "nudge", "--users", "200", "--host", rx.url, *hint.group(1).split())
+        ids = [m.message["messageId"] for m in rx.messages()]
+    assert first and len(first) < again["events"]
+    # The same events: those sent before the stop come again with the same messageIds.
+    assert len(set(ids)) == again["events"] == again["sent"]
+    assert first <= set(ids) and len(ids) == again["events"] + len(first)

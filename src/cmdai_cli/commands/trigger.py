@@ -48,17 +48,14 @@ def render(result: TriggerResult) -> None:
         f"({result.users:,} user{'s' if result.users != 1 else ''}, seed {result.seed}, "
         f"from {result.start}) in {result.elapsed:.2f}s ({result.rate:,.0f} events/s)"
     )
+    if done != result.generated and result.by_event:
+        output.info(f"  of the {result.generated:,} events made:")
     width = max((len(name) for name in result.by_event), default=0)
     for name, count in result.by_event.items():
         output.info(f"  {name:<{width}}  {count:,}")
     check = result.key_check
     if check is not None and check["status"] != "verified":
-        output.info(f"  write key not verified: {check.get('detail', check['status'])}")
-    if result.delivery is not None and (result.failed or result.rejected or result.pending):
-        output.info(
-            f"  not delivered: {result.failed} failed, {result.rejected} rejected, "
-            f"{result.pending} pending"
-        )
+        output.warn(f"write key not verified: {check.get('detail', check['status'])}")
 
 
 def trigger(

@@ -116,6 +116,8 @@ class TriggerResult:
             "elapsed": round(self.elapsed, 3),
             "rate": round(self.rate, 1),
             "keyCheck": self.key_check,
+            "failedReasons": self.delivery.failed_reasons if self.delivery else {},
+            "deadLetter": self.delivery.dead_letter if self.delivery and self.failed else None,
         }
 
     @property
@@ -131,18 +133,25 @@ class TriggerResult:
     def problem(self) -> str | None:
         if self.exit_code == ExitCode.OK:
             return None
+        again = (
+            f"run it again with --seed {self.seed} --start {self.start} to make the same "
+            "events (Segment drops the messageIds it has already seen)"
+        )
         if self.interrupted:
-            return f"interrupted: {self.sent} of {self.generated} events sent"
-        parts = [
+            return f"interrupted: {self.sent} of {self.generated} events sent; {again}"
+        parts = []
+        if self.failed:
+            delivery = self.delivery
+            assert delivery is not None
+            reasons = sorted(delivery.failed_reasons.items(), key=lambda item: -item[1])
+            why = f": {reasons[0][0]}" if reasons else ""
+            parts.append(f"{self.failed} failed{why} (in {delivery.dead_letter})")
+        parts += [
             f"{n} {what}"
-            for n, what in (
-                (self.failed, "failed"),
-                (self.rejected, "rejected"),
-                (self.pending, "pending"),
-            )
+            for n, what in ((self.rejected, "rejected"), (self.pending, "pending"))
             if n
         ]
-        return f"{self.generated - self.sent} events not delivered: {', '.join(parts)}"
+        return f"{self.generated - self.sent} events not delivered: {'; '.join(parts)}"
 
 
 # ---------------------------------------------------------------- parsing options
