@@ -37,6 +37,20 @@ def test_missing_inputs_fail_before_reading(tmp_path: Path) -> None:
         expand_inputs([str(tmp_path / "absent.ndjson")])
     with pytest.raises(DataError, match="no file matches"):
         expand_inputs([str(tmp_path / "*.gz")])
+    empty = tmp_path / "empty"
+    (empty / "sub").mkdir(parents=True)
+    (empty / ".hidden").write_bytes(b"{}\n")
+    with pytest.raises(DataError, match="no files in this directory") as raised:
+        expand_inputs([str(empty)])
+    assert raised.value.source == str(empty)
+
+
+def test_an_empty_directory_is_bad_input_for_every_reader(cli, tmp_path: Path) -> None:
+    (tmp_path / "empty").mkdir()
+    for args in (["validate"], ["map-payload"], ["replay", "--to", "segment", "--dry-run"]):
+        result = cli(*args, str(tmp_path / "empty"))
+        assert result.exit_code == 4, (args, result.stderr)
+        assert result.stderr.strip().endswith("empty: no files in this directory")
 
 
 def test_stdin_by_default_and_as_dash(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -127,8 +127,8 @@ def expand_inputs(
 
     With `since`, files in Segment archive day folders that end at or before it are
     left out unread (`events.archive`). With `stats`, the inputs count what they read
-    into it. Raises DataError for a path that does not exist or a glob that matches
-    nothing, before anything is read.
+    into it. Raises DataError for a path that does not exist, a directory with no files
+    or a glob that matches nothing, before anything is read.
     """
     if not specs:
         return [Input("<stdin>", stats=stats)]
@@ -149,11 +149,16 @@ def expand_inputs(
                 continue
         path = Path(spec)
         if path.is_dir():
-            inputs.extend(
+            files = [
                 Input(str(child), child, stats=stats)
                 for child in sorted(path.iterdir())
                 if child.is_file() and not child.name.startswith(".")
-            )
+            ]
+            if not files:
+                # As for a pattern that matches nothing: a wrong path must not pass as
+                # an input with no events.
+                raise DataError("no files in this directory", source=spec)
+            inputs.extend(files)
         elif path.exists():
             inputs.append(Input(spec, path, stats=stats))
         elif _GLOB_CHARS.search(spec):
