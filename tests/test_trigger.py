@@ -355,7 +355,10 @@ def test_out_dash_is_stdout_with_the_summary_on_stderr(cli) -> None:
 
 def test_bad_option_values(cli) -> None:
     assert cli("trigger", "nudge", "--users", "0", "--dry-run").exit_code == 2
-    assert cli("trigger", "nudge", "--duration", "soon", "--dry-run").exit_code == 2
+    bad = cli("trigger", "nudge", "--duration", "soon", "--dry-run")
+    assert bad.exit_code == 2
+    # Examples of the scale --duration is given in, as its help's are.
+    assert "bad --duration 'soon'" in bad.stderr and "'30m', '8h' or '7d'" in bad.stderr
     assert cli("trigger", "nudge", "--out", "-", "--rate", "5").exit_code == 2
     assert cli("trigger", "--dry-run").exit_code == 2
 

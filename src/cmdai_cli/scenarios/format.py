@@ -210,14 +210,15 @@ class Loader:
 
 def parse_duration(value: Any, what: str = "duration") -> float:
     """Seconds from "500ms", "2s", "1.5m", "3h", "7d" or a number of seconds."""
-    if isinstance(value, bool):
-        raise Mistake(f"bad {what} {value!r}: give seconds or a text such as '2s' or '500ms'")
-    if isinstance(value, int | float):
+    if isinstance(value, int | float) and not isinstance(value, bool):
         seconds = float(value)
     elif isinstance(value, str) and (match := _DURATION.match(value)):
         seconds = float(match.group(1)) * _UNITS[match.group(2)]
     else:
-        raise Mistake(f"bad {what} {value!r}: give seconds or a text such as '2s' or '500ms'")
+        raise Mistake(
+            f"bad {what} {value!r}: give seconds or a text such as '500ms', '2s', '30m', '8h' "
+            "or '7d'"
+        )
     if not 0 <= seconds < float("inf"):
         raise Mistake(f"bad {what} {value!r}: it must be 0 or more")
     return seconds
