@@ -10,6 +10,7 @@ from what this writes, so run it after changing any command, option or help text
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -133,5 +134,24 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def _with_cmdai() -> None:
+    """Make sure `cmdai_cli` and its dependencies import: run again with the project's
+    environment (the active one, or .venv) when this Python lacks them."""
+    sys.path.insert(0, str(ROOT / "src"))
+    try:
+        import cmdai_cli.cli  # noqa: F401
+    except ImportError as exc:
+        active = os.environ.get("VIRTUAL_ENV")
+        for home in (Path(active) if active else None, ROOT / ".venv"):
+            python = home / "bin" / "python" if home else None
+            if python and python.exists() and Path(sys.executable) != python:
+                os.execv(python, [str(python), __file__, *sys.argv[1:]])
+        sys.exit(
+            f"generate.py: {exc.msg}: run it with the project installed "
+            "(python -m pip install -e '.[test]'), or in a .venv at the repository's root"
+        )
+
+
 if __name__ == "__main__":
+    _with_cmdai()
     sys.exit(main())
