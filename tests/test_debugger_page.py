@@ -12,7 +12,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -28,6 +27,7 @@ from cmdai_cli.plans import builtin_plan, save_plan
 
 from .cdp import Browser, find_browser
 from .conftest import WRITE_KEY
+from .listen_process import ListenProcess
 from .node_env import missing
 
 
@@ -53,22 +53,15 @@ class Listen:
 def listen(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Listen]:
     plan = tmp_path_factory.mktemp("plan") / "plan.json"
     save_plan(builtin_plan(), plan)
-    process = subprocess.Popen(
-        [sys.executable, "-m", "cmdai_cli", "--json", "listen", "--port", "0", "--plan", str(plan)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
-    )
+    started = ListenProcess("--plan", str(plan))
+    if not started.url:
+        pytest.fail(f"cmdai listen did not start: {started.err}")
+    process = started.proc
     assert process.stdout is not None
-    first = process.stdout.readline()
-    if not first:
-        pytest.fail(f"cmdai listen did not start: {process.communicate(timeout=10)[1]}")
-    started = json.loads(first)
     # Nothing reads what listen prints after its first line: send it where it can pile up.
     process.stdout.close()
     try:
-        yield Listen(started["listening"], started["debugger"], process)
+        yield Listen(started.url, started.debugger, process)
     finally:
         process.send_signal(signal.SIGINT)
         try:

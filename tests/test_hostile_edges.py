@@ -21,6 +21,7 @@ import pytest
 from tests import hostile_corpus as corpus
 from tests.conftest import TOKEN, WRITE_KEY
 from tests.fake_public_api import FakePublicApi, running
+from tests.listen_process import ListenProcess
 from tests.test_plans import ORDER
 
 # A deadline, not a speed test: a pattern that backtracks, or a reference loop, would run
@@ -118,24 +119,7 @@ def test_safe_patterns_keep_ecma_262_meaning(pattern: str, text: str, matches: b
 # ------------------------------------------------------------------ listen --plan
 
 
-class Listen:
-    def __init__(self, *args: str) -> None:
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "cmdai_cli", "listen", "--port", "0", "--json", *args],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            env={**os.environ, "PYTHONUNBUFFERED": "1"},
-        )
-        assert self.proc.stdout is not None
-        first = self.proc.stdout.readline()
-        if not first:
-            _, err = self.proc.communicate(timeout=5)
-            self.url = ""
-            self.err = err
-            return
-        self.url = json.loads(first)["listening"]
-
+class Listen(ListenProcess):
     def post(self, body: dict[str, Any]) -> int:
         request = urllib.request.Request(
             self.url + "/v1/track",
@@ -162,9 +146,7 @@ def listens() -> Iterator[list[Listen]]:
     started: list[Listen] = []
     yield started
     for listen in started:
-        if listen.proc.poll() is None:
-            listen.proc.kill()
-            listen.proc.communicate(timeout=5)
+        listen.kill()
 
 
 def test_listen_with_a_backtracking_plan_keeps_answering_and_stops(

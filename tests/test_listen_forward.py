@@ -8,11 +8,8 @@ import base64
 import gzip
 import http.client
 import json
-import os
 import signal
 import socket
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -29,6 +26,7 @@ from cmdai_cli.retry import RetryPolicy
 
 from .conftest import WRITE_KEY
 from .fault_server import DROP, OK, Fault, FaultServer, slow, status
+from .listen_process import ListenProcess
 
 QUICK = RetryPolicy(max_retries=12, base_delay=0.02, max_delay=0.2, max_total_wait=8.0)
 SHORT = RetryPolicy(max_retries=2, base_delay=0.01, max_delay=0.02, max_total_wait=0.1)
@@ -367,22 +365,11 @@ def test_an_outcome_known_before_the_messages_are_kept_is_reported_with_their_fl
 # ---------------------------------------------------------------- a real process
 
 
-class Listen:
+class Listen(ListenProcess):
     def __init__(self, *args: str, json_mode: bool = True) -> None:
-        mode = ["--json"] if json_mode else []
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "cmdai_cli", "listen", "--port", "0", *mode, *args],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            env={**os.environ, "PYTHONUNBUFFERED": "1"},
-        )
-        assert self.proc.stdout is not None
-        first = self.proc.stdout.readline()
-        if not first:
-            _, err = self.proc.communicate(timeout=10)
-            pytest.fail(f"cmdai listen exited {self.proc.returncode} at start: {err}")
-        self.url = json.loads(first)["listening"] if json_mode else first.split()[-1]
+        super().__init__(*args, json_mode=json_mode)
+        if not self.url:
+            pytest.fail(f"cmdai listen exited {self.proc.returncode} at start: {self.err}")
 
 
 @pytest.fixture
@@ -390,9 +377,7 @@ def processes() -> Iterator[list[Listen]]:
     started: list[Listen] = []
     yield started
     for listen in started:
-        if listen.proc.poll() is None:
-            listen.proc.kill()
-            listen.proc.communicate(timeout=10)
+        listen.kill()
 
 
 def test_sigterm_drains_what_is_in_flight(processes: list[Listen], tmp_path: Path) -> None:
