@@ -78,16 +78,35 @@ class TriggerResult:
     by_event: dict[str, int] = field(default_factory=dict)
     generated: int = 0
     out: str | None = None
-    destination: str | None = None
     dry_run: bool = False
-    sent: int = 0
-    failed: int = 0
-    rejected: int = 0
-    pending: int = 0
-    interrupted: bool = False
     elapsed: float = 0.0
     key_check: dict[str, Any] | None = None
+    # Sending: replay's result, which the counts below read.
     delivery: ReplayResult | None = field(default=None, repr=False)
+
+    @property
+    def destination(self) -> str | None:
+        return self.delivery.destination if self.delivery else None
+
+    @property
+    def sent(self) -> int:
+        return self.delivery.sent if self.delivery else 0
+
+    @property
+    def failed(self) -> int:
+        return self.delivery.failed if self.delivery else 0
+
+    @property
+    def rejected(self) -> int:
+        return self.delivery.rejected if self.delivery else 0
+
+    @property
+    def pending(self) -> int:
+        return self.delivery.pending if self.delivery else 0
+
+    @property
+    def interrupted(self) -> bool:
+        return self.delivery.interrupted if self.delivery else False
 
     @property
     def rate(self) -> float:
@@ -373,12 +392,6 @@ def _send(
         )
         summary = replay(options, request.settings, on_progress=progress)
     result.delivery = summary
-    result.destination = summary.destination
-    result.sent = summary.sent
-    result.failed = summary.failed
-    result.rejected = summary.rejected
-    result.pending = summary.pending
-    result.interrupted = summary.interrupted
     if summary.stopped_by is not None:
         raise summary.stopped_by
 
